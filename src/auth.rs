@@ -1,0 +1,428 @@
+//! Who is calling (JWT verification) and what they may do (scopes, phone-number grants).
+//! Authentication is an extractor: a handler that takes a `Principal` cannot forget it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::{Ready, ready};
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AuthSettings, KeyAlgorithm, KeySettings, TeamSettings};
+use crate::domain::PhoneNumberId;
+use crate::error::ApiError;
+use crate::telemetry::AuthenticatedTeam;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    GroupsRead,
+    GroupsWrite,
+    GroupsDelete,
+    GroupsInvite,
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 5] = [
+        Scope::GroupsRead,
+        Scope::GroupsWrite,
+        Scope::GroupsDelete,
+        Scope::GroupsInvite,
+        Scope::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::GroupsRead => "groups:read",
+            Scope::GroupsWrite => "groups:write",
+            Scope::GroupsDelete => "groups:delete",
+            Scope::GroupsInvite => "groups:invite",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
+}
+
+/// The claims the gateway issues and requires (DESIGN §3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// A string or a list; checked by the verifier against `auth.audience`.
+    pub aud: serde_json::Value,
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    pub jti: String,
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_numbers: Option<Vec<String>>,
+}
+
+/// An authenticated caller: a team, its token's scopes and the numbers it may use.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub team: String,
+    pub jti: String,
+    scopes: Vec<Scope>,
+    /// The team's grants from config, narrowed by the token's `phone_numbers` claim.
+    numbers: Vec<PhoneNumberId>,
+    team_is_admin: bool,
+}
+
+impl Principal {
+    /// 403 unless the token carries `scope` (admin only counts for admin teams).
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        let granted = self.scopes.contains(&scope) && (scope != Scope::Admin || self.team_is_admin);
+        if granted {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "the token lacks the scope {}",
+                scope.as_str()
+            )))
+        }
+    }
+
+    /// 403 unless the number is granted to the team and not narrowed away by the token.
+    pub fn require_number(&self, pn: &PhoneNumberId) -> Result<(), ApiError> {
+        if self.numbers.contains(pn) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "phone number {pn} is not granted to this token"
+            )))
+        }
+    }
+}
+
+struct VerificationKey {
+    key: DecodingKey,
+    algorithm: Algorithm,
+}
+
+/// Verifies tokens. Keys are chosen by `kid`, and each key accepts only its own algorithm,
+/// so a token cannot pick `none` or trick an RSA key into HMAC.
+pub struct Authenticator {
+    keys: HashMap<String, VerificationKey>,
+    issuer: String,
+    audience: String,
+    leeway: u64,
+    teams: Arc<BTreeMap<String, TeamSettings>>,
+}
+
+fn algorithm_of(a: KeyAlgorithm) -> Algorithm {
+    match a {
+        KeyAlgorithm::Hs256 => Algorithm::HS256,
+        KeyAlgorithm::Rs256 => Algorithm::RS256,
+        KeyAlgorithm::Es256 => Algorithm::ES256,
+        KeyAlgorithm::EdDsa => Algorithm::EdDSA,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("auth key `{kid}` cannot be used: {message}")]
+    Unusable { kid: String, message: String },
+}
+
+fn decoding_key(k: &KeySettings) -> Result<DecodingKey, KeyError> {
+    let unusable = |message: String| KeyError::Unusable {
+        kid: k.kid.clone(),
+        message,
+    };
+    let pem = || k.public_key_pem.as_deref().unwrap_or_default().as_bytes();
+    match k.algorithm {
+        KeyAlgorithm::Hs256 => Ok(DecodingKey::from_secret(
+            k.secret
+                .as_ref()
+                .map(|s| s.expose_secret().as_bytes())
+                .unwrap_or_default(),
+        )),
+        KeyAlgorithm::Rs256 => {
+            DecodingKey::from_rsa_pem(pem()).map_err(|e| unusable(e.to_string()))
+        }
+        KeyAlgorithm::Es256 => DecodingKey::from_ec_pem(pem()).map_err(|e| unusable(e.to_string())),
+        KeyAlgorithm::EdDsa => DecodingKey::from_ed_pem(pem()).map_err(|e| unusable(e.to_string())),
+    }
+}
+
+impl Authenticator {
+    pub fn new(
+        auth: &AuthSettings,
+        teams: Arc<BTreeMap<String, TeamSettings>>,
+    ) -> Result<Self, KeyError> {
+        let mut keys = HashMap::new();
+        for k in &auth.keys {
+            keys.insert(
+                k.kid.clone(),
+                VerificationKey {
+                    key: decoding_key(k)?,
+                    algorithm: algorithm_of(k.algorithm),
+                },
+            );
+        }
+        Ok(Authenticator {
+            keys,
+            issuer: auth.issuer.clone(),
+            audience: auth.audience.clone(),
+            leeway: auth.leeway_seconds,
+            teams,
+        })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let unauthorized = |m: &str| ApiError::Unauthorized(m.to_owned());
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| unauthorized("the token is malformed"))?;
+        let kid = header
+            .kid
+            .ok_or_else(|| unauthorized("the token has no kid"))?;
+        let key = self
+            .keys
+            .get(&kid)
+            .ok_or_else(|| unauthorized("the token's kid is unknown"))?;
+        if header.alg != key.algorithm {
+            return Err(unauthorized("the token's algorithm does not match its key"));
+        }
+        let mut validation = Validation::new(key.algorithm);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.leeway = self.leeway;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            let reason = match e.kind() {
+                K::ExpiredSignature => "the token has expired",
+                K::ImmatureSignature => "the token is not valid yet",
+                K::InvalidIssuer => "the token's issuer is wrong",
+                K::InvalidAudience => "the token's audience is wrong",
+                K::InvalidSignature => "the token's signature is invalid",
+                K::MissingRequiredClaim(_) | K::Json(_) => "the token lacks a required claim",
+                _ => "the token is invalid",
+            };
+            unauthorized(reason)
+        })?;
+        let claims = data.claims;
+        let team = self
+            .teams
+            .get(&claims.sub)
+            .ok_or_else(|| unauthorized("the token's team is not configured"))?;
+        let scopes = claims
+            .scope
+            .split_whitespace()
+            .filter_map(Scope::parse)
+            .collect();
+        let numbers = match &claims.phone_numbers {
+            None => team.phone_numbers.clone(),
+            Some(narrowed) => team
+                .phone_numbers
+                .iter()
+                .filter(|pn| narrowed.iter().any(|n| n == pn.as_ref()))
+                .cloned()
+                .collect(),
+        };
+        Ok(Principal {
+            team: claims.sub,
+            jti: claims.jti,
+            scopes,
+            numbers,
+            team_is_admin: team.admin,
+        })
+    }
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
+    let auth = req
+        .app_data::<web::Data<Authenticator>>()
+        .ok_or_else(|| ApiError::Internal("authenticator missing".into()))?;
+    // Only the header: tokens in URLs end up in proxies' and browsers' logs.
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::Unauthorized("an Authorization: Bearer token is required".into())
+        })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+        })?;
+    let principal = auth.verify(token)?;
+    req.extensions_mut()
+        .insert(AuthenticatedTeam(principal.team.clone()));
+    Ok(principal)
+}
+
+/// Mints a token with the configured signing key (CLI `token issue`, admin API).
+pub struct TokenIssuer {
+    kid: String,
+    algorithm: Algorithm,
+    key: EncodingKey,
+    issuer: String,
+    audience: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuedToken {
+    pub token: String,
+    pub jti: String,
+    pub expires_at: String,
+}
+
+impl TokenIssuer {
+    /// Uses the key named `kid`, else the key marked `signing`, else the first that can sign.
+    pub fn new(auth: &AuthSettings, kid: Option<&str>) -> Result<Self, KeyError> {
+        let can_sign = |k: &&KeySettings| k.secret.is_some() || k.private_key_pem.is_some();
+        let key = match kid {
+            Some(kid) => auth.keys.iter().find(|k| k.kid == kid),
+            None => auth
+                .keys
+                .iter()
+                .find(|k| k.signing && can_sign(k))
+                .or_else(|| auth.keys.iter().find(can_sign)),
+        }
+        .ok_or_else(|| KeyError::Unusable {
+            kid: kid.unwrap_or("(signing)").to_owned(),
+            message: "no such key with signing material".into(),
+        })?;
+        let unusable = |message: String| KeyError::Unusable {
+            kid: key.kid.clone(),
+            message,
+        };
+        let private = || {
+            key.private_key_pem
+                .as_ref()
+                .map(|p| p.expose_secret().as_bytes().to_vec())
+                .ok_or_else(|| unusable("no private_key_pem".into()))
+        };
+        let encoding = match key.algorithm {
+            KeyAlgorithm::Hs256 => EncodingKey::from_secret(
+                key.secret
+                    .as_ref()
+                    .map(|s| s.expose_secret().as_bytes())
+                    .ok_or_else(|| unusable("no secret".into()))?,
+            ),
+            KeyAlgorithm::Rs256 => {
+                EncodingKey::from_rsa_pem(&private()?).map_err(|e| unusable(e.to_string()))?
+            }
+            KeyAlgorithm::Es256 => {
+                EncodingKey::from_ec_pem(&private()?).map_err(|e| unusable(e.to_string()))?
+            }
+            KeyAlgorithm::EdDsa => {
+                EncodingKey::from_ed_pem(&private()?).map_err(|e| unusable(e.to_string()))?
+            }
+        };
+        Ok(TokenIssuer {
+            kid: key.kid.clone(),
+            algorithm: algorithm_of(key.algorithm),
+            key: encoding,
+            issuer: auth.issuer.clone(),
+            audience: auth.audience.clone(),
+        })
+    }
+
+    pub fn issue(
+        &self,
+        team: &str,
+        scopes: &[Scope],
+        phone_numbers: Option<Vec<String>>,
+        ttl_seconds: u64,
+    ) -> Result<IssuedToken, jsonwebtoken::errors::Error> {
+        let now = chrono::Utc::now().timestamp();
+        let exp = now + ttl_seconds as i64;
+        let jti = uuid::Uuid::new_v4().to_string();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: serde_json::Value::String(self.audience.clone()),
+            sub: team.to_owned(),
+            exp,
+            iat: now,
+            nbf: None,
+            jti: jti.clone(),
+            scope: scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            phone_numbers,
+        };
+        let mut header = Header::new(self.algorithm);
+        header.kid = Some(self.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.key)?;
+        Ok(IssuedToken {
+            token,
+            jti,
+            expires_at: crate::graph::unix_to_rfc3339(exp),
+        })
+    }
+}
+
+/// Parses a TTL such as `3600`, `90s`, `15m`, `12h`, `30d`.
+pub fn parse_ttl(raw: &str) -> Result<u64, String> {
+    let raw = raw.trim();
+    let (digits, unit) = match raw.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => raw.split_at(i),
+        None => (raw, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a duration like 30d or 12h"))?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{raw}` has an unknown unit (use s, m, h or d)")),
+    };
+    n.checked_mul(factor)
+        .filter(|s| *s > 0)
+        .ok_or_else(|| format!("`{raw}` is not a positive duration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_read_like_people_write_them() {
+        assert_eq!(parse_ttl("30d"), Ok(30 * 86_400));
+        assert_eq!(parse_ttl("90"), Ok(90));
+        assert_eq!(parse_ttl("15m"), Ok(900));
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("3w").is_err());
+        assert!(parse_ttl("").is_err());
+    }
+
+    #[test]
+    fn scopes_have_fixed_names() {
+        for s in Scope::ALL {
+            assert_eq!(Scope::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Scope::parse("groups:everything"), None);
+    }
+}

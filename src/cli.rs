@@ -1,0 +1,183 @@
+//! The command line (DESIGN §9). Every command reads the same configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::{Scope, TokenIssuer, parse_ttl};
+use crate::config::{GraphMode, Settings};
+use crate::startup::Application;
+
+#[derive(Parser)]
+#[command(
+    name = "wa-groups-gateway",
+    version,
+    about = "Internal gateway to Meta's WhatsApp Groups API"
+)]
+pub struct Cli {
+    /// One more configuration file, read after config/{APP_ENVIRONMENT}.toml.
+    #[arg(long, global = true, env = "WAGW_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default).
+    Serve,
+    /// Team tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+pub enum TokenAction {
+    /// Mint a token for a team and print it.
+    Issue {
+        /// A team defined in configuration.
+        #[arg(long)]
+        team: String,
+        /// Scopes: groups:read, groups:write, groups:delete, groups:invite, admin.
+        #[arg(long = "scope", required = true, num_args = 1..)]
+        scopes: Vec<String>,
+        /// Narrow the token to these of the team's phone numbers.
+        #[arg(long = "phone-number", num_args = 1..)]
+        phone_numbers: Vec<String>,
+        /// Lifetime, such as 3600, 12h or 30d.
+        #[arg(long, default_value = "30d")]
+        ttl: String,
+        /// Sign with this key instead of the signing key.
+        #[arg(long)]
+        kid: Option<String>,
+    },
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::Openapi => match serde_json::to_string_pretty(&crate::openapi::spec()) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Token {
+            action:
+                TokenAction::Issue {
+                    team,
+                    scopes,
+                    phone_numbers,
+                    ttl,
+                    kid,
+                },
+        } => match issue_token(
+            &settings,
+            &team,
+            &scopes,
+            &phone_numbers,
+            &ttl,
+            kid.as_deref(),
+        ) {
+            Ok(token) => {
+                println!("{}", token.token);
+                eprintln!("jti: {}\nexpires_at: {}", token.jti, token.expires_at);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// Checks a token request against configuration: known team, known scopes (admin only for
+/// admin teams), numbers within the team's grants, a TTL within the configured maximum.
+pub fn issue_token(
+    settings: &Settings,
+    team: &str,
+    scopes: &[String],
+    phone_numbers: &[String],
+    ttl: &str,
+    kid: Option<&str>,
+) -> Result<crate::auth::IssuedToken, String> {
+    let team_settings = settings
+        .team(team)
+        .ok_or_else(|| format!("team `{team}` is not configured"))?;
+    let mut parsed = Vec::new();
+    for raw in scopes.iter().flat_map(|s| s.split_whitespace()) {
+        let scope = Scope::parse(raw).ok_or_else(|| format!("unknown scope `{raw}`"))?;
+        if scope == Scope::Admin && !team_settings.admin {
+            return Err(format!(
+                "team `{team}` is not an administrator team; it cannot get `admin`"
+            ));
+        }
+        if !parsed.contains(&scope) {
+            parsed.push(scope);
+        }
+    }
+    if parsed.is_empty() {
+        return Err("at least one scope is required".into());
+    }
+    for pn in phone_numbers {
+        if !team_settings.phone_numbers.iter().any(|p| p.as_ref() == pn) {
+            return Err(format!("phone number {pn} is not granted to team `{team}`"));
+        }
+    }
+    let ttl_seconds = parse_ttl(ttl)?;
+    if ttl_seconds > settings.auth.max_token_ttl_seconds {
+        return Err(format!(
+            "ttl {ttl} exceeds auth.max_token_ttl_seconds ({})",
+            settings.auth.max_token_ttl_seconds
+        ));
+    }
+    let issuer = TokenIssuer::new(&settings.auth, kid).map_err(|e| e.to_string())?;
+    let narrowed = (!phone_numbers.is_empty()).then(|| phone_numbers.to_vec());
+    issuer
+        .issue(team, &parsed, narrowed, ttl_seconds)
+        .map_err(|e| format!("cannot sign: {e}"))
+}
+
+fn serve(settings: Settings) -> ExitCode {
+    crate::telemetry::init(&settings.telemetry);
+    let result = actix_web::rt::System::new().block_on(async move {
+        let mode = settings.graph.mode;
+        let host = settings.server.host.clone();
+        let app = Application::build(settings).await.map_err(|e| e.to_string())?;
+        let base = format!("http://{host}:{}", app.port());
+        tracing::info!(mode = ?mode, "wa-groups-gateway listening on {base}");
+        eprintln!("Swagger UI: {base}/swagger-ui/");
+        if mode == GraphMode::Sandbox {
+            eprintln!(
+                "Sandbox mode: Meta is simulated in process. A demo token:\n  \
+                 cargo run -- token issue --team sales --scope groups:read groups:write groups:delete groups:invite"
+            );
+        }
+        app.run_until_stopped().await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

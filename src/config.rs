@@ -1,0 +1,641 @@
+//! Typed settings, layered as DESIGN §8 says: compiled-in defaults, `config/default.toml`,
+//! `config/{APP_ENVIRONMENT}.toml`, `--config FILE`, then `WAGW__…` variables.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::domain::PhoneNumberId;
+
+/// The defaults are compiled in so the binary runs from any directory.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid configuration key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A secret as written in configuration, before it is resolved.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SecretSource {
+    Inline(String),
+    Env { env: String },
+    File { file: PathBuf },
+}
+
+impl SecretSource {
+    fn resolve(&self, key: &str) -> Result<SecretString, ConfigError> {
+        match self {
+            SecretSource::Inline(value) => Ok(SecretString::from(value.clone())),
+            SecretSource::Env { env } => std::env::var(env).map(SecretString::from).map_err(|_| {
+                ConfigError::invalid(key, format!("environment variable {env} is not set"))
+            }),
+            SecretSource::File { file } => std::fs::read_to_string(file)
+                .map(|s| SecretString::from(s.trim().to_owned()))
+                .map_err(|e| {
+                    ConfigError::invalid(key, format!("cannot read {}: {e}", file.display()))
+                }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RawSettings {
+    server: ServerSettings,
+    graph: GraphSettings,
+    auth: RawAuthSettings,
+    storage: StorageSettings,
+    webhooks: RawWebhookSettings,
+    #[serde(default)]
+    sandbox: SandboxSettings,
+    #[serde(default)]
+    telemetry: TelemetrySettings,
+    #[serde(default)]
+    phone_numbers: BTreeMap<String, RawPhoneNumber>,
+    #[serde(default)]
+    teams: BTreeMap<String, RawTeam>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    #[serde(default)]
+    pub workers: usize,
+    /// How long in-flight requests may run on shutdown.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_seconds: u64,
+}
+
+fn default_grace() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphMode {
+    Sandbox,
+    Live,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GraphSettings {
+    pub mode: GraphMode,
+    pub base_url: String,
+    pub api_version: String,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RawAuthSettings {
+    issuer: String,
+    audience: String,
+    leeway_seconds: u64,
+    #[serde(default = "default_max_ttl")]
+    max_token_ttl_seconds: u64,
+    #[serde(default)]
+    keys: Vec<RawKey>,
+}
+
+fn default_max_ttl() -> u64 {
+    90 * 24 * 3600
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RawKey {
+    kid: String,
+    algorithm: String,
+    secret: Option<SecretSource>,
+    public_key_pem: Option<String>,
+    public_key_pem_file: Option<PathBuf>,
+    private_key_pem: Option<SecretSource>,
+    private_key_pem_file: Option<PathBuf>,
+    #[serde(default)]
+    signing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    Hs256,
+    Rs256,
+    Es256,
+    EdDsa,
+}
+
+impl KeyAlgorithm {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "HS256" => Some(Self::Hs256),
+            "RS256" => Some(Self::Rs256),
+            "ES256" => Some(Self::Es256),
+            "EdDSA" => Some(Self::EdDsa),
+            _ => None,
+        }
+    }
+}
+
+/// Key material, resolved. Secrets stay wrapped so they cannot be printed by accident.
+#[derive(Debug, Clone)]
+pub struct KeySettings {
+    pub kid: String,
+    pub algorithm: KeyAlgorithm,
+    pub secret: Option<SecretString>,
+    pub public_key_pem: Option<String>,
+    pub private_key_pem: Option<SecretString>,
+    pub signing: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub leeway_seconds: u64,
+    pub max_token_ttl_seconds: u64,
+    pub keys: Vec<KeySettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StorageSettings {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RawWebhookSettings {
+    verify_token: SecretSource,
+    app_secret: SecretSource,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub verify_token: SecretString,
+    pub app_secret: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SandboxSettings {
+    #[serde(default = "default_webhook_delay")]
+    pub webhook_delay_ms: u64,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        Self {
+            webhook_delay_ms: default_webhook_delay(),
+        }
+    }
+}
+
+fn default_webhook_delay() -> u64 {
+    200
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, for local runs.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `wa_groups_gateway=debug,info`; RUST_LOG wins.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Text,
+            log_level: default_log_level(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RawPhoneNumber {
+    access_token: SecretSource,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RawTeamWebhook {
+    url: String,
+    secret: SecretSource,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RawTeam {
+    #[serde(default)]
+    phone_numbers: Vec<String>,
+    #[serde(default)]
+    admin: bool,
+    rate_limit: Option<RateLimitSettings>,
+    webhook: Option<RawTeamWebhook>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TeamWebhook {
+    pub url: String,
+    pub secret: SecretString,
+}
+
+#[derive(Debug, Clone)]
+pub struct TeamSettings {
+    pub phone_numbers: Vec<PhoneNumberId>,
+    pub admin: bool,
+    pub rate_limit: Option<RateLimitSettings>,
+    pub webhook: Option<TeamWebhook>,
+}
+
+/// The whole configuration, validated and with every secret resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub graph: GraphSettings,
+    pub auth: AuthSettings,
+    pub storage: StorageSettings,
+    pub webhooks: WebhookSettings,
+    pub sandbox: SandboxSettings,
+    pub telemetry: TelemetrySettings,
+    pub phone_numbers: BTreeMap<PhoneNumberId, SecretString>,
+    pub teams: BTreeMap<String, TeamSettings>,
+}
+
+/// Where configuration comes from besides the compiled-in defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSources {
+    /// Directory holding `default.toml` and `{APP_ENVIRONMENT}.toml`; `./config` when None.
+    pub config_dir: Option<PathBuf>,
+    /// `--config FILE` / `WAGW_CONFIG`.
+    pub extra_file: Option<PathBuf>,
+    /// Read `WAGW__…` variables (tests turn this off to stay hermetic).
+    pub use_env: bool,
+}
+
+impl Settings {
+    /// Loads configuration the way the binary does.
+    pub fn load(extra_file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_from(&ConfigSources {
+            config_dir: None,
+            extra_file: extra_file.map(Path::to_path_buf),
+            use_env: true,
+        })
+    }
+
+    pub fn load_from(sources: &ConfigSources) -> Result<Settings, ConfigError> {
+        let dir = sources
+            .config_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("config"));
+        let environment = std::env::var("APP_ENVIRONMENT").unwrap_or_else(|_| "local".into());
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from(dir.join("default.toml")).required(false))
+            .add_source(
+                config::File::from(dir.join(format!("{environment}.toml"))).required(false),
+            );
+        if let Some(extra) = &sources.extra_file {
+            builder = builder.add_source(config::File::from(extra.as_path()).required(true));
+        }
+        if sources.use_env {
+            builder = builder.add_source(
+                config::Environment::with_prefix("WAGW")
+                    .prefix_separator("__")
+                    .separator("__"),
+            );
+        }
+        Self::from_config(builder.build()?)
+    }
+
+    /// Builds settings from TOML text layered over the compiled-in defaults (tests, tools).
+    pub fn from_toml_overrides(toml: &str) -> Result<Settings, ConfigError> {
+        let config = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+            .build()?;
+        Self::from_config(config)
+    }
+
+    fn from_config(config: config::Config) -> Result<Settings, ConfigError> {
+        let raw: RawSettings = config.try_deserialize()?;
+        raw.resolve()
+    }
+
+    pub fn team(&self, name: &str) -> Option<&TeamSettings> {
+        self.teams.get(name)
+    }
+}
+
+impl RawSettings {
+    fn resolve(self) -> Result<Settings, ConfigError> {
+        let sandbox = self.graph.mode == GraphMode::Sandbox;
+        if self.graph.timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "graph.timeout_ms",
+                "must be greater than 0",
+            ));
+        }
+        if !(self.graph.base_url.starts_with("http://")
+            || self.graph.base_url.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid(
+                "graph.base_url",
+                "must be an http(s) URL",
+            ));
+        }
+        if self.graph.api_version.is_empty() || self.graph.api_version.contains('/') {
+            return Err(ConfigError::invalid(
+                "graph.api_version",
+                "must look like v23.0",
+            ));
+        }
+        if !(self.storage.url.starts_with("sqlite:")) {
+            return Err(ConfigError::invalid(
+                "storage.url",
+                "must start with sqlite:",
+            ));
+        }
+
+        let mut phone_numbers = BTreeMap::new();
+        for (id, number) in self.phone_numbers {
+            let key = format!("phone_numbers.{id}.access_token");
+            let pn = PhoneNumberId::parse(&id)
+                .map_err(|m| ConfigError::invalid(format!("phone_numbers.{id}"), m))?;
+            let token = match number.access_token.resolve(&key) {
+                Ok(token) => token,
+                // The sandbox checks no token, so a newcomer needs none.
+                Err(_) if sandbox => SecretString::from(format!("sandbox-token-{id}")),
+                Err(e) => return Err(e),
+            };
+            if token.expose_secret().trim().is_empty() {
+                return Err(ConfigError::invalid(key, "must not be empty"));
+            }
+            phone_numbers.insert(pn, token);
+        }
+
+        let mut teams = BTreeMap::new();
+        for (name, team) in self.teams {
+            let mut numbers = Vec::new();
+            for (i, raw) in team.phone_numbers.iter().enumerate() {
+                let key = format!("teams.{name}.phone_numbers[{i}]");
+                let pn = PhoneNumberId::parse(raw).map_err(|m| ConfigError::invalid(&key, m))?;
+                if !phone_numbers.contains_key(&pn) {
+                    return Err(ConfigError::invalid(
+                        key,
+                        format!("phone number {raw} has no [phone_numbers.{raw}] entry"),
+                    ));
+                }
+                numbers.push(pn);
+            }
+            if let Some(rl) = &team.rate_limit
+                && (rl.per_second == 0 || rl.burst == 0)
+            {
+                return Err(ConfigError::invalid(
+                    format!("teams.{name}.rate_limit"),
+                    "per_second and burst must be greater than 0",
+                ));
+            }
+            let webhook = match team.webhook {
+                None => None,
+                Some(hook) => {
+                    let key = format!("teams.{name}.webhook.secret");
+                    let secret = hook.secret.resolve(&key)?;
+                    if !secret.expose_secret().starts_with("whsec_") {
+                        return Err(ConfigError::invalid(key, "must start with whsec_"));
+                    }
+                    if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+                        return Err(ConfigError::invalid(
+                            format!("teams.{name}.webhook.url"),
+                            "must be an http(s) URL",
+                        ));
+                    }
+                    Some(TeamWebhook {
+                        url: hook.url,
+                        secret,
+                    })
+                }
+            };
+            teams.insert(
+                name,
+                TeamSettings {
+                    phone_numbers: numbers,
+                    admin: team.admin,
+                    rate_limit: team.rate_limit,
+                    webhook,
+                },
+            );
+        }
+
+        let auth = self.auth.resolve()?;
+        let webhooks = WebhookSettings {
+            verify_token: self
+                .webhooks
+                .verify_token
+                .resolve("webhooks.verify_token")?,
+            app_secret: self.webhooks.app_secret.resolve("webhooks.app_secret")?,
+        };
+        if webhooks.app_secret.expose_secret().is_empty() {
+            return Err(ConfigError::invalid(
+                "webhooks.app_secret",
+                "must not be empty",
+            ));
+        }
+
+        Ok(Settings {
+            server: self.server,
+            graph: self.graph,
+            auth,
+            storage: self.storage,
+            webhooks,
+            sandbox: self.sandbox,
+            telemetry: self.telemetry,
+            phone_numbers,
+            teams,
+        })
+    }
+}
+
+impl RawAuthSettings {
+    fn resolve(self) -> Result<AuthSettings, ConfigError> {
+        if self.keys.is_empty() {
+            return Err(ConfigError::invalid(
+                "auth.keys",
+                "at least one key is required",
+            ));
+        }
+        let mut keys: Vec<KeySettings> = Vec::new();
+        for (i, raw) in self.keys.into_iter().enumerate() {
+            let at = |field: &str| format!("auth.keys[{i}].{field}");
+            if raw.kid.is_empty() {
+                return Err(ConfigError::invalid(at("kid"), "must not be empty"));
+            }
+            if keys.iter().any(|k| k.kid == raw.kid) {
+                return Err(ConfigError::invalid(
+                    at("kid"),
+                    format!("duplicate kid {}", raw.kid),
+                ));
+            }
+            let algorithm = KeyAlgorithm::parse(&raw.algorithm).ok_or_else(|| {
+                ConfigError::invalid(at("algorithm"), "must be one of HS256, RS256, ES256, EdDSA")
+            })?;
+            let secret = raw
+                .secret
+                .as_ref()
+                .map(|s| s.resolve(&at("secret")))
+                .transpose()?;
+            let public_key_pem = match (raw.public_key_pem, raw.public_key_pem_file) {
+                (Some(pem), _) => Some(pem),
+                (None, Some(path)) => Some(std::fs::read_to_string(&path).map_err(|e| {
+                    ConfigError::invalid(
+                        at("public_key_pem_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?),
+                (None, None) => None,
+            };
+            let private_key_pem = match (raw.private_key_pem, raw.private_key_pem_file) {
+                (Some(pem), _) => Some(pem.resolve(&at("private_key_pem"))?),
+                (None, Some(path)) => Some(SecretString::from(
+                    std::fs::read_to_string(&path).map_err(|e| {
+                        ConfigError::invalid(
+                            at("private_key_pem_file"),
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?,
+                )),
+                (None, None) => None,
+            };
+            match algorithm {
+                KeyAlgorithm::Hs256 => {
+                    let ok = secret
+                        .as_ref()
+                        .is_some_and(|s| !s.expose_secret().is_empty());
+                    if !ok {
+                        return Err(ConfigError::invalid(
+                            at("secret"),
+                            "HS256 keys need a non-empty secret",
+                        ));
+                    }
+                }
+                _ => {
+                    if public_key_pem.is_none() {
+                        return Err(ConfigError::invalid(
+                            at("public_key_pem"),
+                            "asymmetric keys need public_key_pem or public_key_pem_file",
+                        ));
+                    }
+                }
+            }
+            keys.push(KeySettings {
+                kid: raw.kid,
+                algorithm,
+                secret,
+                public_key_pem,
+                private_key_pem,
+                signing: raw.signing,
+            });
+        }
+        if keys.iter().filter(|k| k.signing).count() > 1 {
+            return Err(ConfigError::invalid(
+                "auth.keys",
+                "at most one key may have signing = true",
+            ));
+        }
+        Ok(AuthSettings {
+            issuer: self.issuer,
+            audience: self.audience,
+            leeway_seconds: self.leeway_seconds,
+            max_token_ttl_seconds: self.max_token_ttl_seconds,
+            keys,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiled_in_defaults_run_the_sandbox_with_demo_teams() {
+        let settings = Settings::from_toml_overrides("").unwrap();
+        assert_eq!(settings.graph.mode, GraphMode::Sandbox);
+        assert_eq!(settings.server.port, 8080);
+        assert!(settings.teams.contains_key("sales"));
+        assert!(settings.teams["platform"].admin);
+    }
+
+    #[test]
+    fn a_team_naming_an_unknown_number_is_refused_with_its_key() {
+        let err =
+            Settings::from_toml_overrides("[teams.x]\nphone_numbers = [\"999\"]\n").unwrap_err();
+        assert!(
+            err.to_string().contains("teams.x.phone_numbers[0]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn live_mode_needs_the_access_token() {
+        let err = Settings::from_toml_overrides(
+            "[graph]\nmode = \"live\"\n[phone_numbers.12784358810]\naccess_token = { env = \"WAGW_TEST_SURELY_UNSET\" }\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("phone_numbers.12784358810.access_token"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn file_secrets_are_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "  s3cret\n").unwrap();
+        let toml = format!(
+            "[webhooks]\nverify_token = \"v\"\napp_secret = {{ file = {:?} }}\n",
+            path
+        );
+        let settings = Settings::from_toml_overrides(&toml).unwrap();
+        assert_eq!(settings.webhooks.app_secret.expose_secret(), "s3cret");
+    }
+
+    #[test]
+    fn an_unknown_algorithm_names_the_key() {
+        let err = Settings::from_toml_overrides(
+            "[[auth.keys]]\nkid = \"a\"\nalgorithm = \"none\"\nsecret = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("auth.keys[0].algorithm"), "{err}");
+    }
+}

@@ -1,0 +1,94 @@
+/// Meta group ids are base64-ish; restricting them to this alphabet
+/// guarantees they cannot alter a URL path (no `/`, `?`, `#`, `%`, `.`).
+fn is_path_safe_id(raw: &str) -> bool {
+    (1..=MAX_LEN).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'=' | b'-'))
+}
+
+const MAX_LEN: usize = 256;
+const MESSAGE: &str = "must be 1-256 characters of A-Z, a-z, 0-9, '_', '=' or '-'";
+
+/// A WhatsApp group id as issued by Meta.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+pub struct GroupId(String);
+
+string_newtype!(GroupId);
+
+impl GroupId {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if is_path_safe_id(raw) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(MESSAGE.to_owned())
+        }
+    }
+}
+
+/// Id of a pending request to join a group; shares the group-id alphabet for
+/// the same URL-safety reason.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+pub struct JoinRequestId(String);
+
+string_newtype!(JoinRequestId);
+
+impl JoinRequestId {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if is_path_safe_id(raw) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(MESSAGE.to_owned())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: [&str; 5] = ["a", "Z", "0", "abc_DEF-123==", "Q1JFQVRFX0dST1VQ-_="];
+    const BAD: [&str; 12] = [
+        "", " ", "a b", "a/b", "../x", "a.b", "a?b", "a#b", "a%2F", "a+b", "é", "abc\n",
+    ];
+
+    #[test]
+    fn group_id_accepts_allowed_alphabet_and_max_length() {
+        for raw in GOOD {
+            assert_eq!(GroupId::parse(raw).expect("valid").as_str(), raw);
+        }
+        let max = "A".repeat(256);
+        assert_eq!(GroupId::parse(&max).expect("valid").to_string(), max);
+    }
+
+    #[test]
+    fn group_id_rejects_path_breaking_chars_and_overlong() {
+        for raw in BAD {
+            assert!(GroupId::parse(raw).is_err(), "{raw:?} accepted");
+        }
+        assert_eq!(GroupId::parse(&"A".repeat(257)), Err(MESSAGE.to_owned()));
+    }
+
+    #[test]
+    fn join_request_id_uses_same_rule() {
+        for raw in GOOD {
+            assert_eq!(JoinRequestId::parse(raw).expect("valid").as_ref(), raw);
+        }
+        assert!(JoinRequestId::parse(&"-".repeat(256)).is_ok());
+        for raw in BAD {
+            assert!(JoinRequestId::parse(raw).is_err(), "{raw:?} accepted");
+        }
+        assert!(JoinRequestId::parse(&"-".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn serializes_as_plain_string() {
+        let id = GroupId::parse("abc=").expect("valid");
+        assert_eq!(
+            serde_json::to_string(&id).expect("serializable"),
+            "\"abc=\""
+        );
+    }
+}

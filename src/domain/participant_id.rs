@@ -1,0 +1,60 @@
+/// A participant's phone number or WhatsApp ID: optional `+` then 6-15
+/// digits (E.164 allows at most 15).
+///
+/// The string is kept exactly as sent because Meta echoes the input back in
+/// per-participant results, and clients match on their own spelling.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+pub struct ParticipantId(String);
+
+string_newtype!(ParticipantId);
+
+impl ParticipantId {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let digits = raw.strip_prefix('+').unwrap_or(raw);
+        let ok = (6..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err("must be an optional '+' followed by 6-15 digits".to_owned())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_with_and_without_plus_and_keeps_spelling() {
+        for raw in [
+            "123456",
+            "+123456",
+            "123456789012345",
+            "+123456789012345",
+            "16505551234",
+        ] {
+            assert_eq!(ParticipantId::parse(raw).expect("valid").as_str(), raw);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_lengths_and_chars() {
+        for raw in [
+            "",
+            "+",
+            "12345",
+            "+12345",
+            "1234567890123456",
+            "+1234567890123456",
+            "++123456",
+            "1+23456",
+            "123 456",
+            " 123456",
+            "+1-650-555-1234",
+            "12345a",
+        ] {
+            assert!(ParticipantId::parse(raw).is_err(), "{raw:?} accepted");
+        }
+    }
+}

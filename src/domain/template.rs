@@ -1,0 +1,119 @@
+/// A message template's name, following Meta's rule for template names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+pub struct TemplateName(String);
+
+string_newtype!(TemplateName);
+
+impl TemplateName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let ok = (1..=512).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err("must be 1-512 characters of a-z, 0-9 or '_'".to_owned())
+        }
+    }
+}
+
+/// A template language/locale code such as `en`, `en_US` or `zh_Hant_HK`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+pub struct LanguageCode(String);
+
+string_newtype!(LanguageCode);
+
+impl LanguageCode {
+    /// Hand-rolled equivalent of `^[a-z]{2,3}(_[A-Za-z]{2,4}){0,2}$`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut parts = raw.split('_');
+        let language_ok = parts.next().is_some_and(|p| {
+            (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase())
+        });
+        let mut subtags = 0;
+        let subtags_ok = parts.all(|p| {
+            subtags += 1;
+            (2..=4).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic())
+        });
+        if language_ok && subtags_ok && subtags <= 2 {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err("must look like 'en', 'en_US' or 'zh_Hant_HK'".to_owned())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_name_accepts_meta_alphabet() {
+        for raw in ["a", "hello_world", "order_update_2", "_", "0"] {
+            assert_eq!(TemplateName::parse(raw).expect("valid").as_str(), raw);
+        }
+        assert!(TemplateName::parse(&"a".repeat(512)).is_ok());
+    }
+
+    #[test]
+    fn template_name_rejects_others() {
+        for raw in [
+            "",
+            "Hello",
+            "hello-world",
+            "hello world",
+            "héllo",
+            "a/b",
+            "a.b",
+        ] {
+            assert!(TemplateName::parse(raw).is_err(), "{raw:?} accepted");
+        }
+        assert!(TemplateName::parse(&"a".repeat(513)).is_err());
+    }
+
+    #[test]
+    fn language_code_accepts_common_locales() {
+        for raw in [
+            "en",
+            "fil",
+            "en_US",
+            "pt_BR",
+            "zh_Hant_HK",
+            "zh_CN",
+            "en_us",
+            "sr_Latn",
+        ] {
+            assert_eq!(LanguageCode::parse(raw).expect("valid").as_str(), raw);
+        }
+        assert!(LanguageCode::parse("abc_ABCD_abcd").is_ok());
+    }
+
+    #[test]
+    fn language_code_rejects_malformed() {
+        for raw in [
+            "",
+            "e",
+            "engl",
+            "EN",
+            "En_US",
+            "en_",
+            "_US",
+            "en__US",
+            "en_U",
+            "en_USABC",
+            "en-US",
+            "en_419",
+            "en_US_X",
+            "a_b_c_d",
+            "zh_Hant_HK_x",
+            "zh_Hant_HK_XX",
+            "en US",
+            "en_US ",
+        ] {
+            assert!(LanguageCode::parse(raw).is_err(), "{raw:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! How Meta's failures reach callers (DESIGN §5). Classification keys on Meta's
+//! `error.code`, never on the HTTP status alone, because Meta sends the same status for
+//! unrelated failures and business errors with odd statuses (206, 403).
+
+use actix_web::http::StatusCode;
+use serde::Deserialize;
+
+use crate::error::UpstreamProblem;
+
+/// Codes Meta uses to say "slow down": the caller gets 429 with `Retry-After`.
+pub const THROTTLE_CODES: &[i64] = &[4, 17, 32, 613, 80007, 130429, 131056, 131208, 133016];
+
+/// Codes that mean Meta refused the gateway's own access token or its permissions: the
+/// caller did nothing wrong, so this is the gateway's failure (502), logged loudly.
+fn is_gateway_credential_code(code: i64) -> bool {
+    matches!(code, 190 | 102 | 104 | 463 | 467 | 10) || (200..=299).contains(&code)
+}
+
+/// Codes worth one more try on an idempotent call (Meta marks them transient).
+pub const TRANSIENT_CODES: &[i64] = &[1, 2, 4, 17, 341, 80007, 130429, 131000, 131016, 131208];
+
+/// Seconds suggested to a throttled caller when Meta gives no usage hint.
+const DEFAULT_RETRY_AFTER_SECONDS: u64 = 60;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetaError {
+    pub http_status: u16,
+    pub code: i64,
+    pub error_subcode: Option<i64>,
+    pub message: String,
+    pub fbtrace_id: Option<String>,
+    pub is_transient: bool,
+    /// From Meta's usage headers, when they say when access returns.
+    pub retry_after_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("Meta did not answer within the gateway's deadline")]
+    Timeout,
+    #[error("Meta's API is unreachable: {0}")]
+    Unreachable(String),
+    #[error("Meta answered with an error: {}", .0.message)]
+    Meta(MetaError),
+    #[error("Meta's answer could not be understood (HTTP {http_status}): {detail}")]
+    BadResponse { http_status: u16, detail: String },
+}
+
+impl UpstreamError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpstreamError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamError::BadResponse { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamError::Meta(e) => {
+                if THROTTLE_CODES.contains(&e.code) {
+                    StatusCode::TOO_MANY_REQUESTS
+                } else if is_gateway_credential_code(e.code) || !(400..500).contains(&e.http_status)
+                {
+                    StatusCode::BAD_GATEWAY
+                } else {
+                    StatusCode::from_u16(e.http_status).unwrap_or(StatusCode::BAD_GATEWAY)
+                }
+            }
+        }
+    }
+
+    pub fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            UpstreamError::Timeout => ("upstream-timeout", "Meta did not answer in time"),
+            UpstreamError::Unreachable(_) => ("upstream-unreachable", "Meta is unreachable"),
+            UpstreamError::BadResponse { .. } => {
+                ("upstream-bad-response", "Meta's answer was not understood")
+            }
+            UpstreamError::Meta(e) if THROTTLE_CODES.contains(&e.code) => {
+                ("upstream-throttled", "Meta is throttling")
+            }
+            UpstreamError::Meta(e) if is_gateway_credential_code(e.code) => (
+                "upstream-credentials",
+                "Meta refused the gateway's credentials",
+            ),
+            UpstreamError::Meta(e) if e.http_status >= 500 => ("upstream-failure", "Meta failed"),
+            UpstreamError::Meta(_) => ("upstream-error", "Meta refused the request"),
+        }
+    }
+
+    pub fn problem(&self) -> Option<UpstreamProblem> {
+        match self {
+            UpstreamError::Meta(e) => Some(UpstreamProblem {
+                code: e.code,
+                error_subcode: e.error_subcode,
+                message: e.message.clone(),
+                fbtrace_id: e.fbtrace_id.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            UpstreamError::Meta(e) if THROTTLE_CODES.contains(&e.code) => Some(
+                e.retry_after_seconds
+                    .unwrap_or(DEFAULT_RETRY_AFTER_SECONDS)
+                    .max(1),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Whether another attempt of an idempotent call may help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            UpstreamError::Timeout => false,
+            UpstreamError::Unreachable(_) => true,
+            UpstreamError::BadResponse { http_status, .. } => *http_status >= 500,
+            UpstreamError::Meta(e) => {
+                e.http_status >= 500 || e.is_transient || TRANSIENT_CODES.contains(&e.code)
+            }
+        }
+    }
+
+    pub fn log(&self) {
+        match self {
+            UpstreamError::Meta(e) if is_gateway_credential_code(e.code) => tracing::error!(
+                code = e.code,
+                fbtrace_id = e.fbtrace_id.as_deref().unwrap_or(""),
+                "Meta refused the gateway's access token: check phone_numbers.*.access_token"
+            ),
+            UpstreamError::Meta(e) => tracing::warn!(
+                code = e.code,
+                http_status = e.http_status,
+                fbtrace_id = e.fbtrace_id.as_deref().unwrap_or(""),
+                "Meta answered with an error"
+            ),
+            other => tracing::warn!(error = %other, "upstream call failed"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    error: EnvelopeError,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeError {
+    #[serde(default)]
+    message: String,
+    #[serde(deserialize_with = "super::lenient::int")]
+    code: i64,
+    #[serde(default, deserialize_with = "super::lenient::opt_int")]
+    error_subcode: Option<i64>,
+    #[serde(default)]
+    fbtrace_id: Option<String>,
+    #[serde(default)]
+    is_transient: Option<bool>,
+}
+
+/// Reads Meta's error envelope from a non-2xx answer; anything else is garbage (502).
+pub fn parse_error(
+    http_status: u16,
+    body: &[u8],
+    retry_after_seconds: Option<u64>,
+) -> UpstreamError {
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(env) => UpstreamError::Meta(MetaError {
+            http_status,
+            code: env.error.code,
+            error_subcode: env.error.error_subcode,
+            message: env.error.message,
+            fbtrace_id: env.error.fbtrace_id,
+            is_transient: env.error.is_transient.unwrap_or(false),
+            retry_after_seconds,
+        }),
+        Err(_) => UpstreamError::BadResponse {
+            http_status,
+            detail: "the body is not Meta's error envelope".into(),
+        },
+    }
+}
+
+/// Meta's `X-Business-Use-Case-Usage` / `X-App-Usage` headers may say how long until access
+/// returns (`estimated_time_to_regain_access`, minutes).
+pub fn retry_after_from_usage(header: Option<&str>) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_str(header?).ok()?;
+    let mut minutes: Option<u64> = None;
+    let mut visit = |v: &serde_json::Value| {
+        if let Some(m) = v
+            .get("estimated_time_to_regain_access")
+            .and_then(serde_json::Value::as_u64)
+        {
+            minutes = Some(minutes.map_or(m, |cur| cur.max(m)));
+        }
+    };
+    match &value {
+        serde_json::Value::Object(map) => {
+            visit(&value);
+            for entries in map.values() {
+                if let Some(list) = entries.as_array() {
+                    list.iter().for_each(&mut visit);
+                }
+            }
+        }
+        _ => return None,
+    }
+    minutes.filter(|m| *m > 0).map(|m| m * 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(http_status: u16, code: i64) -> UpstreamError {
+        UpstreamError::Meta(MetaError {
+            http_status,
+            code,
+            error_subcode: None,
+            message: "m".into(),
+            fbtrace_id: None,
+            is_transient: false,
+            retry_after_seconds: None,
+        })
+    }
+
+    #[test]
+    fn classification_follows_the_code_not_the_status() {
+        assert_eq!(meta(400, 131208).status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(meta(400, 4).status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(meta(401, 190).status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(meta(400, 190).status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(meta(403, 131207).status(), StatusCode::FORBIDDEN);
+        assert_eq!(meta(400, 131041).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(meta(500, 131000).status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn throttling_always_suggests_a_wait() {
+        assert_eq!(meta(429, 131208).retry_after(), Some(60));
+        assert_eq!(meta(400, 131041).retry_after(), None);
+    }
+
+    #[test]
+    fn usage_headers_give_the_wait_in_seconds() {
+        let h =
+            r#"{"123":[{"type":"whatsapp","call_count":100,"estimated_time_to_regain_access":5}]}"#;
+        assert_eq!(retry_after_from_usage(Some(h)), Some(300));
+        assert_eq!(retry_after_from_usage(Some("{}")), None);
+        assert_eq!(retry_after_from_usage(Some("garbage")), None);
+    }
+
+    #[test]
+    fn html_is_not_an_envelope() {
+        let e = parse_error(500, b"<html>oops</html>", None);
+        assert!(matches!(e, UpstreamError::BadResponse { .. }));
+        assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn string_codes_are_read() {
+        let e = parse_error(
+            400,
+            br#"{"error":{"message":"x","code":"131041","fbtrace_id":"T"}}"#,
+            None,
+        );
+        assert_eq!(e.problem().unwrap().code, 131041);
+    }
+}

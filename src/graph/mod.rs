@@ -1,0 +1,785 @@
+//! The Graph API client: the only code that builds Graph URLs, holds access tokens and
+//! reads Meta's answers. Handlers call one typed method per upstream operation.
+
+mod error;
+pub mod lenient;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::{Method, StatusCode, header};
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+
+pub use error::{MetaError, THROTTLE_CODES, UpstreamError, parse_error, retry_after_from_usage};
+
+use crate::domain::{
+    GroupDescription, GroupFields, GroupId, GroupSubject, JoinApprovalMode, JoinRequestId,
+    LanguageCode, ParticipantId, PhoneNumberId, ProfilePicture, TemplateName,
+};
+
+/// Largest upstream answer read; Graph answers for these calls are a few KiB.
+const MAX_UPSTREAM_BODY: usize = 2 * 1024 * 1024;
+/// Attempts of an idempotent call, in all (DESIGN §5).
+const MAX_ATTEMPTS: u32 = 3;
+
+/// Access tokens per business phone number. Shared by every worker; never printed.
+pub type TokenStore = Arc<BTreeMap<PhoneNumberId, SecretString>>;
+
+#[derive(Clone)]
+pub struct GraphClient {
+    http: awc::Client,
+    /// `{base_url}/{api_version}`, without trailing slash.
+    base: String,
+    timeout: Duration,
+    tokens: TokenStore,
+}
+
+/// One answer from Meta, before it is interpreted.
+struct GraphAnswer {
+    status: StatusCode,
+    body: Value,
+}
+
+/// Whether a failed call may be sent again. Only reads and group deletion are: creating a
+/// group, resetting a link or sending a template twice would do it twice.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    Safe,
+    Never,
+}
+
+enum Payload {
+    None,
+    Json(Value),
+    Multipart { boundary: String, body: Vec<u8> },
+}
+
+impl GraphClient {
+    /// Builds a client; awc clients are not `Send`, so each worker builds its own.
+    pub fn new(base_url: &str, api_version: &str, timeout: Duration, tokens: TokenStore) -> Self {
+        let http = awc::Client::builder()
+            .timeout(timeout)
+            .connector(awc::Connector::new().timeout(timeout.min(Duration::from_secs(5))))
+            .disable_redirects()
+            .finish();
+        Self {
+            http,
+            base: format!("{}/{}", base_url.trim_end_matches('/'), api_version),
+            timeout,
+            tokens,
+        }
+    }
+
+    fn token(&self, pn: &PhoneNumberId) -> Result<&SecretString, UpstreamError> {
+        // Callers only reach here for configured numbers; a miss is a gateway bug, not Meta's.
+        self.tokens.get(pn).ok_or_else(|| {
+            UpstreamError::Unreachable(format!("no access token configured for {pn}"))
+        })
+    }
+
+    async fn call(
+        &self,
+        pn: &PhoneNumberId,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        payload: Payload,
+        replay: Replay,
+    ) -> Result<GraphAnswer, UpstreamError> {
+        let token = self.token(pn)?;
+        let url = format!("{}/{}", self.base, path);
+        let deadline = Instant::now() + self.timeout;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(UpstreamError::Timeout);
+            }
+            let result = tokio::time::timeout(
+                remaining,
+                self.attempt(&url, &method, token, query, &payload, remaining),
+            )
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout));
+            match result {
+                Err(e) if replay == Replay::Safe && attempt < MAX_ATTEMPTS && e.is_retryable() => {
+                    let backoff = backoff(attempt);
+                    if Instant::now() + backoff >= deadline {
+                        return Err(e);
+                    }
+                    tracing::info!(attempt, error = %e, path = %path, "retrying idempotent Graph call");
+                    tokio::time::sleep(backoff).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        url: &str,
+        method: &Method,
+        token: &SecretString,
+        query: &[(&str, String)],
+        payload: &Payload,
+        timeout: Duration,
+    ) -> Result<GraphAnswer, UpstreamError> {
+        let mut req = self
+            .http
+            .request(method.clone(), url)
+            .timeout(timeout)
+            .insert_header((
+                header::AUTHORIZATION,
+                format!("Bearer {}", token.expose_secret()),
+            ))
+            .insert_header((header::ACCEPT, "application/json"));
+        if !query.is_empty() {
+            req = req
+                .query(&query)
+                .map_err(|e| UpstreamError::Unreachable(format!("cannot encode query: {e}")))?;
+        }
+        let sent = match payload {
+            Payload::None => req.send().await,
+            Payload::Json(v) => req.send_json(v).await,
+            Payload::Multipart { boundary, body } => {
+                req.insert_header((
+                    header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={boundary}"),
+                ))
+                .send_body(body.clone())
+                .await
+            }
+        };
+        let mut res = sent.map_err(map_send_error)?;
+        let status = res.status();
+        let usage = res
+            .headers()
+            .get("x-business-use-case-usage")
+            .or_else(|| res.headers().get("x-app-usage"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = res
+            .body()
+            .limit(MAX_UPSTREAM_BODY)
+            .await
+            .map_err(|e| match e {
+                awc::error::PayloadError::Io(ref io)
+                    if io.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    UpstreamError::Timeout
+                }
+                other => UpstreamError::BadResponse {
+                    http_status: status.as_u16(),
+                    detail: format!("reading the body failed: {other}"),
+                },
+            })?;
+        if status.is_success() {
+            let body = if bytes.is_empty() {
+                Value::Object(Map::new())
+            } else {
+                serde_json::from_slice(&bytes).map_err(|_| UpstreamError::BadResponse {
+                    http_status: status.as_u16(),
+                    detail: "the body is not JSON".into(),
+                })?
+            };
+            Ok(GraphAnswer { status, body })
+        } else {
+            Err(parse_error(
+                status.as_u16(),
+                &bytes,
+                retry_after_from_usage(usage.as_deref()),
+            ))
+        }
+    }
+
+    /// `POST /{pn}/groups`. Meta answers with its request id only; the group id and invite
+    /// link arrive later by webhook.
+    pub async fn create_group(
+        &self,
+        pn: &PhoneNumberId,
+        subject: &GroupSubject,
+        description: Option<&GroupDescription>,
+        join_approval_mode: Option<JoinApprovalMode>,
+    ) -> Result<Option<String>, UpstreamError> {
+        let mut body = json!({ "messaging_product": "whatsapp", "subject": subject.as_ref() });
+        if let Some(d) = description {
+            body["description"] = json!(d.as_ref());
+        }
+        if let Some(mode) = join_approval_mode {
+            body["join_approval_mode"] = json!(mode.as_str());
+        }
+        let path = format!("{pn}/groups");
+        let answer = self
+            .call(
+                pn,
+                Method::POST,
+                &path,
+                &[],
+                Payload::Json(body),
+                Replay::Never,
+            )
+            .await?;
+        Ok(answer.body.get("request_id").and_then(lenient::as_id))
+    }
+
+    /// `GET /{pn}/groups`: every active group of the number, as Meta lists them.
+    pub async fn list_groups(
+        &self,
+        pn: &PhoneNumberId,
+        limit: u32,
+        after: Option<&str>,
+        before: Option<&str>,
+    ) -> Result<UpstreamGroupPage, UpstreamError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(a) = after {
+            query.push(("after", a.to_owned()));
+        }
+        if let Some(b) = before {
+            query.push(("before", b.to_owned()));
+        }
+        let path = format!("{pn}/groups");
+        let answer = self
+            .call(pn, Method::GET, &path, &query, Payload::None, Replay::Safe)
+            .await?;
+        // Meta documents `data.groups`; a bare `data` list is accepted too.
+        let data = &answer.body["data"];
+        let list = data.get("groups").unwrap_or(data);
+        let groups = list
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|g| {
+                        Some(UpstreamGroup {
+                            id: lenient::as_id(g.get("id")?)?,
+                            subject: g.get("subject").and_then(Value::as_str).map(str::to_owned),
+                            created_at: g
+                                .get("created_at")
+                                .and_then(lenient::as_int)
+                                .map(unix_to_rfc3339),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (after, before) = cursors(&answer.body);
+        Ok(UpstreamGroupPage {
+            groups,
+            after,
+            before,
+        })
+    }
+
+    /// `GET /{group_id}?fields=…`: answers `{id, …requested fields}` under Meta's names.
+    pub async fn get_group(
+        &self,
+        pn: &PhoneNumberId,
+        group: &GroupId,
+        fields: &GroupFields,
+    ) -> Result<Map<String, Value>, UpstreamError> {
+        let query = [("fields", fields.as_query())];
+        let answer = self
+            .call(
+                pn,
+                Method::GET,
+                group.as_ref(),
+                &query,
+                Payload::None,
+                Replay::Safe,
+            )
+            .await?;
+        let mut out = Map::new();
+        out.insert("id".into(), json!(group.as_ref()));
+        for field in fields.iter() {
+            let name = field.as_str();
+            if let Some(v) = answer.body.get(name) {
+                out.insert(name.into(), normalise_group_field(name, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `POST /{group_id}` with a new subject and/or description.
+    pub async fn update_group(
+        &self,
+        pn: &PhoneNumberId,
+        group: &GroupId,
+        subject: Option<&GroupSubject>,
+        description: Option<&GroupDescription>,
+    ) -> Result<Option<String>, UpstreamError> {
+        let mut body = json!({ "messaging_product": "whatsapp" });
+        if let Some(s) = subject {
+            body["subject"] = json!(s.as_ref());
+        }
+        if let Some(d) = description {
+            body["description"] = json!(d.as_ref());
+        }
+        let answer = self
+            .call(
+                pn,
+                Method::POST,
+                group.as_ref(),
+                &[],
+                Payload::Json(body),
+                Replay::Never,
+            )
+            .await?;
+        ensure_not_refused(&answer)?;
+        Ok(answer.body.get("request_id").and_then(lenient::as_id))
+    }
+
+    /// `POST /{group_id}` as multipart with the picture in part `file`, as Meta's media upload.
+    pub async fn set_profile_picture(
+        &self,
+        pn: &PhoneNumberId,
+        group: &GroupId,
+        picture: &ProfilePicture,
+    ) -> Result<Option<String>, UpstreamError> {
+        let boundary = format!("wagw-{}", uuid::Uuid::new_v4().simple());
+        let mut body = Vec::with_capacity(picture.len() + 512);
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"messaging_product\"\r\n\r\nwhatsapp\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"profile.jpg\"\r\n\
+                 Content-Type: image/jpeg\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(picture.bytes());
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let answer = self
+            .call(
+                pn,
+                Method::POST,
+                group.as_ref(),
+                &[],
+                Payload::Multipart { boundary, body },
+                Replay::Never,
+            )
+            .await?;
+        ensure_not_refused(&answer)?;
+        Ok(answer.body.get("request_id").and_then(lenient::as_id))
+    }
+
+    /// `DELETE /{group_id}`; deleting twice deletes once, so it may be retried.
+    pub async fn delete_group(
+        &self,
+        pn: &PhoneNumberId,
+        group: &GroupId,
+    ) -> Result<(), UpstreamError> {
+        let answer = self
+            .call(
+                pn,
+                Method::DELETE,
+                group.as_ref(),
+                &[],
+                Payload::None,
+                Replay::Safe,
+            )
+            .await?;
+        ensure_not_refused(&answer)
+    }
+
+    /// `GET /{group_id}/invite_link`.
+    pub async fn get_invite_link(
+        &self,
+        pn: &PhoneNumberId,
+        group: &GroupId,
+    ) -> Result<String, UpstreamError> {
+        let path = format!("{group}/invite_link");
+        let answer = self
+            .call(pn, Method::GET, &path, &[], Payload::None, Replay::Safe)
+            .await?;
+        invite_link_of(&answer)
+    }
+
+    /// `POST /{group_id}/invite_link`: a new link; the old one stops working.
+    pub async fn reset_invite_link(
+        &self,
+        pn: &PhoneNumberId,
+        group: &GroupId,
+    ) -> Result<String, UpstreamError> {
+        let path = format!("{group}/invite_link");
+        let body = json!({ "messaging_product": "whatsapp" });
+        let answer = self
+            .call(
+                pn,
+                Method::POST,
+                &path,
+                &[],
+                Payload::Json(body),
+                Replay::Never,
+            )
+            .await?;
+        invite_link_of(&answer)
+    }
+
+    /// `POST /{pn}/messages`: the invite template, with the group id as the first body
+    /// parameter (Meta turns it into the invite link on delivery).
+    pub async fn send_invitation(
+        &self,
+        pn: &PhoneNumberId,
+        group: &GroupId,
+        to: &ParticipantId,
+        template: &TemplateName,
+        language: &LanguageCode,
+        parameters: &[String],
+    ) -> Result<Option<String>, UpstreamError> {
+        let mut params = vec![json!({ "type": "group_id", "group_id": group.as_ref() })];
+        params.extend(
+            parameters
+                .iter()
+                .map(|p| json!({ "type": "text", "text": p })),
+        );
+        let body = json!({
+            "messaging_product": "whatsapp",
+            "to": to.as_ref(),
+            "type": "template",
+            "template": {
+                "name": template.as_ref(),
+                "language": { "code": language.as_ref() },
+                "components": [ { "type": "body", "parameters": params } ]
+            }
+        });
+        let path = format!("{pn}/messages");
+        let answer = self
+            .call(
+                pn,
+                Method::POST,
+                &path,
+                &[],
+                Payload::Json(body),
+                Replay::Never,
+            )
+            .await?;
+        Ok(answer.body["messages"][0]
+            .get("id")
+            .and_then(lenient::as_id))
+    }
+
+    /// `GET /{group_id}/join_requests`.
+    pub async fn list_join_requests(
+        &self,
+        pn: &PhoneNumberId,
+        group: &GroupId,
+        limit: Option<u32>,
+        after: Option<&str>,
+        before: Option<&str>,
+    ) -> Result<JoinRequestPage, UpstreamError> {
+        let mut query = Vec::new();
+        if let Some(l) = limit {
+            query.push(("limit", l.to_string()));
+        }
+        if let Some(a) = after {
+            query.push(("after", a.to_owned()));
+        }
+        if let Some(b) = before {
+            query.push(("before", b.to_owned()));
+        }
+        let path = format!("{group}/join_requests");
+        let answer = self
+            .call(pn, Method::GET, &path, &query, Payload::None, Replay::Safe)
+            .await?;
+        let join_requests = answer.body["data"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| {
+                        Some(JoinRequest {
+                            join_request_id: lenient::as_id(item.get("join_request_id")?)?,
+                            wa_id: item.get("wa_id").and_then(lenient::as_id),
+                            created_at: item
+                                .get("creation_timestamp")
+                                .and_then(lenient::as_int)
+                                .map(unix_to_rfc3339),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (after, before) = cursors(&answer.body);
+        Ok(JoinRequestPage {
+            join_requests,
+            paging: Paging { after, before },
+        })
+    }
+
+    /// `POST /{group_id}/join_requests` (approve). Meta's 206 is a partial success.
+    pub async fn approve_join_requests(
+        &self,
+        pn: &PhoneNumberId,
+        group: &GroupId,
+        ids: &[JoinRequestId],
+    ) -> Result<JoinRequestOutcome, UpstreamError> {
+        self.decide_join_requests(pn, group, ids, Method::POST, "approved_join_requests")
+            .await
+    }
+
+    /// `DELETE /{group_id}/join_requests` (reject).
+    pub async fn reject_join_requests(
+        &self,
+        pn: &PhoneNumberId,
+        group: &GroupId,
+        ids: &[JoinRequestId],
+    ) -> Result<JoinRequestOutcome, UpstreamError> {
+        self.decide_join_requests(pn, group, ids, Method::DELETE, "rejected_join_requests")
+            .await
+    }
+
+    async fn decide_join_requests(
+        &self,
+        pn: &PhoneNumberId,
+        group: &GroupId,
+        ids: &[JoinRequestId],
+        method: Method,
+        succeeded_key: &str,
+    ) -> Result<JoinRequestOutcome, UpstreamError> {
+        let body = json!({
+            "messaging_product": "whatsapp",
+            "join_requests": ids.iter().map(AsRef::as_ref).collect::<Vec<&str>>(),
+        });
+        let path = format!("{group}/join_requests");
+        let answer = self
+            .call(pn, method, &path, &[], Payload::Json(body), Replay::Never)
+            .await?;
+        let succeeded = answer.body[succeeded_key]
+            .as_array()
+            .map(|ids| ids.iter().filter_map(lenient::as_id).collect())
+            .unwrap_or_default();
+        let failed = answer.body["failed_join_requests"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| {
+                        Some(FailedJoinRequest {
+                            join_request_id: lenient::as_id(item.get("join_request_id")?)?,
+                            error: item["errors"]
+                                .get(0)
+                                .map(ItemError::from_meta)
+                                .unwrap_or_else(ItemError::unknown),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(JoinRequestOutcome {
+            partial: answer.status == StatusCode::PARTIAL_CONTENT,
+            succeeded,
+            failed,
+        })
+    }
+
+    /// `DELETE /{group_id}/participants`.
+    pub async fn remove_participants(
+        &self,
+        pn: &PhoneNumberId,
+        group: &GroupId,
+        participants: &[ParticipantId],
+    ) -> Result<Option<String>, UpstreamError> {
+        let body = json!({
+            "messaging_product": "whatsapp",
+            "participants": participants.iter().map(|p| json!({ "user": p.as_ref() })).collect::<Vec<_>>(),
+        });
+        let path = format!("{group}/participants");
+        // Not replayed: its outcome arrives by webhook and a replay would report twice.
+        let answer = self
+            .call(
+                pn,
+                Method::DELETE,
+                &path,
+                &[],
+                Payload::Json(body),
+                Replay::Never,
+            )
+            .await?;
+        ensure_not_refused(&answer)?;
+        Ok(answer.body.get("request_id").and_then(lenient::as_id))
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = 100u64 * 2u64.pow(attempt.saturating_sub(1));
+    let jitter = rand::rng().random_range(0..=base / 2);
+    Duration::from_millis(base + jitter)
+}
+
+fn map_send_error(e: awc::error::SendRequestError) -> UpstreamError {
+    use awc::error::{ConnectError, SendRequestError as S};
+    match e {
+        S::Timeout | S::Connect(ConnectError::Timeout) => UpstreamError::Timeout,
+        S::Connect(c) => UpstreamError::Unreachable(c.to_string()),
+        other => UpstreamError::BadResponse {
+            http_status: 0,
+            detail: format!("the connection failed: {other}"),
+        },
+    }
+}
+
+/// Some Graph answers say `{"success": false}` with a 200.
+fn ensure_not_refused(answer: &GraphAnswer) -> Result<(), UpstreamError> {
+    match answer.body.get("success").and_then(lenient::as_bool) {
+        Some(false) => Err(UpstreamError::BadResponse {
+            http_status: answer.status.as_u16(),
+            detail: "Meta answered success=false".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn invite_link_of(answer: &GraphAnswer) -> Result<String, UpstreamError> {
+    answer
+        .body
+        .get("invite_link")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| UpstreamError::BadResponse {
+            http_status: answer.status.as_u16(),
+            detail: "the answer has no invite_link".into(),
+        })
+}
+
+fn cursors(body: &Value) -> (Option<String>, Option<String>) {
+    let c = &body["paging"]["cursors"];
+    let get = |k: &str| {
+        c.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    // Graph only links `next` when there is a next page; a lone cursor may point nowhere.
+    let after = if body["paging"].get("next").is_some() {
+        get("after")
+    } else {
+        None
+    };
+    let before = if body["paging"].get("previous").is_some() {
+        get("before")
+    } else {
+        None
+    };
+    (after, before)
+}
+
+/// Meta quotes numbers and booleans in some answers; the gateway answers typed values.
+fn normalise_group_field(name: &str, v: &Value) -> Value {
+    match name {
+        "suspended" => lenient::as_bool(v)
+            .map(Value::Bool)
+            .unwrap_or_else(|| v.clone()),
+        "creation_timestamp" | "total_participant_count" => lenient::as_int(v)
+            .map(|i| json!(i))
+            .unwrap_or_else(|| v.clone()),
+        _ => v.clone(),
+    }
+}
+
+pub fn unix_to_rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| secs.to_string())
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UpstreamGroup {
+    #[schema(example = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD")]
+    pub id: String,
+    pub subject: Option<String>,
+    /// RFC 3339.
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamGroupPage {
+    pub groups: Vec<UpstreamGroup>,
+    pub after: Option<String>,
+    pub before: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct Paging {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JoinRequest {
+    #[schema(example = "MTY0NjcwNDM1OTU6MTIwMzYzNDA0Njk0MjMzODIw")]
+    pub join_request_id: String,
+    #[schema(example = "16505551234")]
+    pub wa_id: Option<String>,
+    /// When the user asked to join (RFC 3339).
+    #[schema(example = "2025-08-18T20:27:57Z")]
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JoinRequestPage {
+    pub join_requests: Vec<JoinRequest>,
+    pub paging: Paging,
+}
+
+/// Why Meta could not act on one item of a bulk call.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ItemError {
+    #[schema(example = 131203)]
+    pub code: i64,
+    #[schema(
+        example = "(#131203) Recipient has not accepted our new Terms of Service and Privacy Policy."
+    )]
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+}
+
+impl ItemError {
+    pub fn from_meta(v: &Value) -> Self {
+        ItemError {
+            code: v.get("code").and_then(lenient::as_int).unwrap_or(0),
+            message: v
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            title: v.get("title").and_then(Value::as_str).map(str::to_owned),
+            details: v["error_data"]
+                .get("details")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        }
+    }
+
+    fn unknown() -> Self {
+        ItemError {
+            code: 0,
+            message: "Meta gave no reason".into(),
+            title: None,
+            details: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FailedJoinRequest {
+    pub join_request_id: String,
+    pub error: ItemError,
+}
+
+#[derive(Debug, Clone)]
+pub struct JoinRequestOutcome {
+    /// Meta answered 206 (code 131201): some items failed.
+    pub partial: bool,
+    pub succeeded: Vec<String>,
+    pub failed: Vec<FailedJoinRequest>,
+}

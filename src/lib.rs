@@ -1,0 +1,15 @@
+//! wa-groups-gateway: one place for internal apps to manage WhatsApp groups through Meta's
+//! Cloud API, without holding WhatsApp access tokens.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod graph;
+pub mod openapi;
+pub mod registry;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+pub mod webhooks;

@@ -1,0 +1,235 @@
+//! HTTP handlers: extract → validate → authorize → one call → map. No SQL, no Graph URLs.
+
+pub mod groups;
+pub mod health;
+pub mod picture;
+pub mod requests;
+
+use std::collections::HashMap;
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use serde_json::{Map, Value};
+
+use crate::auth::Principal;
+use crate::domain::{FieldErrors, GroupId};
+use crate::error::ApiError;
+use crate::registry::{GroupRecord, Registry};
+
+/// Largest JSON body accepted (DESIGN keeps requests small; pictures have their own limit).
+pub const JSON_LIMIT: usize = 64 * 1024;
+
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(
+        utoipa_actix_web::scope("/v1")
+            .service(groups::create_group)
+            .service(requests::get_group_request)
+            .service(groups::list_groups)
+            .service(groups::get_group)
+            .service(groups::update_group)
+            .service(groups::set_group_profile_picture)
+            .service(groups::delete_group)
+            .service(groups::get_invite_link)
+            .service(groups::reset_invite_link)
+            .service(groups::send_invitation)
+            .service(groups::list_join_requests)
+            .service(groups::approve_join_requests)
+            .service(groups::reject_join_requests)
+            .service(groups::remove_participants),
+    )
+    .service(crate::webhooks::verify_subscription)
+    .service(crate::webhooks::receive)
+    .service(health::healthz)
+    .service(health::readyz);
+}
+
+/// Query parameters as sent; each handler reads the ones it knows.
+pub type QueryMap = HashMap<String, String>;
+
+/// A JSON object body whose fields are read one by one, so every broken field is reported.
+pub struct JsonObject(Map<String, Value>);
+
+impl JsonObject {
+    /// 415 unless the body is declared JSON; 400 unless it is a JSON object.
+    pub fn parse(req: &HttpRequest, body: &[u8]) -> Result<Self, ApiError> {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        if !(declared == "application/json" || declared.ends_with("+json")) {
+            return Err(ApiError::UnsupportedMediaType(
+                "Content-Type must be application/json".into(),
+            ));
+        }
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => Ok(JsonObject(map)),
+            Ok(_) => Err(ApiError::bad_request("the body must be a JSON object")),
+            Err(e) => Err(ApiError::bad_request(format!("malformed JSON body: {e}"))),
+        }
+    }
+
+    pub fn reader<'a>(&'a self, errors: &'a mut FieldErrors) -> FieldReader<'a> {
+        FieldReader {
+            obj: &self.0,
+            errors,
+        }
+    }
+}
+
+/// Reads typed fields out of a JSON object, recording what is missing or mistyped.
+pub struct FieldReader<'a> {
+    obj: &'a Map<String, Value>,
+    pub errors: &'a mut FieldErrors,
+}
+
+impl<'a> FieldReader<'a> {
+    fn present(&mut self, name: &str) -> Option<&'a Value> {
+        match self.obj.get(name) {
+            None => None,
+            Some(Value::Null) => {
+                // An optional field sent as null is a mistake, not an omission (DESIGN §4).
+                self.errors.push(name, "must not be null");
+                None
+            }
+            Some(v) => Some(v),
+        }
+    }
+
+    pub fn required_str(&mut self, name: &str) -> Option<&'a str> {
+        if !self.obj.contains_key(name) {
+            self.errors.push(name, "is required");
+            return None;
+        }
+        self.optional_str(name)
+    }
+
+    pub fn optional_str(&mut self, name: &str) -> Option<&'a str> {
+        let v = self.present(name)?;
+        match v.as_str() {
+            Some(s) => Some(s),
+            None => {
+                self.errors.push(name, "must be a string");
+                None
+            }
+        }
+    }
+
+    pub fn required_array(&mut self, name: &str) -> Option<&'a Vec<Value>> {
+        if !self.obj.contains_key(name) {
+            self.errors.push(name, "is required");
+            return None;
+        }
+        self.optional_array(name)
+    }
+
+    pub fn optional_array(&mut self, name: &str) -> Option<&'a Vec<Value>> {
+        let v = self.present(name)?;
+        match v.as_array() {
+            Some(a) => Some(a),
+            None => {
+                self.errors.push(name, "must be an array");
+                None
+            }
+        }
+    }
+
+    pub fn required_object(&mut self, name: &str) -> Option<&'a Map<String, Value>> {
+        if !self.obj.contains_key(name) {
+            self.errors.push(name, "is required");
+            return None;
+        }
+        let v = self.present(name)?;
+        match v.as_object() {
+            Some(o) => Some(o),
+            None => {
+                self.errors.push(name, "must be an object");
+                None
+            }
+        }
+    }
+
+    /// Unknown fields are refused: a typo must not be silently ignored.
+    pub fn deny_unknown(&mut self, known: &[&str]) {
+        for key in self.obj.keys() {
+            if !known.contains(&key.as_str()) {
+                self.errors.push(key.as_str(), "is not a known field");
+            }
+        }
+    }
+
+    /// A nested reader for a sub-object; field names get `prefix.`.
+    pub fn nested(obj: &'a Map<String, Value>, errors: &'a mut FieldErrors) -> FieldReader<'a> {
+        FieldReader { obj, errors }
+    }
+}
+
+/// A list of strings, each parsed, with duplicates and bounds reported per item.
+pub fn parse_list<T: PartialEq>(
+    errors: &mut FieldErrors,
+    field: &str,
+    items: &[Value],
+    min: usize,
+    max: usize,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Vec<T> {
+    if items.len() < min || items.len() > max {
+        errors.push(field, format!("must have {min}-{max} entries"));
+    }
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let name = format!("{field}[{i}]");
+        match item.as_str() {
+            None => errors.push(name, "must be a string"),
+            Some(s) => {
+                if let Some(v) = errors.check(&name, parse(s)) {
+                    if out.contains(&v) {
+                        errors.push(name, "is a duplicate");
+                    } else {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Turns collected field errors into the 400, or lets the handler go on.
+pub fn finish(errors: FieldErrors) -> Result<(), ApiError> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::fields(errors.into_vec()))
+    }
+}
+
+/// The group, if the caller's team owns it and it is active; otherwise 404, exactly as for
+/// an unknown group, so other teams' groups stay invisible. A group on a number the token
+/// may not use is 403.
+pub async fn owned_group(
+    registry: &Registry,
+    principal: &Principal,
+    group_id: &GroupId,
+) -> Result<GroupRecord, ApiError> {
+    let record = registry
+        .group(group_id)
+        .await?
+        .filter(|g| g.active && g.owner_team.as_deref() == Some(principal.team.as_str()))
+        .ok_or_else(|| ApiError::NotFound(format!("group {group_id} not found")))?;
+    principal.require_number(&record.phone_number_id)?;
+    Ok(record)
+}
+
+pub(crate) fn validated_request_id(errors: &mut FieldErrors, raw: &str) -> Option<String> {
+    errors
+        .check("request_id", crate::domain::RequestId::parse(raw))
+        .map(|r| r.to_string())
+}

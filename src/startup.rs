@@ -1,0 +1,192 @@
+//! Builds the application from settings: storage, workers, routes, Swagger UI.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Server, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::{Authenticator, KeyError};
+use crate::config::{GraphMode, Settings};
+use crate::error::{self, ApiError};
+use crate::graph::GraphClient;
+use crate::openapi::{ApiDoc, spec};
+use crate::registry::Registry;
+use crate::routes::{self, JSON_LIMIT};
+use crate::telemetry::request_context;
+use crate::webhooks::{self, WebhookSecrets};
+
+/// Meta batches up to 1,000 changes in one POST; this leaves room for that.
+const WEBHOOK_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("storage {url} is unusable: {source}")]
+    Storage { url: String, source: sqlx::Error },
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Binds (port 0 picks a free port), opens storage, starts the webhook processor.
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let registry = Registry::connect(&settings.storage.url)
+            .await
+            .map_err(|source| StartupError::Storage {
+                url: settings.storage.url.clone(),
+                source,
+            })?;
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
+            address: address.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { address, source })?
+            .port();
+
+        let graph_base = match settings.graph.mode {
+            GraphMode::Live => settings.graph.base_url.clone(),
+            // The gateway talks to its own simulation over HTTP, through the same client code.
+            GraphMode::Sandbox => format!("http://127.0.0.1:{port}/sandbox/graph"),
+        };
+        let api_version = settings.graph.api_version.clone();
+        let timeout = Duration::from_millis(settings.graph.timeout_ms);
+        let tokens = Arc::new(settings.phone_numbers.clone());
+        let teams = Arc::new(settings.teams.clone());
+        let authenticator = web::Data::new(Authenticator::new(&settings.auth, teams)?);
+        let secrets = web::Data::new(WebhookSecrets {
+            verify_token: settings.webhooks.verify_token.clone(),
+            app_secret: settings.webhooks.app_secret.clone(),
+        });
+        let processor = web::Data::new(webhooks::spawn_processor(registry.clone()));
+        let registry = web::Data::new(registry);
+        let openapi = spec();
+
+        let mut server = HttpServer::new(move || {
+            // awc clients are per worker (not Send); each keeps its own connection pool.
+            let graph = web::Data::new(GraphClient::new(
+                &graph_base,
+                &api_version,
+                timeout,
+                tokens.clone(),
+            ));
+            App::new()
+                .into_utoipa_app()
+                .openapi(ApiDoc::openapi())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(JSON_LIMIT)
+                        .error_handler(error::json_error_handler),
+                )
+                .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
+                .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
+                .app_data(web::PayloadConfig::default().limit(JSON_LIMIT))
+                .app_data(graph)
+                .app_data(registry.clone())
+                .app_data(authenticator.clone())
+                .app_data(secrets.clone())
+                .app_data(processor.clone())
+                .configure(routes::configure)
+                .split_for_parts()
+                .0
+                .service(
+                    web::scope("")
+                        .app_data(web::PayloadConfig::default().limit(WEBHOOK_BODY_LIMIT))
+                        .service(
+                            SwaggerUi::new("/swagger-ui/{_:.*}")
+                                .url("/openapi.json", openapi.clone()),
+                        )
+                        .route(
+                            "/swagger-ui",
+                            web::get().to(|| async {
+                                HttpResponse::PermanentRedirect()
+                                    .insert_header((header::LOCATION, "/swagger-ui/"))
+                                    .finish()
+                            }),
+                        ),
+                )
+                .default_service(web::to(error::not_found))
+                .wrap(ErrorHandlers::new().default_handler(as_problem))
+                .wrap(from_fn(request_context))
+        })
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            address: format!("port {port}"),
+            source,
+        })?
+        .shutdown_timeout(settings.server.shutdown_grace_seconds);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        Ok(Application {
+            port,
+            server: server.run(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Errors produced by the framework itself (405, oversized bodies…) become problem+json
+/// like every other error.
+fn as_problem<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if is_problem || !res.status().is_client_error() && !res.status().is_server_error() {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let api = match status.as_u16() {
+        404 => ApiError::NotFound("no such route".into()),
+        405 => ApiError::NotFound("no such route for this method".into()),
+        413 => ApiError::PayloadTooLarge { limit: JSON_LIMIT },
+        415 => ApiError::UnsupportedMediaType("unsupported Content-Type".into()),
+        s if s < 500 => ApiError::bad_request(
+            status
+                .canonical_reason()
+                .unwrap_or("bad request")
+                .to_owned(),
+        ),
+        _ => ApiError::Internal(format!("framework error {status}")),
+    };
+    let mut problem = api.problem();
+    problem.status = status.as_u16();
+    let (req, _) = res.into_parts();
+    let body: BoxBody = BoxBody::new(serde_json::to_vec(&problem).unwrap_or_default());
+    let response = HttpResponse::build(status)
+        .content_type("application/problem+json")
+        .body(body);
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, response).map_into_right_body(),
+    ))
+}

@@ -1,0 +1,105 @@
+//! Logging setup, request ids and the access log.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage};
+use tracing::Instrument;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, TelemetrySettings};
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being served; errors render it into their body.
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| "none".to_owned())
+}
+
+/// The team of an authenticated request, recorded for the access log.
+#[derive(Clone, Debug)]
+pub struct AuthenticatedTeam(pub String);
+
+/// Installs the global subscriber once; later calls (tests) are ignored.
+pub fn init(settings: &TelemetrySettings) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match settings.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// A caller's id is kept only when it is short and plain, so it cannot inject into logs.
+fn sane_request_id(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    let ok = (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| s.to_owned())
+}
+
+/// Gives every request an id (the caller's if sane), echoes it in `X-Request-Id`, and writes
+/// one access-log line per request.
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(sane_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let started = Instant::now();
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", request_id = %id);
+    let scoped_id = id.clone();
+    // Handlers render their errors inside this scope, so problem bodies carry the id. (The
+    // request must not be cloned here: routing needs sole ownership of it.)
+    let mut res = REQUEST_ID
+        .scope(scoped_id, next.call(req))
+        .instrument(span.clone())
+        .await?;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let team = res
+        .request()
+        .extensions()
+        .get::<AuthenticatedTeam>()
+        .map(|t| t.0.clone())
+        .unwrap_or_default();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = res.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(
+            target: "access",
+            %method,
+            route,
+            status,
+            team,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request served"
+        );
+    });
+    Ok(res)
+}

@@ -1,0 +1,333 @@
+//! Meta's webhooks: the signed ingress, the durable inbox and the processor that turns
+//! stored POSTs into registry changes (DESIGN §6).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use hmac::{Hmac, KeyInit, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+use utoipa::IntoParams;
+
+use crate::error::ApiError;
+use crate::graph::lenient;
+use crate::registry::{InboxOutcome, NewWebhookEvent, Registry};
+
+pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+
+/// The secrets of the ingress, shared by every worker.
+pub struct WebhookSecrets {
+    pub verify_token: SecretString,
+    pub app_secret: SecretString,
+}
+
+/// `sha256=<hex>` of the body with the app secret, as Meta signs (also used by the sandbox).
+pub fn sign(app_secret: &[u8], body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(app_secret)
+        .expect("HMAC takes keys of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Checks the signature over the raw bytes in constant time.
+pub fn verify_signature(app_secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
+    let Some(hex_sig) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
+        return false;
+    };
+    let Ok(given) = hex::decode(hex_sig) else {
+        return false;
+    };
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(app_secret)
+        .expect("HMAC takes keys of any length");
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct Handshake {
+    #[serde(rename = "hub.mode")]
+    #[param(rename = "hub.mode", example = "subscribe")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    #[param(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    #[param(rename = "hub.challenge", example = "1158201444")]
+    challenge: Option<String>,
+}
+
+/// Meta's verification handshake: echo the challenge when the verify token matches.
+#[utoipa::path(
+    tag = "webhooks",
+    params(Handshake),
+    responses(
+        (status = 200, description = "The challenge, echoed", content_type = "text/plain", body = String),
+        (status = 403, description = "Wrong verify token or mode", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/webhooks/whatsapp")]
+pub async fn verify_subscription(
+    query: web::Query<Handshake>,
+    secrets: web::Data<WebhookSecrets>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let token_ok = q.verify_token.as_deref().is_some_and(|t| {
+        bool::from(
+            t.as_bytes()
+                .ct_eq(secrets.verify_token.expose_secret().as_bytes()),
+        )
+    });
+    match (q.mode.as_deref(), token_ok, q.challenge) {
+        (Some("subscribe"), true, Some(challenge)) => Ok(HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body(challenge)),
+        _ => Err(ApiError::Forbidden("verification refused".into())),
+    }
+}
+
+/// Receives Meta's group webhooks. The body is stored before the 200; processing follows.
+#[utoipa::path(
+    tag = "webhooks",
+    request_body(content = Object, description = "Meta's webhook payload, signed with the app secret", content_type = "application/json"),
+    params(("X-Hub-Signature-256" = String, Header, description = "sha256=<hex HMAC-SHA256 of the raw body with the app secret>")),
+    responses(
+        (status = 200, description = "Stored (or recognised as a redelivery)"),
+        (status = 401, description = "Missing or wrong signature", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/webhooks/whatsapp")]
+pub async fn receive(
+    req: HttpRequest,
+    body: web::Bytes,
+    secrets: web::Data<WebhookSecrets>,
+    registry: web::Data<Registry>,
+    processor: web::Data<ProcessorHandle>,
+) -> Result<HttpResponse, ApiError> {
+    let signature = req
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if !verify_signature(
+        secrets.app_secret.expose_secret().as_bytes(),
+        &body,
+        signature,
+    ) {
+        tracing::warn!("webhook refused: missing or wrong X-Hub-Signature-256");
+        return Err(ApiError::Unauthorized(
+            "missing or wrong X-Hub-Signature-256".into(),
+        ));
+    }
+    let digest = hex::encode(Sha256::digest(&body));
+    let outcome = registry.store_inbox(&digest, &body).await?;
+    let duplicate = outcome == InboxOutcome::Duplicate;
+    if !duplicate {
+        processor.kick();
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "received": true, "duplicate": duplicate })))
+}
+
+/// Wakes the processor when a POST was stored.
+#[derive(Clone, Default)]
+pub struct ProcessorHandle {
+    notify: Arc<Notify>,
+}
+
+impl ProcessorHandle {
+    pub fn kick(&self) {
+        self.notify.notify_one();
+    }
+}
+
+/// Spawns the processor on the current runtime; it first drains what a previous run left.
+pub fn spawn_processor(registry: Registry) -> ProcessorHandle {
+    let handle = ProcessorHandle::default();
+    let notify = handle.notify.clone();
+    tokio::spawn(async move {
+        loop {
+            match drain(&registry).await {
+                Ok(()) => {}
+                Err(e) => tracing::error!(error = %e, "webhook processing failed; will retry"),
+            }
+            // Wake on a kick, or poll now and then in case a kick was missed.
+            let _ = tokio::time::timeout(Duration::from_secs(2), notify.notified()).await;
+        }
+    });
+    handle
+}
+
+async fn drain(registry: &Registry) -> Result<(), sqlx::Error> {
+    loop {
+        let batch = registry.unprocessed_inbox(50).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for (id, body) in batch {
+            process_post(registry, id, &body).await?;
+            registry.mark_inbox_processed(id).await?;
+        }
+    }
+}
+
+/// Reads every group event out of one POST. Unknown fields and shapes are skipped, never
+/// fatal: Meta adds fields over time and its own samples are not always valid.
+pub fn extract_events(body: &[u8]) -> Vec<NewWebhookEvent> {
+    let Ok(root) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    let mut events = Vec::new();
+    for entry in root["entry"].as_array().into_iter().flatten() {
+        for change in entry["changes"].as_array().into_iter().flatten() {
+            let field = change["field"].as_str().unwrap_or_default().to_owned();
+            let value = &change["value"];
+            let pn = value["metadata"]
+                .get("phone_number_id")
+                .and_then(lenient::as_id);
+            for item in value["groups"].as_array().into_iter().flatten() {
+                let key_material = format!("{field}|{}|{item}", pn.as_deref().unwrap_or(""));
+                events.push(NewWebhookEvent {
+                    event_key: hex::encode(Sha256::digest(key_material.as_bytes())),
+                    field: field.clone(),
+                    event_type: item["type"].as_str().unwrap_or("unknown").to_owned(),
+                    phone_number_id: pn.clone(),
+                    group_id: item.get("group_id").and_then(lenient::as_id),
+                    meta_request_id: item.get("request_id").and_then(lenient::as_id),
+                    occurred_at: item
+                        .get("timestamp")
+                        .and_then(lenient::as_int)
+                        .map(crate::graph::unix_to_rfc3339),
+                    payload: item.clone(),
+                });
+            }
+        }
+    }
+    events
+}
+
+async fn process_post(registry: &Registry, inbox_id: i64, body: &[u8]) -> Result<(), sqlx::Error> {
+    for event in extract_events(body) {
+        if !registry.insert_event(inbox_id, &event).await? {
+            tracing::debug!(event_type = %event.event_type, "duplicate webhook event ignored");
+            continue;
+        }
+        apply(registry, &event).await?;
+    }
+    Ok(())
+}
+
+fn has_errors(item: &Value) -> bool {
+    item.get("errors")
+        .and_then(Value::as_array)
+        .is_some_and(|e| !e.is_empty())
+}
+
+async fn apply(registry: &Registry, event: &NewWebhookEvent) -> Result<(), sqlx::Error> {
+    let item = &event.payload;
+    let group = event.group_id.as_deref();
+    match (event.field.as_str(), event.event_type.as_str()) {
+        ("group_lifecycle_update", "group_create") => {
+            let matched = match &event.meta_request_id {
+                Some(req) => registry
+                    .complete_creation(req, event.phone_number_id.as_deref(), item)
+                    .await?
+                    .is_some(),
+                None => false,
+            };
+            // A group made outside the gateway (or whose request was lost) is kept ownerless
+            // so an administrator can adopt it.
+            if !matched
+                && !has_errors(item)
+                && let (Some(g), Some(pn)) = (group, event.phone_number_id.as_deref())
+            {
+                registry.note_group(g, pn, item["subject"].as_str()).await?;
+            }
+        }
+        ("group_lifecycle_update", "group_delete") => {
+            if let Some(g) = group {
+                registry.set_group_active(g, has_errors(item)).await?;
+            }
+        }
+        ("group_participants_update", "group_participants_add") => {
+            if let Some(g) = group {
+                let n = item["added_participants"].as_array().map_or(0, Vec::len) as i64;
+                registry.adjust_participants(g, n).await?;
+            }
+        }
+        ("group_participants_update", "group_participants_remove") => {
+            if let Some(g) = group {
+                let n = item["removed_participants"].as_array().map_or(0, Vec::len) as i64;
+                registry.adjust_participants(g, -n).await?;
+            }
+        }
+        ("group_settings_update", _) => {
+            if let Some(g) = group {
+                let subject = &item["group_subject"];
+                if subject.get("update_successful").and_then(lenient::as_bool) == Some(true)
+                    && let Some(text) = subject["text"].as_str()
+                {
+                    registry.set_group_subject(g, text).await?;
+                }
+            }
+        }
+        ("group_status_update", "group_suspend") => {
+            if let Some(g) = group {
+                registry.set_group_suspended(g, true).await?;
+            }
+        }
+        ("group_status_update", "group_suspend_cleared") => {
+            if let Some(g) = group {
+                registry.set_group_suspended(g, false).await?;
+            }
+        }
+        (field, kind) => {
+            tracing::debug!(field, kind, "webhook event stored without registry change")
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_checked_over_raw_bytes() {
+        let body = br#"{"a": 1}"#;
+        let sig = sign(b"secret", body);
+        assert!(verify_signature(b"secret", body, Some(&sig)));
+        assert!(!verify_signature(b"other", body, Some(&sig)));
+        assert!(!verify_signature(b"secret", br#"{"a":1}"#, Some(&sig)));
+        assert!(!verify_signature(b"secret", body, None));
+        assert!(!verify_signature(b"secret", body, Some("sha256=zz")));
+    }
+
+    #[test]
+    fn events_are_read_leniently() {
+        let body = serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "1", "changes": [
+                {"field": "group_lifecycle_update", "value": {
+                    "metadata": {"phone_number_id": 12784358810u64},
+                    "groups": [
+                        {"timestamp": "1755548877", "group_id": "G1", "type": "group_create", "request_id": "R1", "new_thing": {"x": 1}},
+                        {"timestamp": 1755548878, "group_id": "G2", "type": "group_delete", "request_id": 7}
+                    ]}},
+                {"field": "something_new", "value": 3}
+            ]}]
+        });
+        let events = extract_events(body.to_string().as_bytes());
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].phone_number_id.as_deref(), Some("12784358810"));
+        assert_eq!(
+            events[0].occurred_at.as_deref(),
+            Some("2025-08-18T20:27:57Z")
+        );
+        assert_eq!(events[1].meta_request_id.as_deref(), Some("7"));
+        assert_ne!(events[0].event_key, events[1].event_key);
+        assert!(extract_events(b"not json").is_empty());
+    }
+}
