@@ -11,6 +11,8 @@ use crate::domain::PhoneNumberId;
 
 /// The defaults are compiled in so the binary runs from any directory.
 const DEFAULTS: &str = include_str!("../config/default.toml");
+/// A demo number and teams, layered in sandbox mode when no phone number is configured.
+const SANDBOX_DEMO: &str = include_str!("../config/sandbox-demo.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -318,8 +320,28 @@ impl Settings {
             .clone()
             .unwrap_or_else(|| PathBuf::from("config"));
         let environment = std::env::var("APP_ENVIRONMENT").unwrap_or_else(|_| "local".into());
+        let first = Self::layered(sources, &dir, &environment, false).build()?;
+        if !needs_demo(&first) {
+            return Self::from_config(first);
+        }
+        Self::from_config(Self::layered(sources, &dir, &environment, true).build()?)
+    }
+
+    fn layered(
+        sources: &ConfigSources,
+        dir: &Path,
+        environment: &str,
+        demo: bool,
+    ) -> config::ConfigBuilder<config::builder::DefaultState> {
         let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if demo {
+            builder = builder.add_source(config::File::from_str(
+                SANDBOX_DEMO,
+                config::FileFormat::Toml,
+            ));
+        }
+        builder = builder
             .add_source(config::File::from(dir.join("default.toml")).required(false))
             .add_source(
                 config::File::from(dir.join(format!("{environment}.toml"))).required(false),
@@ -334,16 +356,30 @@ impl Settings {
                     .separator("__"),
             );
         }
-        Self::from_config(builder.build()?)
+        builder
     }
 
     /// Builds settings from TOML text layered over the compiled-in defaults (tests, tools).
     pub fn from_toml_overrides(toml: &str) -> Result<Settings, ConfigError> {
-        let config = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
-            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
-            .build()?;
-        Self::from_config(config)
+        let build = |demo: bool| {
+            let mut builder = config::Config::builder()
+                .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+            if demo {
+                builder = builder.add_source(config::File::from_str(
+                    SANDBOX_DEMO,
+                    config::FileFormat::Toml,
+                ));
+            }
+            builder
+                .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+                .build()
+        };
+        let first = build(false)?;
+        if needs_demo(&first) {
+            Self::from_config(build(true)?)
+        } else {
+            Self::from_config(first)
+        }
     }
 
     fn from_config(config: config::Config) -> Result<Settings, ConfigError> {
@@ -354,6 +390,17 @@ impl Settings {
     pub fn team(&self, name: &str) -> Option<&TeamSettings> {
         self.teams.get(name)
     }
+}
+
+/// The demo applies to a sandbox that would otherwise have no phone number to play with.
+fn needs_demo(config: &config::Config) -> bool {
+    let sandbox = config
+        .get_string("graph.mode")
+        .is_ok_and(|m| m == "sandbox");
+    let has_numbers = config
+        .get_table("phone_numbers")
+        .is_ok_and(|numbers| !numbers.is_empty());
+    sandbox && !has_numbers
 }
 
 impl RawSettings {
@@ -602,6 +649,16 @@ mod tests {
             err.to_string().contains("teams.x.phone_numbers[0]"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn configured_numbers_replace_the_sandbox_demo() {
+        let settings = Settings::from_toml_overrides(
+            "[phone_numbers.111]\naccess_token = \"t\"\n[teams.x]\nphone_numbers = [\"111\"]\n",
+        )
+        .unwrap();
+        assert_eq!(settings.phone_numbers.len(), 1);
+        assert!(!settings.teams.contains_key("sales"));
     }
 
     #[test]
