@@ -684,6 +684,33 @@ impl Registry {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn the_same_event_is_stored_once_across_posts() {
+        let registry = Registry::connect("sqlite::memory:").await.unwrap();
+        let event = NewWebhookEvent {
+            event_key: "k1".into(),
+            field: "group_status_update".into(),
+            event_type: "group_suspend".into(),
+            phone_number_id: Some("1".into()),
+            group_id: Some("G".into()),
+            meta_request_id: None,
+            occurred_at: None,
+            payload: serde_json::json!({}),
+        };
+        let InboxOutcome::Stored(first) = registry.store_inbox("a", b"{}").await.unwrap() else {
+            panic!("first POST is new");
+        };
+        assert_eq!(
+            registry.store_inbox("a", b"{}").await.unwrap(),
+            InboxOutcome::Duplicate
+        );
+        let InboxOutcome::Stored(second) = registry.store_inbox("b", b"{ }").await.unwrap() else {
+            panic!("another body is new");
+        };
+        assert!(registry.insert_event(first, &event).await.unwrap());
+        assert!(!registry.insert_event(second, &event).await.unwrap());
+    }
+
     #[test]
     fn cursors_round_trip_and_refuse_forgeries() {
         assert_eq!(decode_cursor(&encode_cursor(42)), Ok(42));

@@ -1,0 +1,344 @@
+//! Spawns the real gateway on port 0 with wiremock standing in for Meta.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wa_groups_gateway::auth::{Scope, TokenIssuer};
+use wa_groups_gateway::config::Settings;
+use wa_groups_gateway::startup::Application;
+use wa_groups_gateway::webhooks::sign;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+pub const PN: &str = "111111";
+/// A number configured in the gateway but granted to `sales` only.
+pub const PN2: &str = "222222";
+pub const TOKEN_PN: &str = "meta-token-111";
+pub const TOKEN_PN2: &str = "meta-token-222";
+pub const APP_SECRET: &str = "test-app-secret";
+pub const VERIFY_TOKEN: &str = "test-verify-token";
+pub const SIGNING_SECRET: &str = "test-signing-secret-of-some-length";
+pub const KID: &str = "test-key";
+pub const API_VERSION: &str = "v23.0";
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub meta: MockServer,
+    pub http: reqwest::Client,
+    pub settings: Settings,
+    _dir: tempfile::TempDir,
+}
+
+/// The configuration tests run with; `extra` is TOML layered on top.
+pub fn test_config(meta_uri: &str, db_dir: &std::path::Path, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+host = "127.0.0.1"
+port = 0
+workers = 1
+
+[graph]
+mode = "live"
+base_url = "{meta_uri}"
+api_version = "{API_VERSION}"
+timeout_ms = 2000
+
+[storage]
+url = "sqlite://{db}/gateway.db"
+
+[webhooks]
+verify_token = "{VERIFY_TOKEN}"
+app_secret = "{APP_SECRET}"
+
+[[auth.keys]]
+kid = "{KID}"
+algorithm = "HS256"
+secret = "{SIGNING_SECRET}"
+signing = true
+
+[phone_numbers.{PN}]
+access_token = "{TOKEN_PN}"
+
+[phone_numbers.{PN2}]
+access_token = "{TOKEN_PN2}"
+
+[teams.sales]
+phone_numbers = ["{PN}", "{PN2}"]
+
+[teams.support]
+phone_numbers = ["{PN}"]
+
+[teams.platform]
+phone_numbers = ["{PN}"]
+admin = true
+{extra}
+"#,
+        db = db_dir.display()
+    )
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with("").await
+}
+
+pub async fn spawn_app_with(extra: &str) -> TestApp {
+    spawn(None, extra).await
+}
+
+/// A gateway whose Graph base URL is `base` instead of the mock (e.g. nobody listening).
+pub async fn spawn_app_against(base: &str, extra: &str) -> TestApp {
+    spawn(Some(base), extra).await
+}
+
+async fn spawn(base: Option<&str>, extra: &str) -> TestApp {
+    let meta = MockServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = base.map(str::to_owned).unwrap_or_else(|| meta.uri());
+    let settings = Settings::from_toml_overrides(&test_config(&base, dir.path(), extra))
+        .expect("test configuration is valid");
+    let app = Application::build(settings.clone())
+        .await
+        .expect("app builds");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        meta,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        settings,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    /// A token for `team` with `scopes`, from the configured signing key.
+    pub fn token(&self, team: &str, scopes: &[&str]) -> String {
+        self.token_for_numbers(team, scopes, None)
+    }
+
+    pub fn token_for_numbers(
+        &self,
+        team: &str,
+        scopes: &[&str],
+        numbers: Option<Vec<String>>,
+    ) -> String {
+        let scopes: Vec<Scope> = scopes
+            .iter()
+            .map(|s| Scope::parse(s).expect("known scope"))
+            .collect();
+        TokenIssuer::new(&self.settings.auth, None)
+            .expect("signing key")
+            .issue(team, &scopes, numbers, 3600)
+            .expect("token")
+            .token
+    }
+
+    /// A token with every group scope for `sales`.
+    pub fn sales(&self) -> String {
+        self.token(
+            "sales",
+            &[
+                "groups:read",
+                "groups:write",
+                "groups:delete",
+                "groups:invite",
+            ],
+        )
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.send_json(reqwest::Method::POST, path, token, body)
+            .await
+    }
+
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POSTs a webhook body signed with the app secret, as Meta does.
+    pub async fn send_webhook(&self, body: &Value) -> reqwest::Response {
+        let raw = serde_json::to_vec(body).expect("json");
+        self.send_webhook_raw(&raw, Some(&sign(APP_SECRET.as_bytes(), &raw)))
+            .await
+    }
+
+    pub async fn send_webhook_raw(&self, raw: &[u8], signature: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.url("/webhooks/whatsapp"))
+            .header("content-type", "application/json")
+            .body(raw.to_vec());
+        if let Some(sig) = signature {
+            req = req.header("x-hub-signature-256", sig);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// Requests Meta received (wiremock's journal).
+    pub async fn upstream_requests(&self) -> Vec<wiremock::Request> {
+        self.meta.received_requests().await.unwrap_or_default()
+    }
+
+    /// Makes a group owned by `token`'s team: the create call (Meta answers a request id)
+    /// and then Meta's creation webhook. Returns the group id.
+    pub async fn create_group(&self, token: &str, pn: &str, subject: &str) -> String {
+        let meta_request = format!("meta-req-{}", uuid());
+        let group_id = format!("G{}", uuid());
+        let guard = Mock::given(method("POST"))
+            .and(path(format!("/{API_VERSION}/{pn}/groups")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"messaging_product": "whatsapp", "request_id": meta_request}),
+            ))
+            .expect(1)
+            .mount_as_scoped(&self.meta)
+            .await;
+        let res = self
+            .post_json(
+                &format!("/v1/phone-numbers/{pn}/groups"),
+                token,
+                &json!({ "subject": subject }),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            202,
+            "create answered {}",
+            res.text().await.unwrap_or_default()
+        );
+        let created: Value = res.json().await.expect("json");
+        drop(guard);
+        let hook = lifecycle_webhook(
+            pn,
+            vec![json!({
+                "timestamp": "1755548877",
+                "group_id": group_id,
+                "type": "group_create",
+                "request_id": meta_request,
+                "subject": subject,
+                "invite_link": format!("https://chat.whatsapp.com/{group_id}"),
+                "join_approval_mode": "auto_approve"
+            })],
+        );
+        assert_eq!(self.send_webhook(&hook).await.status(), 200);
+        let request_id = created["request_id"]
+            .as_str()
+            .expect("request_id")
+            .to_owned();
+        self.wait_for_request(token, &request_id, "created").await;
+        group_id
+    }
+
+    /// Polls a creation until it reaches `status` (webhooks are processed asynchronously).
+    pub async fn wait_for_request(&self, token: &str, request_id: &str, status: &str) -> Value {
+        for _ in 0..100 {
+            let res = self
+                .get(&format!("/v1/group-requests/{request_id}"), token)
+                .await;
+            let body: Value = res.json().await.expect("json");
+            if body["status"] == status {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("request {request_id} never became {status}");
+    }
+}
+
+/// A webhook POST as Meta sends it, one change of `field` carrying `groups`.
+pub fn webhook(field: &str, pn: &str, groups: Vec<Value>) -> Value {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "WABA_ID",
+            "changes": [{
+                "field": field,
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": { "display_phone_number": "15550001111", "phone_number_id": pn },
+                    "groups": groups
+                }
+            }]
+        }]
+    })
+}
+
+pub fn lifecycle_webhook(pn: &str, groups: Vec<Value>) -> Value {
+    webhook("group_lifecycle_update", pn, groups)
+}
+
+pub fn uuid() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Meta's error envelope.
+pub fn meta_error(code: i64, message: &str) -> Value {
+    json!({"error": {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AbCdEfTrace"}})
+}
+
+pub async fn problem(res: reqwest::Response) -> Value {
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        ct.starts_with("application/problem+json"),
+        "content-type was {ct}"
+    );
+    res.json().await.expect("problem json")
+}
+
+/// The `field` names listed in a problem's `errors`.
+pub fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter_map(|x| x["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,6 @@
+//! All integration tests compile into one binary, so the crate links once.
+
+mod helpers;
+
+mod groups;
+mod webhooks;
