@@ -6,10 +6,9 @@ use std::time::Instant;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{FieldReader, JSON_LIMIT, JsonObject, QueryMap, finish, owned_group, parse_list};
+use super::{FieldReader, JsonObject, QueryMap, finish, owned_group, parse_list};
 use crate::auth::{Principal, Scope};
 use crate::domain::{
     FieldErrors, GroupDescription, GroupFields, GroupId, GroupSubject, JoinApprovalMode,
@@ -86,6 +85,14 @@ pub struct Accepted {
     /// Meta's request id, when it gave one; group events carry it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_request_id: Option<String>,
+}
+
+/// A multipart upload of the picture.
+#[derive(ToSchema)]
+pub struct PictureUpload {
+    /// The JPEG: square, at least 192×192, at most 5 MiB.
+    #[schema(format = Binary, content_media_type = "image/jpeg")]
+    pub file: Vec<u8>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -168,7 +175,6 @@ fn validated<T>(v: Option<T>) -> Result<T, ApiError> {
     params(
         ("phone_number_id" = String, Path, description = "Business phone number ID (1–32 digits)", example = "12784358810"),
         ("wait_seconds" = Option<u32>, Query, description = "0–30: hold the answer until the creation completes", minimum = 0, maximum = 30),
-        ("Idempotency-Key" = Option<String>, Header, description = "Reserved for safe retries of creations"),
     ),
     request_body = CreateGroupBody,
     responses(
@@ -451,7 +457,13 @@ pub async fn update_group(
     tag = "groups",
     operation_id = "set_group_profile_picture",
     params(("group_id" = String, Path, description = "Group ID")),
-    request_body(content = Vec<u8>, description = "The JPEG (or multipart/form-data with part `file`)", content_type = "image/jpeg"),
+    request_body(
+        description = "The JPEG as the body, or multipart/form-data with the JPEG in part `file`",
+        content(
+            (Vec<u8> = "image/jpeg"),
+            (PictureUpload = "multipart/form-data"),
+        )
+    ),
     responses(
         (status = 202, description = "Meta accepted the picture; the outcome arrives as a group event", body = Accepted),
         (status = 400, description = "Not a JPEG, not square or too small", body = Problem, content_type = "application/problem+json"),
@@ -870,10 +882,4 @@ pub async fn remove_participants(
         status: "accepted".into(),
         upstream_request_id,
     }))
-}
-
-/// Keeps `json!` and `JSON_LIMIT` referenced for schema examples and limits.
-#[allow(dead_code)]
-fn _limits() -> (usize, serde_json::Value) {
-    (JSON_LIMIT, json!(null))
 }

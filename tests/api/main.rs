@@ -3,4 +3,5 @@
 mod helpers;
 
 mod groups;
+mod openapi;
 mod webhooks;
