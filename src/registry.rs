@@ -217,6 +217,11 @@ impl Registry {
         })
     }
 
+    /// The pool, for stores of other modules that keep their own tables here.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub fn waiters(&self) -> &Waiters {
         &self.waiters
     }
