@@ -101,6 +101,11 @@ impl Principal {
             )))
         }
     }
+
+    /// The numbers this token may use: the team's grants, narrowed by the token.
+    pub fn numbers(&self) -> &[PhoneNumberId] {
+        &self.numbers
+    }
 }
 
 struct VerificationKey {
@@ -263,11 +268,10 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     let token = header
         .to_str()
         .ok()
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim)
+        // The scheme is case-insensitive (RFC 7235).
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
             ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
@@ -275,8 +279,21 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     let principal = auth.verify(token)?;
     req.extensions_mut()
         .insert(AuthenticatedTeam(principal.team.clone()));
+    if let Some(limits) = req.app_data::<web::Data<TeamLimits>>()
+        && let Err(refusal) = limits.check(&principal.team)
+    {
+        metrics::counter!(crate::metrics::RATE_LIMITED, "scope" => "team", "team" => principal.team.clone())
+            .increment(1);
+        return Err(ApiError::RateLimited {
+            retry_after_seconds: refusal.retry_after.as_secs().max(1),
+            limit: refusal.limit,
+        });
+    }
     Ok(principal)
 }
+
+/// Each team's token bucket, checked once a caller is authenticated.
+pub type TeamLimits = crate::ratelimit::Buckets<String>;
 
 /// Mints a token with the configured signing key (CLI `token issue`, admin API).
 pub struct TokenIssuer {

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::io::Write;
+
 use clap::{Parser, Subcommand};
 
 use crate::auth::{Scope, TokenIssuer, parse_ttl};
@@ -34,6 +36,19 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Run the simulated Graph API alone (no gateway), for other teams' tests.
+    Sandbox {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port to listen on (0 picks a free one).
+        #[arg(long, default_value_t = 8081)]
+        port: u16,
+        /// Where to POST the webhooks Meta would send (signed with webhooks.app_secret);
+        /// without it they are only kept for GET /sandbox/webhooks.
+        #[arg(long, value_name = "URL")]
+        webhook_url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -69,9 +84,15 @@ pub fn run() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
+        Command::Sandbox {
+            host,
+            port,
+            webhook_url,
+        } => crate::sandbox::standalone::run(settings, &host, port, webhook_url),
         Command::Openapi => match serde_json::to_string_pretty(&crate::openapi::spec()) {
             Ok(json) => {
-                println!("{json}");
+                // `openapi | head` closes stdout early: that is not an error worth a panic.
+                let _ = writeln!(std::io::stdout(), "{json}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -161,6 +182,15 @@ fn serve(settings: Settings) -> ExitCode {
     let result = actix_web::rt::System::new().block_on(async move {
         let mode = settings.graph.mode;
         let host = settings.server.host.clone();
+        // The demo's team when configured, else any non-admin team, for the hint below.
+        let demo_team = match settings.teams.contains_key("sales") {
+            true => "sales".to_owned(),
+            false => settings
+                .teams
+                .iter()
+                .find(|(_, t)| !t.admin)
+                .map_or_else(|| "sales".to_owned(), |(name, _)| name.clone()),
+        };
         let app = Application::build(settings).await.map_err(|e| e.to_string())?;
         let base = format!("http://{host}:{}", app.port());
         tracing::info!(mode = ?mode, "wa-groups-gateway listening on {base}");
@@ -168,7 +198,9 @@ fn serve(settings: Settings) -> ExitCode {
         if mode == GraphMode::Sandbox {
             eprintln!(
                 "Sandbox mode: Meta is simulated in process. A demo token:\n  \
-                 cargo run -- token issue --team sales --scope groups:read groups:write groups:delete groups:invite"
+                 TOKEN=$(cargo run -q -- token issue --team {demo_team} --scope groups:read groups:write groups:delete groups:invite)\n\
+                 Play the WhatsApp users' side: POST {base}/sandbox/groups/{{group_id}}/join {{\"wa_id\": \"16505551234\"}} \
+                 (all sandbox controls: GET {base}/sandbox)"
             );
         }
         app.run_until_stopped().await.map_err(|e| e.to_string())

@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::domain::PhoneNumberId;
+pub use crate::events::delivery::DeliverySettings;
 
 /// The defaults are compiled in so the binary runs from any directory.
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -68,6 +69,8 @@ struct RawSettings {
     #[serde(default)]
     telemetry: TelemetrySettings,
     #[serde(default)]
+    delivery: DeliverySettings,
+    #[serde(default)]
     phone_numbers: BTreeMap<String, RawPhoneNumber>,
     #[serde(default)]
     teams: BTreeMap<String, RawTeam>,
@@ -82,6 +85,23 @@ pub struct ServerSettings {
     /// How long in-flight requests may run on shutdown.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,
+    /// A client must send its request head within this time (slow-loris guard).
+    #[serde(default = "default_client_request_timeout")]
+    pub client_request_timeout_ms: u64,
+    /// A client must send its whole body within this time.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_ms: u64,
+    /// Token bucket for teams without their own `rate_limit`; none when absent.
+    #[serde(default)]
+    pub default_team_rate_limit: Option<RateLimitSettings>,
+}
+
+fn default_client_request_timeout() -> u64 {
+    5_000
+}
+
+fn default_body_timeout() -> u64 {
+    30_000
 }
 
 fn default_grace() -> u64 {
@@ -100,7 +120,15 @@ pub struct GraphSettings {
     pub mode: GraphMode,
     pub base_url: String,
     pub api_version: String,
+    /// Bound of the whole call, retries included.
     pub timeout_ms: u64,
+    /// Bound of one attempt (never more than `timeout_ms`).
+    #[serde(default = "default_attempt_timeout")]
+    pub attempt_timeout_ms: u64,
+}
+
+fn default_attempt_timeout() -> u64 {
+    5_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -241,6 +269,8 @@ fn default_log_level() -> String {
 #[derive(Debug, Clone, Deserialize)]
 struct RawPhoneNumber {
     access_token: SecretSource,
+    /// Protects Meta's quota of this number, shared by every team using it.
+    rate_limit: Option<RateLimitSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -289,7 +319,10 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub sandbox: SandboxSettings,
     pub telemetry: TelemetrySettings,
+    /// `[delivery]`: pushing team events to the teams' webhooks.
+    pub delivery: DeliverySettings,
     pub phone_numbers: BTreeMap<PhoneNumberId, SecretString>,
+    pub phone_number_rate_limits: BTreeMap<PhoneNumberId, RateLimitSettings>,
     pub teams: BTreeMap<String, TeamSettings>,
 }
 
@@ -390,6 +423,52 @@ impl Settings {
     pub fn team(&self, name: &str) -> Option<&TeamSettings> {
         self.teams.get(name)
     }
+
+    /// Each team's bucket: its own `rate_limit`, else the server default, else none.
+    pub fn team_rate_limits(&self) -> Vec<(String, RateLimitSettings)> {
+        self.teams
+            .iter()
+            .filter_map(|(name, team)| {
+                let limit = team
+                    .rate_limit
+                    .clone()
+                    .or_else(|| self.server.default_team_rate_limit.clone())?;
+                Some((name.clone(), limit))
+            })
+            .collect()
+    }
+}
+
+/// The development secrets are public (they are in this repository): live mode must not
+/// start with them, or anyone could mint tokens or forge Meta's webhooks.
+fn refuse_development_secrets(
+    auth: &AuthSettings,
+    webhooks: &WebhookSettings,
+) -> Result<(), ConfigError> {
+    const DEV_KEY: &str = "change-me-local-only";
+    if let Some((i, _)) = auth.keys.iter().enumerate().find(|(_, k)| {
+        k.secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret() == DEV_KEY)
+    }) {
+        return Err(ConfigError::invalid(
+            format!("auth.keys[{i}].secret"),
+            "is the public development secret; set your own for live mode",
+        ));
+    }
+    if webhooks.app_secret.expose_secret() == "local-app-secret" {
+        return Err(ConfigError::invalid(
+            "webhooks.app_secret",
+            "is the development value; set Meta's app secret for live mode",
+        ));
+    }
+    if webhooks.verify_token.expose_secret() == "local-verify-token" {
+        return Err(ConfigError::invalid(
+            "webhooks.verify_token",
+            "is the development value; choose your own for live mode",
+        ));
+    }
+    Ok(())
 }
 
 /// The demo applies to a sandbox that would otherwise have no phone number to play with.
@@ -406,6 +485,23 @@ fn needs_demo(config: &config::Config) -> bool {
 impl RawSettings {
     fn resolve(self) -> Result<Settings, ConfigError> {
         let sandbox = self.graph.mode == GraphMode::Sandbox;
+        if let Err((key, message)) = self.delivery.validate() {
+            return Err(ConfigError::invalid(format!("delivery.{key}"), message));
+        }
+        if self.graph.attempt_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "graph.attempt_timeout_ms",
+                "must be greater than 0",
+            ));
+        }
+        if let Some(rl) = &self.server.default_team_rate_limit
+            && (rl.per_second == 0 || rl.burst == 0)
+        {
+            return Err(ConfigError::invalid(
+                "server.default_team_rate_limit",
+                "per_second and burst must be greater than 0",
+            ));
+        }
         if self.graph.timeout_ms == 0 {
             return Err(ConfigError::invalid(
                 "graph.timeout_ms",
@@ -434,6 +530,7 @@ impl RawSettings {
         }
 
         let mut phone_numbers = BTreeMap::new();
+        let mut phone_number_rate_limits = BTreeMap::new();
         for (id, number) in self.phone_numbers {
             let key = format!("phone_numbers.{id}.access_token");
             let pn = PhoneNumberId::parse(&id)
@@ -446,6 +543,15 @@ impl RawSettings {
             };
             if token.expose_secret().trim().is_empty() {
                 return Err(ConfigError::invalid(key, "must not be empty"));
+            }
+            if let Some(limit) = number.rate_limit {
+                if limit.per_second == 0 || limit.burst == 0 {
+                    return Err(ConfigError::invalid(
+                        format!("phone_numbers.{id}.rate_limit"),
+                        "per_second and burst must be greater than 0",
+                    ));
+                }
+                phone_number_rate_limits.insert(pn.clone(), limit);
             }
             phone_numbers.insert(pn, token);
         }
@@ -477,8 +583,10 @@ impl RawSettings {
                 Some(hook) => {
                     let key = format!("teams.{name}.webhook.secret");
                     let secret = hook.secret.resolve(&key)?;
-                    if !secret.expose_secret().starts_with("whsec_") {
-                        return Err(ConfigError::invalid(key, "must start with whsec_"));
+                    if let Err(message) =
+                        crate::events::delivery::signing_key(secret.expose_secret())
+                    {
+                        return Err(ConfigError::invalid(key, message));
                     }
                     if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
                         return Err(ConfigError::invalid(
@@ -511,6 +619,9 @@ impl RawSettings {
                 .resolve("webhooks.verify_token")?,
             app_secret: self.webhooks.app_secret.resolve("webhooks.app_secret")?,
         };
+        if !sandbox {
+            refuse_development_secrets(&auth, &webhooks)?;
+        }
         if webhooks.app_secret.expose_secret().is_empty() {
             return Err(ConfigError::invalid(
                 "webhooks.app_secret",
@@ -526,7 +637,9 @@ impl RawSettings {
             webhooks,
             sandbox: self.sandbox,
             telemetry: self.telemetry,
+            delivery: self.delivery,
             phone_numbers,
+            phone_number_rate_limits,
             teams,
         })
     }
@@ -659,6 +772,15 @@ mod tests {
         .unwrap();
         assert_eq!(settings.phone_numbers.len(), 1);
         assert!(!settings.teams.contains_key("sales"));
+    }
+
+    #[test]
+    fn live_mode_refuses_the_public_development_secrets() {
+        let err = Settings::from_toml_overrides(
+            "[graph]\nmode = \"live\"\n[phone_numbers.1]\naccess_token = \"t\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("auth.keys[0].secret"), "{err}");
     }
 
     #[test]

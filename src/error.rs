@@ -65,6 +65,15 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
+    #[error("the team's request budget is used up; retry in {retry_after_seconds} s")]
+    RateLimited {
+        retry_after_seconds: u64,
+        limit: u32,
+    },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error("internal error: {0}")]
@@ -109,6 +118,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported media type")
             }
+            ApiError::Unprocessable(_) => ("idempotency-conflict", "Idempotency-Key reused"),
+            ApiError::RequestTimeout => ("request-timeout", "Request timeout"),
+            ApiError::RateLimited { .. } => ("rate-limited", "Team rate limit reached"),
             ApiError::Upstream(e) => e.kind(),
             ApiError::Internal(_) | ApiError::Storage(_) => ("internal", "Internal error"),
         }
@@ -152,6 +164,9 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream(e) => e.status(),
             ApiError::Internal(_) | ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -176,6 +191,17 @@ impl ResponseError for ApiError {
             && let Some(seconds) = e.retry_after()
         {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if let ApiError::RateLimited {
+            retry_after_seconds,
+            limit,
+        } = self
+        {
+            // RateLimit header fields (IETF draft) beside the classic Retry-After.
+            response.insert_header((header::RETRY_AFTER, retry_after_seconds.to_string()));
+            response.insert_header(("RateLimit-Limit", limit.to_string()));
+            response.insert_header(("RateLimit-Remaining", "0"));
+            response.insert_header(("RateLimit-Reset", retry_after_seconds.to_string()));
         }
         response.body(serde_json::to_vec(&self.problem()).unwrap_or_default())
     }

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::Notify;
 use utoipa::ToSchema;
 
@@ -162,6 +162,22 @@ pub enum InboxOutcome {
     Duplicate,
 }
 
+/// A pending creation that a `group_create` event completed or failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The gateway's request id, as answered by `create_group`.
+    pub request_id: String,
+    pub team: String,
+    pub phone_number_id: String,
+}
+
+/// Who owns a group, as the registry knows it.
+#[derive(Debug, Clone)]
+pub struct GroupOwner {
+    pub team: Option<String>,
+    pub phone_number_id: String,
+}
+
 /// One group event read out of a webhook POST, ready to store.
 #[derive(Debug, Clone)]
 pub struct NewWebhookEvent {
@@ -259,34 +275,45 @@ impl Registry {
     }
 
     /// Records Meta's request id, then applies a creation webhook that may have overtaken
-    /// Meta's own answer.
+    /// Meta's own answer (its team event, kept ownerless until now, becomes the team's).
     pub async fn attach_meta_request_id(
         &self,
         request_id: &RequestId,
         meta_request_id: &str,
     ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE create_requests SET meta_request_id = ?, updated_at = ? WHERE request_id = ?",
         )
         .bind(meta_request_id)
         .bind(now())
         .bind(request_id.as_ref())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         let early = sqlx::query(
             "SELECT payload, phone_number_id FROM webhook_events
              WHERE meta_request_id = ? AND event_type = 'group_create' ORDER BY id LIMIT 1",
         )
         .bind(meta_request_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        let mut completed = None;
         if let Some(row) = early {
             let payload: String = row.get(0);
             let pn: Option<String> = row.get(1);
             if let Ok(value) = serde_json::from_str::<Value>(&payload) {
-                self.complete_creation(meta_request_id, pn.as_deref(), &value)
-                    .await?;
+                completed =
+                    complete_creation_in(&mut tx, meta_request_id, pn.as_deref(), &value).await?;
+                if let Some(done) = &completed {
+                    let group_id = value.get("group_id").and_then(Value::as_str);
+                    crate::events::claim_for_creation(&mut tx, meta_request_id, done, group_id)
+                        .await?;
+                }
             }
+        }
+        tx.commit().await?;
+        if let Some(done) = completed {
+            self.waiters.wake(&done.request_id);
         }
         Ok(())
     }
@@ -333,87 +360,21 @@ impl Registry {
         }))
     }
 
-    /// Applies a `group_create` event: the group now exists and belongs to the team that
-    /// asked, or the request failed with Meta's error. Returns the team when one matched.
+    /// Applies a `group_create` event in a transaction of its own, then wakes whoever waits
+    /// for the creation. Returns the team when one matched.
     pub async fn complete_creation(
         &self,
         meta_request_id: &str,
         event_pn: Option<&str>,
         event: &Value,
     ) -> Result<Option<String>, sqlx::Error> {
-        let group_id = event.get("group_id").and_then(Value::as_str);
-        let errors = event
-            .get("errors")
-            .and_then(Value::as_array)
-            .filter(|e| !e.is_empty());
         let mut tx = self.pool.begin().await?;
-        let pending = sqlx::query(
-            "SELECT request_id, team, phone_number_id, subject FROM create_requests
-             WHERE meta_request_id = ? AND status = 'pending'",
-        )
-        .bind(meta_request_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = pending else {
-            tx.commit().await?;
-            return Ok(None);
-        };
-        let request_id: String = row.get(0);
-        let team: String = row.get(1);
-        let pn: String = row.get(2);
-        let requested_subject: String = row.get(3);
-        let now = now();
-        match (errors, group_id) {
-            (None, Some(group_id)) => {
-                let invite_link = event.get("invite_link").and_then(Value::as_str);
-                let subject = event
-                    .get("subject")
-                    .and_then(Value::as_str)
-                    .unwrap_or(&requested_subject);
-                sqlx::query(
-                    "UPDATE create_requests SET status = 'created', group_id = ?, invite_link = ?, updated_at = ?
-                     WHERE request_id = ?",
-                )
-                .bind(group_id)
-                .bind(invite_link)
-                .bind(&now)
-                .bind(&request_id)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO groups (group_id, phone_number_id, owner_team, subject, invite_link, created_at, updated_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (group_id) DO UPDATE SET owner_team = excluded.owner_team,
-                       subject = excluded.subject, invite_link = excluded.invite_link, status = 'active',
-                       updated_at = excluded.updated_at",
-                )
-                .bind(group_id)
-                .bind(event_pn.unwrap_or(&pn))
-                .bind(&team)
-                .bind(subject)
-                .bind(invite_link)
-                .bind(&now)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            (errors, _) => {
-                let error = errors.and_then(|e| e.first().cloned()).unwrap_or_else(
-                    || serde_json::json!({"code": 0, "message": "Meta reported no group id"}),
-                );
-                sqlx::query(
-                    "UPDATE create_requests SET status = 'failed', error = ?, updated_at = ? WHERE request_id = ?",
-                )
-                .bind(error.to_string())
-                .bind(&now)
-                .bind(&request_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
+        let done = complete_creation_in(&mut tx, meta_request_id, event_pn, event).await?;
         tx.commit().await?;
-        self.waiters.wake(&request_id);
-        Ok(Some(team))
+        Ok(done.map(|done| {
+            self.waiters.wake(&done.request_id);
+            done.team
+        }))
     }
 
     // ---- groups ------------------------------------------------------------------------
@@ -445,29 +406,13 @@ impl Registry {
         pn: &str,
         subject: Option<&str>,
     ) -> Result<(), sqlx::Error> {
-        let now = now();
-        sqlx::query(
-            "INSERT INTO groups (group_id, phone_number_id, subject, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (group_id) DO NOTHING",
-        )
-        .bind(group_id)
-        .bind(pn)
-        .bind(subject)
-        .bind(&now)
-        .bind(&now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        note_group_in(&mut conn, group_id, pn, subject, None).await
     }
 
     pub async fn set_group_active(&self, group_id: &str, active: bool) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE groups SET status = ?, updated_at = ? WHERE group_id = ?")
-            .bind(if active { "active" } else { "deleted" })
-            .bind(now())
-            .bind(group_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        set_group_active_in(&mut conn, group_id, active).await
     }
 
     pub async fn set_group_subject(
@@ -475,13 +420,8 @@ impl Registry {
         group_id: &str,
         subject: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE groups SET subject = ?, updated_at = ? WHERE group_id = ?")
-            .bind(subject)
-            .bind(now())
-            .bind(group_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        set_group_subject_in(&mut conn, group_id, subject).await
     }
 
     pub async fn set_group_suspended(
@@ -489,13 +429,8 @@ impl Registry {
         group_id: &str,
         suspended: bool,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE groups SET suspended = ?, updated_at = ? WHERE group_id = ?")
-            .bind(suspended as i64)
-            .bind(now())
-            .bind(group_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        set_group_suspended_in(&mut conn, group_id, suspended).await
     }
 
     pub async fn set_invite_link(&self, group_id: &str, link: &str) -> Result<(), sqlx::Error> {
@@ -510,16 +445,8 @@ impl Registry {
 
     /// Adds `delta` to the participant count when it is known.
     pub async fn adjust_participants(&self, group_id: &str, delta: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE groups SET participant_count = MAX(0, COALESCE(participant_count, 0) + ?), updated_at = ?
-             WHERE group_id = ?",
-        )
-        .bind(delta)
-        .bind(now())
-        .bind(group_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        adjust_participants_in(&mut conn, group_id, delta).await
     }
 
     /// The team's active groups on a number, in creation order, one page at a time.
@@ -650,12 +577,8 @@ impl Registry {
     }
 
     pub async fn mark_inbox_processed(&self, id: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE webhook_inbox SET processed_at = ? WHERE id = ?")
-            .bind(now())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        mark_inbox_processed_in(&mut conn, id).await
     }
 
     /// Stores one event; false when the same event was already stored (a redelivery).
@@ -664,25 +587,238 @@ impl Registry {
         inbox_id: i64,
         event: &NewWebhookEvent,
     ) -> Result<bool, sqlx::Error> {
-        let result = sqlx::query(
-            "INSERT INTO webhook_events (event_key, inbox_id, field, event_type, phone_number_id, group_id,
-               meta_request_id, occurred_at, payload, received_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
-        )
-        .bind(&event.event_key)
-        .bind(inbox_id)
-        .bind(&event.field)
-        .bind(&event.event_type)
-        .bind(&event.phone_number_id)
-        .bind(&event.group_id)
-        .bind(&event.meta_request_id)
-        .bind(&event.occurred_at)
-        .bind(event.payload.to_string())
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        let mut conn = self.pool.acquire().await?;
+        Ok(insert_event_in(&mut conn, inbox_id, event).await?.is_some())
     }
+}
+
+// ---- inside a caller's transaction ---------------------------------------------------------
+//
+// Processing one webhook POST is one transaction (events, registry effects, team events,
+// delivery rows, the inbox row marked processed), so a crash never half-applies it. These
+// take the transaction's connection; waking waiters is the caller's job, after the commit.
+
+/// Applies a `group_create` event: the group now exists and belongs to the team that asked,
+/// or the request failed with Meta's error. Returns the creation when one was pending.
+pub async fn complete_creation_in(
+    conn: &mut SqliteConnection,
+    meta_request_id: &str,
+    event_pn: Option<&str>,
+    event: &Value,
+) -> Result<Option<Completion>, sqlx::Error> {
+    let group_id = event.get("group_id").and_then(crate::graph::lenient::as_id);
+    let errors = event
+        .get("errors")
+        .and_then(Value::as_array)
+        .filter(|e| !e.is_empty());
+    let pending = sqlx::query(
+        "SELECT request_id, team, phone_number_id, subject FROM create_requests
+         WHERE meta_request_id = ? AND status = 'pending'",
+    )
+    .bind(meta_request_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = pending else {
+        return Ok(None);
+    };
+    let request_id: String = row.get(0);
+    let team: String = row.get(1);
+    let pn: String = row.get(2);
+    let requested_subject: String = row.get(3);
+    let now = now();
+    match (errors, group_id) {
+        (None, Some(group_id)) => {
+            let invite_link = event.get("invite_link").and_then(Value::as_str);
+            let subject = event
+                .get("subject")
+                .and_then(Value::as_str)
+                .unwrap_or(&requested_subject);
+            sqlx::query(
+                "UPDATE create_requests SET status = 'created', group_id = ?, invite_link = ?, updated_at = ?
+                 WHERE request_id = ?",
+            )
+            .bind(&group_id)
+            .bind(invite_link)
+            .bind(&now)
+            .bind(&request_id)
+            .execute(&mut *conn)
+            .await?;
+            // A new group has only the business in it: its participant count is known (0).
+            sqlx::query(
+                "INSERT INTO groups (group_id, phone_number_id, owner_team, subject, invite_link,
+                   participant_count, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, 0, ?, ?)
+                 ON CONFLICT (group_id) DO UPDATE SET owner_team = excluded.owner_team,
+                   subject = excluded.subject, invite_link = excluded.invite_link, status = 'active',
+                   updated_at = excluded.updated_at",
+            )
+            .bind(&group_id)
+            .bind(event_pn.unwrap_or(&pn))
+            .bind(&team)
+            .bind(subject)
+            .bind(invite_link)
+            .bind(&now)
+            .bind(&now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        (errors, _) => {
+            let error = errors.and_then(|e| e.first().cloned()).unwrap_or_else(
+                || serde_json::json!({"code": 0, "message": "Meta reported no group id"}),
+            );
+            sqlx::query(
+                "UPDATE create_requests SET status = 'failed', error = ?, updated_at = ? WHERE request_id = ?",
+            )
+            .bind(error.to_string())
+            .bind(&now)
+            .bind(&request_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(Some(Completion {
+        request_id,
+        team,
+        phone_number_id: pn,
+    }))
+}
+
+/// Records a group the gateway did not create (ownerless until an administrator adopts it).
+pub async fn note_group_in(
+    conn: &mut SqliteConnection,
+    group_id: &str,
+    pn: &str,
+    subject: Option<&str>,
+    invite_link: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let now = now();
+    sqlx::query(
+        "INSERT INTO groups (group_id, phone_number_id, subject, invite_link, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (group_id) DO NOTHING",
+    )
+    .bind(group_id)
+    .bind(pn)
+    .bind(subject)
+    .bind(invite_link)
+    .bind(&now)
+    .bind(&now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_group_active_in(
+    conn: &mut SqliteConnection,
+    group_id: &str,
+    active: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE groups SET status = ?, updated_at = ? WHERE group_id = ?")
+        .bind(if active { "active" } else { "deleted" })
+        .bind(now())
+        .bind(group_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_group_subject_in(
+    conn: &mut SqliteConnection,
+    group_id: &str,
+    subject: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE groups SET subject = ?, updated_at = ? WHERE group_id = ?")
+        .bind(subject)
+        .bind(now())
+        .bind(group_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_group_suspended_in(
+    conn: &mut SqliteConnection,
+    group_id: &str,
+    suspended: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE groups SET suspended = ?, updated_at = ? WHERE group_id = ?")
+        .bind(suspended as i64)
+        .bind(now())
+        .bind(group_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds `delta` to the participant count, only where the count is known (groups the gateway
+/// created start at 0; groups seen only through events have no count).
+pub async fn adjust_participants_in(
+    conn: &mut SqliteConnection,
+    group_id: &str,
+    delta: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE groups SET participant_count = MAX(0, participant_count + ?), updated_at = ?
+         WHERE group_id = ? AND participant_count IS NOT NULL",
+    )
+    .bind(delta)
+    .bind(now())
+    .bind(group_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn group_owner_in(
+    conn: &mut SqliteConnection,
+    group_id: &str,
+) -> Result<Option<GroupOwner>, sqlx::Error> {
+    let row = sqlx::query("SELECT owner_team, phone_number_id FROM groups WHERE group_id = ?")
+        .bind(group_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|r| GroupOwner {
+        team: r.get(0),
+        phone_number_id: r.get(1),
+    }))
+}
+
+pub async fn mark_inbox_processed_in(
+    conn: &mut SqliteConnection,
+    id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE webhook_inbox SET processed_at = ? WHERE id = ?")
+        .bind(now())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Stores one event; its row id, or None when the same event was already stored.
+pub async fn insert_event_in(
+    conn: &mut SqliteConnection,
+    inbox_id: i64,
+    event: &NewWebhookEvent,
+) -> Result<Option<i64>, sqlx::Error> {
+    let result = sqlx::query(
+        "INSERT INTO webhook_events (event_key, inbox_id, field, event_type, phone_number_id, group_id,
+           meta_request_id, occurred_at, payload, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
+    )
+    .bind(&event.event_key)
+    .bind(inbox_id)
+    .bind(&event.field)
+    .bind(&event.event_type)
+    .bind(&event.phone_number_id)
+    .bind(&event.group_id)
+    .bind(&event.meta_request_id)
+    .bind(&event.occurred_at)
+    .bind(event.payload.to_string())
+    .bind(now())
+    .execute(&mut *conn)
+    .await?;
+    Ok((result.rows_affected() == 1).then(|| result.last_insert_rowid()))
 }
 
 #[cfg(test)]

@@ -18,13 +18,11 @@ use crate::config::{GraphMode, Settings};
 use crate::error::{self, ApiError};
 use crate::graph::GraphClient;
 use crate::openapi::{ApiDoc, spec};
+use crate::ratelimit::Buckets;
 use crate::registry::Registry;
 use crate::routes::{self, JSON_LIMIT};
 use crate::telemetry::request_context;
 use crate::webhooks::{self, WebhookSecrets};
-
-/// Meta batches up to 1,000 changes in one POST; this leaves room for that.
-const WEBHOOK_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -68,18 +66,41 @@ impl Application {
             // The gateway talks to its own simulation over HTTP, through the same client code.
             GraphMode::Sandbox => format!("http://127.0.0.1:{port}/sandbox/graph"),
         };
+        crate::metrics::install();
         let api_version = settings.graph.api_version.clone();
         let timeout = Duration::from_millis(settings.graph.timeout_ms);
+        let attempt_timeout = Duration::from_millis(settings.graph.attempt_timeout_ms);
         let tokens = Arc::new(settings.phone_numbers.clone());
+        let number_limits: crate::graph::NumberLimits =
+            Arc::new(Buckets::new(settings.phone_number_rate_limits.clone()));
+        let team_limits = web::Data::new(Buckets::new(settings.team_rate_limits()));
+        let body_timeout = web::Data::new(routes::body::BodyTimeout(Duration::from_millis(
+            settings.server.body_timeout_ms,
+        )));
         let teams = Arc::new(settings.teams.clone());
         let authenticator = web::Data::new(Authenticator::new(&settings.auth, teams)?);
         let secrets = web::Data::new(WebhookSecrets {
             verify_token: settings.webhooks.verify_token.clone(),
             app_secret: settings.webhooks.app_secret.clone(),
         });
-        let processor = web::Data::new(webhooks::spawn_processor(registry.clone()));
+        let deliveries = crate::events::delivery::spawn(
+            &settings.delivery,
+            &settings.teams,
+            registry.pool().clone(),
+        );
+        let processor = web::Data::new(webhooks::spawn_processor(registry.clone(), deliveries));
+        let idempotency = web::Data::new(crate::idempotency::IdempotencyStore::new(
+            registry.pool().clone(),
+        ));
         let registry = web::Data::new(registry);
         let openapi = spec();
+        // Sandbox mode (DESIGN §10): the simulated Meta, sending its webhooks to our ingress.
+        let sandbox = (settings.graph.mode == GraphMode::Sandbox).then(|| {
+            crate::sandbox::SandboxState::new(crate::sandbox::SandboxOptions::from_settings(
+                &settings,
+                Some(format!("http://127.0.0.1:{port}/webhooks/whatsapp")),
+            ))
+        });
 
         let mut server = HttpServer::new(move || {
             // awc clients are per worker (not Send); each keeps its own connection pool.
@@ -87,7 +108,9 @@ impl Application {
                 &graph_base,
                 &api_version,
                 timeout,
+                attempt_timeout,
                 tokens.clone(),
+                number_limits.clone(),
             ));
             App::new()
                 .into_utoipa_app()
@@ -103,14 +126,22 @@ impl Application {
                 .app_data(graph)
                 .app_data(registry.clone())
                 .app_data(authenticator.clone())
+                .app_data(team_limits.clone())
+                .app_data(body_timeout.clone())
+                .app_data(idempotency.clone())
                 .app_data(secrets.clone())
                 .app_data(processor.clone())
                 .configure(routes::configure)
                 .split_for_parts()
                 .0
+                // Before the catch-all scope below; outside the OpenAPI document; live: absent.
+                .configure(|cfg| {
+                    if let Some(sandbox) = &sandbox {
+                        cfg.service(sandbox.scope());
+                    }
+                })
                 .service(
                     web::scope("")
-                        .app_data(web::PayloadConfig::default().limit(WEBHOOK_BODY_LIMIT))
                         .service(
                             SwaggerUi::new("/swagger-ui/{_:.*}")
                                 .url("/openapi.json", openapi.clone()),
@@ -133,7 +164,10 @@ impl Application {
             address: format!("port {port}"),
             source,
         })?
-        .shutdown_timeout(settings.server.shutdown_grace_seconds);
+        .shutdown_timeout(settings.server.shutdown_grace_seconds)
+        .client_request_timeout(Duration::from_millis(
+            settings.server.client_request_timeout_ms,
+        ));
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
@@ -162,7 +196,12 @@ fn as_problem<B: MessageBody + 'static>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/problem+json"));
-    if is_problem || !res.status().is_client_error() && !res.status().is_server_error() {
+    // The simulated Graph answers Meta's error envelope: the Graph client must read it as is.
+    let simulated_meta = res.request().path().starts_with("/sandbox/graph/");
+    if is_problem
+        || simulated_meta
+        || !res.status().is_client_error() && !res.status().is_server_error()
+    {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

@@ -90,6 +90,17 @@ pub async fn request_context(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let status = res.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics::counter!(
+        crate::metrics::HTTP_REQUESTS,
+        "route" => route.clone(),
+        "method" => method.to_string(),
+        "status" => status.to_string(),
+        "team" => team.clone()
+    )
+    .increment(1);
+    metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => route.clone(), "method" => method.to_string())
+        .record(elapsed.as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
             target: "access",
@@ -97,7 +108,7 @@ pub async fn request_context(
             route,
             status,
             team,
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            elapsed_ms = elapsed.as_millis() as u64,
             "request served"
         );
     });

@@ -10,15 +10,21 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use sqlx::SqliteConnection;
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 use utoipa::IntoParams;
 
 use crate::error::ApiError;
+use crate::events::delivery::DeliveryHandle;
+use crate::events::{self, has_errors};
 use crate::graph::lenient;
-use crate::registry::{InboxOutcome, NewWebhookEvent, Registry};
+use crate::registry::{self, Completion, InboxOutcome, NewWebhookEvent, Registry};
 
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+
+/// Meta batches up to 1,000 changes in one POST; this leaves room for that.
+pub const WEBHOOK_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// The secrets of the ingress, shared by every worker.
 pub struct WebhookSecrets {
@@ -103,7 +109,7 @@ pub async fn verify_subscription(
 #[post("/webhooks/whatsapp")]
 pub async fn receive(
     req: HttpRequest,
-    body: web::Bytes,
+    body: crate::routes::body::Body<WEBHOOK_BODY_LIMIT>,
     secrets: web::Data<WebhookSecrets>,
     registry: web::Data<Registry>,
     processor: web::Data<ProcessorHandle>,
@@ -118,13 +124,19 @@ pub async fn receive(
         signature,
     ) {
         tracing::warn!("webhook refused: missing or wrong X-Hub-Signature-256");
+        metrics::counter!(crate::metrics::WEBHOOK_POSTS, "outcome" => "bad_signature").increment(1);
         return Err(ApiError::Unauthorized(
             "missing or wrong X-Hub-Signature-256".into(),
         ));
     }
-    let digest = hex::encode(Sha256::digest(&body));
-    let outcome = registry.store_inbox(&digest, &body).await?;
+    let digest = hex::encode(Sha256::digest(&body[..]));
+    let outcome = registry.store_inbox(&digest, &body[..]).await?;
     let duplicate = outcome == InboxOutcome::Duplicate;
+    metrics::counter!(
+        crate::metrics::WEBHOOK_POSTS,
+        "outcome" => if duplicate { "duplicate" } else { "stored" }
+    )
+    .increment(1);
     if !duplicate {
         processor.kick();
     }
@@ -144,12 +156,13 @@ impl ProcessorHandle {
 }
 
 /// Spawns the processor on the current runtime; it first drains what a previous run left.
-pub fn spawn_processor(registry: Registry) -> ProcessorHandle {
+/// New team events wake the delivery worker through `deliveries`.
+pub fn spawn_processor(registry: Registry, deliveries: DeliveryHandle) -> ProcessorHandle {
     let handle = ProcessorHandle::default();
     let notify = handle.notify.clone();
     tokio::spawn(async move {
         loop {
-            match drain(&registry).await {
+            match drain(&registry, &deliveries).await {
                 Ok(()) => {}
                 Err(e) => tracing::error!(error = %e, "webhook processing failed; will retry"),
             }
@@ -160,15 +173,19 @@ pub fn spawn_processor(registry: Registry) -> ProcessorHandle {
     handle
 }
 
-async fn drain(registry: &Registry) -> Result<(), sqlx::Error> {
+async fn drain(registry: &Registry, deliveries: &DeliveryHandle) -> Result<(), sqlx::Error> {
     loop {
         let batch = registry.unprocessed_inbox(50).await?;
         if batch.is_empty() {
             return Ok(());
         }
         for (id, body) in batch {
-            process_post(registry, id, &body).await?;
-            registry.mark_inbox_processed(id).await?;
+            let completed = process_post(registry, id, &body).await?;
+            // Only once the transaction is committed may waiters look at the outcome.
+            for request_id in completed {
+                registry.waiters().wake(&request_id);
+            }
+            deliveries.kick();
         }
     }
 }
@@ -208,86 +225,117 @@ pub fn extract_events(body: &[u8]) -> Vec<NewWebhookEvent> {
     events
 }
 
-async fn process_post(registry: &Registry, inbox_id: i64, body: &[u8]) -> Result<(), sqlx::Error> {
-    for event in extract_events(body) {
-        if !registry.insert_event(inbox_id, &event).await? {
+/// Processes one stored POST in one transaction: its new events, their registry effects,
+/// the team events and delivery rows, and the inbox row marked processed. A crash at any
+/// point leaves either all of it or none (the row is then processed again). Answers the
+/// creations completed, whose waiters are woken after the commit.
+async fn process_post(
+    registry: &Registry,
+    inbox_id: i64,
+    body: &[u8],
+) -> Result<Vec<String>, sqlx::Error> {
+    let events = extract_events(body);
+    // IMMEDIATE: take SQLite's write lock up front rather than fail to upgrade a read later.
+    let mut tx = registry.pool().begin_with("BEGIN IMMEDIATE").await?;
+    let mut completed = Vec::new();
+    for event in &events {
+        let Some(stored) = registry::insert_event_in(&mut tx, inbox_id, event).await? else {
             tracing::debug!(event_type = %event.event_type, "duplicate webhook event ignored");
             continue;
+        };
+        let completion = apply(&mut tx, event).await?;
+        events::record(&mut tx, stored, event, completion.as_ref()).await?;
+        if let Some(done) = completion {
+            completed.push(done.request_id);
         }
-        apply(registry, &event).await?;
     }
-    Ok(())
+    registry::mark_inbox_processed_in(&mut tx, inbox_id).await?;
+    tx.commit().await?;
+    Ok(completed)
 }
 
-fn has_errors(item: &Value) -> bool {
-    item.get("errors")
-        .and_then(Value::as_array)
-        .is_some_and(|e| !e.is_empty())
-}
-
-async fn apply(registry: &Registry, event: &NewWebhookEvent) -> Result<(), sqlx::Error> {
+/// The registry follows the event: status, subject, suspension, participant count.
+async fn apply(
+    conn: &mut SqliteConnection,
+    event: &NewWebhookEvent,
+) -> Result<Option<Completion>, sqlx::Error> {
     let item = &event.payload;
     let group = event.group_id.as_deref();
     match (event.field.as_str(), event.event_type.as_str()) {
-        ("group_lifecycle_update", "group_create") => {
-            let matched = match &event.meta_request_id {
-                Some(req) => registry
-                    .complete_creation(req, event.phone_number_id.as_deref(), item)
+        (_, "group_create") => {
+            let completion = match &event.meta_request_id {
+                Some(req) => {
+                    registry::complete_creation_in(
+                        conn,
+                        req,
+                        event.phone_number_id.as_deref(),
+                        item,
+                    )
                     .await?
-                    .is_some(),
-                None => false,
+                }
+                None => None,
             };
             // A group made outside the gateway (or whose request was lost) is kept ownerless
             // so an administrator can adopt it.
-            if !matched
+            if completion.is_none()
                 && !has_errors(item)
                 && let (Some(g), Some(pn)) = (group, event.phone_number_id.as_deref())
             {
-                registry.note_group(g, pn, item["subject"].as_str()).await?;
+                registry::note_group_in(
+                    conn,
+                    g,
+                    pn,
+                    item["subject"].as_str(),
+                    item["invite_link"].as_str(),
+                )
+                .await?;
             }
+            return Ok(completion);
         }
-        ("group_lifecycle_update", "group_delete") => {
+        (_, "group_delete") => {
             if let Some(g) = group {
-                registry.set_group_active(g, has_errors(item)).await?;
+                // A failed deletion leaves the group as it was: active.
+                registry::set_group_active_in(conn, g, has_errors(item)).await?;
             }
         }
-        ("group_participants_update", "group_participants_add") => {
+        (_, "group_participants_add") => {
             if let Some(g) = group {
                 let n = item["added_participants"].as_array().map_or(0, Vec::len) as i64;
-                registry.adjust_participants(g, n).await?;
+                registry::adjust_participants_in(conn, g, n).await?;
             }
         }
-        ("group_participants_update", "group_participants_remove") => {
+        (_, "group_participants_remove") => {
             if let Some(g) = group {
+                // Only those actually removed; `failed_participants` are still in.
                 let n = item["removed_participants"].as_array().map_or(0, Vec::len) as i64;
-                registry.adjust_participants(g, -n).await?;
+                registry::adjust_participants_in(conn, g, -n).await?;
             }
         }
-        ("group_settings_update", _) => {
+        ("group_settings_update", _) | (_, "group_settings_update") => {
             if let Some(g) = group {
                 let subject = &item["group_subject"];
                 if subject.get("update_successful").and_then(lenient::as_bool) == Some(true)
                     && let Some(text) = subject["text"].as_str()
                 {
-                    registry.set_group_subject(g, text).await?;
+                    registry::set_group_subject_in(conn, g, text).await?;
                 }
             }
         }
-        ("group_status_update", "group_suspend") => {
+        (_, "group_suspend") => {
             if let Some(g) = group {
-                registry.set_group_suspended(g, true).await?;
+                registry::set_group_suspended_in(conn, g, true).await?;
             }
         }
-        ("group_status_update", "group_suspend_cleared") => {
+        (_, "group_suspend_cleared") => {
             if let Some(g) = group {
-                registry.set_group_suspended(g, false).await?;
+                registry::set_group_suspended_in(conn, g, false).await?;
             }
         }
         (field, kind) => {
             tracing::debug!(field, kind, "webhook event stored without registry change")
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]

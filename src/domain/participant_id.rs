@@ -19,11 +19,24 @@ impl ParticipantId {
             Err("must be an optional '+' followed by 6-15 digits".to_owned())
         }
     }
+
+    /// The number without its optional `+`: `+16505551234` and `16505551234` are one person.
+    pub fn digits(&self) -> &str {
+        self.0.strip_prefix('+').unwrap_or(&self.0)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_spellings_have_the_same_digits() {
+        let a = ParticipantId::parse("+16505551234").unwrap();
+        let b = ParticipantId::parse("16505551234").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.digits(), b.digits());
+    }
 
     #[test]
     fn accepts_with_and_without_plus_and_keeps_spelling() {

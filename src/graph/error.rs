@@ -12,7 +12,7 @@ pub const THROTTLE_CODES: &[i64] = &[4, 17, 32, 613, 80007, 130429, 131056, 1312
 
 /// Codes that mean Meta refused the gateway's own access token or its permissions: the
 /// caller did nothing wrong, so this is the gateway's failure (502), logged loudly.
-fn is_gateway_credential_code(code: i64) -> bool {
+pub(crate) fn is_gateway_credential_code(code: i64) -> bool {
     matches!(code, 190 | 102 | 104 | 463 | 467 | 10) || (200..=299).contains(&code)
 }
 
@@ -44,6 +44,9 @@ pub enum UpstreamError {
     Meta(MetaError),
     #[error("Meta's answer could not be understood (HTTP {http_status}): {detail}")]
     BadResponse { http_status: u16, detail: String },
+    /// The gateway's own per-number bucket refused the call before it reached Meta.
+    #[error("this phone number's request budget is used up; retry later")]
+    LocalQuota { retry_after_seconds: u64 },
 }
 
 impl UpstreamError {
@@ -52,6 +55,7 @@ impl UpstreamError {
             UpstreamError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             UpstreamError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamError::BadResponse { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamError::LocalQuota { .. } => StatusCode::TOO_MANY_REQUESTS,
             UpstreamError::Meta(e) => {
                 if THROTTLE_CODES.contains(&e.code) {
                     StatusCode::TOO_MANY_REQUESTS
@@ -72,6 +76,7 @@ impl UpstreamError {
             UpstreamError::BadResponse { .. } => {
                 ("upstream-bad-response", "Meta's answer was not understood")
             }
+            UpstreamError::LocalQuota { .. } => ("rate-limited", "Phone number rate limit reached"),
             UpstreamError::Meta(e) if THROTTLE_CODES.contains(&e.code) => {
                 ("upstream-throttled", "Meta is throttling")
             }
@@ -98,6 +103,9 @@ impl UpstreamError {
 
     pub fn retry_after(&self) -> Option<u64> {
         match self {
+            UpstreamError::LocalQuota {
+                retry_after_seconds,
+            } => Some(*retry_after_seconds),
             UpstreamError::Meta(e) if THROTTLE_CODES.contains(&e.code) => Some(
                 e.retry_after_seconds
                     .unwrap_or(DEFAULT_RETRY_AFTER_SECONDS)
@@ -110,9 +118,12 @@ impl UpstreamError {
     /// Whether another attempt of an idempotent call may help.
     pub fn is_retryable(&self) -> bool {
         match self {
-            UpstreamError::Timeout => false,
+            UpstreamError::Timeout | UpstreamError::LocalQuota { .. } => false,
             UpstreamError::Unreachable(_) => true,
-            UpstreamError::BadResponse { http_status, .. } => *http_status >= 500,
+            // 0: the connection failed mid-call; for a call that may be replayed, replay it.
+            UpstreamError::BadResponse { http_status, .. } => {
+                *http_status >= 500 || *http_status == 0
+            }
             UpstreamError::Meta(e) => {
                 e.http_status >= 500 || e.is_transient || TRANSIENT_CODES.contains(&e.code)
             }

@@ -30,13 +30,20 @@ const MAX_ATTEMPTS: u32 = 3;
 /// Access tokens per business phone number. Shared by every worker; never printed.
 pub type TokenStore = Arc<BTreeMap<PhoneNumberId, SecretString>>;
 
+/// Per-number buckets protecting Meta's quota; shared by every worker.
+pub type NumberLimits = Arc<crate::ratelimit::Buckets<PhoneNumberId>>;
+
 #[derive(Clone)]
 pub struct GraphClient {
     http: awc::Client,
     /// `{base_url}/{api_version}`, without trailing slash.
     base: String,
+    /// Bound of the whole call, retries included.
     timeout: Duration,
+    /// Bound of one attempt.
+    attempt_timeout: Duration,
     tokens: TokenStore,
+    limits: NumberLimits,
 }
 
 /// One answer from Meta, before it is interpreted.
@@ -60,18 +67,33 @@ enum Payload {
 }
 
 impl GraphClient {
-    /// Builds a client; awc clients are not `Send`, so each worker builds its own.
-    pub fn new(base_url: &str, api_version: &str, timeout: Duration, tokens: TokenStore) -> Self {
+    /// Builds a client; awc clients are not `Send`, so each worker builds its own. Its
+    /// keep-alive pool reuses connections to the Graph host.
+    pub fn new(
+        base_url: &str,
+        api_version: &str,
+        timeout: Duration,
+        attempt_timeout: Duration,
+        tokens: TokenStore,
+        limits: NumberLimits,
+    ) -> Self {
+        let attempt_timeout = attempt_timeout.min(timeout);
         let http = awc::Client::builder()
-            .timeout(timeout)
-            .connector(awc::Connector::new().timeout(timeout.min(Duration::from_secs(5))))
+            .timeout(attempt_timeout)
+            .connector(
+                awc::Connector::new()
+                    .timeout(attempt_timeout.min(Duration::from_secs(5)))
+                    .conn_keep_alive(Duration::from_secs(30)),
+            )
             .disable_redirects()
             .finish();
         Self {
             http,
             base: format!("{}/{}", base_url.trim_end_matches('/'), api_version),
             timeout,
+            attempt_timeout,
             tokens,
+            limits,
         }
     }
 
@@ -84,6 +106,7 @@ impl GraphClient {
 
     async fn call(
         &self,
+        op: &'static str,
         pn: &PhoneNumberId,
         method: Method,
         path: &str,
@@ -92,6 +115,12 @@ impl GraphClient {
         replay: Replay,
     ) -> Result<GraphAnswer, UpstreamError> {
         let token = self.token(pn)?;
+        if let Err(refusal) = self.limits.check(pn) {
+            metrics::counter!(crate::metrics::RATE_LIMITED, "scope" => "phone_number").increment(1);
+            return Err(UpstreamError::LocalQuota {
+                retry_after_seconds: refusal.retry_after.as_secs().max(1),
+            });
+        }
         let url = format!("{}/{}", self.base, path);
         let deadline = Instant::now() + self.timeout;
         let mut attempt = 0;
@@ -101,19 +130,28 @@ impl GraphClient {
             if remaining.is_zero() {
                 return Err(UpstreamError::Timeout);
             }
+            let per_attempt = remaining.min(self.attempt_timeout);
+            let started = Instant::now();
             let result = tokio::time::timeout(
-                remaining,
-                self.attempt(&url, &method, token, query, &payload, remaining),
+                per_attempt,
+                self.attempt(&url, &method, token, query, &payload, per_attempt),
             )
             .await
             .unwrap_or(Err(UpstreamError::Timeout));
+            record_attempt(op, &result, started.elapsed(), attempt);
             match result {
-                Err(e) if replay == Replay::Safe && attempt < MAX_ATTEMPTS && e.is_retryable() => {
+                Err(e)
+                    if replay == Replay::Safe
+                        && attempt < MAX_ATTEMPTS
+                        && (e.is_retryable() || matches!(e, UpstreamError::Timeout)) =>
+                {
                     let backoff = backoff(attempt);
                     if Instant::now() + backoff >= deadline {
                         return Err(e);
                     }
-                    tracing::info!(attempt, error = %e, path = %path, "retrying idempotent Graph call");
+                    metrics::counter!(crate::metrics::UPSTREAM_RETRIES, "operation" => op)
+                        .increment(1);
+                    tracing::info!(attempt, operation = op, error = %e, "retrying idempotent Graph call");
                     tokio::time::sleep(backoff).await;
                 }
                 other => return other,
@@ -217,6 +255,7 @@ impl GraphClient {
         let path = format!("{pn}/groups");
         let answer = self
             .call(
+                "create_group",
                 pn,
                 Method::POST,
                 &path,
@@ -245,7 +284,15 @@ impl GraphClient {
         }
         let path = format!("{pn}/groups");
         let answer = self
-            .call(pn, Method::GET, &path, &query, Payload::None, Replay::Safe)
+            .call(
+                "list_groups",
+                pn,
+                Method::GET,
+                &path,
+                &query,
+                Payload::None,
+                Replay::Safe,
+            )
             .await?;
         // Meta documents `data.groups`; a bare `data` list is accepted too.
         let data = &answer.body["data"];
@@ -286,6 +333,7 @@ impl GraphClient {
         let query = [("fields", fields.as_query())];
         let answer = self
             .call(
+                "get_group",
                 pn,
                 Method::GET,
                 group.as_ref(),
@@ -322,6 +370,7 @@ impl GraphClient {
         }
         let answer = self
             .call(
+                "update_group",
                 pn,
                 Method::POST,
                 group.as_ref(),
@@ -355,6 +404,7 @@ impl GraphClient {
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let answer = self
             .call(
+                "set_profile_picture",
                 pn,
                 Method::POST,
                 group.as_ref(),
@@ -375,6 +425,7 @@ impl GraphClient {
     ) -> Result<(), UpstreamError> {
         let answer = self
             .call(
+                "delete_group",
                 pn,
                 Method::DELETE,
                 group.as_ref(),
@@ -394,7 +445,15 @@ impl GraphClient {
     ) -> Result<String, UpstreamError> {
         let path = format!("{group}/invite_link");
         let answer = self
-            .call(pn, Method::GET, &path, &[], Payload::None, Replay::Safe)
+            .call(
+                "get_invite_link",
+                pn,
+                Method::GET,
+                &path,
+                &[],
+                Payload::None,
+                Replay::Safe,
+            )
             .await?;
         invite_link_of(&answer)
     }
@@ -409,6 +468,7 @@ impl GraphClient {
         let body = json!({ "messaging_product": "whatsapp" });
         let answer = self
             .call(
+                "reset_invite_link",
                 pn,
                 Method::POST,
                 &path,
@@ -450,6 +510,7 @@ impl GraphClient {
         let path = format!("{pn}/messages");
         let answer = self
             .call(
+                "send_invitation",
                 pn,
                 Method::POST,
                 &path,
@@ -484,7 +545,15 @@ impl GraphClient {
         }
         let path = format!("{group}/join_requests");
         let answer = self
-            .call(pn, Method::GET, &path, &query, Payload::None, Replay::Safe)
+            .call(
+                "list_join_requests",
+                pn,
+                Method::GET,
+                &path,
+                &query,
+                Payload::None,
+                Replay::Safe,
+            )
             .await?;
         let join_requests = answer.body["data"]
             .as_array()
@@ -518,8 +587,15 @@ impl GraphClient {
         group: &GroupId,
         ids: &[JoinRequestId],
     ) -> Result<JoinRequestOutcome, UpstreamError> {
-        self.decide_join_requests(pn, group, ids, Method::POST, "approved_join_requests")
-            .await
+        self.decide_join_requests(
+            "approve_join_requests",
+            pn,
+            group,
+            ids,
+            Method::POST,
+            "approved_join_requests",
+        )
+        .await
     }
 
     /// `DELETE /{group_id}/join_requests` (reject).
@@ -529,12 +605,20 @@ impl GraphClient {
         group: &GroupId,
         ids: &[JoinRequestId],
     ) -> Result<JoinRequestOutcome, UpstreamError> {
-        self.decide_join_requests(pn, group, ids, Method::DELETE, "rejected_join_requests")
-            .await
+        self.decide_join_requests(
+            "reject_join_requests",
+            pn,
+            group,
+            ids,
+            Method::DELETE,
+            "rejected_join_requests",
+        )
+        .await
     }
 
     async fn decide_join_requests(
         &self,
+        op: &'static str,
         pn: &PhoneNumberId,
         group: &GroupId,
         ids: &[JoinRequestId],
@@ -547,7 +631,15 @@ impl GraphClient {
         });
         let path = format!("{group}/join_requests");
         let answer = self
-            .call(pn, method, &path, &[], Payload::Json(body), Replay::Never)
+            .call(
+                op,
+                pn,
+                method,
+                &path,
+                &[],
+                Payload::Json(body),
+                Replay::Never,
+            )
             .await?;
         let succeeded = answer.body[succeeded_key]
             .as_array()
@@ -592,6 +684,7 @@ impl GraphClient {
         // Not replayed: its outcome arrives by webhook and a replay would report twice.
         let answer = self
             .call(
+                "remove_participants",
                 pn,
                 Method::DELETE,
                 &path,
@@ -605,6 +698,47 @@ impl GraphClient {
     }
 }
 
+/// One line and one sample per attempt: operators see every call Meta answered.
+fn record_attempt(
+    op: &'static str,
+    result: &Result<GraphAnswer, UpstreamError>,
+    elapsed: Duration,
+    attempt: u32,
+) {
+    let (status, code, fbtrace) = match result {
+        Ok(answer) => (answer.status.as_u16().to_string(), String::new(), None),
+        Err(UpstreamError::Meta(e)) => (
+            e.http_status.to_string(),
+            e.code.to_string(),
+            e.fbtrace_id.clone(),
+        ),
+        Err(UpstreamError::BadResponse { http_status, .. }) => {
+            (http_status.to_string(), String::new(), None)
+        }
+        Err(UpstreamError::Timeout) => ("timeout".to_owned(), String::new(), None),
+        Err(UpstreamError::Unreachable(_)) => ("unreachable".to_owned(), String::new(), None),
+        Err(UpstreamError::LocalQuota { .. }) => ("local_quota".to_owned(), String::new(), None),
+    };
+    if let Err(UpstreamError::Meta(e)) = result
+        && error::is_gateway_credential_code(e.code)
+    {
+        metrics::counter!(crate::metrics::UPSTREAM_CREDENTIAL_FAILURES).increment(1);
+    }
+    metrics::counter!(crate::metrics::UPSTREAM_REQUESTS, "operation" => op, "status" => status.clone(), "code" => code.clone())
+        .increment(1);
+    metrics::histogram!(crate::metrics::UPSTREAM_DURATION, "operation" => op)
+        .record(elapsed.as_secs_f64());
+    tracing::info!(
+        operation = op,
+        attempt,
+        upstream_status = %status,
+        meta_code = %code,
+        fbtrace_id = fbtrace.as_deref().unwrap_or(""),
+        elapsed_ms = elapsed.as_millis() as u64,
+        "Graph call"
+    );
+}
+
 fn backoff(attempt: u32) -> Duration {
     let base = 100u64 * 2u64.pow(attempt.saturating_sub(1));
     let jitter = rand::rng().random_range(0..=base / 2);
@@ -615,6 +749,12 @@ fn map_send_error(e: awc::error::SendRequestError) -> UpstreamError {
     use awc::error::{ConnectError, SendRequestError as S};
     match e {
         S::Timeout | S::Connect(ConnectError::Timeout) => UpstreamError::Timeout,
+        // A pooled connection that drops may have carried the request: not "unreachable",
+        // whose promise is that Meta never saw the call.
+        S::Connect(ConnectError::Disconnected) => UpstreamError::BadResponse {
+            http_status: 0,
+            detail: "the connection was closed before Meta answered".into(),
+        },
         S::Connect(c) => UpstreamError::Unreachable(c.to_string()),
         other => UpstreamError::BadResponse {
             http_status: 0,

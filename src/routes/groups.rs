@@ -3,12 +3,12 @@
 use std::pin::pin;
 use std::time::Instant;
 
-use actix_web::http::header;
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{FieldReader, JsonObject, QueryMap, finish, owned_group, parse_list};
+use super::{FieldReader, JsonBody, JsonObject, QueryMap, finish, owned_group, parse_list};
 use crate::auth::{Principal, Scope};
 use crate::domain::{
     FieldErrors, GroupDescription, GroupFields, GroupId, GroupSubject, JoinApprovalMode,
@@ -17,6 +17,7 @@ use crate::domain::{
 };
 use crate::error::{ApiError, Problem};
 use crate::graph::{FailedJoinRequest, GraphClient, ItemError, JoinRequestPage, Paging};
+use crate::idempotency::{self, IdempotencyKey, IdempotencyStore, StoredResponse};
 use crate::registry::{
     CreateRequest, GroupSummary, PageCursor, Registry, RequestStatus, decode_cursor,
 };
@@ -175,6 +176,7 @@ fn validated<T>(v: Option<T>) -> Result<T, ApiError> {
     params(
         ("phone_number_id" = String, Path, description = "Business phone number ID (1–32 digits)", example = "12784358810"),
         ("wait_seconds" = Option<u32>, Query, description = "0–30: hold the answer until the creation completes", minimum = 0, maximum = 30),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body from the same team within 24 h returns the first answer (header Idempotent-Replayed: true) without creating a second group; the same key with another body is 422"),
     ),
     request_body = CreateGroupBody,
     responses(
@@ -195,9 +197,10 @@ pub async fn create_group(
     req: HttpRequest,
     path: web::Path<String>,
     q: web::Query<QueryMap>,
-    body: web::Bytes,
+    body: JsonBody,
     registry: web::Data<Registry>,
     graph: web::Data<GraphClient>,
+    store: web::Data<IdempotencyStore>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::new();
     let pn = errors.check("phone_number_id", PhoneNumberId::parse(&path));
@@ -205,7 +208,9 @@ pub async fn create_group(
         "wait_seconds",
         WaitSeconds::parse(query(&q, "wait_seconds")),
     );
-    let body = JsonObject::parse(&req, &body)?;
+    // Fingerprinted over the raw bytes, before they are interpreted.
+    let idempotency_key = IdempotencyKey::from_request(&req, &body);
+    let body = JsonObject::parse(&req, &body, &mut errors)?;
     let mut r = body.reader(&mut errors);
     let subject = r
         .required_str("subject")
@@ -218,20 +223,48 @@ pub async fn create_group(
             .check("join_approval_mode", JoinApprovalMode::parse(s))
     });
     r.deny_unknown(&["subject", "description", "join_approval_mode"]);
+    let idempotency_key = errors.check(idempotency::HEADER_NAME, idempotency_key);
     finish(errors)?;
     let (pn, wait, subject) = (validated(pn)?, validated(wait)?, validated(subject)?);
+    let idempotency_key = validated(idempotency_key)?;
     principal.require(Scope::GroupsWrite)?;
     principal.require_number(&pn)?;
 
+    store
+        .run(&principal.team, idempotency_key, async {
+            create_and_wait(
+                &registry,
+                &graph,
+                &principal.team,
+                &pn,
+                &subject,
+                description.as_ref(),
+                mode,
+                wait,
+            )
+            .await
+        })
+        .await
+}
+
+/// Records the creation, asks Meta, and waits up to `wait` for the webhook that completes it.
+async fn create_and_wait(
+    registry: &Registry,
+    graph: &GraphClient,
+    team: &str,
+    pn: &PhoneNumberId,
+    subject: &GroupSubject,
+    description: Option<&GroupDescription>,
+    mode: Option<JoinApprovalMode>,
+    wait: WaitSeconds,
+) -> Result<StoredResponse, ApiError> {
     let request_id = RequestId::new();
     registry
-        .insert_create_request(&request_id, &principal.team, &pn, subject.as_ref())
+        .insert_create_request(&request_id, team, pn, subject.as_ref())
         .await?;
     // Subscribed before Meta is called, so a webhook that beats its answer still wakes us.
     let notify = registry.waiters().subscribe(request_id.as_ref());
-    let result = graph
-        .create_group(&pn, &subject, description.as_ref(), mode)
-        .await;
+    let result = graph.create_group(pn, subject, description, mode).await;
     match result {
         Err(e) => {
             let item = match e.problem() {
@@ -263,28 +296,26 @@ pub async fn create_group(
     }
 
     let deadline = Instant::now() + wait.as_duration();
-    let mut current = load_request(&registry, request_id.as_ref()).await?;
+    let mut current = load_request(registry, request_id.as_ref()).await?;
     while current.status == RequestStatus::Pending && Instant::now() < deadline {
         let mut notified = pin!(notify.notified());
         notified.as_mut().enable();
-        current = load_request(&registry, request_id.as_ref()).await?;
+        current = load_request(registry, request_id.as_ref()).await?;
         if current.status != RequestStatus::Pending {
             break;
         }
         let _ = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), notified)
             .await;
-        current = load_request(&registry, request_id.as_ref()).await?;
+        current = load_request(registry, request_id.as_ref()).await?;
     }
     registry.waiters().release(request_id.as_ref(), notify);
     let location = format!("/v1/group-requests/{}", current.request_id);
-    let mut response = if current.status == RequestStatus::Pending {
-        HttpResponse::Accepted()
+    let status = if current.status == RequestStatus::Pending {
+        StatusCode::ACCEPTED
     } else {
-        HttpResponse::Created()
+        StatusCode::CREATED
     };
-    Ok(response
-        .insert_header((header::LOCATION, location))
-        .json(current))
+    Ok(StoredResponse::json(status, Some(location), &current))
 }
 
 async fn load_request(registry: &Registry, id: &str) -> Result<CreateRequest, ApiError> {
@@ -408,13 +439,13 @@ pub async fn update_group(
     principal: Principal,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: JsonBody,
     registry: web::Data<Registry>,
     graph: web::Data<GraphClient>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::new();
     let group_id = group_path(&mut errors, &path);
-    let body = JsonObject::parse(&req, &body)?;
+    let body = JsonObject::parse(&req, &body, &mut errors)?;
     let mut r = body.reader(&mut errors);
     let subject = r
         .optional_str("subject")
@@ -423,10 +454,8 @@ pub async fn update_group(
         .optional_str("description")
         .and_then(|s| r.errors.check("description", GroupDescription::parse(s)));
     r.deny_unknown(&["subject", "description"]);
-    let sent_any = ["subject", "description"]
-        .iter()
-        .any(|k| body.0.contains_key(*k));
-    if !sent_any {
+    let sent_any = ["subject", "description"].iter().any(|k| body.contains(k));
+    if body.is_valid() && !sent_any {
         errors.push(
             "subject",
             "at least one of subject or description is required",
@@ -601,7 +630,10 @@ pub async fn reset_invite_link(
 #[utoipa::path(
     tag = "invitations",
     operation_id = "send_invitation",
-    params(("group_id" = String, Path, description = "Group ID")),
+    params(
+        ("group_id" = String, Path, description = "Group ID"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body within 24 h returns the first answer without sending a second message; the same key with another body is 422"),
+    ),
     request_body = InvitationBody,
     responses(
         (status = 202, description = "Meta accepted the message", body = InvitationSent),
@@ -616,13 +648,16 @@ pub async fn send_invitation(
     principal: Principal,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: JsonBody,
     registry: web::Data<Registry>,
     graph: web::Data<GraphClient>,
+    store: web::Data<IdempotencyStore>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::new();
     let group_id = group_path(&mut errors, &path);
-    let body = JsonObject::parse(&req, &body)?;
+    // Fingerprinted over the raw bytes, before they are interpreted.
+    let idempotency_key = IdempotencyKey::from_request(&req, &body);
+    let body = JsonObject::parse(&req, &body, &mut errors)?;
     let mut r = body.reader(&mut errors);
     let to = r
         .required_str("to")
@@ -663,7 +698,9 @@ pub async fn send_invitation(
             errors.push(format!("template.{}", e.field), e.message);
         }
     }
+    let idempotency_key = errors.check(idempotency::HEADER_NAME, idempotency_key);
     finish(errors)?;
+    let idempotency_key = validated(idempotency_key)?;
     let (group_id, to, name, language) = (
         validated(group_id)?,
         validated(to)?,
@@ -672,17 +709,25 @@ pub async fn send_invitation(
     );
     principal.require(Scope::GroupsInvite)?;
     let group = owned_group(&registry, &principal, &group_id).await?;
-    let message_id = graph
-        .send_invitation(
-            &group.phone_number_id,
-            &group_id,
-            &to,
-            &name,
-            &language,
-            &parameters,
-        )
-        .await?;
-    Ok(HttpResponse::Accepted().json(InvitationSent { message_id }))
+    store
+        .run(&principal.team, idempotency_key, async {
+            let message_id = graph
+                .send_invitation(
+                    &group.phone_number_id,
+                    &group_id,
+                    &to,
+                    &name,
+                    &language,
+                    &parameters,
+                )
+                .await?;
+            Ok(StoredResponse::json(
+                StatusCode::ACCEPTED,
+                None,
+                &InvitationSent { message_id },
+            ))
+        })
+        .await
 }
 
 /// Open join requests (groups that require approval).
@@ -751,7 +796,7 @@ fn join_request_ids(
 ) -> Result<(GroupId, Vec<JoinRequestId>), ApiError> {
     let mut errors = FieldErrors::new();
     let group_id = group_path(&mut errors, path);
-    let body = JsonObject::parse(req, body)?;
+    let body = JsonObject::parse(req, body, &mut errors)?;
     let mut r = body.reader(&mut errors);
     let items = r.required_array("join_request_ids");
     r.deny_unknown(&["join_request_ids"]);
@@ -764,6 +809,7 @@ fn join_request_ids(
                 1,
                 MAX_JOIN_REQUESTS,
                 JoinRequestId::parse,
+                JoinRequestId::clone,
             )
         })
         .unwrap_or_default();
@@ -789,7 +835,7 @@ pub async fn approve_join_requests(
     principal: Principal,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: JsonBody,
     registry: web::Data<Registry>,
     graph: web::Data<GraphClient>,
 ) -> Result<web::Json<ApprovedJoinRequests>, ApiError> {
@@ -823,7 +869,7 @@ pub async fn reject_join_requests(
     principal: Principal,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: JsonBody,
     registry: web::Data<Registry>,
     graph: web::Data<GraphClient>,
 ) -> Result<web::Json<RejectedJoinRequests>, ApiError> {
@@ -857,18 +903,28 @@ pub async fn remove_participants(
     principal: Principal,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: JsonBody,
     registry: web::Data<Registry>,
     graph: web::Data<GraphClient>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::new();
     let group_id = group_path(&mut errors, &path);
-    let body = JsonObject::parse(&req, &body)?;
+    let body = JsonObject::parse(&req, &body, &mut errors)?;
     let mut r = body.reader(&mut errors);
     let items = r.required_array("participants");
     r.deny_unknown(&["participants"]);
     let participants = items
-        .map(|items| parse_list(r.errors, "participants", items, 1, 8, ParticipantId::parse))
+        .map(|items| {
+            parse_list(
+                r.errors,
+                "participants",
+                items,
+                1,
+                8,
+                ParticipantId::parse,
+                |p| p.digits().to_owned(),
+            )
+        })
         .unwrap_or_default();
     finish(errors)?;
     let group_id = validated(group_id)?;

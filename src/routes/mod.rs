@@ -1,5 +1,7 @@
 //! HTTP handlers: extract → validate → authorize → one call → map. No SQL, no Graph URLs.
 
+pub mod body;
+pub mod events;
 pub mod groups;
 pub mod health;
 pub mod picture;
@@ -19,6 +21,9 @@ use crate::registry::{GroupRecord, Registry};
 /// Largest JSON body accepted (DESIGN keeps requests small; pictures have their own limit).
 pub const JSON_LIMIT: usize = 64 * 1024;
 
+/// A JSON request body: at most 64 KiB, read within `server.body_timeout_ms`.
+pub type JsonBody = body::Body<JSON_LIMIT>;
+
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(
         utoipa_actix_web::scope("/v1")
@@ -35,23 +40,35 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(groups::list_join_requests)
             .service(groups::approve_join_requests)
             .service(groups::reject_join_requests)
-            .service(groups::remove_participants),
+            .service(groups::remove_participants)
+            .service(events::list_events),
     )
     .service(crate::webhooks::verify_subscription)
     .service(crate::webhooks::receive)
     .service(health::healthz)
-    .service(health::readyz);
+    .service(health::readyz)
+    .service(crate::metrics::metrics_endpoint);
 }
 
 /// Query parameters as sent; each handler reads the ones it knows.
 pub type QueryMap = HashMap<String, String>;
 
 /// A JSON object body whose fields are read one by one, so every broken field is reported.
-pub struct JsonObject(Map<String, Value>);
+/// A body that is not a JSON object is recorded as an error on `body`; its fields then read
+/// as absent without further complaints, so path and query errors are still listed.
+pub struct JsonObject {
+    map: Map<String, Value>,
+    valid: bool,
+}
 
 impl JsonObject {
-    /// 415 unless the body is declared JSON; 400 unless it is a JSON object.
-    pub fn parse(req: &HttpRequest, body: &[u8]) -> Result<Self, ApiError> {
+    /// 415 unless the body is declared JSON; a body that is not a JSON object is an error on
+    /// the field `body`.
+    pub fn parse(
+        req: &HttpRequest,
+        body: &[u8],
+        errors: &mut FieldErrors,
+    ) -> Result<Self, ApiError> {
         let declared = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -69,17 +86,33 @@ impl JsonObject {
                 "Content-Type must be application/json".into(),
             ));
         }
+        let invalid = |errors: &mut FieldErrors, message: String| {
+            errors.push("body", message);
+            Ok(JsonObject {
+                map: Map::new(),
+                valid: false,
+            })
+        };
         match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => Ok(JsonObject(map)),
-            Ok(_) => Err(ApiError::bad_request("the body must be a JSON object")),
-            Err(e) => Err(ApiError::bad_request(format!("malformed JSON body: {e}"))),
+            Ok(Value::Object(map)) => Ok(JsonObject { map, valid: true }),
+            Ok(_) => invalid(errors, "must be a JSON object".into()),
+            Err(e) => invalid(errors, format!("is not valid JSON: {e}")),
         }
+    }
+
+    pub fn contains(&self, field: &str) -> bool {
+        self.map.contains_key(field)
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.valid
     }
 
     pub fn reader<'a>(&'a self, errors: &'a mut FieldErrors) -> FieldReader<'a> {
         FieldReader {
-            obj: &self.0,
+            obj: &self.map,
             errors,
+            quiet: !self.valid,
         }
     }
 }
@@ -88,6 +121,8 @@ impl JsonObject {
 pub struct FieldReader<'a> {
     obj: &'a Map<String, Value>,
     pub errors: &'a mut FieldErrors,
+    /// The body was not an object (already reported): missing fields are not news.
+    quiet: bool,
 }
 
 impl<'a> FieldReader<'a> {
@@ -105,7 +140,9 @@ impl<'a> FieldReader<'a> {
 
     pub fn required_str(&mut self, name: &str) -> Option<&'a str> {
         if !self.obj.contains_key(name) {
-            self.errors.push(name, "is required");
+            if !self.quiet {
+                self.errors.push(name, "is required");
+            }
             return None;
         }
         self.optional_str(name)
@@ -124,7 +161,9 @@ impl<'a> FieldReader<'a> {
 
     pub fn required_array(&mut self, name: &str) -> Option<&'a Vec<Value>> {
         if !self.obj.contains_key(name) {
-            self.errors.push(name, "is required");
+            if !self.quiet {
+                self.errors.push(name, "is required");
+            }
             return None;
         }
         self.optional_array(name)
@@ -143,7 +182,9 @@ impl<'a> FieldReader<'a> {
 
     pub fn required_object(&mut self, name: &str) -> Option<&'a Map<String, Value>> {
         if !self.obj.contains_key(name) {
-            self.errors.push(name, "is required");
+            if !self.quiet {
+                self.errors.push(name, "is required");
+            }
             return None;
         }
         let v = self.present(name)?;
@@ -167,18 +208,23 @@ impl<'a> FieldReader<'a> {
 
     /// A nested reader for a sub-object; field names get `prefix.`.
     pub fn nested(obj: &'a Map<String, Value>, errors: &'a mut FieldErrors) -> FieldReader<'a> {
-        FieldReader { obj, errors }
+        FieldReader {
+            obj,
+            errors,
+            quiet: false,
+        }
     }
 }
 
 /// A list of strings, each parsed, with duplicates and bounds reported per item.
-pub fn parse_list<T: PartialEq>(
+pub fn parse_list<T, K: PartialEq>(
     errors: &mut FieldErrors,
     field: &str,
     items: &[Value],
     min: usize,
     max: usize,
     parse: impl Fn(&str) -> Result<T, String>,
+    identity: impl Fn(&T) -> K,
 ) -> Vec<T> {
     if items.len() < min || items.len() > max {
         errors.push(field, format!("must have {min}-{max} entries"));
@@ -190,7 +236,7 @@ pub fn parse_list<T: PartialEq>(
             None => errors.push(name, "must be a string"),
             Some(s) => {
                 if let Some(v) = errors.check(&name, parse(s)) {
-                    if out.contains(&v) {
+                    if out.iter().any(|seen| identity(seen) == identity(&v)) {
                         errors.push(name, "is a duplicate");
                     } else {
                         out.push(v);

@@ -34,18 +34,31 @@ pub struct TestApp {
 
 /// The configuration tests run with; `extra` is TOML layered on top.
 pub fn test_config(meta_uri: &str, db_dir: &std::path::Path, extra: &str) -> String {
+    tuned_config(meta_uri, db_dir, "", "", extra)
+}
+
+/// `server_lines` and `graph_lines` go inside those tables (e.g. `body_timeout_ms = 500`).
+pub fn tuned_config(
+    meta_uri: &str,
+    db_dir: &std::path::Path,
+    server_lines: &str,
+    graph_lines: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [server]
 host = "127.0.0.1"
 port = 0
 workers = 1
+{server_lines}
 
 [graph]
 mode = "live"
 base_url = "{meta_uri}"
 api_version = "{API_VERSION}"
 timeout_ms = 2000
+{graph_lines}
 
 [storage]
 url = "sqlite://{db}/gateway.db"
@@ -86,20 +99,32 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(extra: &str) -> TestApp {
-    spawn(None, extra).await
+    spawn_app_tuned(None, "", "", extra).await
 }
 
 /// A gateway whose Graph base URL is `base` instead of the mock (e.g. nobody listening).
 pub async fn spawn_app_against(base: &str, extra: &str) -> TestApp {
-    spawn(Some(base), extra).await
+    spawn_app_tuned(Some(base), "", "", extra).await
 }
 
-async fn spawn(base: Option<&str>, extra: &str) -> TestApp {
+/// Full control: another Graph base URL, lines for `[server]` and `[graph]`, extra TOML.
+pub async fn spawn_app_tuned(
+    base: Option<&str>,
+    server_lines: &str,
+    graph_lines: &str,
+    extra: &str,
+) -> TestApp {
     let meta = MockServer::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let base = base.map(str::to_owned).unwrap_or_else(|| meta.uri());
-    let settings = Settings::from_toml_overrides(&test_config(&base, dir.path(), extra))
-        .expect("test configuration is valid");
+    let settings = Settings::from_toml_overrides(&tuned_config(
+        &base,
+        dir.path(),
+        server_lines,
+        graph_lines,
+        extra,
+    ))
+    .expect("test configuration is valid");
     let app = Application::build(settings.clone())
         .await
         .expect("app builds");

@@ -1,7 +1,14 @@
 //! All integration tests compile into one binary, so the crate links once.
 
 mod helpers;
+mod receiver;
 
+mod auth;
+mod crash;
+mod events;
 mod groups;
 mod openapi;
+mod resilience;
+mod sandbox;
+mod validation;
 mod webhooks;

@@ -1,0 +1,583 @@
+//! Pushes team events to each team's `webhook.url` following the Standard Webhooks
+//! specification (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`), the
+//! way svix-server's worker does: state in storage (a restart resumes it), retries with
+//! exponential backoff and jitter, `Retry-After` honoured, redirects not followed, `410`
+//! and sustained failure disabling the endpoint.
+//!
+//! The worker runs on its own thread and runtime (awc is not `Send`). Each endpoint has its
+//! own number of attempts in flight, and every attempt is bounded by a timeout, so a slow
+//! receiver only ever delays its own team.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap, HttpDate};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use rand::Rng;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use sha2::Sha256;
+use sqlx::SqlitePool;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+
+use super::store::now_ms;
+use super::{DueDelivery, EventStore};
+use crate::config::TeamSettings;
+
+/// `[delivery]`: how team events are pushed to the teams' webhooks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Bound of one attempt: connecting, sending, and the receiver's answer.
+    pub request_timeout_ms: u64,
+    /// Bound of opening the connection (part of the attempt).
+    pub connect_timeout_ms: u64,
+    /// Attempts in flight at once per team endpoint.
+    pub max_in_flight_per_endpoint: usize,
+    /// Wait before the first retry; each later one waits `backoff_factor` times longer.
+    pub first_retry_ms: u64,
+    pub backoff_factor: f64,
+    /// Longest wait between two attempts (also caps a receiver's `Retry-After`).
+    pub max_retry_delay_ms: u64,
+    /// Each wait is randomised by ± this fraction.
+    pub jitter: f64,
+    /// Attempts per event, the first included; then the delivery is marked failed.
+    pub max_attempts: u32,
+    /// An endpoint failing without a single success for this long is disabled.
+    pub disable_after_seconds: u64,
+    /// How often storage is checked when nothing wakes the worker.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            request_timeout_ms: 15_000,
+            connect_timeout_ms: 5_000,
+            max_in_flight_per_endpoint: 4,
+            first_retry_ms: 5_000,
+            backoff_factor: 3.0,
+            max_retry_delay_ms: 6 * 3600 * 1000,
+            jitter: 0.2,
+            max_attempts: 12,
+            disable_after_seconds: 5 * 24 * 3600,
+            poll_interval_ms: 1_000,
+        }
+    }
+}
+
+impl DeliverySettings {
+    /// Checks the settings; the error names the offending key under `delivery.`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let positive = [
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            (
+                "max_in_flight_per_endpoint",
+                self.max_in_flight_per_endpoint as u64,
+            ),
+            ("max_attempts", u64::from(self.max_attempts)),
+            ("disable_after_seconds", self.disable_after_seconds),
+            ("poll_interval_ms", self.poll_interval_ms),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err((key, "must be greater than 0".into()));
+            }
+        }
+        if !(self.backoff_factor.is_finite() && self.backoff_factor >= 1.0) {
+            return Err(("backoff_factor", "must be at least 1".into()));
+        }
+        if !(0.0..1.0).contains(&self.jitter) {
+            return Err(("jitter", "must be at least 0 and below 1".into()));
+        }
+        // DESIGN §6: the first retry comes within 10 seconds, jitter included.
+        if self.first_retry_ms as f64 * (1.0 + self.jitter) > 10_000.0 {
+            return Err((
+                "first_retry_ms",
+                "with its jitter it must stay within 10000 (the first retry comes within 10 s)"
+                    .into(),
+            ));
+        }
+        if self.max_retry_delay_ms < self.first_retry_ms {
+            return Err((
+                "max_retry_delay_ms",
+                "must be at least first_retry_ms".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The wait after `failed` attempts (1 = the first attempt failed), before jitter.
+    pub fn backoff(&self, failed: u32) -> Duration {
+        let exponent = i32::try_from(failed.saturating_sub(1).min(64)).unwrap_or(64);
+        let ms = (self.first_retry_ms as f64 * self.backoff_factor.powi(exponent))
+            .min(self.max_retry_delay_ms as f64);
+        Duration::from_millis(ms as u64)
+    }
+
+    fn jittered(&self, wait: Duration) -> Duration {
+        if self.jitter <= 0.0 {
+            return wait;
+        }
+        let factor = rand::rng().random_range(1.0 - self.jitter..=1.0 + self.jitter);
+        wait.mul_f64(factor)
+    }
+
+    /// The whole schedule before jitter: the wait before each retry.
+    pub fn schedule(&self) -> Vec<Duration> {
+        (1..self.max_attempts).map(|n| self.backoff(n)).collect()
+    }
+
+    /// How long a claimed attempt keeps its row: a worker that dies mid-attempt leaves the
+    /// row to be retried after this.
+    fn lease(&self) -> Duration {
+        Duration::from_millis(2 * self.request_timeout_ms + 1_000)
+    }
+}
+
+/// The HMAC key of a `whsec_…` secret: the base64-decoded part after the prefix.
+pub fn signing_key(secret: &str) -> Result<Vec<u8>, String> {
+    let encoded = secret
+        .strip_prefix("whsec_")
+        .ok_or_else(|| "must start with whsec_".to_owned())?;
+    let key = STANDARD
+        .decode(encoded)
+        .map_err(|_| "the part after whsec_ must be base64".to_owned())?;
+    if key.is_empty() {
+        return Err("the part after whsec_ must not be empty".into());
+    }
+    Ok(key)
+}
+
+/// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
+pub fn sign(key: &[u8], webhook_id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(webhook_id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// The URL without credentials or query, fit for a log line.
+fn redacted(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    format!("{scheme}://{host}{path}")
+}
+
+/// Wakes the worker when new deliveries were stored.
+#[derive(Clone, Default)]
+pub struct DeliveryHandle {
+    wake: Arc<Notify>,
+}
+
+impl DeliveryHandle {
+    pub fn kick(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// What the worker needs of one team; built on the worker's thread.
+struct Endpoint {
+    team: String,
+    url: String,
+    key: Vec<u8>,
+    slots: Arc<Semaphore>,
+}
+
+struct Worker {
+    store: EventStore,
+    settings: DeliverySettings,
+    endpoints: Vec<Rc<Endpoint>>,
+    client: awc::Client,
+    wake: Arc<Notify>,
+    synced: std::cell::Cell<bool>,
+}
+
+/// Starts the worker on its own thread. It stops when the runtime that called this one
+/// goes away (the application's), and resumes from storage on the next start.
+pub fn spawn(
+    settings: &DeliverySettings,
+    teams: &BTreeMap<String, TeamSettings>,
+    pool: SqlitePool,
+) -> DeliveryHandle {
+    let handle = DeliveryHandle::default();
+    let mut configured = Vec::new();
+    for (team, team_settings) in teams {
+        let Some(hook) = &team_settings.webhook else {
+            continue;
+        };
+        match signing_key(hook.secret.expose_secret()) {
+            Ok(key) => configured.push((team.clone(), hook.url.clone(), key)),
+            Err(message) => {
+                tracing::error!(team = %team, "teams.{team}.webhook.secret {message}; nothing is delivered to this team")
+            }
+        }
+    }
+    let (alive_tx, alive_rx) = watch::channel(());
+    tokio::spawn(async move {
+        let _alive = alive_tx;
+        std::future::pending::<()>().await
+    });
+    let settings = settings.clone();
+    let wake = handle.wake.clone();
+    let spawned = std::thread::Builder::new()
+        .name("event-delivery".into())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let client = awc::Client::builder()
+                    .timeout(Duration::from_millis(settings.request_timeout_ms))
+                    .connector(
+                        awc::Connector::new()
+                            .timeout(Duration::from_millis(settings.connect_timeout_ms))
+                            .conn_keep_alive(Duration::from_secs(30)),
+                    )
+                    .disable_redirects()
+                    .add_default_header((
+                        header::USER_AGENT,
+                        concat!("wa-groups-gateway/", env!("CARGO_PKG_VERSION")),
+                    ))
+                    .finish();
+                let endpoints = configured
+                    .into_iter()
+                    .map(|(team, url, key)| {
+                        Rc::new(Endpoint {
+                            team,
+                            url,
+                            key,
+                            slots: Arc::new(Semaphore::new(settings.max_in_flight_per_endpoint)),
+                        })
+                    })
+                    .collect();
+                let worker = Rc::new(Worker {
+                    store: EventStore::new(pool),
+                    settings,
+                    endpoints,
+                    client,
+                    wake,
+                    synced: std::cell::Cell::new(false),
+                });
+                worker.run(alive_rx).await;
+            })
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "the event delivery worker could not start; deliveries wait for the next start");
+    }
+    handle
+}
+
+enum Outcome {
+    Answered {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+    },
+    Unreachable(String),
+}
+
+impl Worker {
+    async fn run(self: Rc<Self>, mut alive: watch::Receiver<()>) {
+        loop {
+            let wait = match self.tick().await {
+                Ok(wait) => wait,
+                Err(e) => {
+                    tracing::error!(error = %e, "event delivery pass failed; will retry");
+                    Duration::from_millis(self.settings.poll_interval_ms)
+                }
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = alive.changed() => return,
+            }
+        }
+    }
+
+    /// Starts every attempt that is due and has a free slot; answers how long to sleep.
+    async fn tick(self: &Rc<Self>) -> Result<Duration, sqlx::Error> {
+        if !self.synced.get() {
+            for endpoint in &self.endpoints {
+                self.store
+                    .sync_endpoint(&endpoint.team, &endpoint.url)
+                    .await?;
+            }
+            self.synced.set(true);
+        }
+        let configured: Vec<String> = self.endpoints.iter().map(|e| e.team.clone()).collect();
+        self.store.skip_unconfigured(&configured).await?;
+        let disabled = self.store.disabled_teams().await?;
+        let now = now_ms();
+        let lease_until = now + self.settings.lease().as_millis() as i64;
+        for endpoint in &self.endpoints {
+            if disabled.contains(&endpoint.team) {
+                self.store
+                    .skip_pending(&endpoint.team, "the endpoint is disabled")
+                    .await?;
+                continue;
+            }
+            let free = endpoint.slots.available_permits();
+            if free == 0 {
+                continue;
+            }
+            let due = self
+                .store
+                .claim_due(&endpoint.team, now, lease_until, free)
+                .await?;
+            for delivery in due {
+                let Ok(permit) = endpoint.slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                actix_web::rt::spawn(self.clone().attempt(endpoint.clone(), delivery, permit));
+            }
+        }
+        let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        Ok(match self.store.next_due_after(now).await? {
+            Some(at) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(poll),
+            None => poll,
+        })
+    }
+
+    async fn attempt(
+        self: Rc<Self>,
+        endpoint: Rc<Endpoint>,
+        due: DueDelivery,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let outcome = self.send(&endpoint, &due).await;
+        if let Err(e) = self.settle(&endpoint, &due, outcome).await {
+            // The lease runs out and the attempt is made again, with the same webhook-id.
+            tracing::error!(error = %e, team = %endpoint.team, event_id = %due.event.id, "delivery outcome not stored");
+        }
+        drop(permit);
+        self.wake.notify_one();
+    }
+
+    async fn send(&self, endpoint: &Endpoint, due: &DueDelivery) -> Outcome {
+        let body = match serde_json::to_vec(&due.event) {
+            Ok(body) => body,
+            Err(e) => return Outcome::Unreachable(format!("the event cannot be encoded: {e}")),
+        };
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = sign(&endpoint.key, &due.event.id, timestamp, &body);
+        let sent = self
+            .client
+            .post(endpoint.url.as_str())
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            .insert_header(("webhook-id", due.event.id.as_str()))
+            .insert_header(("webhook-timestamp", timestamp.to_string()))
+            .insert_header(("webhook-signature", signature))
+            .send_body(body)
+            .await;
+        match sent {
+            Ok(mut response) => {
+                let status = response.status();
+                let retry_after = retry_after(response.headers());
+                // Read (and drop) what the receiver says, so the connection can be reused.
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(self.settings.request_timeout_ms),
+                    response.body().limit(64 * 1024),
+                )
+                .await;
+                Outcome::Answered {
+                    status,
+                    retry_after,
+                }
+            }
+            Err(e) => Outcome::Unreachable(e.to_string()),
+        }
+    }
+
+    async fn settle(
+        &self,
+        endpoint: &Endpoint,
+        due: &DueDelivery,
+        outcome: Outcome,
+    ) -> Result<(), sqlx::Error> {
+        let store = &self.store;
+        let (status, error, retry_after) = match outcome {
+            Outcome::Answered { status, .. } if status.is_success() => {
+                tracing::debug!(team = %endpoint.team, event_id = %due.event.id, attempt = due.attempt, "event delivered");
+                return store
+                    .delivered(due.id, &endpoint.team, status.as_u16())
+                    .await;
+            }
+            Outcome::Answered { status, .. } if status == StatusCode::GONE => {
+                store
+                    .give_up(due.id, Some(410), "the endpoint answered 410 Gone")
+                    .await?;
+                return self
+                    .disable(endpoint, "the endpoint answered 410 Gone")
+                    .await;
+            }
+            Outcome::Answered {
+                status,
+                retry_after,
+            } => {
+                let error = if status.is_redirection() {
+                    format!("answered {status} (redirects are not followed)")
+                } else {
+                    format!("answered {status}")
+                };
+                (Some(status.as_u16()), error, retry_after)
+            }
+            Outcome::Unreachable(error) => (None, error, None),
+        };
+        let now = now_ms();
+        let failing_since = store.endpoint_failed(&endpoint.team, now, &error).await?;
+        let window = i64::try_from(self.settings.disable_after_seconds)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000);
+        if now - failing_since >= window {
+            store.give_up(due.id, status, &error).await?;
+            let since = chrono::DateTime::from_timestamp_millis(failing_since)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default();
+            return self
+                .disable(
+                    endpoint,
+                    &format!("failing without a success since {since} (last: {error})"),
+                )
+                .await;
+        }
+        if due.attempt >= self.settings.max_attempts {
+            tracing::warn!(
+                team = %endpoint.team,
+                endpoint = %redacted(&endpoint.url),
+                event_id = %due.event.id,
+                attempts = due.attempt,
+                error = %error,
+                "webhook delivery given up after its last attempt"
+            );
+            return store.give_up(due.id, status, &error).await;
+        }
+        let backoff = self.settings.jittered(self.settings.backoff(due.attempt));
+        let cap = Duration::from_millis(self.settings.max_retry_delay_ms);
+        let wait = backoff.max(retry_after.unwrap_or_default().min(cap));
+        tracing::warn!(
+            team = %endpoint.team,
+            endpoint = %redacted(&endpoint.url),
+            event_id = %due.event.id,
+            attempt = due.attempt,
+            error = %error,
+            retry_in_ms = wait.as_millis() as u64,
+            "webhook delivery failed; will retry"
+        );
+        store
+            .retry_later(due.id, now + wait.as_millis() as i64, status, &error)
+            .await
+    }
+
+    async fn disable(&self, endpoint: &Endpoint, reason: &str) -> Result<(), sqlx::Error> {
+        if self.store.disable_endpoint(&endpoint.team, reason).await? {
+            tracing::error!(
+                team = %endpoint.team,
+                endpoint = %redacted(&endpoint.url),
+                reason,
+                "webhook endpoint disabled: the team's events stay in GET /v1/events but are no longer pushed until teams.{}.webhook.url changes",
+                endpoint.team
+            );
+        }
+        self.store
+            .skip_pending(&endpoint.team, "the endpoint is disabled")
+            .await?;
+        Ok(())
+    }
+}
+
+/// `Retry-After` in seconds or as an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date: HttpDate = value.parse().ok()?;
+    SystemTime::from(date)
+        .duration_since(SystemTime::now())
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_schedule_starts_within_ten_seconds_and_spans_about_a_day() {
+        let settings = DeliverySettings::default();
+        settings.validate().unwrap();
+        let schedule = settings.schedule();
+        assert!(schedule[0] <= Duration::from_secs(10));
+        assert!(schedule.windows(2).all(|w| w[0] <= w[1]));
+        let total: Duration = schedule.iter().sum();
+        assert!(
+            (Duration::from_secs(18 * 3600)..=Duration::from_secs(30 * 3600)).contains(&total),
+            "{total:?}"
+        );
+        for _ in 0..100 {
+            let first = settings.jittered(settings.backoff(1));
+            assert!(first <= Duration::from_secs(10), "{first:?}");
+        }
+    }
+
+    #[test]
+    fn settings_that_break_the_contract_are_refused() {
+        let slow_first = DeliverySettings {
+            first_retry_ms: 20_000,
+            ..Default::default()
+        };
+        assert_eq!(slow_first.validate().unwrap_err().0, "first_retry_ms");
+        let shrinking = DeliverySettings {
+            backoff_factor: 0.5,
+            ..Default::default()
+        };
+        assert_eq!(shrinking.validate().unwrap_err().0, "backoff_factor");
+    }
+
+    #[test]
+    fn signatures_follow_standard_webhooks() {
+        // The example of the Standard Webhooks specification.
+        let key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+        assert!(signing_key("whsec_!!").is_err());
+        assert!(signing_key("nope").is_err());
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        let later = HttpDate::from(SystemTime::now() + Duration::from_secs(120));
+        headers.insert(header::RETRY_AFTER, later.to_string().parse().unwrap());
+        let d = retry_after(&headers).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn logged_urls_lose_credentials_and_query() {
+        assert_eq!(
+            redacted("https://user:pw@hooks.example.com:8443/in?token=abc"),
+            "https://hooks.example.com:8443/in"
+        );
+        assert_eq!(redacted("http://127.0.0.1:9100"), "http://127.0.0.1:9100");
+    }
+}

@@ -1,0 +1,381 @@
+//! Team events (DESIGN §6): every group event Meta reports, as the team owning the group sees
+//! it. They make the feed behind `GET /v1/events` and the body of each signed delivery to the
+//! team's `webhook.url` (see `delivery`).
+//!
+//! A team event is written in the same transaction that processes Meta's POST (see
+//! `webhooks`), together with its delivery row, so a crash never leaves one without the other.
+
+pub mod delivery;
+mod store;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sqlx::SqliteConnection;
+use utoipa::ToSchema;
+
+use crate::graph::lenient;
+use crate::registry::{Completion, NewWebhookEvent};
+
+pub use store::{
+    DeliveryRecord, DeliveryStatus, DueDelivery, EndpointRecord, EventPage, EventStore,
+};
+
+/// What happened to a group. The names are part of the contract (DESIGN §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum EventType {
+    /// A creation succeeded: `data` has Meta's `subject`, `invite_link`, `join_approval_mode`.
+    #[serde(rename = "group.created")]
+    Created,
+    /// A creation failed: `data.errors` says why.
+    #[serde(rename = "group.create_failed")]
+    CreateFailed,
+    #[serde(rename = "group.deleted")]
+    Deleted,
+    #[serde(rename = "group.delete_failed")]
+    DeleteFailed,
+    /// People joined (invite link, or approved join requests): `data.added_participants`.
+    #[serde(rename = "group.participants_added")]
+    ParticipantsAdded,
+    /// People left (`initiated_by: participant`) or were removed (`initiated_by: business`):
+    /// `data.removed_participants`, and for a removal that partly or wholly failed
+    /// `data.failed_participants` and `data.errors`.
+    #[serde(rename = "group.participants_removed")]
+    ParticipantsRemoved,
+    #[serde(rename = "group.join_request_created")]
+    JoinRequestCreated,
+    #[serde(rename = "group.join_request_revoked")]
+    JoinRequestRevoked,
+    /// A settings change: one object per changed setting (`group_subject`,
+    /// `group_description`, `profile_picture`) with `update_successful` and its `errors`.
+    #[serde(rename = "group.settings_updated")]
+    SettingsUpdated,
+    #[serde(rename = "group.suspended")]
+    Suspended,
+    #[serde(rename = "group.suspension_cleared")]
+    SuspensionCleared,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 11] = [
+        EventType::Created,
+        EventType::CreateFailed,
+        EventType::Deleted,
+        EventType::DeleteFailed,
+        EventType::ParticipantsAdded,
+        EventType::ParticipantsRemoved,
+        EventType::JoinRequestCreated,
+        EventType::JoinRequestRevoked,
+        EventType::SettingsUpdated,
+        EventType::Suspended,
+        EventType::SuspensionCleared,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Created => "group.created",
+            EventType::CreateFailed => "group.create_failed",
+            EventType::Deleted => "group.deleted",
+            EventType::DeleteFailed => "group.delete_failed",
+            EventType::ParticipantsAdded => "group.participants_added",
+            EventType::ParticipantsRemoved => "group.participants_removed",
+            EventType::JoinRequestCreated => "group.join_request_created",
+            EventType::JoinRequestRevoked => "group.join_request_revoked",
+            EventType::SettingsUpdated => "group.settings_updated",
+            EventType::Suspended => "group.suspended",
+            EventType::SuspensionCleared => "group.suspension_cleared",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Meta's item `type` (unique across the four group fields) and the item itself decide
+    /// the event; anything else is stored as received and shown to nobody.
+    pub fn classify(meta_type: &str, item: &Value) -> Option<EventType> {
+        let failed = has_errors(item);
+        Some(match meta_type {
+            // A creation without a group id cannot have succeeded, whatever else it says.
+            "group_create" if failed || item.get("group_id").and_then(lenient::as_id).is_none() => {
+                EventType::CreateFailed
+            }
+            "group_create" => EventType::Created,
+            "group_delete" if failed => EventType::DeleteFailed,
+            "group_delete" => EventType::Deleted,
+            "group_participants_add" => EventType::ParticipantsAdded,
+            "group_participants_remove" => EventType::ParticipantsRemoved,
+            "group_join_request_created" => EventType::JoinRequestCreated,
+            "group_join_request_revoked" => EventType::JoinRequestRevoked,
+            "group_settings_update" => EventType::SettingsUpdated,
+            "group_suspend" => EventType::Suspended,
+            "group_suspend_cleared" => EventType::SuspensionCleared,
+            _ => return None,
+        })
+    }
+
+    /// For these `request_id` is the gateway's own (from `create_group`), not Meta's.
+    pub fn is_creation(self) -> bool {
+        matches!(self, EventType::Created | EventType::CreateFailed)
+    }
+}
+
+/// One event of a team's feed, and the JSON body of each delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "id": "evt_3f1c2a7e0d1b4a559a439b2f4f9f3c10",
+    "type": "group.participants_added",
+    "occurred_at": "2026-11-26T10:15:00Z",
+    "phone_number_id": "12784358810",
+    "group_id": "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD",
+    "data": {"reason": "invite_link", "added_participants": [{"wa_id": "16505551234"}]}
+}))]
+pub struct TeamEvent {
+    /// Stable; also the `webhook-id` of every delivery attempt of this event.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// When Meta says it happened (RFC 3339); the arrival time when Meta gave none.
+    pub occurred_at: String,
+    pub phone_number_id: String,
+    /// Absent only for a failed creation Meta reported without one.
+    pub group_id: Option<String>,
+    /// `group.created` / `group.create_failed`: the `request_id` answered by `create_group`.
+    /// Other events: Meta's request id (`upstream_request_id` of the call), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Meta's details of the event, as sent, minus the fields above; error `code`s are
+    /// integers and `update_successful` flags are booleans whatever form Meta used.
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+/// True when the item carries a non-empty top-level `errors` list.
+pub fn has_errors(item: &Value) -> bool {
+    item.get("errors")
+        .and_then(Value::as_array)
+        .is_some_and(|e| !e.is_empty())
+}
+
+/// Stable per Meta event: the same event Meta sends again yields the same id.
+pub fn event_id(event_key: &str) -> String {
+    let short: String = event_key.chars().take(32).collect();
+    format!("evt_{short}")
+}
+
+/// `data` of a team event: Meta's item without the envelope fields the event already has,
+/// with Meta's mixed forms made uniform.
+pub fn event_data(item: &Value) -> Value {
+    let mut data = match item {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    for envelope in ["timestamp", "group_id", "type", "request_id"] {
+        data.remove(envelope);
+    }
+    let mut data = Value::Object(data);
+    normalize(&mut data, false);
+    data
+}
+
+fn normalize(value: &mut Value, in_errors: bool) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                match key.as_str() {
+                    // Meta's samples quote error codes; real payloads send integers.
+                    "code" | "error_subcode" if in_errors => {
+                        if let Some(n) = lenient::as_int(child) {
+                            *child = Value::from(n);
+                        }
+                    }
+                    "update_successful" => {
+                        if let Some(b) = lenient::as_bool(child) {
+                            *child = Value::Bool(b);
+                        }
+                    }
+                    "errors" => normalize(child, true),
+                    _ => normalize(child, false),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| normalize(v, in_errors)),
+        _ => {}
+    }
+}
+
+/// Writes the team event of one freshly stored Meta event, inside the processing
+/// transaction, after the registry has applied it. The group's owner at that moment gets it
+/// (and a delivery row); an event of a group nobody owns is kept with no team.
+pub(crate) async fn record(
+    conn: &mut SqliteConnection,
+    webhook_event_id: i64,
+    event: &NewWebhookEvent,
+    completion: Option<&Completion>,
+) -> Result<(), sqlx::Error> {
+    let Some(kind) = EventType::classify(&event.event_type, &event.payload) else {
+        return Ok(());
+    };
+    let owner = match &event.group_id {
+        Some(group) => crate::registry::group_owner_in(conn, group).await?,
+        None => None,
+    };
+    let team = completion
+        .map(|c| c.team.clone())
+        .or_else(|| owner.as_ref().and_then(|o| o.team.clone()));
+    let phone_number_id = event
+        .phone_number_id
+        .clone()
+        .or_else(|| owner.as_ref().map(|o| o.phone_number_id.clone()))
+        .or_else(|| completion.map(|c| c.phone_number_id.clone()));
+    let Some(phone_number_id) = phone_number_id else {
+        tracing::debug!(
+            event_type = kind.as_str(),
+            "group event without a phone number kept only as received"
+        );
+        return Ok(());
+    };
+    let request_id = if kind.is_creation() {
+        completion.map(|c| c.request_id.clone())
+    } else {
+        event.meta_request_id.clone()
+    };
+    let team_event = TeamEvent {
+        id: event_id(&event.event_key),
+        event_type: kind,
+        occurred_at: event.occurred_at.clone().unwrap_or_else(|| {
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        }),
+        phone_number_id,
+        group_id: event.group_id.clone(),
+        request_id,
+        data: event_data(&event.payload),
+    };
+    store::insert(conn, webhook_event_id, team.as_deref(), &team_event).await
+}
+
+/// A creation webhook that overtook Meta's answer to the create call was recorded with no
+/// team; once the creation is matched, it (and anything else of that group so far) becomes
+/// the team's, re-queued at the end of the feed so no cursor already handed out skips it.
+pub(crate) async fn claim_for_creation(
+    conn: &mut SqliteConnection,
+    meta_request_id: &str,
+    completion: &Completion,
+    group_id: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    store::claim_for_creation(conn, meta_request_id, completion, group_id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn type_names_round_trip_through_serde() {
+        for t in EventType::ALL {
+            let v = serde_json::to_value(t).unwrap();
+            assert_eq!(v, json!(t.as_str()));
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+        }
+    }
+
+    #[test]
+    fn meta_types_map_to_team_event_types() {
+        let err = json!({"errors": [{"code": 131207}]});
+        let table = [
+            (
+                "group_create",
+                json!({"group_id": "G"}),
+                Some(EventType::Created),
+            ),
+            (
+                "group_create",
+                json!({"group_id": 7}),
+                Some(EventType::Created),
+            ),
+            ("group_create", json!({}), Some(EventType::CreateFailed)),
+            (
+                "group_create",
+                json!({"group_id": "G", "errors": [{"code": "1"}]}),
+                Some(EventType::CreateFailed),
+            ),
+            (
+                "group_create",
+                json!({"group_id": "G", "errors": []}),
+                Some(EventType::Created),
+            ),
+            ("group_delete", json!({}), Some(EventType::Deleted)),
+            ("group_delete", err.clone(), Some(EventType::DeleteFailed)),
+            (
+                "group_participants_add",
+                json!({}),
+                Some(EventType::ParticipantsAdded),
+            ),
+            (
+                "group_participants_remove",
+                err.clone(),
+                Some(EventType::ParticipantsRemoved),
+            ),
+            (
+                "group_join_request_created",
+                json!({}),
+                Some(EventType::JoinRequestCreated),
+            ),
+            (
+                "group_join_request_revoked",
+                json!({}),
+                Some(EventType::JoinRequestRevoked),
+            ),
+            (
+                "group_settings_update",
+                err,
+                Some(EventType::SettingsUpdated),
+            ),
+            ("group_suspend", json!({}), Some(EventType::Suspended)),
+            (
+                "group_suspend_cleared",
+                json!({}),
+                Some(EventType::SuspensionCleared),
+            ),
+            ("group_brand_new", json!({}), None),
+            ("unknown", json!(null), None),
+        ];
+        for (meta_type, item, expected) in table {
+            assert_eq!(
+                EventType::classify(meta_type, &item),
+                expected,
+                "{meta_type} {item}"
+            );
+        }
+    }
+
+    #[test]
+    fn data_drops_the_envelope_and_unifies_meta_forms() {
+        let item = json!({
+            "timestamp": "1", "group_id": "G", "type": "group_settings_update", "request_id": "R",
+            "group_subject": {"text": "S", "update_successful": "true"},
+            "profile_picture": {"update_successful": false,
+                "errors": [{"code": "131209", "message": "m", "error_data": {"details": "d"}}]},
+            "errors": [{"code": "131201", "title": "t"}],
+            "new_field": {"code": "kept as sent"}
+        });
+        let data = event_data(&item);
+        assert_eq!(
+            data,
+            json!({
+                "group_subject": {"text": "S", "update_successful": true},
+                "profile_picture": {"update_successful": false,
+                    "errors": [{"code": 131209, "message": "m", "error_data": {"details": "d"}}]},
+                "errors": [{"code": 131201, "title": "t"}],
+                "new_field": {"code": "kept as sent"}
+            })
+        );
+    }
+
+    #[test]
+    fn event_ids_are_stable() {
+        let key = "a".repeat(64);
+        assert_eq!(event_id(&key), event_id(&key));
+        assert_eq!(event_id(&key).len(), 36);
+    }
+}

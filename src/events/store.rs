@@ -1,0 +1,568 @@
+//! SQL of team events, their deliveries and the teams' endpoint state (tables of
+//! `migrations/20261127100000_team_events.sql`).
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use super::{EventType, TeamEvent};
+use crate::registry::{Completion, now};
+
+const EVENT_COLUMNS: &str =
+    "seq, id, type, occurred_at, phone_number_id, group_id, request_id, data";
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn ms_to_rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Reads `EVENT_COLUMNS`; None for a type this build does not know.
+fn event_from_row(row: &SqliteRow) -> Option<(i64, TeamEvent)> {
+    let event_type = EventType::parse(row.get::<String, _>(2).as_str())?;
+    let data = serde_json::from_str(row.get::<String, _>(7).as_str()).unwrap_or(Value::Null);
+    Some((
+        row.get(0),
+        TeamEvent {
+            id: row.get(1),
+            event_type,
+            occurred_at: row.get(3),
+            phone_number_id: row.get(4),
+            group_id: row.get(5),
+            request_id: row.get(6),
+            data,
+        },
+    ))
+}
+
+/// Stores a team event and, when a team owns it, the row that gets it delivered.
+pub(super) async fn insert(
+    conn: &mut SqliteConnection,
+    webhook_event_id: i64,
+    team: Option<&str>,
+    event: &TeamEvent,
+) -> Result<(), sqlx::Error> {
+    let now = now();
+    let seq = sqlx::query(
+        "INSERT INTO team_events (id, webhook_event_id, team, type, occurred_at, phone_number_id,
+           group_id, request_id, data, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&event.id)
+    .bind(webhook_event_id)
+    .bind(team)
+    .bind(event.event_type.as_str())
+    .bind(&event.occurred_at)
+    .bind(&event.phone_number_id)
+    .bind(&event.group_id)
+    .bind(&event.request_id)
+    .bind(event.data.to_string())
+    .bind(&now)
+    .execute(&mut *conn)
+    .await?
+    .last_insert_rowid();
+    if let Some(team) = team {
+        sqlx::query(
+            "INSERT INTO event_deliveries (event_seq, team, next_attempt_at, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(team)
+        .bind(now_ms())
+        .bind(&now)
+        .bind(&now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn claim_for_creation(
+    conn: &mut SqliteConnection,
+    meta_request_id: &str,
+    completion: &Completion,
+    group_id: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT te.seq, te.id, te.type, te.occurred_at, te.phone_number_id, te.group_id,
+                te.request_id, te.data, te.webhook_event_id,
+                COALESCE(we.meta_request_id = ? AND we.event_type = 'group_create', 0) AS is_creation
+         FROM team_events te JOIN webhook_events we ON we.id = te.webhook_event_id
+         WHERE te.team IS NULL
+           AND ((we.meta_request_id = ? AND we.event_type = 'group_create') OR te.group_id = ?)
+         ORDER BY te.seq",
+    )
+    .bind(meta_request_id)
+    .bind(meta_request_id)
+    .bind(group_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in rows {
+        let Some((seq, mut event)) = event_from_row(&row) else {
+            continue;
+        };
+        let webhook_event_id: i64 = row.get(8);
+        if row.try_get::<bool, _>(9).unwrap_or(false) && event.event_type.is_creation() {
+            event.request_id = Some(completion.request_id.clone());
+        }
+        sqlx::query("DELETE FROM team_events WHERE seq = ?")
+            .bind(seq)
+            .execute(&mut *conn)
+            .await?;
+        insert(conn, webhook_event_id, Some(&completion.team), &event).await?;
+    }
+    Ok(())
+}
+
+/// One page of a feed, and the seq to continue after when more follow.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    pub events: Vec<TeamEvent>,
+    pub more_after: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+    Skipped,
+}
+
+impl DeliveryStatus {
+    fn parse(s: &str) -> Self {
+        match s {
+            "delivered" => DeliveryStatus::Delivered,
+            "failed" => DeliveryStatus::Failed,
+            "skipped" => DeliveryStatus::Skipped,
+            _ => DeliveryStatus::Pending,
+        }
+    }
+}
+
+/// Where the delivery of one event stands (for administrators and tests).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRecord {
+    pub event_id: String,
+    pub team: String,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    /// RFC 3339; while pending, the next attempt (or the end of the running one's lease).
+    pub next_attempt_at: String,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+}
+
+/// A team's webhook endpoint as the worker sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointRecord {
+    pub team: String,
+    pub url: String,
+    pub enabled: bool,
+    /// RFC 3339 start of the current run of failures, if failing.
+    pub failing_since: Option<String>,
+    pub last_success_at: Option<String>,
+    pub last_failure_at: Option<String>,
+    pub last_error: Option<String>,
+    pub disabled_at: Option<String>,
+    pub disabled_reason: Option<String>,
+}
+
+/// A delivery claimed for one attempt.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: i64,
+    /// Attempts made so far, this one included.
+    pub attempt: u32,
+    pub event: TeamEvent,
+}
+
+/// Team events and their deliveries, over the registry's database.
+#[derive(Clone)]
+pub struct EventStore {
+    pool: SqlitePool,
+}
+
+impl EventStore {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    /// A team's events on the given numbers after `after` (a seq), oldest first.
+    pub async fn list(
+        &self,
+        team: &str,
+        numbers: &[String],
+        after: i64,
+        limit: u32,
+    ) -> Result<EventPage, sqlx::Error> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM team_events
+             WHERE team = ? AND seq > ? AND phone_number_id IN (SELECT value FROM json_each(?))
+             ORDER BY seq LIMIT ?"
+        )))
+        .bind(team)
+        .bind(after)
+        .bind(serde_json::to_string(numbers).unwrap_or_else(|_| "[]".into()))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page(&rows, limit))
+    }
+
+    /// Events of groups no team owns, oldest first (administrators only).
+    pub async fn list_unowned(&self, after: i64, limit: u32) -> Result<EventPage, sqlx::Error> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM team_events WHERE team IS NULL AND seq > ?
+             ORDER BY seq LIMIT ?"
+        )))
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page(&rows, limit))
+    }
+
+    /// The feed position of one of the team's events.
+    pub async fn seq_of(&self, team: &str, event_id: &str) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar("SELECT seq FROM team_events WHERE team = ? AND id = ?")
+            .bind(team)
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub async fn delivery(&self, event_id: &str) -> Result<Option<DeliveryRecord>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT te.id, d.team, d.status, d.attempts, d.next_attempt_at, d.last_status,
+                    d.last_error, d.delivered_at
+             FROM event_deliveries d JOIN team_events te ON te.seq = d.event_seq WHERE te.id = ?",
+        )
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| DeliveryRecord {
+            event_id: r.get(0),
+            team: r.get(1),
+            status: DeliveryStatus::parse(r.get::<String, _>(2).as_str()),
+            attempts: r.get(3),
+            next_attempt_at: ms_to_rfc3339(r.get(4)),
+            last_status: r.get(5),
+            last_error: r.get(6),
+            delivered_at: r.get(7),
+        }))
+    }
+
+    pub async fn endpoints(&self) -> Result<Vec<EndpointRecord>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT team, url, state, failing_since, last_success_at, last_failure_at, last_error,
+                    disabled_at, disabled_reason
+             FROM webhook_endpoints ORDER BY team",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| EndpointRecord {
+                team: r.get(0),
+                url: r.get(1),
+                enabled: r.get::<String, _>(2) == "enabled",
+                failing_since: r.get::<Option<i64>, _>(3).map(ms_to_rfc3339),
+                last_success_at: r.get(4),
+                last_failure_at: r.get(5),
+                last_error: r.get(6),
+                disabled_at: r.get(7),
+                disabled_reason: r.get(8),
+            })
+            .collect())
+    }
+
+    pub async fn endpoint(&self, team: &str) -> Result<Option<EndpointRecord>, sqlx::Error> {
+        Ok(self.endpoints().await?.into_iter().find(|e| e.team == team))
+    }
+
+    // ---- the delivery worker -------------------------------------------------------------
+
+    /// Records the configured endpoint; a changed URL is a new, enabled endpoint.
+    pub(crate) async fn sync_endpoint(&self, team: &str, url: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO webhook_endpoints (team, url, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (team) DO UPDATE SET url = excluded.url, state = 'enabled',
+               failing_since = NULL, last_error = NULL, disabled_at = NULL, disabled_reason = NULL,
+               updated_at = excluded.updated_at
+             WHERE webhook_endpoints.url <> excluded.url",
+        )
+        .bind(team)
+        .bind(url)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Teams whose endpoint is disabled.
+    pub(crate) async fn disabled_teams(&self) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT team FROM webhook_endpoints WHERE state = 'disabled'")
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Pending deliveries of teams outside `teams` (no `webhook.url`) are skipped.
+    pub(crate) async fn skip_unconfigured(&self, teams: &[String]) -> Result<u64, sqlx::Error> {
+        let teams = serde_json::to_string(teams).unwrap_or_else(|_| "[]".into());
+        // Looked for first: a write would take SQLite's write lock on every pass.
+        let any: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM event_deliveries WHERE status = 'pending'
+               AND team NOT IN (SELECT value FROM json_each(?)))",
+        )
+        .bind(&teams)
+        .fetch_one(&self.pool)
+        .await?;
+        if !any {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE event_deliveries SET status = 'skipped', last_error = 'the team has no webhook.url',
+               updated_at = ?
+             WHERE status = 'pending' AND team NOT IN (SELECT value FROM json_each(?))",
+        )
+        .bind(now())
+        .bind(&teams)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Pending deliveries of a team whose endpoint is disabled are skipped.
+    pub(crate) async fn skip_pending(&self, team: &str, reason: &str) -> Result<u64, sqlx::Error> {
+        let any: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM event_deliveries WHERE status = 'pending' AND team = ?)",
+        )
+        .bind(team)
+        .fetch_one(&self.pool)
+        .await?;
+        if !any {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE event_deliveries SET status = 'skipped', last_error = ?, updated_at = ?
+             WHERE status = 'pending' AND team = ?",
+        )
+        .bind(reason)
+        .bind(now())
+        .bind(team)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Claims up to `limit` due deliveries of a team for one attempt each: the attempt is
+    /// counted and the row leased until `lease_until`, so a crash mid-attempt only delays a
+    /// retry (with the same event id) and two workers never send the same attempt.
+    pub(crate) async fn claim_due(
+        &self,
+        team: &str,
+        now_ms: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, sqlx::Error> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM event_deliveries WHERE status = 'pending' AND team = ? AND next_attempt_at <= ?
+             ORDER BY next_attempt_at, id LIMIT ?",
+        )
+        .bind(team)
+        .bind(now_ms)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stamp = now();
+        let mut claimed: Vec<(i64, i64, i64)> = sqlx::query(
+            "UPDATE event_deliveries SET attempts = attempts + 1, next_attempt_at = ?,
+               last_attempt_at = ?, updated_at = ?
+             WHERE status = 'pending' AND next_attempt_at <= ?
+               AND id IN (SELECT value FROM json_each(?))
+             RETURNING id, event_seq, attempts",
+        )
+        .bind(lease_until)
+        .bind(&stamp)
+        .bind(&stamp)
+        .bind(now_ms)
+        .bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+        claimed.sort_unstable();
+        let mut due = Vec::with_capacity(claimed.len());
+        for (id, seq, attempts) in claimed {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {EVENT_COLUMNS} FROM team_events WHERE seq = ?"
+            )))
+            .bind(seq)
+            .fetch_optional(&self.pool)
+            .await?;
+            match row.as_ref().and_then(event_from_row) {
+                Some((_, event)) => due.push(DueDelivery {
+                    id,
+                    attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    event,
+                }),
+                None => {
+                    self.give_up(id, None, "the event cannot be read").await?;
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    /// The earliest pending attempt after `now_ms`.
+    pub(crate) async fn next_due_after(&self, now_ms: i64) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM event_deliveries WHERE status = 'pending' AND next_attempt_at > ?",
+        )
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    pub(crate) async fn delivered(
+        &self,
+        id: i64,
+        team: &str,
+        http_status: u16,
+    ) -> Result<(), sqlx::Error> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE event_deliveries SET status = 'delivered', last_status = ?, last_error = NULL,
+               delivered_at = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(i64::from(http_status))
+        .bind(&now)
+        .bind(&now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE webhook_endpoints SET failing_since = NULL, last_success_at = ?, updated_at = ?
+             WHERE team = ?",
+        )
+        .bind(&now)
+        .bind(&now)
+        .bind(team)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// Notes a failed attempt on the endpoint; answers when its run of failures began.
+    pub(crate) async fn endpoint_failed(
+        &self,
+        team: &str,
+        now_ms: i64,
+        error: &str,
+    ) -> Result<i64, sqlx::Error> {
+        let now = now();
+        let since: Option<i64> = sqlx::query_scalar(
+            "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, ?),
+               last_failure_at = ?, last_error = ?, updated_at = ?
+             WHERE team = ? RETURNING failing_since",
+        )
+        .bind(now_ms)
+        .bind(&now)
+        .bind(error)
+        .bind(&now)
+        .bind(team)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(since.unwrap_or(now_ms))
+    }
+
+    pub(crate) async fn retry_later(
+        &self,
+        id: i64,
+        at_ms: i64,
+        http_status: Option<u16>,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE event_deliveries SET next_attempt_at = ?, last_status = ?, last_error = ?,
+               updated_at = ? WHERE id = ?",
+        )
+        .bind(at_ms)
+        .bind(http_status.map(i64::from))
+        .bind(error)
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn give_up(
+        &self,
+        id: i64,
+        http_status: Option<u16>,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE event_deliveries SET status = 'failed', last_status = ?, last_error = ?,
+               updated_at = ? WHERE id = ?",
+        )
+        .bind(http_status.map(i64::from))
+        .bind(error)
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Disables the endpoint; true when it was enabled until now.
+    pub(crate) async fn disable_endpoint(
+        &self,
+        team: &str,
+        reason: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let now = now();
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET state = 'disabled', disabled_at = ?, disabled_reason = ?,
+               updated_at = ? WHERE team = ? AND state = 'enabled'",
+        )
+        .bind(&now)
+        .bind(reason)
+        .bind(&now)
+        .bind(team)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn page(rows: &[SqliteRow], limit: u32) -> EventPage {
+    let kept = &rows[..rows.len().min(limit as usize)];
+    let more_after = if rows.len() > kept.len() {
+        kept.last().map(|r| r.get::<i64, _>(0))
+    } else {
+        None
+    };
+    EventPage {
+        events: kept
+            .iter()
+            .filter_map(event_from_row)
+            .map(|(_, e)| e)
+            .collect(),
+        more_after,
+    }
+}

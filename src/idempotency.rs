@@ -1,0 +1,261 @@
+//! `Idempotency-Key` for calls Meta cannot make idempotent (creating a group, sending an
+//! invitation): the same key and request from the same team within 24 hours gets the stored
+//! answer without a second upstream call.
+
+use std::time::Duration;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse};
+use sha2::{Digest, Sha256};
+use sqlx::{Row, SqlitePool};
+
+use crate::error::ApiError;
+
+pub const HEADER: &str = "idempotency-key";
+/// The header as named in field errors.
+pub const HEADER_NAME: &str = "Idempotency-Key";
+/// How long an answer is kept for replay.
+const RETENTION: chrono::Duration = chrono::Duration::hours(24);
+/// A first request still "running" after this long died with its process; a retry takes over.
+const ABANDONED_AFTER: chrono::Duration = chrono::Duration::minutes(2);
+/// How long a concurrent duplicate waits for the first request's answer.
+const WAIT_FOR_FIRST: Duration = Duration::from_secs(45);
+
+/// A key sent by the caller, with the fingerprint of the request it came with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    key: String,
+    fingerprint: String,
+}
+
+impl IdempotencyKey {
+    /// Reads the header: absent is fine; present must be 1–255 visible ASCII characters.
+    pub fn from_request(req: &HttpRequest, body: &[u8]) -> Result<Option<IdempotencyKey>, String> {
+        let Some(value) = req.headers().get(HEADER) else {
+            return Ok(None);
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| {
+                (1..=255).contains(&k.len()) && k.bytes().all(|b| (0x21..=0x7e).contains(&b))
+            })
+            .ok_or_else(|| "must be 1-255 visible ASCII characters".to_owned())?;
+        let mut hasher = Sha256::new();
+        hasher.update(req.method().as_str().as_bytes());
+        hasher.update(b" ");
+        hasher.update(req.path().as_bytes());
+        hasher.update(b"\n");
+        hasher.update(body);
+        Ok(Some(IdempotencyKey {
+            key: key.to_owned(),
+            fingerprint: hex::encode(hasher.finalize()),
+        }))
+    }
+}
+
+/// An answer as stored for replay.
+#[derive(Debug, Clone)]
+pub struct StoredResponse {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+}
+
+impl StoredResponse {
+    pub fn json(
+        status: StatusCode,
+        location: Option<String>,
+        body: &impl serde::Serialize,
+    ) -> Self {
+        StoredResponse {
+            status,
+            location,
+            body: serde_json::to_vec(body).unwrap_or_default(),
+            content_type: "application/json",
+        }
+    }
+
+    pub fn into_response(self, replayed: bool) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status);
+        res.content_type(self.content_type);
+        if let Some(location) = self.location {
+            res.insert_header((header::LOCATION, location));
+        }
+        if replayed {
+            res.insert_header(("Idempotent-Replayed", "true"));
+        }
+        res.body(self.body)
+    }
+}
+
+pub enum Begin {
+    /// First use of the key: go ahead, then `complete` or `abandon`.
+    Proceed,
+    Replay(StoredResponse),
+}
+
+#[derive(Clone)]
+pub struct IdempotencyStore {
+    pool: SqlitePool,
+}
+
+fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl IdempotencyStore {
+    pub fn new(pool: SqlitePool) -> Self {
+        IdempotencyStore { pool }
+    }
+
+    /// Claims the key, or returns the first request's answer (waiting for it if it is still
+    /// running). The same key with another request is a 422.
+    pub async fn begin(&self, team: &str, key: &IdempotencyKey) -> Result<Begin, ApiError> {
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_FIRST;
+        loop {
+            let now = chrono::Utc::now();
+            // Expired answers and abandoned claims free the key.
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE team = ? AND idem_key = ?
+                 AND (created_at < ? OR (completed_at IS NULL AND created_at < ?))",
+            )
+            .bind(team)
+            .bind(&key.key)
+            .bind(timestamp(now - RETENTION))
+            .bind(timestamp(now - ABANDONED_AFTER))
+            .execute(&self.pool)
+            .await?;
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys (team, idem_key, fingerprint, created_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (team, idem_key) DO NOTHING",
+            )
+            .bind(team)
+            .bind(&key.key)
+            .bind(&key.fingerprint)
+            .bind(timestamp(now))
+            .execute(&self.pool)
+            .await?;
+            if claimed.rows_affected() == 1 {
+                return Ok(Begin::Proceed);
+            }
+            let row = sqlx::query(
+                "SELECT fingerprint, status, location, body FROM idempotency_keys WHERE team = ? AND idem_key = ?",
+            )
+            .bind(team)
+            .bind(&key.key)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else { continue };
+            if row.get::<String, _>(0) != key.fingerprint {
+                return Err(ApiError::Unprocessable(
+                    "this Idempotency-Key was used with a different request".into(),
+                ));
+            }
+            if let Some(status) = row.get::<Option<i64>, _>(1) {
+                metrics::counter!(crate::metrics::IDEMPOTENT_REPLAYS).increment(1);
+                return Ok(Begin::Replay(StoredResponse {
+                    status: StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK),
+                    location: row.get(2),
+                    body: row.get::<Option<Vec<u8>>, _>(3).unwrap_or_default(),
+                    content_type: if status >= 400 {
+                        "application/problem+json"
+                    } else {
+                        "application/json"
+                    },
+                }));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::Conflict(
+                    "a request with this Idempotency-Key is still in progress".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn complete(
+        &self,
+        team: &str,
+        key: &IdempotencyKey,
+        answer: &StoredResponse,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET status = ?, location = ?, body = ?, completed_at = ?
+             WHERE team = ? AND idem_key = ?",
+        )
+        .bind(i64::from(answer.status.as_u16()))
+        .bind(&answer.location)
+        .bind(&answer.body)
+        .bind(timestamp(chrono::Utc::now()))
+        .bind(team)
+        .bind(&key.key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Frees the key when nothing was done upstream, so a retry may try again.
+    pub async fn abandon(&self, team: &str, key: &IdempotencyKey) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE team = ? AND idem_key = ? AND completed_at IS NULL",
+        )
+        .bind(team)
+        .bind(&key.key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Runs `work` at most once per key: replays a stored answer, or runs and stores it.
+    /// Errors that prove nothing reached Meta free the key instead of being stored.
+    pub async fn run<F>(
+        &self,
+        team: &str,
+        key: Option<IdempotencyKey>,
+        work: F,
+    ) -> Result<HttpResponse, ApiError>
+    where
+        F: Future<Output = Result<StoredResponse, ApiError>>,
+    {
+        let Some(key) = key else {
+            return work.await.map(|answer| answer.into_response(false));
+        };
+        if let Begin::Replay(answer) = self.begin(team, &key).await? {
+            return Ok(answer.into_response(true));
+        }
+        match work.await {
+            Ok(answer) => {
+                self.complete(team, &key, &answer).await?;
+                Ok(answer.into_response(false))
+            }
+            Err(e) if nothing_sent(&e) => {
+                self.abandon(team, &key).await?;
+                Err(e)
+            }
+            Err(e) => {
+                let problem = StoredResponse {
+                    status: actix_web::ResponseError::status_code(&e),
+                    location: None,
+                    body: serde_json::to_vec(&e.problem()).unwrap_or_default(),
+                    content_type: "application/problem+json",
+                };
+                self.complete(team, &key, &problem).await?;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Failures where Meta certainly did nothing: replaying them would only block a retry.
+fn nothing_sent(e: &ApiError) -> bool {
+    use crate::graph::UpstreamError as U;
+    match e {
+        ApiError::Upstream(U::Unreachable(_) | U::LocalQuota { .. })
+        | ApiError::RateLimited { .. } => true,
+        // Meta throttled the call: it refused before doing anything.
+        ApiError::Upstream(u) => u.status() == StatusCode::TOO_MANY_REQUESTS,
+        _ => false,
+    }
+}

@@ -1,0 +1,55 @@
+//! Prometheus metrics at `/metrics`. Labels never carry secrets or caller-chosen strings
+//! beyond route templates, team names from configuration and Meta's numeric codes.
+
+use std::sync::OnceLock;
+
+use actix_web::{HttpResponse, get};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "wagw_http_requests_total";
+pub const HTTP_DURATION: &str = "wagw_http_request_duration_seconds";
+pub const UPSTREAM_REQUESTS: &str = "wagw_upstream_requests_total";
+pub const UPSTREAM_DURATION: &str = "wagw_upstream_request_duration_seconds";
+pub const UPSTREAM_RETRIES: &str = "wagw_upstream_retries_total";
+pub const UPSTREAM_CREDENTIAL_FAILURES: &str = "wagw_upstream_credential_failures_total";
+pub const WEBHOOK_POSTS: &str = "wagw_webhook_posts_total";
+pub const WEBHOOK_EVENTS: &str = "wagw_webhook_events_total";
+pub const RATE_LIMITED: &str = "wagw_rate_limited_total";
+pub const IDEMPOTENT_REPLAYS: &str = "wagw_idempotent_replays_total";
+pub const BUILD_INFO: &str = "wagw_build_info";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once (several apps in one test process share it).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("duration_seconds".into()),
+                    &[
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    ],
+                )
+                .ok()?;
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
+)]
+#[get("/metrics")]
+pub async fn metrics_endpoint() -> HttpResponse {
+    let body = install().map(PrometheusHandle::render).unwrap_or_default();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(body)
+}

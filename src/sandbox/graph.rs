@@ -1,0 +1,614 @@
+//! `/sandbox/graph/{version}/…`: the Graph calls of DESIGN §4 (exactly those the gateway's
+//! Graph client makes), answered as Meta answers them.
+
+use std::collections::HashMap;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde_json::{Map, Value, json};
+
+use super::SandboxState;
+use super::ids;
+use super::meta::MetaFailure;
+use super::state::{ApprovalMode, MAX_PICTURE_BYTES, Page, PageQuery, SettingsChange};
+
+/// Text parts of a multipart settings update (subject, description) are small.
+const TEXT_PART_LIMIT: usize = 16 * 1024;
+
+type Answer = Result<HttpResponse, MetaFailure>;
+
+pub fn scope() -> actix_web::Scope {
+    let unsupported = || web::to(unsupported);
+    web::scope("/graph/{version}")
+        .service(
+            web::resource("/{node}/groups")
+                .route(web::get().to(list_groups))
+                .route(web::post().to(create_group))
+                .default_service(unsupported()),
+        )
+        .service(
+            web::resource("/{node}/messages")
+                .route(web::post().to(send_message))
+                .default_service(unsupported()),
+        )
+        .service(
+            web::resource("/{node}/invite_link")
+                .route(web::get().to(get_invite_link))
+                .route(web::post().to(reset_invite_link))
+                .default_service(unsupported()),
+        )
+        .service(
+            web::resource("/{node}/join_requests")
+                .route(web::get().to(list_join_requests))
+                .route(web::post().to(approve_join_requests))
+                .route(web::delete().to(reject_join_requests))
+                .default_service(unsupported()),
+        )
+        .service(
+            web::resource("/{node}/participants")
+                .route(web::delete().to(remove_participants))
+                .default_service(unsupported()),
+        )
+        .service(
+            web::resource("/{node}")
+                .route(web::get().to(get_group))
+                .route(web::post().to(update_group))
+                .route(web::delete().to(delete_group))
+                .default_service(unsupported()),
+        )
+        .default_service(unsupported())
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+// ---- what every call checks ----------------------------------------------------------
+
+/// The access token: `Authorization: Bearer …`, or `access_token` in the query as Meta's own
+/// curl samples send it.
+fn access_token(req: &HttpRequest) -> Option<String> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
+    }
+    query(req).ok()?.remove("access_token")
+}
+
+/// The phone numbers the caller's token serves; none is Graph's 190.
+fn caller(state: &SandboxState, req: &HttpRequest) -> Result<Vec<String>, MetaFailure> {
+    let token = access_token(req)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(MetaFailure::invalid_token)?;
+    let numbers = state.numbers_of_token(&token);
+    if numbers.is_empty() {
+        Err(MetaFailure::invalid_token())
+    } else {
+        Ok(numbers)
+    }
+}
+
+/// The version must look like one (`v23.0`); the simulation serves them all alike.
+fn check_version(version: &str) -> Result<(), MetaFailure> {
+    let ok = version
+        .strip_prefix('v')
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(major, minor)| {
+            [major, minor]
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(MetaFailure::invalid_parameter(format!(
+            "unknown API version {version:?}"
+        )))
+    }
+}
+
+/// Version and token checked; for calls on a phone number, the token must serve it.
+fn authorize(
+    state: &SandboxState,
+    req: &HttpRequest,
+    version: &str,
+    number: Option<&str>,
+) -> Result<Vec<String>, MetaFailure> {
+    check_version(version)?;
+    let numbers = caller(state, req)?;
+    if let Some(pn) = number
+        && !numbers.iter().any(|n| n == pn)
+    {
+        return Err(MetaFailure::unsupported(req.method().as_str(), pn));
+    }
+    Ok(numbers)
+}
+
+fn query(req: &HttpRequest) -> Result<HashMap<String, String>, MetaFailure> {
+    web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| MetaFailure::invalid_parameter(format!("malformed query string: {e}")))
+}
+
+fn json_body(body: &[u8]) -> Result<Map<String, Value>, MetaFailure> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(MetaFailure::invalid_parameter(
+            "the body must be a JSON object",
+        )),
+    }
+}
+
+/// Meta requires `messaging_product: "whatsapp"` on these calls; the gateway always sends it.
+fn require_whatsapp(body: &Map<String, Value>) -> Result<(), MetaFailure> {
+    match body.get("messaging_product") {
+        Some(Value::String(s)) if s == "whatsapp" => Ok(()),
+        Some(other) => Err(MetaFailure::invalid_parameter(format!(
+            "messaging_product must be \"whatsapp\", not {other}"
+        ))),
+        None => Err(MetaFailure::invalid_parameter(
+            "The parameter messaging_product is required",
+        )),
+    }
+}
+
+fn optional_str<'a>(
+    body: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, MetaFailure> {
+    match body.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(MetaFailure::invalid_parameter(format!(
+            "{name} must be a string"
+        ))),
+    }
+}
+
+fn required_str<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, MetaFailure> {
+    optional_str(body, name)?
+        .ok_or_else(|| MetaFailure::invalid_parameter(format!("The parameter {name} is required")))
+}
+
+fn page_query(req: &HttpRequest) -> Result<PageQuery, MetaFailure> {
+    let q = query(req)?;
+    let get = |k: &str| q.get(k).map(String::as_str);
+    PageQuery::parse(get("limit"), get("after"), get("before"))
+}
+
+/// Graph's `paging`: both cursors, and `next`/`previous` only where there is such a page.
+fn paging(req: &HttpRequest, page: &Page, limit: usize) -> Value {
+    let before = ids::cursor(page.range.start);
+    let after = ids::cursor(page.range.end);
+    let info = req.connection_info();
+    let base = format!("{}://{}{}", info.scheme(), info.host(), req.path());
+    let mut paging = json!({ "cursors": { "before": before, "after": after } });
+    if page.range.end < page.total {
+        paging["next"] = json!(format!("{base}?limit={limit}&after={after}"));
+    }
+    if page.range.start > 0 {
+        paging["previous"] = json!(format!("{base}?limit={limit}&before={before}"));
+    }
+    paging
+}
+
+fn accepted(request_id: String) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "messaging_product": "whatsapp", "request_id": request_id }))
+}
+
+/// Unknown paths and methods, as Graph answers them.
+async fn unsupported(req: HttpRequest) -> Answer {
+    let object = req
+        .match_info()
+        .get("node")
+        .unwrap_or(req.path())
+        .to_owned();
+    Err(MetaFailure::unsupported(req.method().as_str(), &object))
+}
+
+// ---- /{pn}/groups --------------------------------------------------------------------
+
+async fn create_group(
+    state: web::Data<SandboxState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Answer {
+    let (version, pn) = path.into_inner();
+    authorize(&state, &req, &version, Some(&pn))?;
+    let body = json_body(&body)?;
+    require_whatsapp(&body)?;
+    let subject = required_str(&body, "subject")?;
+    let description = optional_str(&body, "description")?;
+    let mode = optional_str(&body, "join_approval_mode")?
+        .map(ApprovalMode::parse)
+        .transpose()?
+        .unwrap_or(ApprovalMode::AutoApprove);
+    let mut world = state.world();
+    let (request_id, event) = world.create_group(&pn, subject, description, mode, now())?;
+    state.emitter().emit(event);
+    Ok(accepted(request_id))
+}
+
+async fn list_groups(
+    state: web::Data<SandboxState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Answer {
+    let (version, pn) = path.into_inner();
+    authorize(&state, &req, &version, Some(&pn))?;
+    let q = page_query(&req)?;
+    let page = state.world().list_groups(&pn, &q)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "data": { "groups": page.items },
+        "paging": paging(&req, &page, q.limit()),
+    })))
+}
+
+// ---- /{group_id} ---------------------------------------------------------------------
+
+async fn get_group(
+    state: web::Data<SandboxState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Answer {
+    let (version, group_id) = path.into_inner();
+    let numbers = authorize(&state, &req, &version, None)?;
+    let q = query(&req)?;
+    let info =
+        state
+            .world()
+            .group_info(&numbers, &group_id, q.get("fields").map(String::as_str))?;
+    Ok(HttpResponse::Ok().json(info))
+}
+
+/// Subject and description as JSON, or the picture as multipart part `file` (text parts
+/// `subject`/`description` are read there too).
+async fn update_group(
+    state: web::Data<SandboxState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> Answer {
+    let (version, group_id) = path.into_inner();
+    let numbers = authorize(&state, &req, &version, None)?;
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    let (fields, picture) = if is_multipart {
+        read_multipart(&req, payload).await?
+    } else {
+        let bytes = read_limited(payload, TEXT_PART_LIMIT * 4).await?;
+        let body = json_body(&bytes)?;
+        if body.contains_key("profile_picture_file") || body.contains_key("file") {
+            return Err(MetaFailure::invalid_parameter(
+                "upload the picture as multipart/form-data with a part named file",
+            ));
+        }
+        (body, None)
+    };
+    require_whatsapp(&fields)?;
+    let change = SettingsChange {
+        subject: optional_str(&fields, "subject")?.map(str::to_owned),
+        description: optional_str(&fields, "description")?.map(str::to_owned),
+        picture,
+    };
+    let mut world = state.world();
+    let (request_id, event) = world.update_settings(&numbers, &group_id, change, now())?;
+    state.emitter().emit(event);
+    Ok(accepted(request_id))
+}
+
+async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, MetaFailure> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            MetaFailure::invalid_parameter(format!("the body could not be read: {e}"))
+        })?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(MetaFailure::invalid_parameter(format!(
+                "the body must be at most {limit} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+async fn read_multipart(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(Map<String, Value>, Option<Vec<u8>>), MetaFailure> {
+    let malformed = |e: &dyn std::fmt::Display| {
+        MetaFailure::invalid_parameter(format!("malformed multipart body: {e}"))
+    };
+    let mut multipart = actix_multipart::Multipart::new(req.headers(), payload);
+    let mut fields = Map::new();
+    let mut file = None;
+    while let Some(part) = multipart.next().await {
+        let mut part = part.map_err(|e| malformed(&e))?;
+        let name = part.name().unwrap_or_default().to_owned();
+        let limit = if name == "file" {
+            MAX_PICTURE_BYTES
+        } else {
+            TEXT_PART_LIMIT
+        };
+        let mut bytes = Vec::new();
+        while let Some(chunk) = part.next().await {
+            let chunk = chunk.map_err(|e| malformed(&e))?;
+            if bytes.len() + chunk.len() > limit {
+                return Err(MetaFailure::invalid_parameter(if name == "file" {
+                    "the picture must be at most 5 MB".to_owned()
+                } else {
+                    format!("part {name} must be at most {limit} bytes")
+                }));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if name == "file" {
+            file = Some(bytes);
+        } else {
+            let text = String::from_utf8(bytes).map_err(|_| {
+                MetaFailure::invalid_parameter(format!("part {name} must be UTF-8 text"))
+            })?;
+            fields.insert(name, Value::String(text));
+        }
+    }
+    Ok((fields, file))
+}
+
+async fn delete_group(
+    state: web::Data<SandboxState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Answer {
+    let (version, group_id) = path.into_inner();
+    let numbers = authorize(&state, &req, &version, None)?;
+    let mut world = state.world();
+    let event = world.delete_group(&numbers, &group_id, now())?;
+    state.emitter().emit(event);
+    Ok(HttpResponse::Ok().json(json!({ "success": true })))
+}
+
+// ---- /{group_id}/invite_link ---------------------------------------------------------
+
+fn invite_link_answer(link: String) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "messaging_product": "whatsapp", "invite_link": link }))
+}
+
+async fn get_invite_link(
+    state: web::Data<SandboxState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Answer {
+    let (version, group_id) = path.into_inner();
+    let numbers = authorize(&state, &req, &version, None)?;
+    let link = state.world().invite_link(&numbers, &group_id)?;
+    Ok(invite_link_answer(link))
+}
+
+async fn reset_invite_link(
+    state: web::Data<SandboxState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Answer {
+    let (version, group_id) = path.into_inner();
+    let numbers = authorize(&state, &req, &version, None)?;
+    require_whatsapp(&json_body(&body)?)?;
+    let link = state.world().reset_invite_link(&numbers, &group_id)?;
+    Ok(invite_link_answer(link))
+}
+
+// ---- /{group_id}/join_requests -------------------------------------------------------
+
+async fn list_join_requests(
+    state: web::Data<SandboxState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Answer {
+    let (version, group_id) = path.into_inner();
+    let numbers = authorize(&state, &req, &version, None)?;
+    let q = page_query(&req)?;
+    let page = state.world().list_join_requests(&numbers, &group_id, &q)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "data": page.items,
+        "paging": paging(&req, &page, q.limit()),
+    })))
+}
+
+async fn approve_join_requests(
+    state: web::Data<SandboxState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Answer {
+    decide_join_requests(state, req, path, body, true).await
+}
+
+async fn reject_join_requests(
+    state: web::Data<SandboxState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Answer {
+    decide_join_requests(state, req, path, body, false).await
+}
+
+/// All decided: 200. None decided: the call fails with the first item's error. Some: 206
+/// with code 131201 and the failed items (Meta's partial success).
+async fn decide_join_requests(
+    state: web::Data<SandboxState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    approve: bool,
+) -> Answer {
+    let (version, group_id) = path.into_inner();
+    let numbers = authorize(&state, &req, &version, None)?;
+    let body = json_body(&body)?;
+    require_whatsapp(&body)?;
+    let ids: Vec<String> = match body.get("join_requests") {
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(|| MetaFailure::invalid_parameter("join_requests must be a list of ids"))?,
+        _ => {
+            return Err(MetaFailure::invalid_parameter(
+                "join_requests must be a non-empty list of ids",
+            ));
+        }
+    };
+    let mut world = state.world();
+    let decision = world.decide_join_requests(&numbers, &group_id, &ids, approve, now())?;
+    for event in decision.events {
+        state.emitter().emit(event);
+    }
+    drop(world);
+    let key = if approve {
+        "approved_join_requests"
+    } else {
+        "rejected_join_requests"
+    };
+    let mut answer = json!({ "messaging_product": "whatsapp" });
+    answer[key] = json!(decision.succeeded);
+    if decision.failed.is_empty() {
+        return Ok(HttpResponse::Ok().json(answer));
+    }
+    if decision.succeeded.is_empty() {
+        return Err(decision.failed[0].1.clone());
+    }
+    let verb = if approve { "approved" } else { "rejected" };
+    let partial = MetaFailure::partial_success(
+        "Request partially succeeded",
+        format!(
+            "{} of {} join requests could not be {verb}",
+            decision.failed.len(),
+            ids.len()
+        ),
+    );
+    let failed: Vec<Value> = decision
+        .failed
+        .iter()
+        .map(|(id, failure)| json!({ "join_request_id": id, "errors": [failure.item()] }))
+        .collect();
+    answer["failed_join_requests"] = json!(failed);
+    answer["errors"] = json!([partial.item()]);
+    Ok(HttpResponse::PartialContent().json(answer))
+}
+
+// ---- /{group_id}/participants --------------------------------------------------------
+
+async fn remove_participants(
+    state: web::Data<SandboxState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Answer {
+    let (version, group_id) = path.into_inner();
+    let numbers = authorize(&state, &req, &version, None)?;
+    let body = json_body(&body)?;
+    require_whatsapp(&body)?;
+    let inputs: Vec<String> = body
+        .get("participants")
+        .and_then(Value::as_array)
+        .ok_or_else(|| MetaFailure::invalid_parameter("The parameter participants is required"))?
+        .iter()
+        .map(|p| p.get("user").and_then(Value::as_str).map(str::to_owned))
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            MetaFailure::invalid_parameter(
+                "each participant must be {\"user\": \"<phone or wa_id>\"}",
+            )
+        })?;
+    let mut world = state.world();
+    let (request_id, event) = world.remove_participants(&numbers, &group_id, &inputs, now())?;
+    state.emitter().emit(event);
+    Ok(accepted(request_id))
+}
+
+// ---- /{pn}/messages ------------------------------------------------------------------
+
+/// Only what the gateway sends: the group-invite template (and messages to a group). The
+/// group named must exist on the number and not be suspended.
+async fn send_message(
+    state: web::Data<SandboxState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Answer {
+    let (version, pn) = path.into_inner();
+    authorize(&state, &req, &version, Some(&pn))?;
+    let body = json_body(&body)?;
+    require_whatsapp(&body)?;
+    let to = required_str(&body, "to")?;
+    let to_group = optional_str(&body, "recipient_type")? == Some("group");
+    let template = body.get("template");
+    let template_name = template.and_then(|t| t.get("name")).and_then(Value::as_str);
+    // The invite template carries the group as a body parameter of type group_id.
+    let invited_to = template
+        .and_then(|t| t.get("components"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("parameters").and_then(Value::as_array))
+        .flatten()
+        .find(|p| p.get("type").and_then(Value::as_str) == Some("group_id"))
+        .and_then(|p| p.get("group_id").and_then(Value::as_str));
+    let now = now();
+    let message_id = ids::message_id();
+    let mut world = state.world();
+    if to_group {
+        world.check_group_for_message(&pn, to)?;
+    }
+    if let Some(group_id) = invited_to {
+        world.check_group_for_message(&pn, group_id)?;
+        world.record_invitation(
+            &pn,
+            group_id,
+            to,
+            template_name.unwrap_or_default(),
+            &message_id,
+            now,
+        )?;
+    }
+    drop(world);
+    let wa_id = to.trim_start_matches('+');
+    let mut message = json!({ "id": message_id });
+    if to_group {
+        message["group_id"] = json!(to);
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{ "input": to, "wa_id": wa_id }],
+        "messages": [message],
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_look_like_graphs() {
+        for ok in ["v23.0", "v1.0", "v100.12"] {
+            assert!(check_version(ok).is_ok(), "{ok}");
+        }
+        for bad in ["23.0", "v23", "v.0", "vx.1", "v23.0.1", ""] {
+            assert!(check_version(bad).is_err(), "{bad}");
+        }
+    }
+}

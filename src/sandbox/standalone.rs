@@ -1,0 +1,114 @@
+//! `wa-groups-gateway sandbox`: the simulated Meta alone (only the `/sandbox` routes, no
+//! gateway), so other teams can point their own Graph client at it in their tests.
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use secrecy::ExposeSecret;
+
+use super::{SandboxOptions, SandboxState};
+use crate::config::Settings;
+use crate::telemetry::request_context;
+
+pub struct Standalone {
+    port: u16,
+    server: Server,
+}
+
+impl Standalone {
+    /// Binds `host:port` (port 0 picks a free one). Webhooks go to `webhook_url`, or are only
+    /// kept in `GET /sandbox/webhooks` when it is `None`.
+    pub fn build(
+        settings: &Settings,
+        host: &str,
+        port: u16,
+        webhook_url: Option<String>,
+    ) -> std::io::Result<Standalone> {
+        let listener = TcpListener::bind((host, port))?;
+        let port = listener.local_addr()?.port();
+        let state = SandboxState::new(SandboxOptions::from_settings(settings, webhook_url));
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .service(state.scope())
+                .default_service(web::to(crate::error::not_found))
+                .wrap(from_fn(request_context))
+        })
+        .listen(listener)?
+        .shutdown_timeout(settings.server.shutdown_grace_seconds);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        Ok(Standalone {
+            port,
+            server: server.run(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The `sandbox` command.
+pub fn run(settings: Settings, host: &str, port: u16, webhook_url: Option<String>) -> ExitCode {
+    if let Some(url) = &webhook_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        eprintln!("error: --webhook-url must be an http(s) URL");
+        return ExitCode::from(2);
+    }
+    crate::telemetry::init(&settings.telemetry);
+    let result = actix_web::rt::System::new().block_on(async move {
+        let app = Standalone::build(&settings, host, port, webhook_url.clone())
+            .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
+        let base = format!("http://{host}:{}", app.port());
+        eprintln!("{}", banner(&settings, &base, webhook_url.as_deref()));
+        app.run_until_stopped().await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// How to use the running simulation. A token is shown only when it is the sandbox's own
+/// placeholder: a configured token may be a real one and is never printed.
+fn banner(settings: &Settings, base: &str, webhook_url: Option<&str>) -> String {
+    let v = &settings.graph.api_version;
+    let mut out = format!(
+        "Sandbox: Meta's Groups API simulated on {base}\n  Graph base URL: {base}/sandbox/graph/{v}\n"
+    );
+    for (pn, token) in &settings.phone_numbers {
+        let placeholder = format!("sandbox-token-{pn}");
+        let shown = if token.expose_secret() == placeholder {
+            placeholder.as_str()
+        } else {
+            "the access token configured for it"
+        };
+        out.push_str(&format!(
+            "  phone number {pn}: Authorization: Bearer {shown}\n"
+        ));
+    }
+    match webhook_url {
+        Some(url) => out.push_str(&format!(
+            "  webhooks: POSTed to {url}, signed with webhooks.app_secret (X-Hub-Signature-256)\n"
+        )),
+        None => out.push_str(
+            "  webhooks: not sent (no --webhook-url); read them at GET /sandbox/webhooks\n",
+        ),
+    }
+    out.push_str(&format!(
+        "  users' side: POST {base}/sandbox/groups/{{group_id}}/join {{\"wa_id\": \"16505551234\"}}; more at GET {base}/sandbox"
+    ));
+    out
+}

@@ -1,0 +1,1227 @@
+//! The simulated world: groups per business phone number, and Meta's rules over them.
+//!
+//! Every operation is synchronous and answers with its result plus the webhook events Meta
+//! would send for it; the HTTP layers decide how to render the one and when to send the other.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::ids;
+use super::meta::MetaFailure;
+use crate::error::ApiError;
+
+/// Participants of one group, the business not counted (Meta's limit).
+pub const MAX_PARTICIPANTS: usize = 8;
+/// Groups one business phone number may have (Meta's limit, error 131211).
+pub const MAX_GROUPS_PER_NUMBER: usize = 10_000;
+const MAX_SUBJECT_CHARS: usize = 128;
+const MAX_DESCRIPTION_CHARS: usize = 2048;
+pub const MAX_PICTURE_BYTES: usize = 5 * 1024 * 1024;
+const MIN_PICTURE_SIDE: usize = 192;
+/// Participants one removal may name.
+const MAX_PER_REMOVAL: usize = 8;
+const DEFAULT_PAGE: usize = 25;
+const MAX_PAGE: usize = 1024;
+
+/// The fields `GET /{group_id}` serves (DESIGN §4 and Meta's reference).
+const GROUP_FIELDS: [&str; 8] = [
+    "id",
+    "subject",
+    "description",
+    "participants",
+    "join_approval_mode",
+    "suspended",
+    "creation_timestamp",
+    "total_participant_count",
+];
+
+/// The webhook field (subscription) an event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Lifecycle,
+    Participants,
+    Settings,
+    Status,
+}
+
+impl Field {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Lifecycle => "group_lifecycle_update",
+            Field::Participants => "group_participants_update",
+            Field::Settings => "group_settings_update",
+            Field::Status => "group_status_update",
+        }
+    }
+}
+
+/// One item of `value.groups[]` in a webhook, with the number it concerns.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub pn: String,
+    pub field: Field,
+    pub item: Value,
+}
+
+impl Event {
+    fn new(pn: &str, field: Field, item: Value) -> Self {
+        Event {
+            pn: pn.to_owned(),
+            field,
+            item,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalMode {
+    AutoApprove,
+    ApprovalRequired,
+}
+
+impl ApprovalMode {
+    pub fn parse(raw: &str) -> Result<Self, MetaFailure> {
+        match raw {
+            "auto_approve" => Ok(Self::AutoApprove),
+            "approval_required" => Ok(Self::ApprovalRequired),
+            other => Err(MetaFailure::invalid_parameter(format!(
+                "join_approval_mode must be auto_approve or approval_required, not {other:?}"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AutoApprove => "auto_approve",
+            Self::ApprovalRequired => "approval_required",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub id: String,
+    pub wa_id: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Picture {
+    pub sha256: String,
+    pub width: usize,
+    pub height: usize,
+    pub bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Invitation {
+    pub to: String,
+    pub template: String,
+    pub message_id: String,
+    pub sent_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub id: String,
+    pub pn: String,
+    /// Creation order, for listings.
+    seq: u64,
+    /// The JID number inside the id; join request ids are derived from it.
+    number: String,
+    pub subject: String,
+    pub description: Option<String>,
+    pub mode: ApprovalMode,
+    pub created_at: i64,
+    /// WhatsApp ids, in joining order.
+    pub participants: Vec<String>,
+    pub join_requests: Vec<JoinRequest>,
+    pub invite_code: String,
+    /// Codes of links reset since, kept to tell "reset" from "never was".
+    pub revoked_codes: Vec<String>,
+    /// Removed by the business: they cannot come back through the link (Meta's rule).
+    pub removed: BTreeSet<String>,
+    pub suspended: bool,
+    pub picture: Option<Picture>,
+    pub invitations: Vec<Invitation>,
+}
+
+impl Group {
+    fn is_full(&self) -> bool {
+        self.participants.len() >= MAX_PARTICIPANTS
+    }
+
+    fn has_participant(&self, wa_id: &str) -> bool {
+        self.participants.iter().any(|p| p == wa_id)
+    }
+
+    fn usable(&self) -> Result<(), MetaFailure> {
+        if self.suspended {
+            Err(MetaFailure::suspended(&self.id))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn invite_link(&self) -> String {
+        ids::invite_link(&self.invite_code)
+    }
+
+    fn participants_json(&self) -> Value {
+        Value::Array(
+            self.participants
+                .iter()
+                .map(|p| json!({ "wa_id": p }))
+                .collect(),
+        )
+    }
+
+    fn join_request_json(jr: &JoinRequest) -> Value {
+        json!({
+            "join_request_id": jr.id,
+            "wa_id": jr.wa_id,
+            "creation_timestamp": jr.created_at,
+        })
+    }
+
+    /// Everything the simulation knows, for `GET /sandbox/groups/{id}`.
+    pub fn inspect(&self) -> Value {
+        json!({
+            "id": self.id,
+            "phone_number_id": self.pn,
+            "subject": self.subject,
+            "description": self.description,
+            "join_approval_mode": self.mode.as_str(),
+            "suspended": self.suspended,
+            "creation_timestamp": self.created_at,
+            "invite_link": self.invite_link(),
+            "participants": self.participants_json(),
+            "total_participant_count": self.participants.len(),
+            "join_requests": self.join_requests.iter().map(Self::join_request_json).collect::<Vec<_>>(),
+            "removed_participants": self.removed.iter().collect::<Vec<_>>(),
+            "profile_picture": self.picture.as_ref().map(|p| json!({
+                "sha256": p.sha256, "width": p.width, "height": p.height, "bytes": p.bytes,
+            })),
+            "invitations": self.invitations.iter().map(|i| json!({
+                "to": i.to, "template": i.template, "message_id": i.message_id, "sent_at": i.sent_at,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    fn summary(&self) -> Value {
+        json!({
+            "id": self.id,
+            "phone_number_id": self.pn,
+            "subject": self.subject,
+            "join_approval_mode": self.mode.as_str(),
+            "suspended": self.suspended,
+            "total_participant_count": self.participants.len(),
+            "pending_join_requests": self.join_requests.len(),
+        })
+    }
+}
+
+/// `limit`/`after`/`before` of a Graph listing.
+#[derive(Debug, Clone, Copy)]
+pub struct PageQuery {
+    limit: usize,
+    after: Option<usize>,
+    before: Option<usize>,
+}
+
+impl PageQuery {
+    pub fn parse(
+        limit: Option<&str>,
+        after: Option<&str>,
+        before: Option<&str>,
+    ) -> Result<Self, MetaFailure> {
+        let limit = match limit {
+            None => DEFAULT_PAGE,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=MAX_PAGE).contains(l))
+                .ok_or_else(|| {
+                    MetaFailure::invalid_parameter(format!("limit must be 1-{MAX_PAGE}"))
+                })?,
+        };
+        let offset = |raw: Option<&str>| {
+            raw.map(|c| ids::cursor_offset(c).ok_or_else(MetaFailure::invalid_cursor))
+                .transpose()
+        };
+        Ok(PageQuery {
+            limit,
+            after: offset(after)?,
+            before: offset(before)?,
+        })
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    fn range(&self, total: usize) -> Range<usize> {
+        match (self.after, self.before) {
+            (Some(a), _) => a.min(total)..(a + self.limit).min(total),
+            (None, Some(b)) => b.min(total).saturating_sub(self.limit)..b.min(total),
+            (None, None) => 0..self.limit.min(total),
+        }
+    }
+}
+
+/// One page of a listing, with where it sits in the whole.
+pub struct Page {
+    pub items: Vec<Value>,
+    pub range: Range<usize>,
+    pub total: usize,
+}
+
+fn page_of<T>(all: &[T], q: &PageQuery, render: impl Fn(&T) -> Value) -> Page {
+    let range = q.range(all.len());
+    Page {
+        items: all[range.clone()].iter().map(render).collect(),
+        range,
+        total: all.len(),
+    }
+}
+
+/// What changes in a settings update; at least one part is present.
+#[derive(Debug, Default)]
+pub struct SettingsChange {
+    pub subject: Option<String>,
+    pub description: Option<String>,
+    pub picture: Option<Vec<u8>>,
+}
+
+/// The outcome of approving or rejecting join requests, item by item.
+pub struct Decision {
+    pub succeeded: Vec<String>,
+    pub failed: Vec<(String, MetaFailure)>,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug)]
+pub enum JoinOutcome {
+    Joined,
+    Requested(String),
+}
+
+#[derive(Debug)]
+pub enum LeaveOutcome {
+    Left,
+    RequestRevoked(String),
+}
+
+#[derive(Default)]
+struct NumberState {
+    groups: BTreeMap<String, Group>,
+}
+
+pub struct World {
+    numbers: BTreeMap<String, NumberState>,
+    next_seq: u64,
+}
+
+/// WhatsApp ids are digits; inputs may carry a leading `+`.
+fn digits(input: &str) -> &str {
+    input.trim().strip_prefix('+').unwrap_or(input.trim())
+}
+
+fn subject_rule(raw: &str) -> Result<String, MetaFailure> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > MAX_SUBJECT_CHARS {
+        return Err(MetaFailure::invalid_parameter(format!(
+            "subject must be 1-{MAX_SUBJECT_CHARS} characters after trimming"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn description_rule(raw: &str) -> Result<String, MetaFailure> {
+    if raw.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(MetaFailure::invalid_parameter(format!(
+            "description must be at most {MAX_DESCRIPTION_CHARS} characters"
+        )));
+    }
+    Ok(raw.to_owned())
+}
+
+/// Meta's picture rules: JPEG, at most 5 MB, square, at least 192×192.
+fn picture_rule(bytes: &[u8]) -> Result<Picture, MetaFailure> {
+    if bytes.len() > MAX_PICTURE_BYTES {
+        return Err(MetaFailure::invalid_parameter(
+            "the picture must be at most 5 MB",
+        ));
+    }
+    if !matches!(imagesize::image_type(bytes), Ok(imagesize::ImageType::Jpeg)) {
+        return Err(MetaFailure::invalid_parameter(
+            "the picture must be image/jpeg",
+        ));
+    }
+    let size = imagesize::blob_size(bytes)
+        .map_err(|_| MetaFailure::invalid_parameter("the JPEG header cannot be read"))?;
+    if size.width != size.height {
+        return Err(MetaFailure::picture_not_square(size.width, size.height));
+    }
+    if size.width < MIN_PICTURE_SIDE {
+        return Err(MetaFailure::picture_too_small(size.width, size.height));
+    }
+    Ok(Picture {
+        sha256: hex::encode(Sha256::digest(bytes)),
+        width: size.width,
+        height: size.height,
+        bytes: bytes.len(),
+    })
+}
+
+impl World {
+    pub fn new(numbers: impl IntoIterator<Item = String>) -> Self {
+        World {
+            numbers: numbers
+                .into_iter()
+                .map(|pn| (pn, NumberState::default()))
+                .collect(),
+            next_seq: 0,
+        }
+    }
+
+    fn number_mut(&mut self, pn: &str) -> Result<&mut NumberState, MetaFailure> {
+        self.numbers
+            .get_mut(pn)
+            .ok_or_else(|| MetaFailure::unsupported("POST", pn))
+    }
+
+    /// A group on one of `pns` (the numbers the caller's token serves); any other group is
+    /// unknown to the caller, as for Meta.
+    fn group(&self, pns: &[String], id: &str) -> Result<&Group, MetaFailure> {
+        pns.iter()
+            .filter_map(|pn| self.numbers.get(pn))
+            .find_map(|n| n.groups.get(id))
+            .ok_or_else(|| MetaFailure::unknown_group(id))
+    }
+
+    fn group_mut(&mut self, pns: &[String], id: &str) -> Result<&mut Group, MetaFailure> {
+        self.numbers
+            .iter_mut()
+            .filter(|(pn, _)| pns.contains(pn))
+            .find_map(|(_, n)| n.groups.get_mut(id))
+            .ok_or_else(|| MetaFailure::unknown_group(id))
+    }
+
+    /// A group whatever its number (the users' side does not hold a business token).
+    fn any_group_mut(&mut self, id: &str) -> Result<&mut Group, ApiError> {
+        self.numbers
+            .values_mut()
+            .find_map(|n| n.groups.get_mut(id))
+            .ok_or_else(|| ApiError::NotFound(format!("the sandbox has no group {id}")))
+    }
+
+    pub fn inspect(&self, id: &str) -> Option<Value> {
+        self.numbers
+            .values()
+            .find_map(|n| n.groups.get(id))
+            .map(Group::inspect)
+    }
+
+    pub fn summaries(&self, pn: Option<&str>) -> Vec<Value> {
+        let mut groups: Vec<&Group> = self
+            .numbers
+            .iter()
+            .filter(|(number, _)| pn.is_none_or(|p| p == number.as_str()))
+            .flat_map(|(_, n)| n.groups.values())
+            .collect();
+        groups.sort_by_key(|g| g.seq);
+        groups.into_iter().map(Group::summary).collect()
+    }
+
+    // ---- the business side (Graph calls) -----------------------------------------------
+
+    /// `POST /{pn}/groups`: Meta answers a request id; the group arrives by webhook.
+    pub fn create_group(
+        &mut self,
+        pn: &str,
+        subject: &str,
+        description: Option<&str>,
+        mode: ApprovalMode,
+        now: i64,
+    ) -> Result<(String, Event), MetaFailure> {
+        let subject = subject_rule(subject)?;
+        let description = description.map(description_rule).transpose()?;
+        let seq = self.next_seq;
+        let number = self.number_mut(pn)?;
+        if number.groups.len() >= MAX_GROUPS_PER_NUMBER {
+            return Err(MetaFailure::group_limit(MAX_GROUPS_PER_NUMBER));
+        }
+        let (id, jid) = loop {
+            let jid = ids::group_number();
+            let id = ids::group_id(pn, &jid);
+            if !number.groups.contains_key(&id) {
+                break (id, jid);
+            }
+        };
+        let group = Group {
+            id: id.clone(),
+            pn: pn.to_owned(),
+            seq,
+            number: jid,
+            subject,
+            description,
+            mode,
+            created_at: now,
+            participants: Vec::new(),
+            join_requests: Vec::new(),
+            invite_code: ids::invite_code(),
+            revoked_codes: Vec::new(),
+            removed: BTreeSet::new(),
+            suspended: false,
+            picture: None,
+            invitations: Vec::new(),
+        };
+        let request_id = ids::request_id();
+        let event = Event::new(
+            pn,
+            Field::Lifecycle,
+            json!({
+                "timestamp": now.to_string(),
+                "group_id": id,
+                "type": "group_create",
+                "request_id": request_id,
+                "subject": group.subject,
+                "invite_link": group.invite_link(),
+                "join_approval_mode": mode.as_str(),
+            }),
+        );
+        number.groups.insert(id, group);
+        self.next_seq += 1;
+        Ok((request_id, event))
+    }
+
+    /// `GET /{pn}/groups`, in creation order.
+    pub fn list_groups(&self, pn: &str, q: &PageQuery) -> Result<Page, MetaFailure> {
+        let number = self
+            .numbers
+            .get(pn)
+            .ok_or_else(|| MetaFailure::unsupported("GET", pn))?;
+        let mut groups: Vec<&Group> = number.groups.values().collect();
+        groups.sort_by_key(|g| g.seq);
+        // Meta's reference quotes `created_at`; the gateway reads either form.
+        Ok(page_of(
+            &groups,
+            q,
+            |g| json!({ "id": g.id, "subject": g.subject, "created_at": g.created_at.to_string() }),
+        ))
+    }
+
+    /// `GET /{group_id}?fields=…`: the id and the requested fields only.
+    pub fn group_info(
+        &self,
+        pns: &[String],
+        id: &str,
+        fields: Option<&str>,
+    ) -> Result<Value, MetaFailure> {
+        let group = self.group(pns, id)?;
+        let mut out = json!({ "messaging_product": "whatsapp", "id": group.id });
+        for field in fields
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+        {
+            let value = match field {
+                "id" => continue,
+                "subject" => json!(group.subject),
+                // Graph leaves out a field that has no value.
+                "description" => match &group.description {
+                    Some(d) => json!(d),
+                    None => continue,
+                },
+                "participants" => group.participants_json(),
+                "join_approval_mode" => json!(group.mode.as_str()),
+                "suspended" => json!(group.suspended),
+                "creation_timestamp" => json!(group.created_at),
+                "total_participant_count" => json!(group.participants.len()),
+                other => {
+                    return Err(MetaFailure::invalid_parameter(format!(
+                        "Tried accessing nonexisting field ({other}) on node type (WhatsAppGroup); \
+                         known fields: {}",
+                        GROUP_FIELDS.join(", ")
+                    )));
+                }
+            };
+            out[field] = value;
+        }
+        Ok(out)
+    }
+
+    /// `POST /{group_id}`: subject, description and/or picture; the outcome is a webhook.
+    pub fn update_settings(
+        &mut self,
+        pns: &[String],
+        id: &str,
+        change: SettingsChange,
+        now: i64,
+    ) -> Result<(String, Event), MetaFailure> {
+        if change.subject.is_none() && change.description.is_none() && change.picture.is_none() {
+            return Err(MetaFailure::invalid_parameter(
+                "send at least one of subject, description or file",
+            ));
+        }
+        let subject = change.subject.as_deref().map(subject_rule).transpose()?;
+        let description = change
+            .description
+            .as_deref()
+            .map(description_rule)
+            .transpose()?;
+        let picture = change.picture.as_deref().map(picture_rule).transpose()?;
+        let group = self.group_mut(pns, id)?;
+        group.usable()?;
+        let request_id = ids::request_id();
+        let mut item = json!({
+            "timestamp": now.to_string(),
+            "group_id": group.id,
+            "type": "group_settings_update",
+            "request_id": request_id,
+        });
+        if let Some(picture) = picture {
+            item["profile_picture"] = json!({
+                "mime_type": "image/jpeg",
+                "sha256": picture.sha256,
+                "update_successful": true,
+            });
+            group.picture = Some(picture);
+        }
+        if let Some(subject) = subject {
+            item["group_subject"] = json!({ "text": subject, "update_successful": true });
+            group.subject = subject;
+        }
+        if let Some(description) = description {
+            item["group_description"] = json!({ "text": description, "update_successful": true });
+            group.description = Some(description);
+        }
+        Ok((request_id, Event::new(&group.pn, Field::Settings, item)))
+    }
+
+    /// `DELETE /{group_id}`: every participant goes, the business included.
+    pub fn delete_group(
+        &mut self,
+        pns: &[String],
+        id: &str,
+        now: i64,
+    ) -> Result<Event, MetaFailure> {
+        let pn = self.group(pns, id)?.pn.clone();
+        self.number_mut(&pn)?.groups.remove(id);
+        Ok(Event::new(
+            &pn,
+            Field::Lifecycle,
+            json!({
+                "timestamp": now.to_string(),
+                "group_id": id,
+                "type": "group_delete",
+                "request_id": ids::request_id(),
+            }),
+        ))
+    }
+
+    pub fn invite_link(&self, pns: &[String], id: &str) -> Result<String, MetaFailure> {
+        Ok(self.group(pns, id)?.invite_link())
+    }
+
+    /// `POST /{group_id}/invite_link`: a new link; every earlier one stops working.
+    pub fn reset_invite_link(&mut self, pns: &[String], id: &str) -> Result<String, MetaFailure> {
+        let group = self.group_mut(pns, id)?;
+        group.usable()?;
+        let old = std::mem::replace(&mut group.invite_code, ids::invite_code());
+        group.revoked_codes.push(old);
+        Ok(group.invite_link())
+    }
+
+    pub fn list_join_requests(
+        &self,
+        pns: &[String],
+        id: &str,
+        q: &PageQuery,
+    ) -> Result<Page, MetaFailure> {
+        let group = self.group(pns, id)?;
+        Ok(page_of(&group.join_requests, q, Group::join_request_json))
+    }
+
+    /// `POST` (approve) or `DELETE` (reject) `/{group_id}/join_requests`, item by item.
+    pub fn decide_join_requests(
+        &mut self,
+        pns: &[String],
+        id: &str,
+        request_ids: &[String],
+        approve: bool,
+        now: i64,
+    ) -> Result<Decision, MetaFailure> {
+        let group = self.group_mut(pns, id)?;
+        let mut decision = Decision {
+            succeeded: Vec::new(),
+            failed: Vec::new(),
+            events: Vec::new(),
+        };
+        let mut added = Vec::new();
+        for jr_id in request_ids {
+            let Some(pos) = group.join_requests.iter().position(|jr| &jr.id == jr_id) else {
+                decision
+                    .failed
+                    .push((jr_id.clone(), MetaFailure::unknown_join_request(jr_id)));
+                continue;
+            };
+            if approve && group.is_full() {
+                decision.failed.push((
+                    jr_id.clone(),
+                    MetaFailure::participant_overlimit(format!(
+                        "the group already has {MAX_PARTICIPANTS} participants"
+                    )),
+                ));
+                continue;
+            }
+            let jr = group.join_requests.remove(pos);
+            if approve {
+                group.removed.remove(&jr.wa_id);
+                group.participants.push(jr.wa_id.clone());
+                added.push(json!({ "input": jr.wa_id, "wa_id": jr.wa_id }));
+            }
+            decision.succeeded.push(jr.id);
+        }
+        if !added.is_empty() {
+            decision.events.push(Event::new(
+                &group.pn,
+                Field::Participants,
+                json!({
+                    "timestamp": now.to_string(),
+                    "group_id": group.id,
+                    "type": "group_participants_add",
+                    "reason": "invite_link",
+                    "added_participants": added,
+                }),
+            ));
+        }
+        Ok(decision)
+    }
+
+    /// `DELETE /{group_id}/participants`: the removed cannot rejoin through the link.
+    pub fn remove_participants(
+        &mut self,
+        pns: &[String],
+        id: &str,
+        inputs: &[String],
+        now: i64,
+    ) -> Result<(String, Event), MetaFailure> {
+        if inputs.is_empty() {
+            return Err(MetaFailure::invalid_parameter(
+                "participants must not be empty",
+            ));
+        }
+        if inputs.len() > MAX_PER_REMOVAL {
+            return Err(MetaFailure::participant_overlimit(format!(
+                "at most {MAX_PER_REMOVAL} participants per request"
+            )));
+        }
+        let mut seen = BTreeSet::new();
+        for input in inputs {
+            if !seen.insert(digits(input)) {
+                return Err(MetaFailure::duplicate_participant(input));
+            }
+        }
+        let group = self.group_mut(pns, id)?;
+        let (present, absent): (Vec<&String>, Vec<&String>) = inputs
+            .iter()
+            .partition(|input| group.has_participant(digits(input)));
+        if present.is_empty() {
+            return Err(MetaFailure::not_a_participant(absent[0]));
+        }
+        for input in &present {
+            let wa_id = digits(input);
+            group.participants.retain(|p| p != wa_id);
+            group.removed.insert(wa_id.to_owned());
+        }
+        let request_id = ids::request_id();
+        let mut item = json!({
+            "timestamp": now.to_string(),
+            "group_id": group.id,
+            "type": "group_participants_remove",
+            "request_id": request_id,
+            "initiated_by": "business",
+            "removed_participants": present.iter().map(|i| json!({ "input": i })).collect::<Vec<_>>(),
+        });
+        if !absent.is_empty() {
+            item["failed_participants"] = absent
+                .iter()
+                .map(
+                    |i| json!({ "input": i, "errors": [MetaFailure::not_a_participant(i).item()] }),
+                )
+                .collect();
+            item["errors"] = json!([MetaFailure::partial_success(
+                "Not All Participants Remove Succeeded",
+                format!(
+                    "{} of {} participants were not removed",
+                    absent.len(),
+                    inputs.len()
+                ),
+            )
+            .item()]);
+        }
+        Ok((request_id, Event::new(&group.pn, Field::Participants, item)))
+    }
+
+    /// A message naming a group (as recipient or as the invite template's parameter) needs
+    /// the group on this number, not suspended.
+    pub fn check_group_for_message(&self, pn: &str, id: &str) -> Result<(), MetaFailure> {
+        self.group(&[pn.to_owned()], id)?.usable()
+    }
+
+    /// Keeps the invitation on the group, for inspection.
+    pub fn record_invitation(
+        &mut self,
+        pn: &str,
+        id: &str,
+        to: &str,
+        template: &str,
+        message_id: &str,
+        now: i64,
+    ) -> Result<(), MetaFailure> {
+        let group = self.group_mut(&[pn.to_owned()], id)?;
+        group.invitations.push(Invitation {
+            to: to.to_owned(),
+            template: template.to_owned(),
+            message_id: message_id.to_owned(),
+            sent_at: now,
+        });
+        Ok(())
+    }
+
+    // ---- the users' side ---------------------------------------------------------------
+
+    /// A user taps the invite link: joins, or asks to when approval is required.
+    pub fn join(
+        &mut self,
+        id: &str,
+        wa_id: &str,
+        invite_link: Option<&str>,
+        now: i64,
+    ) -> Result<(JoinOutcome, Event), ApiError> {
+        let group = self.any_group_mut(id)?;
+        let wa_id = digits(wa_id);
+        if let Some(link) = invite_link {
+            let code = link.trim().trim_end_matches('/');
+            let code = code.strip_prefix(ids::INVITE_LINK_PREFIX).unwrap_or(code);
+            if code != group.invite_code {
+                return Err(if group.revoked_codes.iter().any(|c| c == code) {
+                    ApiError::Forbidden(
+                        "this invite link was reset and no longer works; ask for the new one"
+                            .into(),
+                    )
+                } else {
+                    ApiError::Forbidden("this is not an invite link of the group".into())
+                });
+            }
+        }
+        if group.suspended {
+            return Err(ApiError::Conflict(
+                "the group is suspended; nobody can join it".into(),
+            ));
+        }
+        if group.has_participant(wa_id) {
+            return Err(ApiError::Conflict(format!(
+                "{wa_id} is already a participant"
+            )));
+        }
+        if group.removed.contains(wa_id) {
+            return Err(ApiError::Forbidden(format!(
+                "{wa_id} was removed by the business and cannot rejoin through the invite link"
+            )));
+        }
+        match group.mode {
+            ApprovalMode::ApprovalRequired => {
+                if group.join_requests.iter().any(|jr| jr.wa_id == wa_id) {
+                    return Err(ApiError::Conflict(format!(
+                        "{wa_id} already asked to join; the business has not decided yet"
+                    )));
+                }
+                let jr_id = ids::join_request_id(wa_id, &group.number);
+                group.join_requests.push(JoinRequest {
+                    id: jr_id.clone(),
+                    wa_id: wa_id.to_owned(),
+                    created_at: now,
+                });
+                let event = Event::new(
+                    &group.pn,
+                    Field::Participants,
+                    json!({
+                        "timestamp": now.to_string(),
+                        "group_id": group.id,
+                        "type": "group_join_request_created",
+                        "reason": "invite_link",
+                        "join_request_id": jr_id,
+                        "wa_id": wa_id,
+                    }),
+                );
+                Ok((JoinOutcome::Requested(jr_id), event))
+            }
+            ApprovalMode::AutoApprove => {
+                if group.is_full() {
+                    return Err(ApiError::Conflict(format!(
+                        "the group is full: it has {MAX_PARTICIPANTS} participants"
+                    )));
+                }
+                group.participants.push(wa_id.to_owned());
+                let event = Event::new(
+                    &group.pn,
+                    Field::Participants,
+                    json!({
+                        "timestamp": now.to_string(),
+                        "group_id": group.id,
+                        "type": "group_participants_add",
+                        "reason": "invite_link",
+                        "added_participants": [{ "wa_id": wa_id }],
+                    }),
+                );
+                Ok((JoinOutcome::Joined, event))
+            }
+        }
+    }
+
+    /// A participant leaves, or a user withdraws the request to join.
+    pub fn leave(
+        &mut self,
+        id: &str,
+        wa_id: &str,
+        now: i64,
+    ) -> Result<(LeaveOutcome, Event), ApiError> {
+        let group = self.any_group_mut(id)?;
+        let wa_id = digits(wa_id);
+        if group.has_participant(wa_id) {
+            group.participants.retain(|p| p != wa_id);
+            let event = Event::new(
+                &group.pn,
+                Field::Participants,
+                json!({
+                    "timestamp": now.to_string(),
+                    "group_id": group.id,
+                    "type": "group_participants_remove",
+                    "initiated_by": "participant",
+                    "removed_participants": [{ "wa_id": wa_id }],
+                }),
+            );
+            return Ok((LeaveOutcome::Left, event));
+        }
+        if let Some(pos) = group.join_requests.iter().position(|jr| jr.wa_id == wa_id) {
+            let jr = group.join_requests.remove(pos);
+            let event = Event::new(
+                &group.pn,
+                Field::Participants,
+                json!({
+                    "timestamp": now.to_string(),
+                    "group_id": group.id,
+                    "type": "group_join_request_revoked",
+                    "reason": "user_cancelled",
+                    "join_request_id": jr.id,
+                    "wa_id": wa_id,
+                }),
+            );
+            return Ok((LeaveOutcome::RequestRevoked(jr.id), event));
+        }
+        Err(ApiError::Conflict(format!(
+            "{wa_id} is neither a participant nor waiting for approval"
+        )))
+    }
+
+    /// WhatsApp suspends a group (or lifts the suspension); only a change is notified.
+    pub fn set_suspended(
+        &mut self,
+        id: &str,
+        suspended: bool,
+        now: i64,
+    ) -> Result<Option<Event>, ApiError> {
+        let group = self.any_group_mut(id)?;
+        if group.suspended == suspended {
+            return Ok(None);
+        }
+        group.suspended = suspended;
+        let kind = if suspended {
+            "group_suspend"
+        } else {
+            "group_suspend_cleared"
+        };
+        Ok(Some(Event::new(
+            &group.pn,
+            Field::Status,
+            json!({ "timestamp": now.to_string(), "type": kind, "group_id": group.id }),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::synthetic_jpeg_header;
+
+    const PN: &str = "12784358810";
+
+    fn world() -> World {
+        World::new([PN.to_owned(), "999".to_owned()])
+    }
+
+    fn pns() -> Vec<String> {
+        vec![PN.to_owned()]
+    }
+
+    fn group(world: &mut World, mode: ApprovalMode) -> String {
+        let (_, event) = world
+            .create_group(PN, "  Launch crew ", None, mode, 1)
+            .unwrap();
+        event.item["group_id"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn creation_answers_a_request_id_and_announces_the_group() {
+        let mut w = world();
+        let (request_id, event) = w
+            .create_group(PN, " Launch crew ", Some("d"), ApprovalMode::AutoApprove, 7)
+            .unwrap();
+        assert_eq!(event.field, Field::Lifecycle);
+        assert_eq!(event.item["request_id"], request_id.as_str());
+        assert_eq!(event.item["subject"], "Launch crew");
+        assert_eq!(event.item["type"], "group_create");
+        assert_eq!(event.item["join_approval_mode"], "auto_approve");
+        assert!(
+            event.item["invite_link"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://chat.whatsapp.com/")
+        );
+        assert_eq!(
+            w.create_group(PN, "   ", None, ApprovalMode::AutoApprove, 7)
+                .unwrap_err()
+                .code,
+            100
+        );
+        assert_eq!(
+            w.create_group("555", "x", None, ApprovalMode::AutoApprove, 7)
+                .unwrap_err()
+                .subcode,
+            Some(33)
+        );
+    }
+
+    #[test]
+    fn a_number_holds_at_most_ten_thousand_groups() {
+        let mut w = world();
+        for _ in 0..MAX_GROUPS_PER_NUMBER {
+            w.create_group(PN, "g", None, ApprovalMode::AutoApprove, 1)
+                .unwrap();
+        }
+        let err = w
+            .create_group(PN, "g", None, ApprovalMode::AutoApprove, 1)
+            .unwrap_err();
+        assert_eq!(err.code, 131211);
+        // Another number is not affected.
+        assert!(
+            w.create_group("999", "g", None, ApprovalMode::AutoApprove, 1)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn groups_are_private_to_their_number() {
+        let mut w = world();
+        let id = group(&mut w, ApprovalMode::AutoApprove);
+        let err = w.group_info(&["999".to_owned()], &id, None).unwrap_err();
+        assert_eq!(err.code, 131041);
+        let info = w
+            .group_info(&pns(), &id, Some("subject,participants"))
+            .unwrap();
+        assert_eq!(info["subject"], "Launch crew");
+        assert_eq!(info["participants"], json!([]));
+        assert!(info.get("suspended").is_none());
+        assert_eq!(
+            w.group_info(&pns(), &id, Some("nope")).unwrap_err().code,
+            100
+        );
+    }
+
+    #[test]
+    fn a_group_never_exceeds_eight_participants() {
+        let mut w = world();
+        let id = group(&mut w, ApprovalMode::AutoApprove);
+        for i in 0..MAX_PARTICIPANTS {
+            w.join(&id, &format!("1650555{i:04}"), None, 1).unwrap();
+        }
+        let err = w.join(&id, "16505559999", None, 1).unwrap_err();
+        assert!(matches!(err, ApiError::Conflict(_)), "{err}");
+    }
+
+    #[test]
+    fn approvals_are_item_by_item_and_respect_the_limit() {
+        let mut w = world();
+        let id = group(&mut w, ApprovalMode::ApprovalRequired);
+        let mut requests = Vec::new();
+        for i in 0..=MAX_PARTICIPANTS {
+            match w.join(&id, &format!("1650555{i:04}"), None, 1).unwrap().0 {
+                JoinOutcome::Requested(jr) => requests.push(jr),
+                JoinOutcome::Joined => panic!("approval is required"),
+            }
+        }
+        let mut ids = requests.clone();
+        ids.push("bogus".into());
+        let d = w.decide_join_requests(&pns(), &id, &ids, true, 2).unwrap();
+        assert_eq!(d.succeeded.len(), MAX_PARTICIPANTS);
+        let codes: Vec<i64> = d.failed.iter().map(|(_, f)| f.code).collect();
+        assert_eq!(codes, [131204, 131213]);
+        assert_eq!(d.events.len(), 1);
+        assert_eq!(
+            d.events[0].item["added_participants"]
+                .as_array()
+                .unwrap()
+                .len(),
+            MAX_PARTICIPANTS
+        );
+        // The one left can be rejected, once.
+        let last = requests.last().unwrap().clone();
+        let d = w
+            .decide_join_requests(&pns(), &id, std::slice::from_ref(&last), false, 3)
+            .unwrap();
+        assert_eq!(d.succeeded, std::slice::from_ref(&last));
+        assert!(d.events.is_empty());
+        let d = w
+            .decide_join_requests(&pns(), &id, &[last], false, 3)
+            .unwrap();
+        assert_eq!(d.failed[0].1.code, 131213);
+    }
+
+    #[test]
+    fn removal_rules() {
+        let mut w = world();
+        let id = group(&mut w, ApprovalMode::AutoApprove);
+        w.join(&id, "16505551234", None, 1).unwrap();
+        let too_many: Vec<String> = (0..9).map(|i| format!("1650555000{i}")).collect();
+        assert_eq!(
+            w.remove_participants(&pns(), &id, &too_many, 2)
+                .unwrap_err()
+                .code,
+            131204
+        );
+        let dup = vec!["+16505551234".to_owned(), "16505551234".to_owned()];
+        assert_eq!(
+            w.remove_participants(&pns(), &id, &dup, 2)
+                .unwrap_err()
+                .code,
+            131202
+        );
+        let absent = vec!["16505550000".to_owned()];
+        assert_eq!(
+            w.remove_participants(&pns(), &id, &absent, 2)
+                .unwrap_err()
+                .code,
+            131212
+        );
+        let mixed = vec!["+16505551234".to_owned(), "16505550000".to_owned()];
+        let (_, event) = w.remove_participants(&pns(), &id, &mixed, 2).unwrap();
+        assert_eq!(
+            event.item["removed_participants"],
+            json!([{ "input": "+16505551234" }])
+        );
+        assert_eq!(event.item["initiated_by"], "business");
+        assert_eq!(event.item["failed_participants"][0]["input"], "16505550000");
+        assert_eq!(event.item["errors"][0]["code"], 131201);
+        // Removed by the business: the link no longer lets them in.
+        let err = w.join(&id, "16505551234", None, 3).unwrap_err();
+        assert!(matches!(err, ApiError::Forbidden(_)), "{err}");
+    }
+
+    #[test]
+    fn a_reset_link_stops_working() {
+        let mut w = world();
+        let id = group(&mut w, ApprovalMode::AutoApprove);
+        let old = w.invite_link(&pns(), &id).unwrap();
+        let new = w.reset_invite_link(&pns(), &id).unwrap();
+        assert_ne!(old, new);
+        let err = w.join(&id, "16505551234", Some(&old), 1).unwrap_err();
+        assert!(err.to_string().contains("reset"), "{err}");
+        w.join(&id, "16505551234", Some(&new), 1).unwrap();
+    }
+
+    #[test]
+    fn picture_rules() {
+        let mut w = world();
+        let id = group(&mut w, ApprovalMode::AutoApprove);
+        let set = |w: &mut World, bytes: Vec<u8>| {
+            w.update_settings(
+                &pns(),
+                &id,
+                SettingsChange {
+                    picture: Some(bytes),
+                    ..Default::default()
+                },
+                1,
+            )
+        };
+        assert_eq!(
+            set(&mut w, synthetic_jpeg_header(256, 200))
+                .unwrap_err()
+                .code,
+            131209
+        );
+        assert_eq!(
+            set(&mut w, synthetic_jpeg_header(100, 100))
+                .unwrap_err()
+                .code,
+            131210
+        );
+        assert_eq!(set(&mut w, b"GIF89a....".to_vec()).unwrap_err().code, 100);
+        let (_, event) = set(&mut w, synthetic_jpeg_header(256, 256)).unwrap();
+        assert_eq!(event.item["profile_picture"]["update_successful"], true);
+        assert!(event.item.get("group_subject").is_none());
+    }
+
+    #[test]
+    fn suspension_blocks_changes_and_is_notified_once() {
+        let mut w = world();
+        let id = group(&mut w, ApprovalMode::AutoApprove);
+        assert!(w.set_suspended(&id, true, 1).unwrap().is_some());
+        assert!(w.set_suspended(&id, true, 1).unwrap().is_none());
+        let change = SettingsChange {
+            subject: Some("x".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            w.update_settings(&pns(), &id, change, 1).unwrap_err().code,
+            131207
+        );
+        let event = w.set_suspended(&id, false, 1).unwrap().unwrap();
+        assert_eq!(event.item["type"], "group_suspend_cleared");
+    }
+
+    #[test]
+    fn listings_page_in_creation_order() {
+        let mut w = world();
+        let ids: Vec<String> = (0..5)
+            .map(|_| group(&mut w, ApprovalMode::AutoApprove))
+            .collect();
+        let q = PageQuery::parse(Some("2"), None, None).unwrap();
+        let first = w.list_groups(PN, &q).unwrap();
+        assert_eq!(first.items[0]["id"], ids[0].as_str());
+        assert_eq!(first.range, 0..2);
+        let next = PageQuery::parse(Some("2"), Some(&ids::cursor(first.range.end)), None).unwrap();
+        let second = w.list_groups(PN, &next).unwrap();
+        assert_eq!(second.items[0]["id"], ids[2].as_str());
+        let back =
+            PageQuery::parse(Some("2"), None, Some(&ids::cursor(second.range.start))).unwrap();
+        assert_eq!(w.list_groups(PN, &back).unwrap().range, 0..2);
+        assert_eq!(
+            PageQuery::parse(None, Some("garbage"), None)
+                .unwrap_err()
+                .code,
+            131059
+        );
+        assert_eq!(
+            PageQuery::parse(Some("0"), None, None).unwrap_err().code,
+            100
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! `/sandbox/groups/…`: the WhatsApp users' side and WhatsApp's own actions, which no Graph
+//! call can cause (joining by link, leaving, suspension), plus views of the simulated state.
+//! Errors here are the gateway's problem+json: these routes are the sandbox's, not Meta's.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use super::SandboxState;
+use super::state::{JoinOutcome, LeaveOutcome};
+use crate::domain::{FieldErrors, ParticipantId};
+use crate::error::ApiError;
+use crate::routes::{JsonObject, finish};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("", web::get().to(help))
+        .route("/", web::get().to(help))
+        .route("/groups", web::get().to(list_groups))
+        .route("/groups/{group_id}", web::get().to(inspect_group))
+        .route("/groups/{group_id}/join", web::post().to(join))
+        .route("/groups/{group_id}/leave", web::post().to(leave))
+        .route("/groups/{group_id}/suspend", web::post().to(suspend))
+        .route("/groups/{group_id}/unsuspend", web::post().to(unsuspend))
+        .route("/webhooks", web::get().to(webhooks));
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// `{wa_id}` (and, for joins, an optional `invite_link`), every broken field reported.
+fn user_body(
+    req: &HttpRequest,
+    body: &[u8],
+    with_link: bool,
+) -> Result<(ParticipantId, Option<String>), ApiError> {
+    let mut errors = FieldErrors::new();
+    let parsed = JsonObject::parse(req, body, &mut errors)?;
+    let mut r = parsed.reader(&mut errors);
+    let wa_id = r
+        .required_str("wa_id")
+        .and_then(|s| r.errors.check("wa_id", ParticipantId::parse(s)));
+    let link = if with_link {
+        r.optional_str("invite_link").map(str::to_owned)
+    } else {
+        None
+    };
+    let known: &[&str] = if with_link {
+        &["wa_id", "invite_link"]
+    } else {
+        &["wa_id"]
+    };
+    r.deny_unknown(known);
+    finish(errors)?;
+    let wa_id = wa_id.ok_or_else(|| ApiError::Internal("validated wa_id missing".into()))?;
+    Ok((wa_id, link))
+}
+
+/// What the sandbox offers, for whoever opens `/sandbox` in a browser.
+async fn help(state: web::Data<SandboxState>) -> HttpResponse {
+    let v = state.api_version();
+    HttpResponse::Ok().json(json!({
+        "sandbox": "a simulation of Meta's WhatsApp Groups API (DESIGN §10)",
+        "phone_numbers": state.phone_numbers().collect::<Vec<_>>(),
+        "graph": format!("/sandbox/graph/{v}/… (Authorization: Bearer <the phone number's access token>)"),
+        "users_side": {
+            "POST /sandbox/groups/{group_id}/join": "{\"wa_id\": \"16505551234\", \"invite_link\"?: \"https://chat.whatsapp.com/…\"} joins, or files a join request when approval is required",
+            "POST /sandbox/groups/{group_id}/leave": "{\"wa_id\": \"16505551234\"} leaves, or withdraws a pending join request",
+            "POST /sandbox/groups/{group_id}/suspend": "WhatsApp suspends the group",
+            "POST /sandbox/groups/{group_id}/unsuspend": "WhatsApp lifts the suspension",
+        },
+        "inspect": {
+            "GET /sandbox/groups": "every simulated group (?phone_number_id= to filter)",
+            "GET /sandbox/groups/{group_id}": "one group: participants, join requests, invite link, removed users…",
+            "GET /sandbox/webhooks": "the webhooks sent recently, with their delivery",
+        },
+    }))
+}
+
+async fn list_groups(state: web::Data<SandboxState>, req: HttpRequest) -> HttpResponse {
+    let pn =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.get("phone_number_id").cloned());
+    let groups = state.world().summaries(pn.as_deref());
+    HttpResponse::Ok().json(json!({ "groups": groups }))
+}
+
+async fn inspect_group(
+    state: web::Data<SandboxState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .world()
+        .inspect(&path)
+        .map(|group| HttpResponse::Ok().json(group))
+        .ok_or_else(|| ApiError::NotFound(format!("the sandbox has no group {path}")))
+}
+
+/// A user taps the invite link. With `invite_link`, an old (reset) link is refused.
+async fn join(
+    state: web::Data<SandboxState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (wa_id, link) = user_body(&req, &body, true)?;
+    let mut world = state.world();
+    let (outcome, event) = world.join(&path, wa_id.as_ref(), link.as_deref(), now())?;
+    state.emitter().emit(event);
+    let group = world.inspect(&path).unwrap_or_default();
+    drop(world);
+    let wa_id = wa_id.as_ref().trim_start_matches('+');
+    Ok(match outcome {
+        JoinOutcome::Joined => HttpResponse::Ok().json(json!({
+            "outcome": "joined",
+            "group_id": path.as_str(),
+            "wa_id": wa_id,
+            "participants": group["participants"],
+        })),
+        JoinOutcome::Requested(join_request_id) => HttpResponse::Accepted().json(json!({
+            "outcome": "join_request_created",
+            "group_id": path.as_str(),
+            "wa_id": wa_id,
+            "join_request_id": join_request_id,
+        })),
+    })
+}
+
+/// A participant leaves; someone still waiting for approval withdraws the request.
+async fn leave(
+    state: web::Data<SandboxState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (wa_id, _) = user_body(&req, &body, false)?;
+    let mut world = state.world();
+    let (outcome, event) = world.leave(&path, wa_id.as_ref(), now())?;
+    state.emitter().emit(event);
+    drop(world);
+    let wa_id = wa_id.as_ref().trim_start_matches('+');
+    Ok(HttpResponse::Ok().json(match outcome {
+        LeaveOutcome::Left => {
+            json!({ "outcome": "left", "group_id": path.as_str(), "wa_id": wa_id })
+        }
+        LeaveOutcome::RequestRevoked(id) => json!({
+            "outcome": "join_request_revoked",
+            "group_id": path.as_str(),
+            "wa_id": wa_id,
+            "join_request_id": id,
+        }),
+    }))
+}
+
+async fn suspend(
+    state: web::Data<SandboxState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_suspended(&state, &path, true)
+}
+
+async fn unsuspend(
+    state: web::Data<SandboxState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_suspended(&state, &path, false)
+}
+
+/// Idempotent; a webhook is sent only when the state changes.
+fn set_suspended(
+    state: &SandboxState,
+    group_id: &str,
+    suspended: bool,
+) -> Result<HttpResponse, ApiError> {
+    let mut world = state.world();
+    let changed = match world.set_suspended(group_id, suspended, now())? {
+        Some(event) => {
+            state.emitter().emit(event);
+            true
+        }
+        None => false,
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "group_id": group_id,
+        "suspended": suspended,
+        "changed": changed,
+    })))
+}
+
+async fn webhooks(state: web::Data<SandboxState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.emitter().recent())
+}

@@ -1,0 +1,444 @@
+//! Crash safety (DESIGN §6, "nothing acknowledged to Meta is ever lost"): the real binary is
+//! killed with SIGKILL in the middle of a burst of signed webhook POSTs, restarted on the
+//! same database, and every POST that got its 200 must end up as a team event in
+//! `GET /v1/events` and be delivered to the team's receiver (at least once, with the same
+//! `webhook-id` on repeats).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use wa_groups_gateway::auth::{Scope, TokenIssuer};
+use wa_groups_gateway::config::Settings;
+use wa_groups_gateway::webhooks::sign;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{API_VERSION, APP_SECRET, PN, test_config, uuid};
+use crate::receiver::Receiver;
+
+const POSTS: usize = 1_000;
+const CONCURRENCY: usize = 20;
+/// The gateway is killed once this many POSTs were acknowledged.
+const KILL_AFTER: usize = 300;
+const GROUPS: usize = 4;
+
+/// A gateway process; killed when dropped, so a failing test leaves nothing behind.
+struct Gateway {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Starts the binary with `--config FILE`, the port and storage from `WAGW__…` variables.
+async fn start(dir: &Path, config: &Path, db_url: &str, run: u32) -> Gateway {
+    let port = free_port();
+    let log = dir.join(format!("gateway-{run}.log"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wa-groups-gateway"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("WAGW") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    let child = cmd
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        // No config/ directory there: the compiled-in defaults, then the file, then env.
+        .current_dir(dir)
+        .env("APP_ENVIRONMENT", "crash-test")
+        .env("WAGW__SERVER__PORT", port.to_string())
+        .env("WAGW__STORAGE__URL", db_url)
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).expect("log file"))
+        .spawn()
+        .expect("the gateway binary starts");
+    let mut gateway = Gateway {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        log,
+    };
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(res) = http.get(format!("{}/healthz", gateway.base)).send().await
+            && res.status() == 200
+        {
+            return gateway;
+        }
+        if let Ok(Some(status)) = gateway.child.try_wait() {
+            panic!("the gateway exited ({status}):\n{}", log_tail(&gateway.log));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never became healthy:\n{}",
+            log_tail(&gateway.log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn wa_id(i: usize) -> String {
+    format!("1555{i:07}")
+}
+
+/// POST number `i`: someone joins one of the team's groups.
+fn post_body(i: usize, groups: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA", "changes": [{"field": "group_participants_update", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": PN},
+            "groups": [{"timestamp": (1_755_600_000 + i).to_string(), "group_id": groups[i % groups.len()],
+                "type": "group_participants_add", "reason": "invite_link",
+                "added_participants": [{"wa_id": wa_id(i)}]}]
+        }}]}]
+    }))
+    .expect("json")
+}
+
+/// Sends the POSTs `CONCURRENCY` at a time; answers (index, answered 200, duplicate flag) as
+/// they complete, handing each to `on_answer` first.
+async fn burst(
+    http: &reqwest::Client,
+    base: &str,
+    bodies: &[Vec<u8>],
+    mut on_answer: impl FnMut(usize, bool),
+) -> Vec<(usize, bool, bool)> {
+    let url = format!("{base}/webhooks/whatsapp");
+    let mut answers = futures_util::stream::iter(bodies.iter().enumerate())
+        .map(|(i, body)| {
+            let req = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", sign(APP_SECRET.as_bytes(), body))
+                .body(body.clone());
+            async move {
+                match req.send().await {
+                    Ok(res) if res.status() == 200 => {
+                        let v: Value = res.json().await.unwrap_or(Value::Null);
+                        (i, true, v["duplicate"] == true)
+                    }
+                    _ => (i, false, false),
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY);
+    let mut all = Vec::with_capacity(bodies.len());
+    while let Some((i, ok, duplicate)) = answers.next().await {
+        on_answer(i, ok);
+        all.push((i, ok, duplicate));
+    }
+    all
+}
+
+/// `participants_added` events of the feed: wa_id → event ids (more than one = a duplicate).
+async fn feed(http: &reqwest::Client, base: &str, token: &str) -> BTreeMap<String, Vec<String>> {
+    let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/events?limit=1000");
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let page: Value = http
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET /v1/events")
+            .json()
+            .await
+            .expect("json");
+        for e in page["events"].as_array().expect("events") {
+            if e["type"] == "group.participants_added" {
+                let who = e["data"]["added_participants"][0]["wa_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                found
+                    .entry(who)
+                    .or_default()
+                    .push(e["id"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        match page["paging"]["after"].as_str() {
+            Some(a) => after = Some(a.to_owned()),
+            None => return found,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_gateway_killed_mid_burst_loses_no_acknowledged_webhook() {
+    let started = Instant::now();
+    let receiver = Receiver::start().await;
+    let meta = MockServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = format!(
+        r#"
+[telemetry]
+log_level = "warn"
+
+[delivery]
+first_retry_ms = 100
+backoff_factor = 2.0
+max_retry_delay_ms = 1000
+max_attempts = 50
+request_timeout_ms = 1000
+max_in_flight_per_endpoint = 16
+poll_interval_ms = 100
+
+{}"#,
+        receiver.team_toml("sales", "ok")
+    );
+    let toml = test_config(&meta.uri(), dir.path(), &extra);
+    let config = dir.path().join("crash-test.toml");
+    std::fs::write(&config, &toml).expect("config file");
+    let db_url = format!("sqlite://{}/crash.db", dir.path().display());
+    let settings = Settings::from_toml_overrides(&toml).expect("valid configuration");
+    let token = TokenIssuer::new(&settings.auth, None)
+        .expect("signing key")
+        .issue(
+            "sales",
+            &[Scope::GroupsRead, Scope::GroupsWrite],
+            None,
+            3600,
+        )
+        .expect("token")
+        .token;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+
+    let mut gateway = start(dir.path(), &config, &db_url, 1).await;
+
+    // The team's groups, created through the gateway.
+    let mut groups = Vec::new();
+    let mut creations = Vec::new();
+    for n in 0..GROUPS {
+        let meta_request = format!("CRASH-{n}-{}", uuid());
+        let _guard = Mock::given(method("POST"))
+            .and(path(format!("/{API_VERSION}/{PN}/groups")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"messaging_product": "whatsapp", "request_id": meta_request}),
+            ))
+            .mount_as_scoped(&meta)
+            .await;
+        let created: Value = http
+            .post(format!("{}/v1/phone-numbers/{PN}/groups", gateway.base))
+            .bearer_auth(&token)
+            .json(&json!({"subject": format!("Crash {n}")}))
+            .send()
+            .await
+            .expect("create")
+            .json()
+            .await
+            .expect("json");
+        let group_id = format!("GCRASH{n}{}", uuid());
+        creations.push(json!({"field": "group_lifecycle_update", "value": {
+            "metadata": {"phone_number_id": PN},
+            "groups": [{"timestamp": "1755548877", "group_id": group_id, "type": "group_create",
+                "request_id": meta_request, "subject": format!("Crash {n}"), "invite_link": "https://chat.whatsapp.com/C"}]}}));
+        groups.push((
+            group_id,
+            created["request_id"]
+                .as_str()
+                .expect("request_id")
+                .to_owned(),
+        ));
+    }
+    let body = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": creations}]}))
+        .expect("json");
+    let res = http
+        .post(format!("{}/webhooks/whatsapp", gateway.base))
+        .header("x-hub-signature-256", sign(APP_SECRET.as_bytes(), &body))
+        .body(body)
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(res.status(), 200);
+    for (_, request_id) in &groups {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r: Value = http
+                .get(format!("{}/v1/group-requests/{request_id}", gateway.base))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("poll")
+                .json()
+                .await
+                .expect("json");
+            if r["status"] == "created" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "creation never completed: {r}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let group_ids: Vec<String> = groups.into_iter().map(|(g, _)| g).collect();
+    let bodies: Vec<Vec<u8>> = (0..POSTS).map(|i| post_body(i, &group_ids)).collect();
+
+    // The burst, and SIGKILL in the middle of it.
+    let mut acknowledged = BTreeSet::new();
+    let mut killed = false;
+    let base = gateway.base.clone();
+    burst(&http, &base, &bodies, |i, ok| {
+        if ok {
+            acknowledged.insert(i);
+        }
+        if !killed && acknowledged.len() >= KILL_AFTER {
+            gateway.child.kill().expect("SIGKILL");
+            killed = true;
+        }
+    })
+    .await;
+    assert!(killed, "the gateway was killed mid-burst");
+    let _ = gateway.child.wait();
+    let acked = acknowledged.len();
+    assert!(
+        (KILL_AFTER..POSTS).contains(&acked),
+        "{acked} acknowledged: the kill did not land mid-burst"
+    );
+    let killed_at = started.elapsed();
+
+    // Restart on the same database; the acknowledged POSTs must come through on their own.
+    let gateway = start(dir.path(), &config, &db_url, 2).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (events, delivered) = loop {
+        let events = feed(&http, &gateway.base, &token).await;
+        let delivered: BTreeSet<String> = receiver
+            .hits_for("sales")
+            .into_iter()
+            .filter(|h| h.answered == 200)
+            .map(|h| h.webhook_id)
+            .collect();
+        let missing_event = acknowledged
+            .iter()
+            .find(|i| !events.contains_key(&wa_id(**i)));
+        let missing_delivery = acknowledged.iter().find(|i| {
+            events
+                .get(&wa_id(**i))
+                .is_none_or(|ids| !ids.iter().any(|id| delivered.contains(id)))
+        });
+        match (missing_event, missing_delivery) {
+            (None, None) => break (events, delivered),
+            (e, d) => assert!(
+                Instant::now() < deadline,
+                "after restart, POST {e:?} has no event / POST {d:?} was not delivered\n{}",
+                log_tail(&gateway.log)
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        events.values().all(|ids| ids.len() == 1),
+        "each POST's event is in the feed once"
+    );
+    let recovered_at = started.elapsed();
+    let events_after_restart = events.len();
+    let delivered_after_restart = delivered.len();
+
+    // Meta redelivers what it did not see acknowledged (and may redeliver the rest): every
+    // acknowledged POST is recognised as a duplicate, and each event exists exactly once.
+    let answers = burst(&http, &gateway.base, &bodies, |_, _| {}).await;
+    assert!(
+        answers.iter().all(|(_, ok, _)| *ok),
+        "every redelivery answered 200"
+    );
+    for (i, _, duplicate) in &answers {
+        if acknowledged.contains(i) {
+            assert!(
+                duplicate,
+                "POST {i} was acknowledged, so it was stored: its redelivery is a duplicate"
+            );
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (events, hits) = loop {
+        let events = feed(&http, &gateway.base, &token).await;
+        let hits = receiver.hits_for("sales");
+        let delivered: BTreeSet<&str> = hits
+            .iter()
+            .filter(|h| h.answered == 200)
+            .map(|h| h.webhook_id.as_str())
+            .collect();
+        let complete = events.len() == POSTS
+            && events
+                .values()
+                .flatten()
+                .all(|id| delivered.contains(id.as_str()));
+        if complete {
+            break (events, hits);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after Meta's redeliveries: {} of {POSTS} events, {} delivered\n{}",
+            events.len(),
+            delivered.len(),
+            log_tail(&gateway.log)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        events.values().all(|ids| ids.len() == 1),
+        "exactly once in the feed"
+    );
+    assert!(
+        hits.iter().all(|h| h.verified.is_ok()),
+        "every delivery verified"
+    );
+    // A repeated delivery carries the same webhook-id and the same event.
+    let mut by_id: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for h in &hits {
+        by_id
+            .entry(h.webhook_id.as_str())
+            .or_default()
+            .push(&h.body);
+        assert_eq!(h.body["id"], h.webhook_id.as_str());
+    }
+    let repeated = by_id.values().filter(|bodies| bodies.len() > 1).count();
+    assert!(
+        by_id
+            .values()
+            .all(|bodies| bodies.iter().all(|b| b == &bodies[0]))
+    );
+
+    println!(
+        "crash test: {acked}/{POSTS} POSTs acknowledged before SIGKILL at {killed_at:?}; after restart \
+         {events_after_restart} POST events in the feed and {delivered_after_restart} delivered (all {acked} \
+         acknowledged ones included) by {recovered_at:?}; after Meta's redeliveries {} events (each once), \
+         {} delivery requests for {} distinct webhook-ids ({repeated} repeated), total {:?}",
+        events.len(),
+        hits.len(),
+        by_id.len(),
+        started.elapsed()
+    );
+}
