@@ -704,6 +704,38 @@ async fn suspension_is_meta_s_and_blocks_changes() {
         .await;
 }
 
+#[tokio::test]
+async fn the_simulations_webhooks_become_the_teams_events() {
+    let app = spawn_sandbox().await;
+    let (group_id, _) = app.create_group(json!({ "subject": "Eventful" })).await;
+    assert_eq!(app.join(&group_id, "16505551234").await.status(), 200);
+    assert_eq!(
+        app.user("suspend", &group_id, &json!({})).await.status(),
+        200
+    );
+    let expected = [
+        "group.created",
+        "group.participants_added",
+        "group.suspended",
+    ];
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        let events = json_of(app.get("/v1/events").await).await;
+        seen = events["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["group_id"] == group_id.as_str())
+            .filter_map(|e| e["type"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>();
+        if seen.len() >= expected.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(seen, expected);
+}
+
 // ---- the simulated Graph API itself ------------------------------------------------------
 
 #[tokio::test]
