@@ -121,6 +121,7 @@ pub struct Authenticator {
     audience: String,
     leeway: u64,
     teams: Arc<BTreeMap<String, TeamSettings>>,
+    revoked: Option<crate::revocation::RevocationList>,
 }
 
 fn algorithm_of(a: KeyAlgorithm) -> Algorithm {
@@ -180,7 +181,14 @@ impl Authenticator {
             audience: auth.audience.clone(),
             leeway: auth.leeway_seconds,
             teams,
+            revoked: None,
         })
+    }
+
+    /// Refuses tokens whose `jti` is in `list` (checked in memory, no storage round trip).
+    pub fn with_revocations(mut self, list: crate::revocation::RevocationList) -> Self {
+        self.revoked = Some(list);
+        self
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
@@ -217,6 +225,13 @@ impl Authenticator {
             unauthorized(reason)
         })?;
         let claims = data.claims;
+        if self
+            .revoked
+            .as_ref()
+            .is_some_and(|r| r.is_revoked(&claims.jti))
+        {
+            return Err(unauthorized("the token has been revoked"));
+        }
         let team = self
             .teams
             .get(&claims.sub)
@@ -277,6 +292,7 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
             ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
         })?;
     let principal = auth.verify(token)?;
+    crate::audit::note_caller(&principal.team, &principal.jti);
     req.extensions_mut()
         .insert(AuthenticatedTeam(principal.team.clone()));
     if let Some(limits) = req.app_data::<web::Data<TeamLimits>>()

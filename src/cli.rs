@@ -7,9 +7,10 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
-use crate::auth::{Scope, TokenIssuer, parse_ttl};
+use crate::auth::{TokenIssuer, parse_ttl};
 use crate::config::{GraphMode, Settings};
 use crate::startup::Application;
+use crate::tokens::{self, TokenRequest};
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +37,11 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Run the simulated Graph API alone (no gateway), for other teams' tests.
     Sandbox {
         /// Address to listen on.
@@ -71,10 +77,29 @@ pub enum TokenAction {
         #[arg(long)]
         kid: Option<String>,
     },
+    /// Revoke a token by its jti: stored, and refused by every gateway on this storage
+    /// within a second, restarts included.
+    Revoke {
+        /// The token's `jti` claim (printed by `token issue`).
+        jti: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigAction {
+    /// Validate the configuration and print it with every secret redacted; exits non-zero
+    /// naming the first bad key.
+    Check,
 }
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Config {
+        action: ConfigAction::Check,
+    }) = &cli.command
+    {
+        return crate::config_check::run(cli.config.as_deref());
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -127,11 +152,48 @@ pub fn run() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Token {
+            action: TokenAction::Revoke { jti },
+        } => match revoke_token(&settings, &jti) {
+            Ok(()) => {
+                eprintln!(
+                    "revoked {jti}: gateways on {} refuse it within a second",
+                    settings.storage.url
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        // Handled before the configuration is loaded, so its errors are reported the same way.
+        Command::Config {
+            action: ConfigAction::Check,
+        } => crate::config_check::run(cli.config.as_deref()),
     }
 }
 
-/// Checks a token request against configuration: known team, known scopes (admin only for
-/// admin teams), numbers within the team's grants, a TTL within the configured maximum.
+/// Stores the revocation in the gateway's storage; running replicas read it within a second.
+pub fn revoke_token(settings: &Settings, jti: &str) -> Result<(), String> {
+    let jti = crate::revocation::parse_jti(jti).map_err(|m| format!("JTI {m}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    runtime.block_on(async {
+        let registry = crate::registry::Registry::connect(&settings.storage.url)
+            .await
+            .map_err(|e| format!("storage {} is unusable: {e}", settings.storage.url))?;
+        crate::revocation::store(registry.pool(), &jti, "cli")
+            .await
+            .map_err(|e| format!("cannot store the revocation: {e}"))
+    })
+}
+
+/// Mints a token after the checks `POST /v1/admin/tokens` applies too (`tokens::approve`):
+/// known team, known scopes (admin only for admin teams), numbers within the team's grants,
+/// a TTL within `auth.max_token_ttl_seconds`. Errors name the command-line option.
 pub fn issue_token(
     settings: &Settings,
     team: &str,
@@ -140,41 +202,48 @@ pub fn issue_token(
     ttl: &str,
     kid: Option<&str>,
 ) -> Result<crate::auth::IssuedToken, String> {
-    let team_settings = settings
-        .team(team)
-        .ok_or_else(|| format!("team `{team}` is not configured"))?;
-    let mut parsed = Vec::new();
-    for raw in scopes.iter().flat_map(|s| s.split_whitespace()) {
-        let scope = Scope::parse(raw).ok_or_else(|| format!("unknown scope `{raw}`"))?;
-        if scope == Scope::Admin && !team_settings.admin {
-            return Err(format!(
-                "team `{team}` is not an administrator team; it cannot get `admin`"
-            ));
-        }
-        if !parsed.contains(&scope) {
-            parsed.push(scope);
-        }
-    }
-    if parsed.is_empty() {
-        return Err("at least one scope is required".into());
-    }
-    for pn in phone_numbers {
-        if !team_settings.phone_numbers.iter().any(|p| p.as_ref() == pn) {
-            return Err(format!("phone number {pn} is not granted to team `{team}`"));
-        }
-    }
-    let ttl_seconds = parse_ttl(ttl)?;
-    if ttl_seconds > settings.auth.max_token_ttl_seconds {
-        return Err(format!(
-            "ttl {ttl} exceeds auth.max_token_ttl_seconds ({})",
-            settings.auth.max_token_ttl_seconds
-        ));
-    }
+    let ttl_seconds = parse_ttl(ttl).map_err(|m| format!("--ttl: {m}"))?;
+    let request = TokenRequest {
+        team: team.to_owned(),
+        scopes: scopes
+            .iter()
+            .flat_map(|s| s.split_whitespace())
+            .map(str::to_owned)
+            .collect(),
+        phone_numbers: (!phone_numbers.is_empty()).then(|| phone_numbers.to_vec()),
+        ttl_seconds: Some(ttl_seconds),
+    };
+    let approved = tokens::approve(
+        &settings.teams,
+        settings.auth.max_token_ttl_seconds,
+        &request,
+    )
+    .map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| format!("{}: {}", option_of(&e.field), e.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
     let issuer = TokenIssuer::new(&settings.auth, kid).map_err(|e| e.to_string())?;
-    let narrowed = (!phone_numbers.is_empty()).then(|| phone_numbers.to_vec());
     issuer
-        .issue(team, &parsed, narrowed, ttl_seconds)
+        .issue(
+            &approved.team,
+            &approved.scopes,
+            approved.phone_numbers,
+            approved.ttl_seconds,
+        )
         .map_err(|e| format!("cannot sign: {e}"))
+}
+
+/// The option a field of `tokens::approve` came from.
+fn option_of(field: &str) -> &'static str {
+    match field.split('[').next().unwrap_or(field) {
+        "team" => "--team",
+        "scopes" => "--scope",
+        "phone_numbers" => "--phone-number",
+        _ => "--ttl",
+    }
 }
 
 fn serve(settings: Settings) -> ExitCode {

@@ -348,16 +348,24 @@ impl Settings {
     }
 
     pub fn load_from(sources: &ConfigSources) -> Result<Settings, ConfigError> {
+        Self::load_with_tree(sources).map(|(settings, _)| settings)
+    }
+
+    /// Loads like `load_from`, and also answers the merged layers the settings were read
+    /// from, secrets as written (`config check` prints them redacted).
+    pub fn load_with_tree(
+        sources: &ConfigSources,
+    ) -> Result<(Settings, config::Config), ConfigError> {
         let dir = sources
             .config_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("config"));
         let environment = std::env::var("APP_ENVIRONMENT").unwrap_or_else(|_| "local".into());
-        let first = Self::layered(sources, &dir, &environment, false).build()?;
-        if !needs_demo(&first) {
-            return Self::from_config(first);
+        let mut tree = Self::layered(sources, &dir, &environment, false).build()?;
+        if needs_demo(&tree) {
+            tree = Self::layered(sources, &dir, &environment, true).build()?;
         }
-        Self::from_config(Self::layered(sources, &dir, &environment, true).build()?)
+        Ok((Self::from_config(tree.clone())?, tree))
     }
 
     fn layered(

@@ -21,6 +21,7 @@ use utoipa_actix_web::AppExt;
         (name = "invitations", description = "Invite links and invitation templates"),
         (name = "join requests", description = "Approve or reject people asking to join"),
         (name = "events", description = "The team's group events, also pushed to its webhook (Standard Webhooks)"),
+        (name = "admin", description = "The platform team's endpoints (scope admin, honoured only for teams with admin = true): tokens, revocation, audit log, group ownership"),
         (name = "webhooks", description = "Meta's webhook ingress (signed by Meta, not by a team token)"),
         (name = "operations", description = "Health and readiness"),
     )

@@ -13,13 +13,16 @@ use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::{Authenticator, KeyError};
+use crate::audit::{self, AuditLog};
+use crate::auth::{Authenticator, KeyError, TokenIssuer};
 use crate::config::{GraphMode, Settings};
 use crate::error::{self, ApiError};
 use crate::graph::GraphClient;
 use crate::openapi::{ApiDoc, spec};
 use crate::ratelimit::Buckets;
 use crate::registry::Registry;
+use crate::revocation::RevocationList;
+use crate::routes::admin::AdminContext;
 use crate::routes::{self, JSON_LIMIT};
 use crate::telemetry::request_context;
 use crate::webhooks::{self, WebhookSecrets};
@@ -78,7 +81,33 @@ impl Application {
             settings.server.body_timeout_ms,
         )));
         let teams = Arc::new(settings.teams.clone());
-        let authenticator = web::Data::new(Authenticator::new(&settings.auth, teams)?);
+        // Revoked tokens are refused from the first request on; other replicas' revocations
+        // arrive with the background refresh.
+        let revocations = RevocationList::load(registry.pool().clone())
+            .await
+            .map_err(|source| StartupError::Storage {
+                url: settings.storage.url.clone(),
+                source,
+            })?;
+        revocations.spawn_refresher(crate::revocation::REFRESH_EVERY);
+        let authenticator = web::Data::new(
+            Authenticator::new(&settings.auth, teams.clone())?
+                .with_revocations(revocations.clone()),
+        );
+        let revocations = web::Data::new(revocations);
+        let can_sign = settings
+            .auth
+            .keys
+            .iter()
+            .any(|k| k.secret.is_some() || k.private_key_pem.is_some());
+        let admin = web::Data::new(AdminContext {
+            teams,
+            max_token_ttl_seconds: settings.auth.max_token_ttl_seconds,
+            issuer: can_sign
+                .then(|| TokenIssuer::new(&settings.auth, None))
+                .transpose()?,
+        });
+        let audit_log = web::Data::new(AuditLog::new(registry.pool().clone()));
         let secrets = web::Data::new(WebhookSecrets {
             verify_token: settings.webhooks.verify_token.clone(),
             app_secret: settings.webhooks.app_secret.clone(),
@@ -131,6 +160,9 @@ impl Application {
                 .app_data(idempotency.clone())
                 .app_data(secrets.clone())
                 .app_data(processor.clone())
+                .app_data(revocations.clone())
+                .app_data(admin.clone())
+                .app_data(audit_log.clone())
                 .configure(routes::configure)
                 .split_for_parts()
                 .0
@@ -157,6 +189,8 @@ impl Application {
                 )
                 .default_service(web::to(error::not_found))
                 .wrap(ErrorHandlers::new().default_handler(as_problem))
+                // Inside request_context, whose request id each audit row records.
+                .wrap(from_fn(audit::record))
                 .wrap(from_fn(request_context))
         })
         .listen(listener)

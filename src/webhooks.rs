@@ -179,8 +179,21 @@ async fn drain(registry: &Registry, deliveries: &DeliveryHandle) -> Result<(), s
         if batch.is_empty() {
             return Ok(());
         }
-        for (id, body) in batch {
-            let completed = process_post(registry, id, &body).await?;
+        let mut posts = batch
+            .into_iter()
+            .map(|(id, body)| (id, extract_events(&body)))
+            .peekable();
+        while posts.peek().is_some() {
+            let mut group = Vec::new();
+            let mut changes = 0;
+            while let Some((_, events)) = posts.peek() {
+                if !group.is_empty() && changes + events.len() > CHANGES_PER_TRANSACTION {
+                    break;
+                }
+                changes += events.len();
+                group.extend(posts.next());
+            }
+            let completed = process_posts(registry, &group).await?;
             // Only once the transaction is committed may waiters look at the outcome.
             for request_id in completed {
                 registry.waiters().wake(&request_id);
@@ -189,6 +202,11 @@ async fn drain(registry: &Registry, deliveries: &DeliveryHandle) -> Result<(), s
         }
     }
 }
+
+/// Most changes applied in one transaction. Small POSTs share one, so SQLite's write lock
+/// is taken once for many of them even while Meta's POSTs keep arriving; a large POST goes
+/// alone, so the lock is never held for long.
+const CHANGES_PER_TRANSACTION: usize = 1_000;
 
 /// Reads every group event out of one POST. Unknown fields and shapes are skipped, never
 /// fatal: Meta adds fields over time and its own samples are not always valid.
@@ -225,31 +243,32 @@ pub fn extract_events(body: &[u8]) -> Vec<NewWebhookEvent> {
     events
 }
 
-/// Processes one stored POST in one transaction: its new events, their registry effects,
-/// the team events and delivery rows, and the inbox row marked processed. A crash at any
-/// point leaves either all of it or none (the row is then processed again). Answers the
-/// creations completed, whose waiters are woken after the commit.
-async fn process_post(
+/// Processes stored POSTs in one transaction: for each, its new events, their registry
+/// effects, the team events and delivery rows, and its inbox row marked processed. A crash
+/// at any point leaves all of it or none (the rows are then processed again), so a POST is
+/// never half applied. Answers the creations completed, whose waiters are woken after the
+/// commit.
+async fn process_posts(
     registry: &Registry,
-    inbox_id: i64,
-    body: &[u8],
+    posts: &[(i64, Vec<NewWebhookEvent>)],
 ) -> Result<Vec<String>, sqlx::Error> {
-    let events = extract_events(body);
     // IMMEDIATE: take SQLite's write lock up front rather than fail to upgrade a read later.
     let mut tx = registry.pool().begin_with("BEGIN IMMEDIATE").await?;
     let mut completed = Vec::new();
-    for event in &events {
-        let Some(stored) = registry::insert_event_in(&mut tx, inbox_id, event).await? else {
-            tracing::debug!(event_type = %event.event_type, "duplicate webhook event ignored");
-            continue;
-        };
-        let completion = apply(&mut tx, event).await?;
-        events::record(&mut tx, stored, event, completion.as_ref()).await?;
-        if let Some(done) = completion {
-            completed.push(done.request_id);
+    for (inbox_id, events) in posts {
+        for event in events {
+            let Some(stored) = registry::insert_event_in(&mut tx, *inbox_id, event).await? else {
+                tracing::debug!(event_type = %event.event_type, "duplicate webhook event ignored");
+                continue;
+            };
+            let completion = apply(&mut tx, event).await?;
+            events::record(&mut tx, stored, event, completion.as_ref()).await?;
+            if let Some(done) = completion {
+                completed.push(done.request_id);
+            }
         }
+        registry::mark_inbox_processed_in(&mut tx, *inbox_id).await?;
     }
-    registry::mark_inbox_processed_in(&mut tx, inbox_id).await?;
     tx.commit().await?;
     Ok(completed)
 }

@@ -50,6 +50,8 @@ pub struct GraphClient {
 struct GraphAnswer {
     status: StatusCode,
     body: Value,
+    /// Meta's `x-fb-trace-id`, for the audit log.
+    fbtrace_id: Option<String>,
 }
 
 /// Whether a failed call may be sent again. Only reads and group deletion are: creating a
@@ -115,6 +117,7 @@ impl GraphClient {
         replay: Replay,
     ) -> Result<GraphAnswer, UpstreamError> {
         let token = self.token(pn)?;
+        crate::audit::note_phone_number(pn);
         if let Err(refusal) = self.limits.check(pn) {
             metrics::counter!(crate::metrics::RATE_LIMITED, "scope" => "phone_number").increment(1);
             return Err(UpstreamError::LocalQuota {
@@ -202,6 +205,11 @@ impl GraphClient {
             .or_else(|| res.headers().get("x-app-usage"))
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let fbtrace_id = res
+            .headers()
+            .get("x-fb-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = res
             .body()
             .limit(MAX_UPSTREAM_BODY)
@@ -226,13 +234,24 @@ impl GraphClient {
                     detail: "the body is not JSON".into(),
                 })?
             };
-            Ok(GraphAnswer { status, body })
+            Ok(GraphAnswer {
+                status,
+                body,
+                fbtrace_id,
+            })
         } else {
-            Err(parse_error(
+            let mut error = parse_error(
                 status.as_u16(),
                 &bytes,
                 retry_after_from_usage(usage.as_deref()),
-            ))
+            );
+            // Meta's envelope usually names the trace; the header is the fallback.
+            if let UpstreamError::Meta(e) = &mut error
+                && e.fbtrace_id.is_none()
+            {
+                e.fbtrace_id = fbtrace_id;
+            }
+            Err(error)
         }
     }
 
@@ -719,6 +738,20 @@ fn record_attempt(
         Err(UpstreamError::Unreachable(_)) => ("unreachable".to_owned(), String::new(), None),
         Err(UpstreamError::LocalQuota { .. }) => ("local_quota".to_owned(), String::new(), None),
     };
+    match result {
+        Ok(answer) => crate::audit::note_upstream(
+            Some(answer.status.as_u16()),
+            None,
+            answer.fbtrace_id.as_deref(),
+        ),
+        Err(UpstreamError::Meta(e)) => {
+            crate::audit::note_upstream(Some(e.http_status), Some(e.code), e.fbtrace_id.as_deref())
+        }
+        Err(UpstreamError::BadResponse { http_status, .. }) => {
+            crate::audit::note_upstream((*http_status != 0).then_some(*http_status), None, None)
+        }
+        Err(_) => crate::audit::note_upstream(None, None, None),
+    }
     if let Err(UpstreamError::Meta(e)) = result
         && error::is_gateway_credential_code(e.code)
     {

@@ -262,6 +262,7 @@ async fn create_and_wait(
     registry
         .insert_create_request(&request_id, team, pn, subject.as_ref())
         .await?;
+    crate::audit::note_create_request(request_id.as_ref());
     // Subscribed before Meta is called, so a webhook that beats its answer still wakes us.
     let notify = registry.waiters().subscribe(request_id.as_ref());
     let result = graph.create_group(pn, subject, description, mode).await;

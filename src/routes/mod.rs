@@ -1,5 +1,6 @@
 //! HTTP handlers: extract → validate → authorize → one call → map. No SQL, no Graph URLs.
 
+pub mod admin;
 pub mod body;
 pub mod events;
 pub mod groups;
@@ -41,7 +42,12 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(groups::approve_join_requests)
             .service(groups::reject_join_requests)
             .service(groups::remove_participants)
-            .service(events::list_events),
+            .service(events::list_events)
+            .service(admin::admin_list_groups)
+            .service(admin::admin_set_group_owner)
+            .service(admin::admin_list_audit)
+            .service(admin::admin_issue_token)
+            .service(admin::admin_revoke_token),
     )
     .service(crate::webhooks::verify_subscription)
     .service(crate::webhooks::receive)
@@ -154,6 +160,18 @@ impl<'a> FieldReader<'a> {
             Some(s) => Some(s),
             None => {
                 self.errors.push(name, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// A JSON integer of at least 0; `1.5`, `"60"` and negatives are refused.
+    pub fn optional_u64(&mut self, name: &str) -> Option<u64> {
+        let v = self.present(name)?;
+        match v.as_u64() {
+            Some(n) => Some(n),
+            None => {
+                self.errors.push(name, "must be a non-negative integer");
                 None
             }
         }

@@ -1045,7 +1045,6 @@ async fn checks_run_in_the_documented_order() {
 
 /// `admin` is honoured only for a team whose config says `admin = true` (DESIGN §3).
 #[tokio::test]
-#[ignore = "BUG: the admin routes of DESIGN §4 (/v1/admin/...) are not routed in src/routes/mod.rs; they answer 404"]
 async fn admin_scope_counts_only_for_an_admin_team() {
     let app = spawn_app().await;
     answer_everything(&app).await;
@@ -1083,7 +1082,7 @@ async fn admin_scope_counts_only_for_an_admin_team() {
     );
 }
 
-// ---- known gaps (DESIGN says otherwise; see the ignore reasons) ----------------------------
+// ---- scheme and revocation -----------------------------------------------------------------
 
 /// RFC 7235 §2.1: the auth scheme is a case-insensitive token.
 #[tokio::test]
@@ -1117,7 +1116,6 @@ fn jti_of(token: &str) -> String {
 /// DESIGN §3: authorization needs "jti not revoked"; §5: revoked is 401; §4:
 /// `DELETE /v1/admin/tokens/{jti}` revokes at once on the replica that answered.
 #[tokio::test]
-#[ignore = "BUG: no revocation: src/auth.rs Authenticator::verify never consults revoked jtis and DELETE /v1/admin/tokens/{jti} is not routed"]
 async fn a_revoked_token_is_401_at_once() {
     let app = spawn_app().await;
     answer_everything(&app).await;

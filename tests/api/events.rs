@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wa_groups_gateway::domain::GroupId;
-use wa_groups_gateway::events::{DeliveryStatus, EventStore};
+use wa_groups_gateway::events::{DeliveryRecord, DeliveryStatus, EventStore};
 use wa_groups_gateway::registry::Registry;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
@@ -66,6 +66,19 @@ async fn storage(app: &TestApp) -> (Registry, EventStore) {
     let registry = Registry::connect(&app.settings.storage.url).await.unwrap();
     let store = EventStore::new(registry.pool().clone());
     (registry, store)
+}
+
+/// The delivery of an event once it is no longer pending (the receiver may record a request
+/// a moment before the gateway stores its outcome).
+async fn settled(store: &EventStore, event_id: &str) -> DeliveryRecord {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let delivery = store.delivery(event_id).await.unwrap().unwrap();
+        if delivery.status != DeliveryStatus::Pending || Instant::now() > deadline {
+            return delivery;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Asks for a creation (Meta answers `meta_request`) and answers the gateway's request id.
@@ -631,7 +644,7 @@ async fn deliveries_are_signed_per_standard_webhooks_and_match_the_feed() {
     assert!(check(&team_secret("support"), &hit.raw, ts).is_err());
 
     let (_, store) = storage(&app).await;
-    let delivery = store.delivery(&hit.webhook_id).await.unwrap().unwrap();
+    let delivery = settled(&store, &hit.webhook_id).await;
     assert_eq!(delivery.status, DeliveryStatus::Delivered);
     assert_eq!(delivery.attempts, 1);
 }
@@ -672,7 +685,7 @@ async fn a_failing_receiver_gets_the_same_event_again_until_it_succeeds() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.hits().len(), 3);
     let (_, store) = storage(&app).await;
-    let delivery = store.delivery(&hits[0].webhook_id).await.unwrap().unwrap();
+    let delivery = settled(&store, &hits[0].webhook_id).await;
     assert_eq!(delivery.status, DeliveryStatus::Delivered);
     assert_eq!(delivery.attempts, 3);
 }
@@ -908,4 +921,47 @@ async fn a_creation_webhook_that_overtakes_metas_answer_still_reaches_the_team()
         .await;
     let (_, store) = storage(&app).await;
     assert!(store.list_unowned(0, 10).await.unwrap().events.is_empty());
+}
+
+#[tokio::test]
+async fn a_post_of_a_thousand_changes_becomes_a_thousand_events_once() {
+    let app = spawn_app().await;
+    let token = app.sales();
+    let g = app.create_group(&token, PN, "Crowded").await;
+    let joins: Vec<(&str, Value)> = (0..1000)
+        .map(|i| {
+            (
+                PARTICIPANTS,
+                json!({"timestamp": (1_755_700_000 + i).to_string(), "group_id": g,
+                    "type": "group_participants_add", "added_participants": [{"wa_id": format!("1444{i:07}")}]}),
+            )
+        })
+        .collect();
+    let post = batch(PN, &joins);
+    let started = Instant::now();
+    let first: Value = app.send_webhook(&post).await.json().await.unwrap();
+    assert_eq!(first["duplicate"], false);
+    let events = wait_for_events(&app, &token, 1001).await;
+    let took = started.elapsed();
+    assert_eq!(events.len(), 1001, "processed in {took:?}");
+    // Meta retries the same POST, and re-batches some of its changes into another one.
+    let again: Value = app.send_webhook(&post).await.json().await.unwrap();
+    assert_eq!(again["duplicate"], true);
+    let rebatched = batch(PN, &joins[500..510]);
+    let res: Value = app.send_webhook(&rebatched).await.json().await.unwrap();
+    assert_eq!(res["duplicate"], false, "another body");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = all_events(&app, &token).await;
+    assert_eq!(events.len(), 1001, "each change once");
+    let expected: Vec<String> = (0..1000).map(|i| format!("1444{i:07}")).collect();
+    let seen: Vec<String> = events[1..]
+        .iter()
+        .map(|e| {
+            e["data"]["added_participants"][0]["wa_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(seen, expected, "in the order Meta sent them");
 }
