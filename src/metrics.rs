@@ -15,6 +15,8 @@ pub const UPSTREAM_CREDENTIAL_FAILURES: &str = "wagw_upstream_credential_failure
 pub const WEBHOOK_POSTS: &str = "wagw_webhook_posts_total";
 pub const WEBHOOK_EVENTS: &str = "wagw_webhook_events_total";
 pub const RATE_LIMITED: &str = "wagw_rate_limited_total";
+pub const EVENT_DELIVERIES: &str = "wagw_event_deliveries_total";
+pub const ENDPOINTS_DISABLED: &str = "wagw_webhook_endpoints_disabled_total";
 pub const IDEMPOTENT_REPLAYS: &str = "wagw_idempotent_replays_total";
 pub const BUILD_INFO: &str = "wagw_build_info";
 

@@ -270,7 +270,45 @@ async fn process_posts(
         registry::mark_inbox_processed_in(&mut tx, *inbox_id).await?;
     }
     tx.commit().await?;
+    for (_, events) in posts {
+        for event in events {
+            metrics::counter!(
+                crate::metrics::WEBHOOK_EVENTS,
+                "field" => known_label(&event.field, KNOWN_FIELDS),
+                "type" => known_label(&event.event_type, KNOWN_TYPES)
+            )
+            .increment(1);
+        }
+    }
     Ok(completed)
+}
+
+const KNOWN_FIELDS: &[&str] = &[
+    "group_lifecycle_update",
+    "group_participants_update",
+    "group_settings_update",
+    "group_status_update",
+];
+const KNOWN_TYPES: &[&str] = &[
+    "group_create",
+    "group_delete",
+    "group_participants_add",
+    "group_participants_remove",
+    "group_join_request_created",
+    "group_join_request_revoked",
+    "group_settings_update",
+    "group_suspend",
+    "group_suspend_cleared",
+];
+
+/// Metric labels only take values the gateway knows, so a sender cannot blow up the
+/// number of series with made-up names.
+fn known_label(value: &str, known: &'static [&'static str]) -> &'static str {
+    known
+        .iter()
+        .copied()
+        .find(|k| *k == value)
+        .unwrap_or("other")
 }
 
 /// The registry follows the event: status, subject, suspension, participant count.

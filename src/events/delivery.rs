@@ -410,11 +410,13 @@ impl Worker {
         let (status, error, retry_after) = match outcome {
             Outcome::Answered { status, .. } if status.is_success() => {
                 tracing::debug!(team = %endpoint.team, event_id = %due.event.id, attempt = due.attempt, "event delivered");
+                metrics::counter!(crate::metrics::EVENT_DELIVERIES, "team" => endpoint.team.clone(), "outcome" => "delivered").increment(1);
                 return store
                     .delivered(due.id, &endpoint.team, status.as_u16())
                     .await;
             }
             Outcome::Answered { status, .. } if status == StatusCode::GONE => {
+                metrics::counter!(crate::metrics::EVENT_DELIVERIES, "team" => endpoint.team.clone(), "outcome" => "gone").increment(1);
                 store
                     .give_up(due.id, Some(410), "the endpoint answered 410 Gone")
                     .await?;
@@ -461,8 +463,10 @@ impl Worker {
                 error = %error,
                 "webhook delivery given up after its last attempt"
             );
+            metrics::counter!(crate::metrics::EVENT_DELIVERIES, "team" => endpoint.team.clone(), "outcome" => "given_up").increment(1);
             return store.give_up(due.id, status, &error).await;
         }
+        metrics::counter!(crate::metrics::EVENT_DELIVERIES, "team" => endpoint.team.clone(), "outcome" => "retry").increment(1);
         let backoff = self.settings.jittered(self.settings.backoff(due.attempt));
         let cap = Duration::from_millis(self.settings.max_retry_delay_ms);
         let wait = backoff.max(retry_after.unwrap_or_default().min(cap));
@@ -482,6 +486,8 @@ impl Worker {
 
     async fn disable(&self, endpoint: &Endpoint, reason: &str) -> Result<(), sqlx::Error> {
         if self.store.disable_endpoint(&endpoint.team, reason).await? {
+            metrics::counter!(crate::metrics::ENDPOINTS_DISABLED, "team" => endpoint.team.clone())
+                .increment(1);
             tracing::error!(
                 team = %endpoint.team,
                 endpoint = %redacted(&endpoint.url),

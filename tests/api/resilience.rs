@@ -421,6 +421,7 @@ async fn metrics_show_requests_upstream_calls_webhooks_and_refusals() {
         "wagw_upstream_requests_total",
         "wagw_upstream_request_duration_seconds_bucket",
         "wagw_webhook_posts_total",
+        "wagw_webhook_events_total",
         "wagw_rate_limited_total",
         "wagw_build_info",
     ] {
