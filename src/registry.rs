@@ -360,23 +360,6 @@ impl Registry {
         }))
     }
 
-    /// Applies a `group_create` event in a transaction of its own, then wakes whoever waits
-    /// for the creation. Returns the team when one matched.
-    pub async fn complete_creation(
-        &self,
-        meta_request_id: &str,
-        event_pn: Option<&str>,
-        event: &Value,
-    ) -> Result<Option<String>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let done = complete_creation_in(&mut tx, meta_request_id, event_pn, event).await?;
-        tx.commit().await?;
-        Ok(done.map(|done| {
-            self.waiters.wake(&done.request_id);
-            done.team
-        }))
-    }
-
     // ---- groups ------------------------------------------------------------------------
 
     pub async fn group(&self, group_id: &GroupId) -> Result<Option<GroupRecord>, sqlx::Error> {
@@ -415,24 +398,6 @@ impl Registry {
         set_group_active_in(&mut conn, group_id, active).await
     }
 
-    pub async fn set_group_subject(
-        &self,
-        group_id: &str,
-        subject: &str,
-    ) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        set_group_subject_in(&mut conn, group_id, subject).await
-    }
-
-    pub async fn set_group_suspended(
-        &self,
-        group_id: &str,
-        suspended: bool,
-    ) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        set_group_suspended_in(&mut conn, group_id, suspended).await
-    }
-
     pub async fn set_invite_link(&self, group_id: &str, link: &str) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE groups SET invite_link = ?, updated_at = ? WHERE group_id = ?")
             .bind(link)
@@ -441,12 +406,6 @@ impl Registry {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-
-    /// Adds `delta` to the participant count when it is known.
-    pub async fn adjust_participants(&self, group_id: &str, delta: i64) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        adjust_participants_in(&mut conn, group_id, delta).await
     }
 
     /// The team's active groups on a number, in creation order, one page at a time.
@@ -574,11 +533,6 @@ impl Registry {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    pub async fn mark_inbox_processed(&self, id: i64) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        mark_inbox_processed_in(&mut conn, id).await
     }
 
     /// Stores one event; false when the same event was already stored (a redelivery).
