@@ -168,7 +168,7 @@ pub fn sign(key: &[u8], webhook_id: &str, timestamp: i64, body: &[u8]) -> String
 }
 
 /// The URL without credentials or query, fit for a log line.
-fn redacted(url: &str) -> String {
+pub(crate) fn redacted(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
     let (authority, path) = match rest.find('/') {

@@ -161,7 +161,7 @@ pub struct DeliveryRecord {
 }
 
 /// A team's webhook endpoint as the worker sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EndpointRecord {
     pub team: String,
     pub url: String,

@@ -494,3 +494,85 @@ pub async fn admin_revoke_token(
     tracing::info!(jti, by = principal.team, "token revoked");
     Ok(HttpResponse::NoContent().finish())
 }
+
+// ---- events no team sees, and the state of the teams' webhook endpoints --------------------
+
+#[derive(Serialize, ToSchema)]
+pub struct WebhookEndpointList {
+    pub endpoints: Vec<crate::events::EndpointRecord>,
+}
+
+/// Events of groups no team owns (created outside the gateway and not adopted), oldest
+/// first. Adopting such a group makes its later events the new owner's.
+#[utoipa::path(
+    tag = "admin",
+    operation_id = "admin_list_unowned_events",
+    params(
+        ("after" = Option<String>, Query, description = "Cursor from `paging.after`"),
+        ("limit" = Option<u32>, Query, description = "1–1000, default 100", minimum = 1, maximum = 1000),
+    ),
+    responses(
+        (status = 200, description = "One page of events no team owns", body = super::events::EventList),
+        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+#[get("/admin/events/unowned")]
+pub async fn admin_list_unowned_events(
+    principal: Principal,
+    q: web::Query<QueryMap>,
+    registry: web::Data<Registry>,
+) -> Result<web::Json<super::events::EventList>, ApiError> {
+    let mut errors = FieldErrors::new();
+    let limit = errors.check(
+        "limit",
+        parse_limit(q.get("limit").map(String::as_str), 1, 1000, 100),
+    );
+    let after = match q.get("after") {
+        None => Some(0),
+        Some(raw) => errors.check("after", decode_cursor(raw)),
+    };
+    finish(errors)?;
+    let (Some(limit), Some(after)) = (limit, after) else {
+        return Err(ApiError::Internal("validated input missing".into()));
+    };
+    principal.require(Scope::Admin)?;
+    let page = crate::events::EventStore::new(registry.pool().clone())
+        .list_unowned(after, limit)
+        .await?;
+    Ok(web::Json(super::events::EventList {
+        events: page.events,
+        paging: super::events::EventPaging {
+            after: page.more_after.map(encode_cursor),
+        },
+    }))
+}
+
+/// Each team's webhook endpoint: enabled or disabled (and why), failing since when, the last
+/// success and failure. URLs are shown without credentials or query.
+#[utoipa::path(
+    tag = "admin",
+    operation_id = "admin_list_webhook_endpoints",
+    responses(
+        (status = 200, description = "The teams' endpoints", body = WebhookEndpointList),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+#[get("/admin/webhook-endpoints")]
+pub async fn admin_list_webhook_endpoints(
+    principal: Principal,
+    registry: web::Data<Registry>,
+) -> Result<web::Json<WebhookEndpointList>, ApiError> {
+    principal.require(Scope::Admin)?;
+    let mut endpoints = crate::events::EventStore::new(registry.pool().clone())
+        .endpoints()
+        .await?;
+    for endpoint in &mut endpoints {
+        endpoint.url = crate::events::delivery::redacted(&endpoint.url);
+    }
+    Ok(web::Json(WebhookEndpointList { endpoints }))
+}

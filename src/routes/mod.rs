@@ -47,7 +47,9 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(admin::admin_set_group_owner)
             .service(admin::admin_list_audit)
             .service(admin::admin_issue_token)
-            .service(admin::admin_revoke_token),
+            .service(admin::admin_revoke_token)
+            .service(admin::admin_list_unowned_events)
+            .service(admin::admin_list_webhook_endpoints),
     )
     .service(crate::webhooks::verify_subscription)
     .service(crate::webhooks::receive)

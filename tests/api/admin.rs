@@ -1387,6 +1387,8 @@ async fn every_admin_route_refuses_everyone_but_administrators() {
             format!("/v1/admin/tokens/{}", jti_of(&victim)),
             None,
         ),
+        (Method::GET, "/v1/admin/events/unowned".into(), None),
+        (Method::GET, "/v1/admin/webhook-endpoints".into(), None),
     ];
     let all_group_scopes = [
         "groups:read",

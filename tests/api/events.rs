@@ -498,15 +498,21 @@ async fn a_team_sees_only_its_own_events_and_nobody_sees_unowned_groups() {
     let narrowed = app.token_for_numbers("sales", &["groups:read"], Some(vec![PN2.to_owned()]));
     assert!(all_events(&app, &narrowed).await.is_empty());
 
-    // Kept for administrators, in storage.
-    let (_, store) = storage(&app).await;
-    let unowned = store.list_unowned(0, 100).await.unwrap();
-    let groups: Vec<_> = unowned
-        .events
+    // Kept for administrators, who read them through the admin API.
+    let res = app.get("/v1/admin/events/unowned", &admin).await;
+    assert_eq!(res.status(), 200);
+    let unowned: Value = res.json().await.unwrap();
+    let groups: Vec<&str> = unowned["events"]
+        .as_array()
+        .unwrap()
         .iter()
-        .filter_map(|e| e.group_id.clone())
+        .filter_map(|e| e["group_id"].as_str())
         .collect();
     assert_eq!(groups, ["GOUTSIDE", "GUNKNOWN"]);
+    assert_eq!(
+        app.get("/v1/admin/events/unowned", &sales).await.status(),
+        403
+    );
 }
 
 #[tokio::test]
@@ -759,6 +765,27 @@ async fn gone_disables_the_endpoint() {
     assert!(!endpoint.enabled);
     assert!(endpoint.disabled_reason.unwrap().contains("410"));
     assert!(endpoint.disabled_at.is_some());
+    // Administrators see it through the API.
+    let admin = app.token("platform", &["admin"]);
+    let listed: Value = app
+        .get("/v1/admin/webhook-endpoints", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sales_endpoint = listed["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["team"] == "sales")
+        .expect("the sales endpoint is listed");
+    assert_eq!(sales_endpoint["enabled"], false);
+    assert!(
+        sales_endpoint["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("410")
+    );
     // Later events stay in the feed but are not pushed.
     app.send_webhook(&batch(
         PN,
