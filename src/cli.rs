@@ -70,9 +70,10 @@ pub enum TokenAction {
         /// Narrow the token to these of the team's phone numbers.
         #[arg(long = "phone-number", num_args = 1..)]
         phone_numbers: Vec<String>,
-        /// Lifetime, such as 3600, 12h or 30d.
-        #[arg(long, default_value = "30d")]
-        ttl: String,
+        /// Lifetime, such as 3600, 12h or 30d; default 30 days, or auth.max_token_ttl_seconds
+        /// when that is shorter.
+        #[arg(long)]
+        ttl: Option<String>,
         /// Sign with this key instead of the signing key.
         #[arg(long)]
         kid: Option<String>,
@@ -139,7 +140,7 @@ pub fn run() -> ExitCode {
             &team,
             &scopes,
             &phone_numbers,
-            &ttl,
+            ttl.as_deref(),
             kid.as_deref(),
         ) {
             Ok(token) => {
@@ -199,10 +200,12 @@ pub fn issue_token(
     team: &str,
     scopes: &[String],
     phone_numbers: &[String],
-    ttl: &str,
+    ttl: Option<&str>,
     kid: Option<&str>,
 ) -> Result<crate::auth::IssuedToken, String> {
-    let ttl_seconds = parse_ttl(ttl).map_err(|m| format!("--ttl: {m}"))?;
+    let ttl_seconds = ttl
+        .map(|t| parse_ttl(t).map_err(|m| format!("--ttl: {m}")))
+        .transpose()?;
     let request = TokenRequest {
         team: team.to_owned(),
         scopes: scopes
@@ -211,7 +214,7 @@ pub fn issue_token(
             .map(str::to_owned)
             .collect(),
         phone_numbers: (!phone_numbers.is_empty()).then(|| phone_numbers.to_vec()),
-        ttl_seconds: Some(ttl_seconds),
+        ttl_seconds,
     };
     let approved = tokens::approve(
         &settings.teams,

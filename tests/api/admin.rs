@@ -564,7 +564,7 @@ async fn issuing_refuses_what_configuration_does_not_allow_naming_the_field() {
             team,
             &scopes.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
             &numbers.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-            ttl,
+            Some(ttl),
             None,
         )
         .map(|t| t.jti)
@@ -674,6 +674,22 @@ async fn the_maximum_ttl_is_configurable() {
             .unwrap(),
         1,
     );
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+    // So does the command line's default when --ttl is not given.
+    let token = wa_groups_gateway::cli::issue_token(
+        &app.settings,
+        "sales",
+        &["groups:read".to_owned()],
+        &[],
+        None,
+        None,
+    )
+    .expect("the default TTL fits the maximum")
+    .token;
+    let claims = segment(&token, 1);
     assert_eq!(
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
         3600

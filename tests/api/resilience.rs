@@ -609,7 +609,7 @@ fn mint(signing: &str) -> String {
         "sales",
         &["groups:read groups:write groups:delete groups:invite".into()],
         &[],
-        "1h",
+        Some("1h"),
         None,
     )
     .expect("token")

@@ -74,7 +74,7 @@ webhook_delay_ms = {webhook_delay_ms}
     let port = app.port();
     tokio::spawn(app.run_until_stopped());
     let scopes: Vec<String> = ALL_GROUP_SCOPES.iter().map(|s| s.to_string()).collect();
-    let token = issue_token(&settings, "sales", &scopes, &[], "1h", None)
+    let token = issue_token(&settings, "sales", &scopes, &[], Some("1h"), None)
         .expect("the demo team gets a token")
         .token;
     SandboxApp {
@@ -1035,7 +1035,7 @@ async fn the_readme_walkthrough_works() {
         &team,
         &scopes,
         &phone_numbers,
-        &ttl,
+        ttl.as_deref(),
         kid.as_deref(),
     )
     .expect("token issued")
