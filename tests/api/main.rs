@@ -10,6 +10,7 @@ mod events;
 mod groups;
 mod openapi;
 mod resilience;
+mod route_faults;
 mod sandbox;
 mod validation;
 mod webhooks;
