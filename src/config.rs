@@ -34,11 +34,37 @@ impl ConfigError {
 
 /// A secret as written in configuration, before it is resolved.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(from = "WrittenSecret")]
 pub enum SecretSource {
     Inline(String),
     Env { env: String },
     File { file: PathBuf },
+}
+
+/// What may stand where a secret is expected. Environment variables are parsed, so a
+/// secret made only of digits (a verify token, say) arrives as a number: it is still text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WrittenSecret {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Flag(bool),
+    Env { env: String },
+    File { file: PathBuf },
+}
+
+impl From<WrittenSecret> for SecretSource {
+    fn from(written: WrittenSecret) -> Self {
+        match written {
+            WrittenSecret::Text(s) => SecretSource::Inline(s),
+            WrittenSecret::Integer(i) => SecretSource::Inline(i.to_string()),
+            WrittenSecret::Float(f) => SecretSource::Inline(f.to_string()),
+            WrittenSecret::Flag(b) => SecretSource::Inline(b.to_string()),
+            WrittenSecret::Env { env } => SecretSource::Env { env },
+            WrittenSecret::File { file } => SecretSource::File { file },
+        }
+    }
 }
 
 impl SecretSource {
@@ -392,9 +418,12 @@ impl Settings {
         }
         if sources.use_env {
             builder = builder.add_source(
+                // Parsed, so `WAGW__SERVER__PORT=9000` is the number 9000 wherever the
+                // merged configuration is shown; string fields still accept it.
                 config::Environment::with_prefix("WAGW")
                     .prefix_separator("__")
-                    .separator("__"),
+                    .separator("__")
+                    .try_parsing(true),
             );
         }
         builder
@@ -802,6 +831,19 @@ mod tests {
                 .contains("phone_numbers.12784358810.access_token"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_secret_of_digits_from_the_environment_stays_text() {
+        // Environment variables are parsed: "123456" arrives as a number.
+        let config = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .set_override("webhooks.verify_token", 123456)
+            .unwrap()
+            .build()
+            .unwrap();
+        let settings = Settings::from_config(config).unwrap();
+        assert_eq!(settings.webhooks.verify_token.expose_secret(), "123456");
     }
 
     #[test]

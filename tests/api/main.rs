@@ -5,6 +5,7 @@ mod receiver;
 
 mod admin;
 mod auth;
+mod config_layers;
 mod crash;
 mod events;
 mod groups;
