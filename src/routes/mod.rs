@@ -61,6 +61,16 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 /// Query parameters as sent; each handler reads the ones it knows.
 pub type QueryMap = HashMap<String, String>;
 
+/// The request's `Content-Type` without parameters, lower-cased; empty when absent.
+pub(crate) fn declared_media_type(req: &HttpRequest) -> String {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
 /// A JSON object body whose fields are read one by one, so every broken field is reported.
 /// A body that is not a JSON object is recorded as an error on `body`; its fields then read
 /// as absent without further complaints, so path and query errors are still listed.
@@ -77,18 +87,7 @@ impl JsonObject {
         body: &[u8],
         errors: &mut FieldErrors,
     ) -> Result<Self, ApiError> {
-        let declared = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_default();
+        let declared = declared_media_type(req);
         if !(declared == "application/json" || declared.ends_with("+json")) {
             return Err(ApiError::UnsupportedMediaType(
                 "Content-Type must be application/json".into(),

@@ -444,35 +444,47 @@ async fn json_bodies_over_64_kib_are_413() {
     assert!(app.upstream_requests().await.is_empty());
 }
 
+/// Sends a request head and the start of a body that never ends; answers the status line
+/// the gateway sends back, and how long it took.
+async fn drip(port: u16, head: String) -> (String, Duration) {
+    // Blocking socket work off the test's runtime, which also drives the server.
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let started = Instant::now();
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut status = String::new();
+        BufReader::new(stream).read_line(&mut status).unwrap();
+        (status, started.elapsed())
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_client_dripping_its_body_is_cut_off() {
     let slow = spawn_app_tuned(None, "body_timeout_ms = 500", "", "").await;
     let token = slow.sales();
-    let port = slow.port;
-    // Blocking socket work off the test's runtime, which also drives the server.
-    let (status, elapsed) = tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let head = format!(
+    let g = slow.create_group(&token, PN, "Drip").await;
+    let heads = [
+        format!(
             "POST {} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"subj",
             create_path()
-        );
-        let started = Instant::now();
-        stream.write_all(head.as_bytes()).unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut status = String::new();
-        reader.read_line(&mut status).unwrap();
-        (status, started.elapsed())
-    })
-    .await
-    .unwrap();
-    let started = Instant::now() - elapsed;
-    assert!(status.contains(" 408 "), "got {status:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+        ),
+        format!(
+            "PUT /v1/groups/{g}/profile-picture HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\nJFIF"
+        ),
+        format!(
+            "PUT /v1/groups/{g}/profile-picture HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary=XX\r\nContent-Length: 100000\r\n\r\n--XX\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nJFIF"
+        ),
+    ];
+    for head in heads {
+        let (status, elapsed) = drip(slow.port, head).await;
+        assert!(status.contains(" 408 "), "got {status:?}");
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    }
 }
 
 // ---- the real binary: secrets, shutdown -----------------------------------------------------
