@@ -847,6 +847,32 @@ mod tests {
     }
 
     #[test]
+    fn teams_without_a_rate_limit_take_the_server_default() {
+        let settings = Settings::from_toml_overrides(
+            "[server]\ndefault_team_rate_limit = { per_second = 5, burst = 10 }\n\
+             [phone_numbers.1]\naccess_token = \"t\"\n\
+             [teams.a]\nphone_numbers = [\"1\"]\nrate_limit = { per_second = 1, burst = 2 }\n\
+             [teams.b]\nphone_numbers = [\"1\"]\n",
+        )
+        .unwrap();
+        let limits: BTreeMap<_, _> = settings
+            .team_rate_limits()
+            .into_iter()
+            .map(|(team, l)| (team, (l.per_second, l.burst)))
+            .collect();
+        assert_eq!(limits["a"], (1, 2));
+        assert_eq!(limits["b"], (5, 10));
+        let none = Settings::from_toml_overrides(
+            "[phone_numbers.1]\naccess_token = \"t\"\n[teams.b]\nphone_numbers = [\"1\"]\n",
+        )
+        .unwrap();
+        assert!(
+            none.team_rate_limits().is_empty(),
+            "no limit unless configured"
+        );
+    }
+
+    #[test]
     fn file_secrets_are_trimmed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
