@@ -396,6 +396,85 @@ async fn a_dropped_connection_is_retried_for_reads_and_never_for_resets() {
     assert_eq!(posts, 1, "a link reset is never replayed: {seen:?}");
 }
 
+/// A "Meta" that keeps connections alive and counts them: creations get a request id, every
+/// other request an invite link.
+fn keep_alive_meta() -> (String, Arc<Mutex<usize>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(Mutex::new(0usize));
+    let counter = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            *counter.lock().unwrap() += 1;
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut first = String::new();
+                    if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let payload = if first.starts_with("POST") && first.contains("/groups ") {
+                        r#"{"messaging_product":"whatsapp","request_id":"KA"}"#
+                    } else {
+                        r#"{"messaging_product":"whatsapp","invite_link":"https://chat.whatsapp.com/KA"}"#
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+                        payload.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://127.0.0.1:{port}"), connections)
+}
+
+#[tokio::test]
+async fn calls_to_meta_reuse_pooled_connections() {
+    let (base, connections) = keep_alive_meta();
+    let app = spawn_app_against(&base, "").await;
+    let token = app.sales();
+    let created: Value = app
+        .post_json(&create_path(), &token, &json!({"subject": "Pooled"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let hook = lifecycle_webhook(
+        PN,
+        vec![
+            json!({"timestamp": "1", "group_id": "GKA", "type": "group_create", "request_id": "KA", "subject": "Pooled", "invite_link": "https://chat.whatsapp.com/KA"}),
+        ],
+    );
+    app.send_webhook(&hook).await;
+    app.wait_for_request(&token, created["request_id"].as_str().unwrap(), "created")
+        .await;
+    for _ in 0..10 {
+        let res = app.get("/v1/groups/GKA/invite-link", &token).await;
+        assert_eq!(res.status(), 200);
+    }
+    // One worker in tests: eleven calls to Meta over one kept-alive connection.
+    assert_eq!(*connections.lock().unwrap(), 1);
+}
+
 // ---- metrics --------------------------------------------------------------------------------
 
 #[tokio::test]
