@@ -527,12 +527,37 @@ impl Registry {
     /// Inbox rows not yet processed, oldest first (a restart resumes from here).
     pub async fn unprocessed_inbox(&self, limit: i64) -> Result<Vec<(i64, Vec<u8>)>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT id, body FROM webhook_inbox WHERE processed_at IS NULL ORDER BY id LIMIT ?",
+            "SELECT id, body FROM webhook_inbox WHERE processed_at IS NULL AND failed_at IS NULL
+             ORDER BY id LIMIT ?",
         )
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Counts a failed attempt at processing a stored POST; after `max_attempts` the POST is
+    /// set aside (answers true). Needs a working database: when the database itself fails,
+    /// nothing is counted and nothing is set aside.
+    pub async fn record_inbox_failure(
+        &self,
+        id: i64,
+        error: &str,
+        max_attempts: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let now = now();
+        let set_aside: Option<i64> = sqlx::query_scalar(
+            "UPDATE webhook_inbox SET attempts = attempts + 1, last_error = ?,
+               failed_at = CASE WHEN attempts + 1 >= ? THEN ? ELSE NULL END
+             WHERE id = ? RETURNING failed_at IS NOT NULL",
+        )
+        .bind(error)
+        .bind(max_attempts)
+        .bind(&now)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(set_aside == Some(1))
     }
 
     /// Stores one event; false when the same event was already stored (a redelivery).

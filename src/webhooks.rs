@@ -173,12 +173,16 @@ pub fn spawn_processor(registry: Registry, deliveries: DeliveryHandle) -> Proces
     handle
 }
 
+/// Attempts at processing one stored POST before it is set aside.
+const MAX_PROCESSING_ATTEMPTS: i64 = 5;
+
 async fn drain(registry: &Registry, deliveries: &DeliveryHandle) -> Result<(), sqlx::Error> {
     loop {
         let batch = registry.unprocessed_inbox(50).await?;
         if batch.is_empty() {
             return Ok(());
         }
+        let mut failure = None;
         let mut posts = batch
             .into_iter()
             .map(|(id, body)| (id, extract_events(&body)))
@@ -193,14 +197,54 @@ async fn drain(registry: &Registry, deliveries: &DeliveryHandle) -> Result<(), s
                 changes += events.len();
                 group.extend(posts.next());
             }
-            let completed = process_posts(registry, &group).await?;
-            // Only once the transaction is committed may waiters look at the outcome.
-            for request_id in completed {
-                registry.waiters().wake(&request_id);
+            match process_posts(registry, &group).await {
+                Ok(completed) => wake(registry, completed),
+                // One bad POST must not hold back the others: apply them one by one.
+                Err(_) if group.len() > 1 => {
+                    for post in &group {
+                        match process_posts(registry, std::slice::from_ref(post)).await {
+                            Ok(completed) => wake(registry, completed),
+                            Err(e) => failure = Some(count_failure(registry, post.0, e).await?),
+                        }
+                    }
+                }
+                Err(e) => failure = Some(count_failure(registry, group[0].0, e).await?),
             }
             deliveries.kick();
         }
+        // A failed POST is tried again on a later pass, not in a tight loop.
+        if let Some(e) = failure {
+            return Err(e);
+        }
     }
+}
+
+/// Only once the transaction is committed may waiters look at the outcome.
+fn wake(registry: &Registry, completed: Vec<String>) {
+    for request_id in completed {
+        registry.waiters().wake(&request_id);
+    }
+}
+
+/// Counts the failure of one stored POST; answers the error for the caller to report.
+async fn count_failure(
+    registry: &Registry,
+    inbox_id: i64,
+    error: sqlx::Error,
+) -> Result<sqlx::Error, sqlx::Error> {
+    let set_aside = registry
+        .record_inbox_failure(inbox_id, &error.to_string(), MAX_PROCESSING_ATTEMPTS)
+        .await?;
+    if set_aside {
+        metrics::counter!(crate::metrics::WEBHOOK_POSTS, "outcome" => "set_aside").increment(1);
+        tracing::error!(
+            inbox_id,
+            attempts = MAX_PROCESSING_ATTEMPTS,
+            error = %error,
+            "a stored webhook POST keeps failing and is set aside (kept in webhook_inbox); later POSTs go on"
+        );
+    }
+    Ok(error)
 }
 
 /// Most changes applied in one transaction. Small POSTs share one, so SQLite's write lock

@@ -163,3 +163,56 @@ async fn a_body_that_is_not_json_but_signed_is_accepted_and_ignored() {
     );
     assert_eq!(app.send_webhook(&hook).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_post_that_keeps_failing_is_set_aside_and_does_not_hold_back_later_ones() {
+    let app = spawn_app().await;
+    let token = app.sales();
+    // The database refuses every event of group POISON: a stand-in for a POST that trips a
+    // bug in processing.
+    let pool = sqlx::SqlitePool::connect(&app.settings.storage.url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER poison BEFORE INSERT ON webhook_events WHEN NEW.group_id = 'POISON'
+         BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let poison = lifecycle_webhook(
+        PN,
+        vec![json!({"timestamp": "1", "group_id": "POISON", "type": "group_delete"})],
+    );
+    assert_eq!(app.send_webhook(&poison).await.status(), 200);
+
+    // A creation completed by a later POST completes at once all the same.
+    let started = std::time::Instant::now();
+    app.create_group(&token, PN, "After the poison").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The bad POST is tried a few times, then set aside with its error, its body kept.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let row: (i64, Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT attempts, last_error, failed_at FROM webhook_inbox WHERE CAST(body AS TEXT) LIKE '%POISON%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if row.2.is_some() {
+            assert_eq!(row.0, 5);
+            assert!(row.1.unwrap_or_default().contains("poisoned"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never set aside: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
