@@ -724,10 +724,21 @@ async fn no_secret_appears_in_logs_responses_or_metrics() {
         )
         .mount(&meta)
         .await;
-    let bin = Binary::spawn(
-        &binary_config(&meta.uri(), APP, SIGNING, ACCESS),
-        &[("RUST_LOG", "trace")],
+    // The team's webhook: its secret, and credentials in its URL, are secrets too. The
+    // receiver (wiremock) refuses deliveries, so failures get logged.
+    const HOOK_SECRET_RAW: &str = "CANARYteamHOOKsecret0123456789";
+    const URL_PASSWORD: &str = "CANARYurlPASSWORD0123";
+    use base64::Engine;
+    let hook_secret = base64::engine::general_purpose::STANDARD.encode(HOOK_SECRET_RAW);
+    let hook_url = meta
+        .uri()
+        .replace("http://", &format!("http://ops:{URL_PASSWORD}@"))
+        + "/hooks?key=CANARYqueryKEY";
+    let config = format!(
+        "{}webhook = {{ url = \"{hook_url}\", secret = \"whsec_{hook_secret}\" }}\n",
+        binary_config(&meta.uri(), APP, SIGNING, ACCESS)
     );
+    let bin = Binary::spawn(&config, &[("RUST_LOG", "trace")]);
     let token = mint(SIGNING);
     let http = reqwest::Client::new();
     let mut seen = String::new();
@@ -809,7 +820,19 @@ async fn no_secret_appears_in_logs_responses_or_metrics() {
         "the 190 is logged loudly"
     );
     assert!(seen.contains("502"), "the 190 became a 502");
-    for secret in [ACCESS, APP, SIGNING, token.as_str()] {
+    assert!(
+        logs.contains("webhook delivery failed"),
+        "a delivery to the team's webhook was attempted and failed"
+    );
+    for secret in [
+        ACCESS,
+        APP,
+        SIGNING,
+        token.as_str(),
+        hook_secret.as_str(),
+        URL_PASSWORD,
+        "CANARYqueryKEY",
+    ] {
         assert!(!logs.contains(secret), "a secret leaked into the logs");
         assert!(
             !seen.contains(secret),
