@@ -84,6 +84,7 @@ impl SecretSource {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawSettings {
     server: ServerSettings,
     graph: GraphSettings,
@@ -103,6 +104,7 @@ struct RawSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub host: String,
     pub port: u16,
@@ -142,6 +144,7 @@ pub enum GraphMode {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GraphSettings {
     pub mode: GraphMode,
     pub base_url: String,
@@ -158,6 +161,7 @@ fn default_attempt_timeout() -> u64 {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawAuthSettings {
     issuer: String,
     audience: String,
@@ -173,6 +177,7 @@ fn default_max_ttl() -> u64 {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawKey {
     kid: String,
     algorithm: String,
@@ -226,11 +231,13 @@ pub struct AuthSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StorageSettings {
     pub url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawWebhookSettings {
     verify_token: SecretSource,
     app_secret: SecretSource,
@@ -243,6 +250,7 @@ pub struct WebhookSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SandboxSettings {
     #[serde(default = "default_webhook_delay")]
     pub webhook_delay_ms: u64,
@@ -271,6 +279,7 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
     #[serde(default)]
     pub log_format: LogFormat,
@@ -293,6 +302,7 @@ fn default_log_level() -> String {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawPhoneNumber {
     access_token: SecretSource,
     /// Protects Meta's quota of this number, shared by every team using it.
@@ -300,18 +310,21 @@ struct RawPhoneNumber {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
     pub per_second: u32,
     pub burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawTeamWebhook {
     url: String,
     secret: SecretSource,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawTeam {
     #[serde(default)]
     phone_numbers: Vec<String>,
@@ -870,6 +883,21 @@ mod tests {
             none.team_rate_limits().is_empty(),
             "no limit unless configured"
         );
+    }
+
+    #[test]
+    fn a_misspelt_key_is_refused_not_ignored() {
+        let err = Settings::from_toml_overrides("[graph]\ntimout_ms = 5\n").unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("timout_ms") && message.contains("graph"),
+            "{message}"
+        );
+        let err = Settings::from_toml_overrides(
+            "[phone_numbers.1]\naccess_token = \"t\"\n[teams.x]\nphone_number = [\"1\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("teams.x"), "{err}");
     }
 
     #[test]

@@ -92,6 +92,13 @@ fn a_bad_value_from_the_environment_names_its_key() {
     );
     assert!(!ok);
     assert!(stderr.contains("graph.mode"), "{stderr}");
+    let (ok, _, stderr) = check(
+        dir.path(),
+        &["config", "check"],
+        &[("WAGW__GRAPH__TIMOUT_MS", "5")],
+    );
+    assert!(!ok, "a misspelt variable is not silently ignored");
+    assert!(stderr.contains("timout_ms"), "{stderr}");
     let (ok, _, stderr) = check(dir.path(), &["serve"], &[("WAGW__GRAPH__TIMEOUT_MS", "0")]);
     assert!(!ok, "serve refuses to start");
     assert!(stderr.contains("graph.timeout_ms"), "{stderr}");
