@@ -225,17 +225,18 @@ impl Application {
 fn as_problem<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_problem = res
+    // A JSON error body was written on purpose (a problem, Meta's envelope from the simulated
+    // Graph, the readiness report): only the framework's own plain-text errors are replaced.
+    let is_json = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/problem+json"));
-    // The simulated Graph answers Meta's error envelope: the Graph client must read it as is.
-    let simulated_meta = res.request().path().starts_with("/sandbox/graph/");
-    if is_problem
-        || simulated_meta
-        || !res.status().is_client_error() && !res.status().is_server_error()
-    {
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            let v = v.trim();
+            v == "application/json" || v.ends_with("+json")
+        });
+    if is_json || !res.status().is_client_error() && !res.status().is_server_error() {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();
