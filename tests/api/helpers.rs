@@ -259,6 +259,16 @@ impl TestApp {
             .expect(1)
             .mount_as_scoped(&self.meta)
             .await;
+        let created = self.request_creation(token, pn, subject).await;
+        drop(guard);
+        self.complete_creation(token, pn, &created, &meta_request, &group_id, subject)
+            .await;
+        group_id
+    }
+
+    /// `create_group` as the caller sends it, answered 202 (whatever stands in for Meta must
+    /// answer the upstream call).
+    pub async fn request_creation(&self, token: &str, pn: &str, subject: &str) -> Value {
         let res = self
             .post_json(
                 &format!("/v1/phone-numbers/{pn}/groups"),
@@ -272,8 +282,20 @@ impl TestApp {
             "create answered {}",
             res.text().await.unwrap_or_default()
         );
-        let created: Value = res.json().await.expect("json");
-        drop(guard);
+        res.json().await.expect("json")
+    }
+
+    /// Meta's creation webhook for `created` (Meta's id `meta_request`), and the wait until
+    /// the gateway has applied it.
+    pub async fn complete_creation(
+        &self,
+        token: &str,
+        pn: &str,
+        created: &Value,
+        meta_request: &str,
+        group_id: &str,
+        subject: &str,
+    ) {
         let hook = lifecycle_webhook(
             pn,
             vec![json!({
@@ -292,7 +314,6 @@ impl TestApp {
             .expect("request_id")
             .to_owned();
         self.wait_for_request(token, &request_id, "created").await;
-        group_id
     }
 
     /// Polls a creation until it reaches `status` (webhooks are processed asynchronously).

@@ -314,6 +314,28 @@ async fn a_slow_attempt_is_cut_short_and_retried_within_the_deadline() {
     assert_eq!(attempts, 2);
 }
 
+/// Reads one HTTP/1.1 request (head and `Content-Length` body); answers its request line,
+/// or None when the connection closed or broke.
+fn read_request(reader: &mut impl BufRead) -> Option<String> {
+    let mut first = String::new();
+    if reader.read_line(&mut first).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(first)
+}
+
 /// A "Meta" that answers creations properly and drops every other connection unanswered,
 /// counting the requests it saw by their first line.
 fn resetting_meta() -> (String, Arc<Mutex<Vec<String>>>) {
@@ -325,22 +347,9 @@ fn resetting_meta() -> (String, Arc<Mutex<Vec<String>>>) {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut first = String::new();
-            if reader.read_line(&mut first).is_err() {
+            let Some(first) = read_request(&mut reader) else {
                 continue;
-            }
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; length];
-            let _ = reader.read_exact(&mut body);
+            };
             log.lock().unwrap().push(first.trim().to_owned());
             if first.starts_with("POST") && first.contains("/groups ") {
                 let payload = r#"{"messaging_product":"whatsapp","request_id":"RST"}"#;
@@ -361,20 +370,8 @@ async fn a_dropped_connection_is_retried_for_reads_and_never_for_resets() {
     let (base, seen) = resetting_meta();
     let app = spawn_app_against(&base, "").await;
     let token = app.sales();
-    let created: Value = app
-        .post_json(&create_path(), &token, &json!({"subject": "Reset"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let hook = lifecycle_webhook(
-        PN,
-        vec![
-            json!({"timestamp": "1", "group_id": "GRST", "type": "group_create", "request_id": "RST", "subject": "Reset", "invite_link": "https://chat.whatsapp.com/R"}),
-        ],
-    );
-    app.send_webhook(&hook).await;
-    app.wait_for_request(&token, created["request_id"].as_str().unwrap(), "created")
+    let created = app.request_creation(&token, PN, "Reset").await;
+    app.complete_creation(&token, PN, &created, "RST", "GRST", "Reset")
         .await;
 
     let read = app.get("/v1/groups/GRST/invite-link", &token).await;
@@ -409,25 +406,8 @@ fn keep_alive_meta() -> (String, Arc<Mutex<usize>>) {
             *counter.lock().unwrap() += 1;
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
-                loop {
-                    let mut first = String::new();
-                    if reader.read_line(&mut first).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let mut length = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
+                // One request after the other on the same connection, until the client closes it.
+                while let Some(first) = read_request(&mut reader) {
                     let payload = if first.starts_with("POST") && first.contains("/groups ") {
                         r#"{"messaging_product":"whatsapp","request_id":"KA"}"#
                     } else {
@@ -452,20 +432,8 @@ async fn calls_to_meta_reuse_pooled_connections() {
     let (base, connections) = keep_alive_meta();
     let app = spawn_app_against(&base, "").await;
     let token = app.sales();
-    let created: Value = app
-        .post_json(&create_path(), &token, &json!({"subject": "Pooled"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let hook = lifecycle_webhook(
-        PN,
-        vec![
-            json!({"timestamp": "1", "group_id": "GKA", "type": "group_create", "request_id": "KA", "subject": "Pooled", "invite_link": "https://chat.whatsapp.com/KA"}),
-        ],
-    );
-    app.send_webhook(&hook).await;
-    app.wait_for_request(&token, created["request_id"].as_str().unwrap(), "created")
+    let created = app.request_creation(&token, PN, "Pooled").await;
+    app.complete_creation(&token, PN, &created, "KA", "GKA", "Pooled")
         .await;
     for _ in 0..10 {
         let res = app.get("/v1/groups/GKA/invite-link", &token).await;
