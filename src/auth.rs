@@ -12,42 +12,13 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AuthSettings, KeyAlgorithm, KeySettings, TeamSettings};
+use crate::context;
 use crate::domain::PhoneNumberId;
+pub use crate::domain::Scope;
 use crate::error::ApiError;
+use crate::services::revocation::RevocationList;
 use crate::telemetry::AuthenticatedTeam;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Scope {
-    GroupsRead,
-    GroupsWrite,
-    GroupsDelete,
-    GroupsInvite,
-    Admin,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 5] = [
-        Scope::GroupsRead,
-        Scope::GroupsWrite,
-        Scope::GroupsDelete,
-        Scope::GroupsInvite,
-        Scope::Admin,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::GroupsRead => "groups:read",
-            Scope::GroupsWrite => "groups:write",
-            Scope::GroupsDelete => "groups:delete",
-            Scope::GroupsInvite => "groups:invite",
-            Scope::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Scope> {
-        Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
-    }
-}
+use crate::tokens::ApprovedToken;
 
 /// The claims the gateway issues and requires (DESIGN §3).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,7 +92,7 @@ pub struct Authenticator {
     audience: String,
     leeway: u64,
     teams: Arc<BTreeMap<String, TeamSettings>>,
-    revoked: Option<crate::revocation::RevocationList>,
+    revoked: Option<RevocationList>,
 }
 
 fn algorithm_of(a: KeyAlgorithm) -> Algorithm {
@@ -186,7 +157,7 @@ impl Authenticator {
     }
 
     /// Refuses tokens whose `jti` is in `list` (checked in memory, no storage round trip).
-    pub fn with_revocations(mut self, list: crate::revocation::RevocationList) -> Self {
+    pub fn with_revocations(mut self, list: RevocationList) -> Self {
         self.revoked = Some(list);
         self
     }
@@ -269,7 +240,8 @@ impl FromRequest for Principal {
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
+/// The caller of `req`: 401 without a valid token, 429 past its team's rate limit.
+pub fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     let auth = req
         .app_data::<web::Data<Authenticator>>()
         .ok_or_else(|| ApiError::Internal("authenticator missing".into()))?;
@@ -292,7 +264,7 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
             ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
         })?;
     let principal = auth.verify(token)?;
-    crate::audit::note_caller(&principal.team, &principal.jti);
+    context::note_caller(&principal.team, &principal.jti);
     req.extensions_mut()
         .insert(AuthenticatedTeam(principal.team.clone()));
     if let Some(limits) = req.app_data::<web::Data<TeamLimits>>()
@@ -410,8 +382,39 @@ impl TokenIssuer {
         Ok(IssuedToken {
             token,
             jti,
-            expires_at: crate::graph::unix_to_rfc3339(exp),
+            expires_at: crate::clock::unix_to_rfc3339(exp),
         })
+    }
+}
+
+impl TokenIssuer {
+    /// Signs a token `tokens::approve` passed, noting in the audit record what was issued
+    /// (never the token).
+    pub fn issue_approved(&self, approved: &ApprovedToken) -> Result<IssuedToken, ApiError> {
+        let issued = self
+            .issue(
+                &approved.team,
+                &approved.scopes,
+                approved.phone_numbers.clone(),
+                approved.ttl_seconds,
+            )
+            .map_err(|e| ApiError::Internal(format!("cannot sign a token: {e}")))?;
+        context::note_detail("issued_jti", issued.jti.as_str());
+        context::note_detail("issued_team", approved.team.as_str());
+        context::note_detail(
+            "scopes",
+            approved
+                .scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>(),
+        );
+        if let Some(numbers) = &approved.phone_numbers {
+            context::note_detail("phone_numbers", numbers.clone());
+        }
+        context::note_detail("expires_at", issued.expires_at.as_str());
+        tracing::info!(jti = issued.jti, team = approved.team, "token issued");
+        Ok(issued)
     }
 }
 
@@ -449,13 +452,5 @@ mod tests {
         assert!(parse_ttl("0s").is_err());
         assert!(parse_ttl("3w").is_err());
         assert!(parse_ttl("").is_err());
-    }
-
-    #[test]
-    fn scopes_have_fixed_names() {
-        for s in Scope::ALL {
-            assert_eq!(Scope::parse(s.as_str()), Some(s));
-        }
-        assert_eq!(Scope::parse("groups:everything"), None);
     }
 }

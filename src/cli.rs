@@ -177,16 +177,18 @@ pub fn run() -> ExitCode {
 
 /// Stores the revocation in the gateway's storage; running replicas read it within a second.
 pub fn revoke_token(settings: &Settings, jti: &str) -> Result<(), String> {
-    let jti = crate::revocation::parse_jti(jti).map_err(|m| format!("JTI {m}"))?;
+    let jti = crate::services::revocation::parse_jti(jti).map_err(|m| format!("JTI {m}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
     runtime.block_on(async {
-        let registry = crate::registry::Registry::connect(&settings.storage.url)
+        let storage = crate::storage::Storage::connect(&settings.storage.url)
             .await
             .map_err(|e| format!("storage {} is unusable: {e}", settings.storage.url))?;
-        crate::revocation::store(registry.pool(), &jti, "cli")
+        storage
+            .tokens()
+            .revoke(&jti, "cli")
             .await
             .map_err(|e| format!("cannot store the revocation: {e}"))
     })

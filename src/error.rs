@@ -1,25 +1,16 @@
 //! The one way out of a handler: a closed error enum rendered as RFC 9457 problem+json.
+//! Services answer it too; it knows the failures of the layers below (storage, Graph) and
+//! nothing above them.
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::context::current_request_id;
 use crate::domain::FieldError;
-use crate::graph::UpstreamError;
-use crate::telemetry::current_request_id;
-
-/// Meta's error, as passed on to the caller.
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
-pub struct UpstreamProblem {
-    /// Meta's `error.code`.
-    pub code: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_subcode: Option<i64>,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fbtrace_id: Option<String>,
-}
+use crate::graph::{UpstreamError, UpstreamProblem};
+use crate::storage::StorageError;
 
 /// RFC 9457 problem details, the body of every error.
 #[derive(Debug, Serialize, ToSchema)]
@@ -79,7 +70,7 @@ pub enum ApiError {
     #[error("internal error: {0}")]
     Internal(String),
     #[error("storage error")]
-    Storage(#[from] sqlx::Error),
+    Storage(#[from] StorageError),
 }
 
 impl ApiError {

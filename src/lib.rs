@@ -1,25 +1,36 @@
 //! wa-groups-gateway: one place for internal apps to manage WhatsApp groups through Meta's
 //! Cloud API, without holding WhatsApp access tokens.
+//!
+//! Layers, bottom up; a module imports only from its own layer or those below (README, "Code
+//! map"):
+//! 1. leaves: `clock`, `context` (the request's id and audit notes), `domain`, `metrics`;
+//! 2. `config`, `ratelimit`;
+//! 3. `storage` (all SQL), `graph` (all Graph calls);
+//! 4. `error`, `services`, `tokens`;
+//! 5. HTTP: `auth`, `telemetry`, `routes`;
+//! 6. composition: `startup`, `openapi`, `cli`, `config_check`, `sandbox`.
 
-pub mod audit;
-pub mod auth;
-pub mod cli;
-pub mod config;
-pub mod config_check;
+pub mod clock;
+pub mod context;
 pub mod domain;
-pub mod error;
-pub mod events;
-pub mod graph;
-pub mod idempotency;
 pub mod metrics;
-pub mod openapi;
-pub mod ownership;
+
+pub mod config;
 pub mod ratelimit;
-pub mod registry;
-pub mod revocation;
+
+pub mod graph;
+pub mod storage;
+
+pub mod error;
+pub mod services;
+pub mod tokens;
+
+pub mod auth;
 pub mod routes;
+pub mod telemetry;
+
+pub mod cli;
+pub mod config_check;
+pub mod openapi;
 pub mod sandbox;
 pub mod startup;
-pub mod telemetry;
-pub mod tokens;
-pub mod webhooks;

@@ -15,7 +15,7 @@ use utoipa_actix_web::AppExt;
         license(name = "Apache-2.0")
     ),
     modifiers(&BearerAuth),
-    components(schemas(crate::domain::FieldError, crate::error::UpstreamProblem)),
+    components(schemas(crate::domain::FieldError, crate::graph::UpstreamProblem)),
     tags(
         (name = "groups", description = "Create, read, change and delete groups"),
         (name = "invitations", description = "Invite links and invitation templates"),

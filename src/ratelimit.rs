@@ -11,9 +11,14 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
-use crate::config::RateLimitSettings;
-
 type Bucket = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+/// A bucket's size and refill: `burst` calls at once, `per_second` more each second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
 
 /// Why a call was refused: how long to wait, and the bucket's size for RateLimit headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,14 +33,14 @@ pub struct Buckets<K> {
     clock: DefaultClock,
 }
 
-fn quota(settings: &RateLimitSettings) -> Option<Quota> {
+fn quota(settings: &Rate) -> Option<Quota> {
     let per_second = NonZeroU32::new(settings.per_second)?;
     let burst = NonZeroU32::new(settings.burst)?;
     Some(Quota::per_second(per_second).allow_burst(burst))
 }
 
 impl<K: Hash + Eq> Buckets<K> {
-    pub fn new(limits: impl IntoIterator<Item = (K, RateLimitSettings)>) -> Self {
+    pub fn new(limits: impl IntoIterator<Item = (K, Rate)>) -> Self {
         let buckets = limits
             .into_iter()
             .filter_map(|(key, settings)| {
@@ -78,7 +83,7 @@ mod tests {
     fn a_bucket_refuses_past_its_burst_and_says_how_long_to_wait() {
         let buckets = Buckets::new([(
             "sales",
-            RateLimitSettings {
+            Rate {
                 per_second: 1,
                 burst: 2,
             },

@@ -13,24 +13,30 @@ use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::audit::{self, AuditLog};
 use crate::auth::{Authenticator, KeyError, TokenIssuer};
-use crate::config::{GraphMode, Settings};
+use crate::config::{GraphMode, RateLimitSettings, Settings};
 use crate::error::{self, ApiError};
 use crate::graph::GraphClient;
 use crate::openapi::{ApiDoc, spec};
-use crate::ratelimit::Buckets;
-use crate::registry::Registry;
-use crate::revocation::RevocationList;
+use crate::ratelimit::{Buckets, Rate};
 use crate::routes::admin::AdminContext;
+use crate::routes::idempotency::Idempotency;
+use crate::routes::webhooks::VerifyToken;
 use crate::routes::{self, JSON_LIMIT};
+use crate::services::audit::AuditLog;
+use crate::services::creation::{Creations, Waiters};
+use crate::services::events::Feed;
+use crate::services::groups::Groups;
+use crate::services::ownership::Ownership;
+use crate::services::processing::{self, Ingress};
+use crate::services::revocation::{self, RevocationList};
+use crate::storage::{Storage, StorageError};
 use crate::telemetry::request_context;
-use crate::webhooks::{self, WebhookSecrets};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("storage {url} is unusable: {source}")]
-    Storage { url: String, source: sqlx::Error },
+    Storage { url: String, source: StorageError },
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: String,
@@ -48,7 +54,7 @@ pub struct Application {
 impl Application {
     /// Binds (port 0 picks a free port), opens storage, starts the webhook processor.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
-        let registry = Registry::connect(&settings.storage.url)
+        let storage = Storage::connect(&settings.storage.url)
             .await
             .map_err(|source| StartupError::Storage {
                 url: settings.storage.url.clone(),
@@ -74,22 +80,31 @@ impl Application {
         let timeout = Duration::from_millis(settings.graph.timeout_ms);
         let attempt_timeout = Duration::from_millis(settings.graph.attempt_timeout_ms);
         let tokens = Arc::new(settings.phone_numbers.clone());
-        let number_limits: crate::graph::NumberLimits =
-            Arc::new(Buckets::new(settings.phone_number_rate_limits.clone()));
-        let team_limits = web::Data::new(Buckets::new(settings.team_rate_limits()));
+        let number_limits: crate::graph::NumberLimits = Arc::new(Buckets::new(
+            settings
+                .phone_number_rate_limits
+                .iter()
+                .map(|(pn, limit)| (pn.clone(), rate(limit))),
+        ));
+        let team_limits = web::Data::new(Buckets::new(
+            settings
+                .team_rate_limits()
+                .into_iter()
+                .map(|(team, limit)| (team, rate(&limit))),
+        ));
         let body_timeout = web::Data::new(routes::body::BodyTimeout(Duration::from_millis(
             settings.server.body_timeout_ms,
         )));
         let teams = Arc::new(settings.teams.clone());
         // Revoked tokens are refused from the first request on; other replicas' revocations
         // arrive with the background refresh.
-        let revocations = RevocationList::load(registry.pool().clone())
+        let revocations = RevocationList::load(storage.tokens())
             .await
             .map_err(|source| StartupError::Storage {
                 url: settings.storage.url.clone(),
                 source,
             })?;
-        revocations.spawn_refresher(crate::revocation::REFRESH_EVERY);
+        revocations.spawn_refresher(revocation::REFRESH_EVERY);
         let authenticator = web::Data::new(
             Authenticator::new(&settings.auth, teams.clone())?
                 .with_revocations(revocations.clone()),
@@ -107,21 +122,23 @@ impl Application {
                 .then(|| TokenIssuer::new(&settings.auth, None))
                 .transpose()?,
         });
-        let audit_log = web::Data::new(AuditLog::new(registry.pool().clone()));
-        let secrets = web::Data::new(WebhookSecrets {
-            verify_token: settings.webhooks.verify_token.clone(),
-            app_secret: settings.webhooks.app_secret.clone(),
-        });
-        let deliveries = crate::events::delivery::spawn(
-            &settings.delivery,
-            &settings.teams,
-            registry.pool().clone(),
-        );
-        let processor = web::Data::new(webhooks::spawn_processor(registry.clone(), deliveries));
-        let idempotency = web::Data::new(crate::idempotency::IdempotencyStore::new(
-            registry.pool().clone(),
+        let audit_log = web::Data::new(AuditLog::new(storage.audit()));
+        let verify_token = web::Data::new(VerifyToken(settings.webhooks.verify_token.clone()));
+        let deliveries =
+            crate::services::delivery::spawn(&settings.delivery, &settings.teams, &storage);
+        let waiters = Waiters::default();
+        let processor = processing::spawn_processor(storage.clone(), waiters.clone(), deliveries);
+        let ingress = web::Data::new(Ingress::new(
+            settings.webhooks.app_secret.clone(),
+            &storage,
+            processor,
         ));
-        let registry = web::Data::new(registry);
+        let idempotency = web::Data::new(Idempotency::new(&storage));
+        let ownership = web::Data::new(Ownership::new(&storage));
+        let creations = web::Data::new(Creations::new(storage.clone(), waiters));
+        let feed = web::Data::new(Feed::new(&storage));
+        let group_store = storage.groups();
+        let storage = web::Data::new(storage);
         let openapi = spec();
         // Sandbox mode (DESIGN §10): the simulated Meta, sending its webhooks to our ingress.
         let sandbox = (settings.graph.mode == GraphMode::Sandbox).then(|| {
@@ -133,13 +150,19 @@ impl Application {
 
         let mut server = HttpServer::new(move || {
             // awc clients are per worker (not Send); each keeps its own connection pool.
-            let graph = web::Data::new(GraphClient::new(
+            let graph = GraphClient::new(
                 &graph_base,
                 &api_version,
                 timeout,
                 attempt_timeout,
                 tokens.clone(),
                 number_limits.clone(),
+            );
+            let groups = web::Data::new(Groups::new(
+                graph,
+                group_store.clone(),
+                ownership.get_ref().clone(),
+                creations.get_ref().clone(),
             ));
             App::new()
                 .into_utoipa_app()
@@ -152,14 +175,17 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
                 .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
                 .app_data(web::PayloadConfig::default().limit(JSON_LIMIT))
-                .app_data(graph)
-                .app_data(registry.clone())
+                .app_data(groups)
+                .app_data(storage.clone())
                 .app_data(authenticator.clone())
                 .app_data(team_limits.clone())
                 .app_data(body_timeout.clone())
                 .app_data(idempotency.clone())
-                .app_data(secrets.clone())
-                .app_data(processor.clone())
+                .app_data(verify_token.clone())
+                .app_data(ingress.clone())
+                .app_data(ownership.clone())
+                .app_data(creations.clone())
+                .app_data(feed.clone())
                 .app_data(revocations.clone())
                 .app_data(admin.clone())
                 .app_data(audit_log.clone())
@@ -190,7 +216,7 @@ impl Application {
                 .default_service(web::to(error::not_found))
                 .wrap(ErrorHandlers::new().default_handler(as_problem))
                 // Inside request_context, whose request id each audit row records.
-                .wrap(from_fn(audit::record))
+                .wrap(from_fn(routes::audit::record))
                 .wrap(from_fn(request_context))
         })
         .listen(listener)
@@ -217,6 +243,13 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+fn rate(limit: &RateLimitSettings) -> Rate {
+    Rate {
+        per_second: limit.per_second,
+        burst: limit.burst,
     }
 }
 

@@ -14,17 +14,6 @@ use crate::config::{LogFormat, TelemetrySettings};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
-
-/// The id of the request being served; errors render it into their body.
-pub fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| "none".to_owned())
-}
-
 /// The team of an authenticated request, recorded for the access log.
 #[derive(Clone, Debug)]
 pub struct AuthenticatedTeam(pub String);
@@ -69,11 +58,9 @@ pub async fn request_context(
     let started = Instant::now();
     let method = req.method().clone();
     let span = tracing::info_span!("request", request_id = %id);
-    let scoped_id = id.clone();
-    // Handlers render their errors inside this scope, so problem bodies carry the id. (The
+    // Handlers render their errors inside this context, so problem bodies carry the id. (The
     // request must not be cloned here: routing needs sole ownership of it.)
-    let mut res = REQUEST_ID
-        .scope(scoped_id, next.call(req))
+    let mut res = crate::context::scope(id.clone(), next.call(req))
         .instrument(span.clone())
         .await?;
     if let Ok(value) = HeaderValue::from_str(&id) {

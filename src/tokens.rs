@@ -5,9 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::auth::Scope;
 use crate::config::TeamSettings;
-use crate::domain::{FieldError, FieldErrors, PhoneNumberId};
+use crate::domain::{FieldError, FieldErrors, PhoneNumberId, Scope};
 
 /// The lifetime of a token when the request names none (shortened to the configured
 /// maximum when that is less).

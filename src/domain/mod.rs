@@ -1,4 +1,5 @@
-//! Validated domain newtypes.
+//! Validated domain newtypes, and the shapes of Meta's payloads read leniently. A leaf
+//! layer: it imports only `clock` of the crate.
 //!
 //! Every value that reaches Meta's Graph API (ids in URL paths, subjects,
 //! uploaded pictures, ...) is parsed into one of these types at the edge, so
@@ -36,28 +37,37 @@ macro_rules! string_newtype {
     };
 }
 
+mod cursor;
+pub mod events;
 mod group_description;
 mod group_field;
 mod group_id;
 mod group_subject;
+mod item_error;
 mod join_approval_mode;
+pub mod lenient;
 mod limit;
+pub mod meta_webhook;
 mod participant_id;
 mod phone_number_id;
 mod profile_picture;
 mod request_id;
+mod scope;
 mod template;
 
+pub use cursor::{PageCursor, decode_cursor, encode_cursor};
 pub use group_description::GroupDescription;
 pub use group_field::{GroupField, GroupFields};
 pub use group_id::{GroupId, JoinRequestId};
 pub use group_subject::GroupSubject;
+pub use item_error::ItemError;
 pub use join_approval_mode::JoinApprovalMode;
 pub use limit::{WaitSeconds, parse_limit};
 pub use participant_id::ParticipantId;
 pub use phone_number_id::PhoneNumberId;
 pub use profile_picture::{ProfilePicture, synthetic_jpeg_header};
 pub use request_id::RequestId;
+pub use scope::Scope;
 pub use template::{LanguageCode, TemplateName};
 
 // Lets unit tests elsewhere in the crate build pictures; unused until they do.

@@ -3,9 +3,20 @@
 //! unrelated failures and business errors with odd statuses (206, 403).
 
 use actix_web::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use crate::error::UpstreamProblem;
+/// Meta's error, as passed on to the caller.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct UpstreamProblem {
+    /// Meta's `error.code`.
+    pub code: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_subcode: Option<i64>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fbtrace_id: Option<String>,
+}
 
 /// Codes Meta uses to say "slow down": the caller gets 429 with `Retry-After`.
 pub const THROTTLE_CODES: &[i64] = &[4, 17, 32, 613, 80007, 130429, 131056, 131208, 133016];
@@ -157,9 +168,9 @@ struct Envelope {
 struct EnvelopeError {
     #[serde(default)]
     message: String,
-    #[serde(deserialize_with = "super::lenient::int")]
+    #[serde(deserialize_with = "crate::domain::lenient::int")]
     code: i64,
-    #[serde(default, deserialize_with = "super::lenient::opt_int")]
+    #[serde(default, deserialize_with = "crate::domain::lenient::opt_int")]
     error_subcode: Option<i64>,
     #[serde(default)]
     fbtrace_id: Option<String>,

@@ -2,7 +2,6 @@
 //! reads Meta's answers. Handlers call one typed method per upstream operation.
 
 mod error;
-pub mod lenient;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,11 +14,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
-pub use error::{MetaError, THROTTLE_CODES, UpstreamError, parse_error, retry_after_from_usage};
+pub use error::{
+    MetaError, THROTTLE_CODES, UpstreamError, UpstreamProblem, parse_error, retry_after_from_usage,
+};
 
+use crate::clock::unix_to_rfc3339;
+use crate::context::{self, UpstreamCall};
+use crate::domain::lenient;
 use crate::domain::{
-    GroupDescription, GroupFields, GroupId, GroupSubject, JoinApprovalMode, JoinRequestId,
-    LanguageCode, ParticipantId, PhoneNumberId, ProfilePicture, TemplateName,
+    GroupDescription, GroupFields, GroupId, GroupSubject, ItemError, JoinApprovalMode,
+    JoinRequestId, LanguageCode, ParticipantId, PhoneNumberId, ProfilePicture, TemplateName,
 };
 
 /// Largest upstream answer read; Graph answers for these calls are a few KiB.
@@ -117,7 +121,7 @@ impl GraphClient {
         replay: Replay,
     ) -> Result<GraphAnswer, UpstreamError> {
         let token = self.token(pn)?;
-        crate::audit::note_phone_number(pn);
+        context::note_phone_number(pn.as_ref());
         if let Err(refusal) = self.limits.check(pn) {
             metrics::counter!(crate::metrics::RATE_LIMITED, "scope" => "phone_number").increment(1);
             return Err(UpstreamError::LocalQuota {
@@ -717,6 +721,27 @@ impl GraphClient {
     }
 }
 
+/// What Meta answered to one attempt, as the audit log records it.
+fn upstream_call(result: &Result<GraphAnswer, UpstreamError>) -> UpstreamCall {
+    match result {
+        Ok(answer) => UpstreamCall {
+            status: Some(answer.status.as_u16()),
+            code: None,
+            fbtrace_id: answer.fbtrace_id.clone(),
+        },
+        Err(UpstreamError::Meta(e)) => UpstreamCall {
+            status: Some(e.http_status),
+            code: Some(e.code),
+            fbtrace_id: e.fbtrace_id.clone(),
+        },
+        Err(UpstreamError::BadResponse { http_status, .. }) => UpstreamCall {
+            status: (*http_status != 0).then_some(*http_status),
+            ..UpstreamCall::default()
+        },
+        Err(_) => UpstreamCall::default(),
+    }
+}
+
 /// One line and one sample per attempt: operators see every call Meta answered.
 fn record_attempt(
     op: &'static str,
@@ -738,20 +763,7 @@ fn record_attempt(
         Err(UpstreamError::Unreachable(_)) => ("unreachable".to_owned(), String::new(), None),
         Err(UpstreamError::LocalQuota { .. }) => ("local_quota".to_owned(), String::new(), None),
     };
-    match result {
-        Ok(answer) => crate::audit::note_upstream(
-            Some(answer.status.as_u16()),
-            None,
-            answer.fbtrace_id.as_deref(),
-        ),
-        Err(UpstreamError::Meta(e)) => {
-            crate::audit::note_upstream(Some(e.http_status), Some(e.code), e.fbtrace_id.as_deref())
-        }
-        Err(UpstreamError::BadResponse { http_status, .. }) => {
-            crate::audit::note_upstream((*http_status != 0).then_some(*http_status), None, None)
-        }
-        Err(_) => crate::audit::note_upstream(None, None, None),
-    }
+    context::note_upstream(upstream_call(result));
     if let Err(UpstreamError::Meta(e)) = result
         && error::is_gateway_credential_code(e.code)
     {
@@ -854,12 +866,6 @@ fn normalise_group_field(name: &str, v: &Value) -> Value {
     }
 }
 
-pub fn unix_to_rfc3339(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| secs.to_string())
-}
-
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UpstreamGroup {
     #[schema(example = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD")]
@@ -899,48 +905,6 @@ pub struct JoinRequest {
 pub struct JoinRequestPage {
     pub join_requests: Vec<JoinRequest>,
     pub paging: Paging,
-}
-
-/// Why Meta could not act on one item of a bulk call.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ItemError {
-    #[schema(example = 131203)]
-    pub code: i64,
-    #[schema(
-        example = "(#131203) Recipient has not accepted our new Terms of Service and Privacy Policy."
-    )]
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub details: Option<String>,
-}
-
-impl ItemError {
-    pub fn from_meta(v: &Value) -> Self {
-        ItemError {
-            code: v.get("code").and_then(lenient::as_int).unwrap_or(0),
-            message: v
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            title: v.get("title").and_then(Value::as_str).map(str::to_owned),
-            details: v["error_data"]
-                .get("details")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        }
-    }
-
-    fn unknown() -> Self {
-        ItemError {
-            code: 0,
-            message: "Meta gave no reason".into(),
-            title: None,
-            details: None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -1,23 +1,34 @@
 //! `/v1/admin/…`: the platform team's endpoints (scope `admin`, honoured only for teams with
-//! `admin = true`). Tokens, revocation, the audit log, and group ownership.
+//! `admin = true`). Tokens, revocation, the audit log, group ownership, events no team sees
+//! and the teams' webhook endpoints.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use actix_web::{HttpResponse, delete, get, post, put, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{JsonBody, JsonObject, QueryMap, finish};
-use crate::audit::{self, AuditFilter, AuditLog, AuditRecord};
-use crate::auth::{IssuedToken, Principal, Scope, TokenIssuer};
+use super::JsonObject;
+use super::events::{EventList, event_list};
+use super::extract::scope::Admin;
+use super::extract::{Authorized, BodyKind, Granted, Input, NoInput, Parts};
+use super::groups::meta_cursor;
+use super::responses::{BodyRefusals, Refusals, UpstreamFailures};
+use crate::auth::{IssuedToken, TokenIssuer};
 use crate::config::TeamSettings;
-use crate::domain::{FieldErrors, GroupFields, GroupId, PhoneNumberId, parse_limit};
-use crate::error::{ApiError, Problem};
-use crate::graph::{GraphClient, Paging};
-use crate::registry::{Registry, decode_cursor, encode_cursor};
-use crate::revocation::{RevocationList, parse_jti};
+use crate::context;
+use crate::domain::{
+    FieldErrors, GroupId, PhoneNumberId, decode_cursor, encode_cursor, parse_limit,
+};
+use crate::error::ApiError;
+use crate::graph::Paging;
+use crate::services::audit::AuditLog;
+use crate::services::events::Feed;
+use crate::services::groups::Groups;
+use crate::services::revocation::{RevocationList, parse_jti};
+use crate::storage::{AuditFilter, AuditRecord, EndpointRecord};
 use crate::tokens::{self, TokenRequest};
 
 /// What the admin endpoints need from configuration.
@@ -119,28 +130,180 @@ pub struct IssuedTokenBody {
     pub expires_at: String,
 }
 
-fn query<'q>(q: &'q QueryMap, name: &str) -> Option<&'q str> {
-    q.get(name).map(String::as_str)
+// ---- inputs ---------------------------------------------------------------------------------
+
+pub struct MetaListing {
+    limit: u32,
+    after: Option<String>,
+    before: Option<String>,
 }
 
-/// Every `None` left after `finish` means an error was recorded: reaching here is a bug.
-fn validated<T>(v: Option<T>) -> Result<T, ApiError> {
-    v.ok_or_else(|| ApiError::Internal("validated input missing".into()))
+impl Input for MetaListing {
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let limit = errors.check("limit", parse_limit(parts.query("limit"), 1, 1024, 25));
+        let after = meta_cursor(errors, parts, "after");
+        let before = meta_cursor(errors, parts, "before");
+        if after.is_some() && before.is_some() {
+            errors.push("before", "cannot be combined with after");
+        }
+        Ok(limit.map(|limit| MetaListing {
+            limit,
+            after,
+            before,
+        }))
+    }
 }
 
-/// Meta's paging cursors are opaque base64-ish strings; anything else is refused before it
-/// is sent.
-fn meta_cursor<'q>(errors: &mut FieldErrors, q: &'q QueryMap, name: &str) -> Option<&'q str> {
-    let raw = query(q, name)?;
-    let ok = (1..=512).contains(&raw.len())
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'-' | b'_' | b'+' | b'/'));
-    if ok {
-        Some(raw)
-    } else {
-        errors.push(name, "is not a valid cursor");
-        None
+pub struct SetOwner {
+    group_id: GroupId,
+    team: String,
+    phone_number_id: PhoneNumberId,
+}
+
+impl Input for SetOwner {
+    const BODY: BodyKind = BodyKind::Json;
+
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let group_id = errors.check(
+            "group_id",
+            GroupId::parse(parts.path("group_id").unwrap_or_default()),
+        );
+        let body = JsonObject::parse(parts.req, &parts.body, errors)?;
+        let mut r = body.reader(errors);
+        let team = r.required_str("team").map(str::to_owned);
+        let pn = r
+            .required_str("phone_number_id")
+            .and_then(|s| r.errors.check("phone_number_id", PhoneNumberId::parse(s)));
+        r.deny_unknown(&["team", "phone_number_id"]);
+        Ok((|| {
+            Some(SetOwner {
+                group_id: group_id?,
+                team: team?,
+                phone_number_id: pn?,
+            })
+        })())
+    }
+}
+
+pub struct AuditQuery {
+    limit: u32,
+    filter: AuditFilter,
+}
+
+impl Input for AuditQuery {
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let limit = errors.check("limit", parse_limit(parts.query("limit"), 1, 1000, 100));
+        let team = parts.query("team").and_then(|t| {
+            let ok = (1..=128).contains(&t.len());
+            errors.check(
+                "team",
+                ok.then(|| t.to_owned())
+                    .ok_or_else(|| "must be 1-128 characters".to_owned()),
+            )
+        });
+        let group_id = parts
+            .query("group_id")
+            .and_then(|g| errors.check("group_id", GroupId::parse(g)))
+            .map(String::from);
+        let since = parts.query("since").and_then(|s| {
+            errors.check(
+                "since",
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .map(|t| {
+                        t.with_timezone(&chrono::Utc)
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    })
+                    .map_err(|_| "must be an RFC 3339 instant such as 2026-11-26T00:00:00Z".into()),
+            )
+        });
+        let before_seq = parts
+            .query("after")
+            .and_then(|a| errors.check("after", decode_cursor(a)));
+        for name in parts.query.keys() {
+            if !["limit", "team", "group_id", "since", "after"].contains(&name.as_str()) {
+                errors.push(name.as_str(), "is not a known parameter");
+            }
+        }
+        Ok(limit.map(|limit| AuditQuery {
+            limit,
+            filter: AuditFilter {
+                team,
+                group_id,
+                since,
+                before_seq,
+            },
+        }))
+    }
+}
+
+pub struct IssueToken(TokenRequest);
+
+impl Input for IssueToken {
+    const BODY: BodyKind = BodyKind::Json;
+
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let body = JsonObject::parse(parts.req, &parts.body, errors)?;
+        let mut r = body.reader(errors);
+        let team = r.required_str("team").map(str::to_owned);
+        let scopes = r
+            .required_array("scopes")
+            .map(|items| strings(r.errors, "scopes", items));
+        let phone_numbers = r
+            .optional_array("phone_numbers")
+            .map(|items| strings(r.errors, "phone_numbers", items));
+        let ttl_seconds = r.optional_u64("ttl_seconds");
+        r.deny_unknown(&["team", "scopes", "phone_numbers", "ttl_seconds"]);
+        Ok((|| {
+            Some(IssueToken(TokenRequest {
+                team: team?,
+                scopes: scopes?,
+                phone_numbers,
+                ttl_seconds,
+            }))
+        })())
+    }
+}
+
+/// Each item must be a string; the strings themselves are judged by `tokens::approve`.
+fn strings(errors: &mut FieldErrors, field: &str, items: &[serde_json::Value]) -> Vec<String> {
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| match item.as_str() {
+            Some(s) => Some(s.to_owned()),
+            None => {
+                errors.push(format!("{field}[{i}]"), "must be a string");
+                None
+            }
+        })
+        .collect()
+}
+
+pub struct Jti(String);
+
+impl Input for Jti {
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        Ok(errors
+            .check("jti", parse_jti(parts.path("jti").unwrap_or_default()))
+            .map(Jti))
+    }
+}
+
+pub struct UnownedQuery {
+    limit: u32,
+    after: i64,
+}
+
+impl Input for UnownedQuery {
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let limit = errors.check("limit", parse_limit(parts.query("limit"), 1, 1000, 100));
+        let after = match parts.query("after") {
+            None => Some(0),
+            Some(raw) => errors.check("after", decode_cursor(raw)),
+        };
+        Ok(limit
+            .zip(after)
+            .map(|(limit, after)| UnownedQuery { limit, after }))
     }
 }
 
@@ -158,45 +321,32 @@ fn meta_cursor<'q>(errors: &mut FieldErrors, q: &'q QueryMap, name: &str) -> Opt
     ),
     responses(
         (status = 200, description = "One page of Meta's listing, with owners", body = AdminGroupList),
-        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator, or number not granted to the administrator team", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Meta failed", body = Problem, content_type = "application/problem+json"),
+        Refusals, UpstreamFailures,
     ),
     security(("bearer" = ["admin"]))
 )]
 #[get("/admin/phone-numbers/{phone_number_id}/groups")]
 pub async fn admin_list_groups(
-    principal: Principal,
-    path: web::Path<String>,
-    q: web::Query<QueryMap>,
-    registry: web::Data<Registry>,
-    graph: web::Data<GraphClient>,
+    call: Granted<Admin, MetaListing>,
+    groups: web::Data<Groups>,
 ) -> Result<web::Json<AdminGroupList>, ApiError> {
-    let mut errors = FieldErrors::new();
-    let pn = errors.check("phone_number_id", PhoneNumberId::parse(&path));
-    let limit = errors.check("limit", parse_limit(query(&q, "limit"), 1, 1024, 25));
-    let after = meta_cursor(&mut errors, &q, "after");
-    let before = meta_cursor(&mut errors, &q, "before");
-    if after.is_some() && before.is_some() {
-        errors.push("before", "cannot be combined with after");
-    }
-    finish(errors)?;
-    let (pn, limit) = (validated(pn)?, validated(limit)?);
-    principal.require(Scope::Admin)?;
-    principal.require_number(&pn)?;
-    let page = graph.list_groups(&pn, limit, after, before).await?;
-    let ids: Vec<String> = page.groups.iter().map(|g| g.id.clone()).collect();
-    let mut owners = registry.owners(&ids).await?;
+    let q = &call.input;
+    let (listed, page) = groups
+        .listing(
+            &call.phone_number,
+            q.limit,
+            q.after.as_deref(),
+            q.before.as_deref(),
+        )
+        .await?;
     Ok(web::Json(AdminGroupList {
-        groups: page
-            .groups
+        groups: listed
             .into_iter()
-            .map(|g| AdminGroup {
-                owner: owners.remove(&g.id),
-                id: g.id,
-                subject: g.subject,
-                created_at: g.created_at,
+            .map(|l| AdminGroup {
+                id: l.group.id,
+                subject: l.group.subject,
+                created_at: l.group.created_at,
+                owner: l.owner,
             })
             .collect(),
         paging: Paging {
@@ -216,74 +366,32 @@ pub async fn admin_list_groups(
     request_body = SetOwnerBody,
     responses(
         (status = 200, description = "The group now belongs to the team", body = GroupOwnership),
-        (status = 400, description = "Invalid input, unknown team, or number not granted to the team", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator, or number not granted to the administrator team", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Meta does not know the group on that number (upstream code 131041)", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Meta failed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Meta does not know the group on that number (upstream code 131041)", body = crate::error::Problem, content_type = "application/problem+json"),
+        Refusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["admin"]))
 )]
 #[put("/admin/groups/{group_id}/owner")]
 pub async fn admin_set_group_owner(
-    principal: Principal,
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: JsonBody,
+    call: Authorized<Admin, SetOwner>,
     context: web::Data<AdminContext>,
-    registry: web::Data<Registry>,
-    graph: web::Data<GraphClient>,
+    groups: web::Data<Groups>,
 ) -> Result<web::Json<GroupOwnership>, ApiError> {
-    let mut errors = FieldErrors::new();
-    let group_id = errors.check("group_id", GroupId::parse(&path));
-    let body = JsonObject::parse(&req, &body, &mut errors)?;
-    let mut r = body.reader(&mut errors);
-    let team = r.required_str("team").map(str::to_owned);
-    let pn = r
-        .required_str("phone_number_id")
-        .and_then(|s| r.errors.check("phone_number_id", PhoneNumberId::parse(s)));
-    r.deny_unknown(&["team", "phone_number_id"]);
-    finish(errors)?;
-    let (group_id, team, pn) = (validated(group_id)?, validated(team)?, validated(pn)?);
-    principal.require(Scope::Admin)?;
-    principal.require_number(&pn)?;
-    audit::note_phone_number(&pn);
-    let team = team.as_str();
-    match context.teams.get(team) {
-        None => {
-            return Err(ApiError::field(
-                "team",
-                format!("`{team}` is not a configured team"),
-            ));
-        }
-        Some(t) if !t.phone_numbers.contains(&pn) => {
-            return Err(ApiError::field(
-                "phone_number_id",
-                format!("{pn} is not granted to team `{team}`"),
-            ));
-        }
-        Some(_) => {}
-    }
-    let fields = GroupFields::parse(Some("subject")).map_err(ApiError::Internal)?;
-    let info = graph.get_group(&pn, &group_id, &fields).await?;
-    let subject = info
-        .get("subject")
-        .and_then(|s| s.as_str())
-        .map(str::to_owned);
-    let previous_owner = registry
-        .set_owner(&group_id, &pn, team, subject.as_deref())
+    let SetOwner {
+        group_id,
+        team,
+        phone_number_id: pn,
+    } = &call.input;
+    call.principal.require_number(pn)?;
+    let assignment = groups
+        .assign_owner(&context.teams, group_id, pn, team)
         .await?;
-    audit::note_detail("owner", team);
-    if let Some(previous) = &previous_owner {
-        audit::note_detail("previous_owner", previous.as_str());
-    }
-    tracing::info!(group_id = %group_id, owner = team, previous_owner = previous_owner.as_deref().unwrap_or(""), "group owner set");
     Ok(web::Json(GroupOwnership {
         group_id: group_id.to_string(),
         phone_number_id: pn.to_string(),
-        owner: team.to_owned(),
-        previous_owner,
-        subject,
+        owner: team.clone(),
+        previous_owner: assignment.previous_owner,
+        subject: assignment.subject,
     }))
 }
 
@@ -301,58 +409,16 @@ pub async fn admin_set_group_owner(
     ),
     responses(
         (status = 200, description = "One page of audit records", body = AuditList),
-        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        Refusals,
     ),
     security(("bearer" = ["admin"]))
 )]
 #[get("/admin/audit")]
 pub async fn admin_list_audit(
-    principal: Principal,
-    q: web::Query<QueryMap>,
+    call: Authorized<Admin, AuditQuery>,
     log: web::Data<AuditLog>,
 ) -> Result<web::Json<AuditList>, ApiError> {
-    let mut errors = FieldErrors::new();
-    let limit = errors.check("limit", parse_limit(query(&q, "limit"), 1, 1000, 100));
-    let team = query(&q, "team").and_then(|t| {
-        let ok = (1..=128).contains(&t.len());
-        errors.check(
-            "team",
-            ok.then(|| t.to_owned())
-                .ok_or_else(|| "must be 1-128 characters".to_owned()),
-        )
-    });
-    let group_id = query(&q, "group_id")
-        .and_then(|g| errors.check("group_id", GroupId::parse(g)))
-        .map(String::from);
-    let since = query(&q, "since").and_then(|s| {
-        errors.check(
-            "since",
-            chrono::DateTime::parse_from_rfc3339(s)
-                .map(|t| {
-                    t.with_timezone(&chrono::Utc)
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                })
-                .map_err(|_| "must be an RFC 3339 instant such as 2026-11-26T00:00:00Z".into()),
-        )
-    });
-    let before_seq = query(&q, "after").and_then(|a| errors.check("after", decode_cursor(a)));
-    for name in q.keys() {
-        if !["limit", "team", "group_id", "since", "after"].contains(&name.as_str()) {
-            errors.push(name.as_str(), "is not a known parameter");
-        }
-    }
-    finish(errors)?;
-    let limit = validated(limit)?;
-    principal.require(Scope::Admin)?;
-    let filter = AuditFilter {
-        team,
-        group_id,
-        since,
-        before_seq,
-    };
-    let page = log.list(&filter, limit).await?;
+    let page = log.list(&call.input.filter, call.input.limit).await?;
     Ok(web::Json(AuditList {
         records: page.records,
         paging: AuditPaging {
@@ -370,41 +436,17 @@ pub async fn admin_list_audit(
     request_body = IssueTokenBody,
     responses(
         (status = 201, description = "The token (shown once; only its jti is kept)", body = IssuedTokenBody),
-        (status = 400, description = "Invalid input, unknown team or scope, admin for a non-admin team, number not granted, TTL too long", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "No configured key can sign (only public keys)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No configured key can sign (only public keys)", body = crate::error::Problem, content_type = "application/problem+json"),
+        Refusals, BodyRefusals,
     ),
     security(("bearer" = ["admin"]))
 )]
 #[post("/admin/tokens")]
 pub async fn admin_issue_token(
-    principal: Principal,
-    req: HttpRequest,
-    body: JsonBody,
+    call: Authorized<Admin, IssueToken>,
     context: web::Data<AdminContext>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::new();
-    let body = JsonObject::parse(&req, &body, &mut errors)?;
-    let mut r = body.reader(&mut errors);
-    let team = r.required_str("team").map(str::to_owned);
-    let scopes = r
-        .required_array("scopes")
-        .map(|items| strings(r.errors, "scopes", items));
-    let phone_numbers = r
-        .optional_array("phone_numbers")
-        .map(|items| strings(r.errors, "phone_numbers", items));
-    let ttl_seconds = r.optional_u64("ttl_seconds");
-    r.deny_unknown(&["team", "scopes", "phone_numbers", "ttl_seconds"]);
-    finish(errors)?;
-    let request = TokenRequest {
-        team: validated(team)?,
-        scopes: validated(scopes)?,
-        phone_numbers,
-        ttl_seconds,
-    };
-    principal.require(Scope::Admin)?;
-    let approved = tokens::approve(&context.teams, context.max_token_ttl_seconds, &request)
+    let approved = tokens::approve(&context.teams, context.max_token_ttl_seconds, &call.input.0)
         .map_err(ApiError::fields)?;
     let issuer = context.issuer.as_ref().ok_or_else(|| {
         ApiError::Conflict(
@@ -415,29 +457,7 @@ pub async fn admin_issue_token(
         token,
         jti,
         expires_at,
-    } = issuer
-        .issue(
-            &approved.team,
-            &approved.scopes,
-            approved.phone_numbers.clone(),
-            approved.ttl_seconds,
-        )
-        .map_err(|e| ApiError::Internal(format!("cannot sign a token: {e}")))?;
-    audit::note_detail("issued_jti", jti.as_str());
-    audit::note_detail("issued_team", approved.team.as_str());
-    audit::note_detail(
-        "scopes",
-        approved
-            .scopes
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>(),
-    );
-    if let Some(numbers) = &approved.phone_numbers {
-        audit::note_detail("phone_numbers", numbers.clone());
-    }
-    audit::note_detail("expires_at", expires_at.as_str());
-    tracing::info!(jti, team = approved.team, "token issued");
+    } = issuer.issue_approved(&approved)?;
     Ok(HttpResponse::Created()
         // The body holds a credential: no cache may keep it.
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -446,21 +466,6 @@ pub async fn admin_issue_token(
             jti,
             expires_at,
         }))
-}
-
-/// Each item must be a string; the strings themselves are judged by `tokens::approve`.
-fn strings(errors: &mut FieldErrors, field: &str, items: &[serde_json::Value]) -> Vec<String> {
-    items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| match item.as_str() {
-            Some(s) => Some(s.to_owned()),
-            None => {
-                errors.push(format!("{field}[{i}]"), "must be a string");
-                None
-            }
-        })
-        .collect()
 }
 
 /// Revoke a token by its `jti`: refused (401) at once on this replica, within a second on
@@ -472,26 +477,19 @@ fn strings(errors: &mut FieldErrors, field: &str, items: &[serde_json::Value]) -
     params(("jti" = String, Path, description = "The token's `jti` claim", example = "0b8f6c1e-9d1a-4c5b-8f3e-1a2b3c4d5e6f")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 400, description = "Invalid jti", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        Refusals,
     ),
     security(("bearer" = ["admin"]))
 )]
 #[delete("/admin/tokens/{jti}")]
 pub async fn admin_revoke_token(
-    principal: Principal,
-    path: web::Path<String>,
+    call: Authorized<Admin, Jti>,
     revocations: web::Data<RevocationList>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::new();
-    let jti = errors.check("jti", parse_jti(&path));
-    finish(errors)?;
-    let jti = validated(jti)?;
-    principal.require(Scope::Admin)?;
-    revocations.revoke(&jti, &principal.team).await?;
-    audit::note_detail("revoked_jti", jti.as_str());
-    tracing::info!(jti, by = principal.team, "token revoked");
+    let jti = &call.input.0;
+    revocations.revoke(jti, &call.principal.team).await?;
+    context::note_detail("revoked_jti", jti.as_str());
+    tracing::info!(jti, by = call.principal.team, "token revoked");
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -499,7 +497,7 @@ pub async fn admin_revoke_token(
 
 #[derive(Serialize, ToSchema)]
 pub struct WebhookEndpointList {
-    pub endpoints: Vec<crate::events::EndpointRecord>,
+    pub endpoints: Vec<EndpointRecord>,
 }
 
 /// Events of groups no team owns (created outside the gateway and not adopted), oldest
@@ -512,42 +510,18 @@ pub struct WebhookEndpointList {
         ("limit" = Option<u32>, Query, description = "1–1000, default 100", minimum = 1, maximum = 1000),
     ),
     responses(
-        (status = 200, description = "One page of events no team owns", body = super::events::EventList),
-        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "One page of events no team owns", body = EventList),
+        Refusals,
     ),
     security(("bearer" = ["admin"]))
 )]
 #[get("/admin/events/unowned")]
 pub async fn admin_list_unowned_events(
-    principal: Principal,
-    q: web::Query<QueryMap>,
-    registry: web::Data<Registry>,
-) -> Result<web::Json<super::events::EventList>, ApiError> {
-    let mut errors = FieldErrors::new();
-    let limit = errors.check(
-        "limit",
-        parse_limit(q.get("limit").map(String::as_str), 1, 1000, 100),
-    );
-    let after = match q.get("after") {
-        None => Some(0),
-        Some(raw) => errors.check("after", decode_cursor(raw)),
-    };
-    finish(errors)?;
-    let (Some(limit), Some(after)) = (limit, after) else {
-        return Err(ApiError::Internal("validated input missing".into()));
-    };
-    principal.require(Scope::Admin)?;
-    let page = crate::events::EventStore::new(registry.pool().clone())
-        .list_unowned(after, limit)
-        .await?;
-    Ok(web::Json(super::events::EventList {
-        events: page.events,
-        paging: super::events::EventPaging {
-            after: page.more_after.map(encode_cursor),
-        },
-    }))
+    call: Authorized<Admin, UnownedQuery>,
+    feed: web::Data<Feed>,
+) -> Result<web::Json<EventList>, ApiError> {
+    let page = feed.unowned(call.input.after, call.input.limit).await?;
+    Ok(web::Json(event_list(page)))
 }
 
 /// Each team's webhook endpoint: enabled or disabled (and why), failing since when, the last
@@ -557,22 +531,16 @@ pub async fn admin_list_unowned_events(
     operation_id = "admin_list_webhook_endpoints",
     responses(
         (status = 200, description = "The teams' endpoints", body = WebhookEndpointList),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        Refusals,
     ),
     security(("bearer" = ["admin"]))
 )]
 #[get("/admin/webhook-endpoints")]
 pub async fn admin_list_webhook_endpoints(
-    principal: Principal,
-    registry: web::Data<Registry>,
+    _call: Authorized<Admin, NoInput>,
+    feed: web::Data<Feed>,
 ) -> Result<web::Json<WebhookEndpointList>, ApiError> {
-    principal.require(Scope::Admin)?;
-    let mut endpoints = crate::events::EventStore::new(registry.pool().clone())
-        .endpoints()
-        .await?;
-    for endpoint in &mut endpoints {
-        endpoint.url = crate::events::delivery::redacted(&endpoint.url);
-    }
-    Ok(web::Json(WebhookEndpointList { endpoints }))
+    Ok(web::Json(WebhookEndpointList {
+        endpoints: feed.endpoints().await?,
+    }))
 }

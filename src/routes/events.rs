@@ -4,12 +4,13 @@ use actix_web::{get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{QueryMap, finish};
-use crate::auth::{Principal, Scope};
-use crate::domain::{FieldErrors, parse_limit};
-use crate::error::{ApiError, Problem};
-use crate::events::{EventStore, TeamEvent};
-use crate::registry::{Registry, decode_cursor, encode_cursor};
+use super::extract::scope::GroupsRead;
+use super::extract::{Authorized, Input, Parts};
+use super::responses::Refusals;
+use crate::domain::events::TeamEvent;
+use crate::domain::{FieldErrors, decode_cursor, encode_cursor, parse_limit};
+use crate::error::ApiError;
+use crate::services::events::Feed;
 
 #[derive(Serialize, ToSchema)]
 pub struct EventPaging {
@@ -53,6 +54,48 @@ fn parse_after(raw: &str) -> Result<After, String> {
         .map_err(|_| "is neither a cursor from paging.after nor an event id".to_owned())
 }
 
+/// A page request of a feed: `limit` and where to start.
+pub struct FeedQuery {
+    limit: u32,
+    after: After,
+}
+
+impl Input for FeedQuery {
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let limit = errors.check("limit", parse_limit(parts.query("limit"), 1, 1000, 100));
+        let after = match parts.query("after") {
+            None => Some(After::Start),
+            Some(raw) => errors.check("after", parse_after(raw)),
+        };
+        Ok(limit
+            .zip(after)
+            .map(|(limit, after)| FeedQuery { limit, after }))
+    }
+}
+
+impl FeedQuery {
+    /// The seq to read after; an event id is a place in the team's own feed.
+    async fn position(&self, feed: &Feed, team: &str) -> Result<i64, ApiError> {
+        match &self.after {
+            After::Start => Ok(0),
+            After::Seq(seq) => Ok(*seq),
+            After::Event(id) => feed
+                .seq_of(team, id)
+                .await?
+                .ok_or_else(|| ApiError::field("after", "is not an event of this team")),
+        }
+    }
+}
+
+pub(crate) fn event_list(page: crate::storage::EventPage) -> EventList {
+    EventList {
+        events: page.events,
+        paging: EventPaging {
+            after: page.more_after.map(encode_cursor),
+        },
+    }
+}
+
 /// The caller's group events, oldest first, on the phone numbers the token may use. Each is
 /// also pushed to the team's webhook when one is configured. Events of groups no team owns
 /// are shown to nobody.
@@ -65,55 +108,26 @@ fn parse_after(raw: &str) -> Result<After, String> {
     ),
     responses(
         (status = 200, description = "One page of the team's events", body = EventList),
-        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Scope not granted", body = Problem, content_type = "application/problem+json"),
+        Refusals,
     ),
     security(("bearer" = ["groups:read"]))
 )]
 #[get("/events")]
 pub async fn list_events(
-    principal: Principal,
-    q: web::Query<QueryMap>,
-    registry: web::Data<Registry>,
+    call: Authorized<GroupsRead, FeedQuery>,
+    feed: web::Data<Feed>,
 ) -> Result<web::Json<EventList>, ApiError> {
-    let mut errors = FieldErrors::new();
-    let limit = errors.check(
-        "limit",
-        parse_limit(q.get("limit").map(String::as_str), 1, 1000, 100),
-    );
-    let after = match q.get("after") {
-        None => Some(After::Start),
-        Some(raw) => errors.check("after", parse_after(raw)),
-    };
-    finish(errors)?;
-    let (Some(limit), Some(after)) = (limit, after) else {
-        return Err(ApiError::Internal("validated input missing".into()));
-    };
-    principal.require(Scope::GroupsRead)?;
-    let store = EventStore::new(registry.pool().clone());
-    let after = match after {
-        After::Start => 0,
-        After::Seq(seq) => seq,
-        After::Event(id) => store.seq_of(&principal.team, &id).await?.ok_or_else(|| {
-            ApiError::fields(vec![crate::domain::FieldError {
-                field: "after".into(),
-                message: "is not an event of this team".into(),
-            }])
-        })?,
-    };
-    let numbers: Vec<String> = principal
-        .numbers()
-        .iter()
-        .map(|n| n.as_ref().to_owned())
-        .collect();
-    let page = store.list(&principal.team, &numbers, after, limit).await?;
-    Ok(web::Json(EventList {
-        events: page.events,
-        paging: EventPaging {
-            after: page.more_after.map(encode_cursor),
-        },
-    }))
+    let principal = &call.principal;
+    let after = call.input.position(&feed, &principal.team).await?;
+    let page = feed
+        .team_events(
+            &principal.team,
+            principal.numbers(),
+            after,
+            call.input.limit,
+        )
+        .await?;
+    Ok(web::Json(event_list(page)))
 }
 
 #[cfg(test)]

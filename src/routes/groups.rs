@@ -1,26 +1,27 @@
-//! `/v1/phone-numbers/{pn}/groups` and `/v1/groups/{group_id}/…`.
-
-use std::pin::pin;
-use std::time::Instant;
+//! `/v1/phone-numbers/{pn}/groups` and `/v1/groups/{group_id}/…`: each handler states its
+//! scope and input in its signature (see `extract`), makes one service call and maps it.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
+use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{FieldReader, JsonBody, JsonObject, QueryMap, finish, owned_group, parse_list};
-use crate::auth::{Principal, Scope};
+use super::extract::scope::{GroupsDelete, GroupsInvite, GroupsRead, GroupsWrite};
+use super::extract::{BodyKind, Granted, Input, NoInput, OwnedGroup, Parts};
+use super::idempotency::{self, Idempotency, IdempotencyKey, StoredResponse};
+use super::responses::{
+    BodyRefusals, GroupRefusals, IdempotencyRefusals, Refusals, UpstreamFailures,
+};
+use super::{FieldReader, JsonObject, parse_list};
 use crate::domain::{
-    FieldErrors, GroupDescription, GroupFields, GroupId, GroupSubject, JoinApprovalMode,
-    JoinRequestId, LanguageCode, ParticipantId, PhoneNumberId, ProfilePicture, RequestId,
-    TemplateName, WaitSeconds, parse_limit,
+    FieldErrors, GroupDescription, GroupFields, GroupSubject, JoinApprovalMode, JoinRequestId,
+    LanguageCode, PageCursor, ParticipantId, ProfilePicture, TemplateName, WaitSeconds,
+    decode_cursor, parse_limit,
 };
-use crate::error::{ApiError, Problem};
-use crate::graph::{FailedJoinRequest, GraphClient, ItemError, JoinRequestPage, Paging};
-use crate::idempotency::{self, IdempotencyKey, IdempotencyStore, StoredResponse};
-use crate::registry::{
-    CreateRequest, GroupSummary, PageCursor, Registry, RequestStatus, decode_cursor,
-};
+use crate::error::ApiError;
+use crate::graph::{FailedJoinRequest, JoinRequestPage, Paging};
+use crate::services::groups::{Groups, Invitation};
+use crate::storage::{CreateRequest, GroupSummary, RequestStatus};
 
 /// Most template parameters after the group id that one invitation may carry.
 const MAX_TEMPLATE_PARAMETERS: usize = 10;
@@ -152,18 +153,302 @@ pub struct RemoveParticipantsBody {
     pub participants: Vec<String>,
 }
 
-fn query<'q>(q: &'q QueryMap, name: &str) -> Option<&'q str> {
-    q.get(name).map(String::as_str)
+// ---- inputs ---------------------------------------------------------------------------------
+
+/// Meta's cursors are opaque base64-ish strings; anything else is refused before it is sent.
+pub(crate) fn meta_cursor(
+    errors: &mut FieldErrors,
+    parts: &Parts<'_>,
+    name: &str,
+) -> Option<String> {
+    let raw = parts.query(name)?;
+    let ok = (1..=512).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'-' | b'_' | b'+' | b'/'));
+    if ok {
+        Some(raw.to_owned())
+    } else {
+        errors.push(name, "is not a valid cursor");
+        None
+    }
 }
 
-fn group_path(errors: &mut FieldErrors, raw: &str) -> Option<GroupId> {
-    errors.check("group_id", GroupId::parse(raw))
+pub struct CreateGroup {
+    wait: WaitSeconds,
+    subject: GroupSubject,
+    description: Option<GroupDescription>,
+    mode: Option<JoinApprovalMode>,
+    idempotency_key: Option<IdempotencyKey>,
 }
 
-/// Path parameters and body have been validated; every `None` left means an error was
-/// recorded, so reaching here with one is a gateway bug.
-fn validated<T>(v: Option<T>) -> Result<T, ApiError> {
-    v.ok_or_else(|| ApiError::Internal("validated input missing".into()))
+impl Input for CreateGroup {
+    const BODY: BodyKind = BodyKind::Json;
+
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let wait = errors.check(
+            "wait_seconds",
+            WaitSeconds::parse(parts.query("wait_seconds")),
+        );
+        // Fingerprinted over the raw bytes, before they are interpreted.
+        let idempotency_key = IdempotencyKey::from_request(parts.req, &parts.body);
+        let body = JsonObject::parse(parts.req, &parts.body, errors)?;
+        let mut r = body.reader(errors);
+        let subject = r
+            .required_str("subject")
+            .and_then(|s| r.errors.check("subject", GroupSubject::parse(s)));
+        let description = r
+            .optional_str("description")
+            .and_then(|s| r.errors.check("description", GroupDescription::parse(s)));
+        let mode = r.optional_str("join_approval_mode").and_then(|s| {
+            r.errors
+                .check("join_approval_mode", JoinApprovalMode::parse(s))
+        });
+        r.deny_unknown(&["subject", "description", "join_approval_mode"]);
+        let idempotency_key = errors.check(idempotency::HEADER_NAME, idempotency_key);
+        Ok((|| {
+            Some(CreateGroup {
+                wait: wait?,
+                subject: subject?,
+                description,
+                mode,
+                idempotency_key: idempotency_key?,
+            })
+        })())
+    }
+}
+
+pub struct ListGroups {
+    limit: u32,
+    cursor: PageCursor,
+}
+
+impl Input for ListGroups {
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let limit = errors.check("limit", parse_limit(parts.query("limit"), 1, 1024, 25));
+        let cursor = match (parts.query("after"), parts.query("before")) {
+            (Some(_), Some(_)) => {
+                errors.push("before", "cannot be combined with after");
+                None
+            }
+            (Some(a), None) => errors
+                .check("after", decode_cursor(a))
+                .map(PageCursor::After),
+            (None, Some(b)) => errors
+                .check("before", decode_cursor(b))
+                .map(PageCursor::Before),
+            (None, None) => Some(PageCursor::First),
+        };
+        Ok(limit
+            .zip(cursor)
+            .map(|(limit, cursor)| ListGroups { limit, cursor }))
+    }
+}
+
+pub struct Fields(GroupFields);
+
+impl Input for Fields {
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        Ok(errors
+            .check("fields", GroupFields::parse(parts.query("fields")))
+            .map(Fields))
+    }
+}
+
+pub struct UpdateGroup {
+    subject: Option<GroupSubject>,
+    description: Option<GroupDescription>,
+}
+
+impl Input for UpdateGroup {
+    const BODY: BodyKind = BodyKind::Json;
+
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let body = JsonObject::parse(parts.req, &parts.body, errors)?;
+        let mut r = body.reader(errors);
+        let subject = r
+            .optional_str("subject")
+            .and_then(|s| r.errors.check("subject", GroupSubject::parse(s)));
+        let description = r
+            .optional_str("description")
+            .and_then(|s| r.errors.check("description", GroupDescription::parse(s)));
+        r.deny_unknown(&["subject", "description"]);
+        let sent_any = ["subject", "description"].iter().any(|k| body.contains(k));
+        if body.is_valid() && !sent_any {
+            errors.push(
+                "subject",
+                "at least one of subject or description is required",
+            );
+        }
+        Ok(Some(UpdateGroup {
+            subject,
+            description,
+        }))
+    }
+}
+
+pub struct Picture(ProfilePicture);
+
+impl Input for Picture {
+    const BODY: BodyKind = BodyKind::Picture;
+
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        Ok(errors
+            .check("file", ProfilePicture::parse(parts.body.to_vec()))
+            .map(Picture))
+    }
+}
+
+pub struct SendInvitation {
+    invitation: Invitation,
+    idempotency_key: Option<IdempotencyKey>,
+}
+
+impl Input for SendInvitation {
+    const BODY: BodyKind = BodyKind::Json;
+
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        // Fingerprinted over the raw bytes, before they are interpreted.
+        let idempotency_key = IdempotencyKey::from_request(parts.req, &parts.body);
+        let body = JsonObject::parse(parts.req, &parts.body, errors)?;
+        let mut r = body.reader(errors);
+        let to = r
+            .required_str("to")
+            .and_then(|s| r.errors.check("to", ParticipantId::parse(s)));
+        let template = r.required_object("template");
+        r.deny_unknown(&["to", "template"]);
+        let (mut name, mut language, mut parameters) = (None, None, Vec::new());
+        if let Some(t) = template {
+            let mut nested = FieldErrors::new();
+            let mut tr = FieldReader::nested(t, &mut nested);
+            name = tr
+                .required_str("name")
+                .and_then(|s| tr.errors.check("name", TemplateName::parse(s)));
+            language = tr
+                .required_str("language")
+                .and_then(|s| tr.errors.check("language", LanguageCode::parse(s)));
+            if let Some(list) = tr.optional_array("parameters") {
+                if list.len() > MAX_TEMPLATE_PARAMETERS {
+                    tr.errors.push(
+                        "parameters",
+                        format!("must have at most {MAX_TEMPLATE_PARAMETERS} entries"),
+                    );
+                }
+                for (i, p) in list.iter().enumerate() {
+                    match p.as_str() {
+                        Some(s) if !s.trim().is_empty() && s.chars().count() <= 1024 => {
+                            parameters.push(s.to_owned())
+                        }
+                        _ => tr.errors.push(
+                            format!("parameters[{i}]"),
+                            "must be a non-blank string of at most 1024 characters",
+                        ),
+                    }
+                }
+            }
+            tr.deny_unknown(&["name", "language", "parameters"]);
+            for e in nested.into_vec() {
+                errors.push(format!("template.{}", e.field), e.message);
+            }
+        }
+        let idempotency_key = errors.check(idempotency::HEADER_NAME, idempotency_key);
+        Ok((|| {
+            Some(SendInvitation {
+                invitation: Invitation {
+                    to: to?,
+                    template: name?,
+                    language: language?,
+                    parameters,
+                },
+                idempotency_key: idempotency_key?,
+            })
+        })())
+    }
+}
+
+pub struct JoinRequestQuery {
+    limit: Option<u32>,
+    after: Option<String>,
+    before: Option<String>,
+}
+
+impl Input for JoinRequestQuery {
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let limit = match parts.query("limit") {
+            None => Some(None),
+            Some(raw) => errors
+                .check("limit", parse_limit(Some(raw), 1, 1024, 25))
+                .map(Some),
+        };
+        let after = meta_cursor(errors, parts, "after");
+        let before = meta_cursor(errors, parts, "before");
+        Ok(limit.map(|limit| JoinRequestQuery {
+            limit,
+            after,
+            before,
+        }))
+    }
+}
+
+pub struct JoinRequestIds(Vec<JoinRequestId>);
+
+impl Input for JoinRequestIds {
+    const BODY: BodyKind = BodyKind::Json;
+
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let body = JsonObject::parse(parts.req, &parts.body, errors)?;
+        let mut r = body.reader(errors);
+        let items = r.required_array("join_request_ids");
+        r.deny_unknown(&["join_request_ids"]);
+        let ids = items.map(|items| {
+            parse_list(
+                r.errors,
+                "join_request_ids",
+                items,
+                1,
+                MAX_JOIN_REQUESTS,
+                JoinRequestId::parse,
+                JoinRequestId::clone,
+            )
+        });
+        Ok(Some(JoinRequestIds(ids.unwrap_or_default())))
+    }
+}
+
+pub struct Participants(Vec<ParticipantId>);
+
+impl Input for Participants {
+    const BODY: BodyKind = BodyKind::Json;
+
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let body = JsonObject::parse(parts.req, &parts.body, errors)?;
+        let mut r = body.reader(errors);
+        let items = r.required_array("participants");
+        r.deny_unknown(&["participants"]);
+        let participants = items.map(|items| {
+            parse_list(
+                r.errors,
+                "participants",
+                items,
+                1,
+                8,
+                ParticipantId::parse,
+                |p| p.digits().to_owned(),
+            )
+        });
+        Ok(Some(Participants(participants.unwrap_or_default())))
+    }
+}
+
+fn accepted(
+    group: &crate::storage::GroupRecord,
+    upstream_request_id: Option<String>,
+) -> HttpResponse {
+    HttpResponse::Accepted().json(Accepted {
+        group_id: group.group_id.to_string(),
+        status: "accepted".into(),
+        upstream_request_id,
+    })
 }
 
 // ---- handlers -------------------------------------------------------------------------
@@ -183,147 +468,37 @@ fn validated<T>(v: Option<T>) -> Result<T, ApiError> {
         (status = 201, description = "Creation completed while waiting (see `status`)", body = CreateRequest),
         (status = 202, description = "Creation requested; poll Location", body = CreateRequest,
             headers(("Location" = String, description = "/v1/group-requests/{request_id}"))),
-        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Scope or phone number not granted", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Meta is throttling", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Meta failed", body = Problem, content_type = "application/problem+json"),
+        Refusals, BodyRefusals, IdempotencyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
 #[post("/phone-numbers/{phone_number_id}/groups")]
 pub async fn create_group(
-    principal: Principal,
-    req: HttpRequest,
-    path: web::Path<String>,
-    q: web::Query<QueryMap>,
-    body: JsonBody,
-    registry: web::Data<Registry>,
-    graph: web::Data<GraphClient>,
-    store: web::Data<IdempotencyStore>,
+    call: Granted<GroupsWrite, CreateGroup>,
+    groups: web::Data<Groups>,
+    idempotency: web::Data<Idempotency>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::new();
-    let pn = errors.check("phone_number_id", PhoneNumberId::parse(&path));
-    let wait = errors.check(
-        "wait_seconds",
-        WaitSeconds::parse(query(&q, "wait_seconds")),
-    );
-    // Fingerprinted over the raw bytes, before they are interpreted.
-    let idempotency_key = IdempotencyKey::from_request(&req, &body);
-    let body = JsonObject::parse(&req, &body, &mut errors)?;
-    let mut r = body.reader(&mut errors);
-    let subject = r
-        .required_str("subject")
-        .and_then(|s| r.errors.check("subject", GroupSubject::parse(s)));
-    let description = r
-        .optional_str("description")
-        .and_then(|s| r.errors.check("description", GroupDescription::parse(s)));
-    let mode = r.optional_str("join_approval_mode").and_then(|s| {
-        r.errors
-            .check("join_approval_mode", JoinApprovalMode::parse(s))
-    });
-    r.deny_unknown(&["subject", "description", "join_approval_mode"]);
-    let idempotency_key = errors.check(idempotency::HEADER_NAME, idempotency_key);
-    finish(errors)?;
-    let (pn, wait, subject) = (validated(pn)?, validated(wait)?, validated(subject)?);
-    let idempotency_key = validated(idempotency_key)?;
-    principal.require(Scope::GroupsWrite)?;
-    principal.require_number(&pn)?;
-
-    store
-        .run(&principal.team, idempotency_key, async {
-            create_and_wait(
-                &registry,
-                &graph,
-                &principal.team,
-                &pn,
-                &subject,
-                description.as_ref(),
-                mode,
-                wait,
-            )
-            .await
+    let (team, pn, input) = (&call.principal.team, &call.phone_number, call.input);
+    idempotency
+        .run(team, input.idempotency_key, async {
+            let creation = groups
+                .create(
+                    team,
+                    pn,
+                    &input.subject,
+                    input.description.as_ref(),
+                    input.mode,
+                    input.wait.as_duration(),
+                )
+                .await?;
+            let status = match creation.status {
+                RequestStatus::Pending => StatusCode::ACCEPTED,
+                _ => StatusCode::CREATED,
+            };
+            let location = format!("/v1/group-requests/{}", creation.request_id);
+            Ok(StoredResponse::json(status, Some(location), &creation))
         })
         .await
-}
-
-/// Records the creation, asks Meta, and waits up to `wait` for the webhook that completes it.
-async fn create_and_wait(
-    registry: &Registry,
-    graph: &GraphClient,
-    team: &str,
-    pn: &PhoneNumberId,
-    subject: &GroupSubject,
-    description: Option<&GroupDescription>,
-    mode: Option<JoinApprovalMode>,
-    wait: WaitSeconds,
-) -> Result<StoredResponse, ApiError> {
-    let request_id = RequestId::new();
-    registry
-        .insert_create_request(&request_id, team, pn, subject.as_ref())
-        .await?;
-    crate::audit::note_create_request(request_id.as_ref());
-    // Subscribed before Meta is called, so a webhook that beats its answer still wakes us.
-    let notify = registry.waiters().subscribe(request_id.as_ref());
-    let result = graph.create_group(pn, subject, description, mode).await;
-    match result {
-        Err(e) => {
-            let item = match e.problem() {
-                Some(p) => ItemError {
-                    code: p.code,
-                    message: p.message,
-                    title: None,
-                    details: None,
-                },
-                None => ItemError {
-                    code: 0,
-                    message: e.to_string(),
-                    title: None,
-                    details: None,
-                },
-            };
-            registry.fail_create_request(&request_id, &item).await?;
-            registry.waiters().release(request_id.as_ref(), notify);
-            return Err(e.into());
-        }
-        Ok(Some(meta_id)) => {
-            registry
-                .attach_meta_request_id(&request_id, &meta_id)
-                .await?
-        }
-        Ok(None) => {
-            tracing::warn!("Meta accepted a creation without a request_id; it cannot be completed")
-        }
-    }
-
-    let deadline = Instant::now() + wait.as_duration();
-    let mut current = load_request(registry, request_id.as_ref()).await?;
-    while current.status == RequestStatus::Pending && Instant::now() < deadline {
-        let mut notified = pin!(notify.notified());
-        notified.as_mut().enable();
-        current = load_request(registry, request_id.as_ref()).await?;
-        if current.status != RequestStatus::Pending {
-            break;
-        }
-        let _ = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), notified)
-            .await;
-        current = load_request(registry, request_id.as_ref()).await?;
-    }
-    registry.waiters().release(request_id.as_ref(), notify);
-    let location = format!("/v1/group-requests/{}", current.request_id);
-    let status = if current.status == RequestStatus::Pending {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(StoredResponse::json(status, Some(location), &current))
-}
-
-async fn load_request(registry: &Registry, id: &str) -> Result<CreateRequest, ApiError> {
-    registry
-        .create_request(id)
-        .await?
-        .ok_or_else(|| ApiError::Internal("a stored creation vanished".into()))
 }
 
 /// The caller's active groups on a number, from the registry, in creation order.
@@ -338,41 +513,22 @@ async fn load_request(registry: &Registry, id: &str) -> Result<CreateRequest, Ap
     ),
     responses(
         (status = 200, description = "One page of the team's groups", body = GroupList),
-        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Scope or phone number not granted", body = Problem, content_type = "application/problem+json"),
+        Refusals,
     ),
     security(("bearer" = ["groups:read"]))
 )]
 #[get("/phone-numbers/{phone_number_id}/groups")]
 pub async fn list_groups(
-    principal: Principal,
-    path: web::Path<String>,
-    q: web::Query<QueryMap>,
-    registry: web::Data<Registry>,
+    call: Granted<GroupsRead, ListGroups>,
+    groups: web::Data<Groups>,
 ) -> Result<web::Json<GroupList>, ApiError> {
-    let mut errors = FieldErrors::new();
-    let pn = errors.check("phone_number_id", PhoneNumberId::parse(&path));
-    let limit = errors.check("limit", parse_limit(query(&q, "limit"), 1, 1024, 25));
-    let cursor = match (query(&q, "after"), query(&q, "before")) {
-        (Some(_), Some(_)) => {
-            errors.push("before", "cannot be combined with after");
-            None
-        }
-        (Some(a), None) => errors
-            .check("after", decode_cursor(a))
-            .map(PageCursor::After),
-        (None, Some(b)) => errors
-            .check("before", decode_cursor(b))
-            .map(PageCursor::Before),
-        (None, None) => Some(PageCursor::First),
-    };
-    finish(errors)?;
-    let (pn, limit, cursor) = (validated(pn)?, validated(limit)?, validated(cursor)?);
-    principal.require(Scope::GroupsRead)?;
-    principal.require_number(&pn)?;
-    let page = registry
-        .list_groups(&principal.team, &pn, limit, cursor)
+    let page = groups
+        .list(
+            &call.principal.team,
+            &call.phone_number,
+            call.input.limit,
+            call.input.cursor,
+        )
         .await?;
     Ok(web::Json(GroupList {
         groups: page.groups,
@@ -393,31 +549,16 @@ pub async fn list_groups(
     ),
     responses(
         (status = 200, description = "The group, with the requested fields", body = GroupInfo),
-        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such group owned by the team", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Meta failed", body = Problem, content_type = "application/problem+json"),
+        Refusals, GroupRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:read"]))
 )]
 #[get("/groups/{group_id}")]
 pub async fn get_group(
-    principal: Principal,
-    path: web::Path<String>,
-    q: web::Query<QueryMap>,
-    registry: web::Data<Registry>,
-    graph: web::Data<GraphClient>,
+    call: OwnedGroup<GroupsRead, Fields>,
+    groups: web::Data<Groups>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::new();
-    let group_id = group_path(&mut errors, &path);
-    let fields = errors.check("fields", GroupFields::parse(query(&q, "fields")));
-    finish(errors)?;
-    let (group_id, fields) = (validated(group_id)?, validated(fields)?);
-    principal.require(Scope::GroupsRead)?;
-    let group = owned_group(&registry, &principal, &group_id).await?;
-    let info = graph
-        .get_group(&group.phone_number_id, &group_id, &fields)
-        .await?;
+    let info = groups.get(&call.group, &call.input.0).await?;
     Ok(HttpResponse::Ok().json(info))
 }
 
@@ -429,56 +570,24 @@ pub async fn get_group(
     request_body = UpdateGroupBody,
     responses(
         (status = 202, description = "Meta accepted the change; the outcome arrives as a group event", body = Accepted),
-        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such group owned by the team", body = Problem, content_type = "application/problem+json"),
+        Refusals, GroupRefusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
 #[patch("/groups/{group_id}")]
 pub async fn update_group(
-    principal: Principal,
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: JsonBody,
-    registry: web::Data<Registry>,
-    graph: web::Data<GraphClient>,
+    call: OwnedGroup<GroupsWrite, UpdateGroup>,
+    groups: web::Data<Groups>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::new();
-    let group_id = group_path(&mut errors, &path);
-    let body = JsonObject::parse(&req, &body, &mut errors)?;
-    let mut r = body.reader(&mut errors);
-    let subject = r
-        .optional_str("subject")
-        .and_then(|s| r.errors.check("subject", GroupSubject::parse(s)));
-    let description = r
-        .optional_str("description")
-        .and_then(|s| r.errors.check("description", GroupDescription::parse(s)));
-    r.deny_unknown(&["subject", "description"]);
-    let sent_any = ["subject", "description"].iter().any(|k| body.contains(k));
-    if body.is_valid() && !sent_any {
-        errors.push(
-            "subject",
-            "at least one of subject or description is required",
-        );
-    }
-    finish(errors)?;
-    let group_id = validated(group_id)?;
-    principal.require(Scope::GroupsWrite)?;
-    let group = owned_group(&registry, &principal, &group_id).await?;
-    let upstream_request_id = graph
-        .update_group(
-            &group.phone_number_id,
-            &group_id,
-            subject.as_ref(),
-            description.as_ref(),
+    let input = &call.input;
+    let upstream_request_id = groups
+        .update(
+            &call.group,
+            input.subject.as_ref(),
+            input.description.as_ref(),
         )
         .await?;
-    Ok(HttpResponse::Accepted().json(Accepted {
-        group_id: group_id.to_string(),
-        status: "accepted".into(),
-        upstream_request_id,
-    }))
+    Ok(accepted(&call.group, upstream_request_id))
 }
 
 /// Set the group's picture: a square JPEG of at least 192×192, at most 5 MiB, sent as the raw
@@ -496,38 +605,17 @@ pub async fn update_group(
     ),
     responses(
         (status = 202, description = "Meta accepted the picture; the outcome arrives as a group event", body = Accepted),
-        (status = 400, description = "Not a JPEG, not square or too small", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such group owned by the team", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Larger than 5 MiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Neither image/jpeg nor multipart/form-data", body = Problem, content_type = "application/problem+json"),
+        Refusals, GroupRefusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
 #[put("/groups/{group_id}/profile-picture")]
 pub async fn set_group_profile_picture(
-    principal: Principal,
-    req: HttpRequest,
-    path: web::Path<String>,
-    payload: web::Payload,
-    registry: web::Data<Registry>,
-    graph: web::Data<GraphClient>,
+    call: OwnedGroup<GroupsWrite, Picture>,
+    groups: web::Data<Groups>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::new();
-    let group_id = group_path(&mut errors, &path);
-    let bytes = super::picture::read_picture(&req, payload).await?;
-    let picture = errors.check("file", ProfilePicture::parse(bytes));
-    finish(errors)?;
-    let (group_id, picture) = (validated(group_id)?, validated(picture)?);
-    principal.require(Scope::GroupsWrite)?;
-    let group = owned_group(&registry, &principal, &group_id).await?;
-    let upstream_request_id = graph
-        .set_profile_picture(&group.phone_number_id, &group_id, &picture)
-        .await?;
-    Ok(HttpResponse::Accepted().json(Accepted {
-        group_id: group_id.to_string(),
-        status: "accepted".into(),
-        upstream_request_id,
-    }))
+    let upstream_request_id = groups.set_picture(&call.group, &call.input.0).await?;
+    Ok(accepted(&call.group, upstream_request_id))
 }
 
 /// Delete the group; every participant is removed.
@@ -537,30 +625,16 @@ pub async fn set_group_profile_picture(
     params(("group_id" = String, Path, description = "Group ID")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Scope not granted", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such group owned by the team", body = Problem, content_type = "application/problem+json"),
+        Refusals, GroupRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:delete"]))
 )]
 #[delete("/groups/{group_id}")]
 pub async fn delete_group(
-    principal: Principal,
-    path: web::Path<String>,
-    registry: web::Data<Registry>,
-    graph: web::Data<GraphClient>,
+    call: OwnedGroup<GroupsDelete, NoInput>,
+    groups: web::Data<Groups>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::new();
-    let group_id = group_path(&mut errors, &path);
-    finish(errors)?;
-    let group_id = validated(group_id)?;
-    principal.require(Scope::GroupsDelete)?;
-    let group = owned_group(&registry, &principal, &group_id).await?;
-    graph
-        .delete_group(&group.phone_number_id, &group_id)
-        .await?;
-    // Meta accepted; a failure webhook would make it active again.
-    registry.set_group_active(group_id.as_ref(), false).await?;
+    groups.delete(&call.group).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -571,26 +645,16 @@ pub async fn delete_group(
     params(("group_id" = String, Path, description = "Group ID")),
     responses(
         (status = 200, description = "The link", body = InviteLink),
-        (status = 404, description = "No such group owned by the team", body = Problem, content_type = "application/problem+json"),
+        Refusals, GroupRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:read"]))
 )]
 #[get("/groups/{group_id}/invite-link")]
 pub async fn get_invite_link(
-    principal: Principal,
-    path: web::Path<String>,
-    registry: web::Data<Registry>,
-    graph: web::Data<GraphClient>,
+    call: OwnedGroup<GroupsRead, NoInput>,
+    groups: web::Data<Groups>,
 ) -> Result<web::Json<InviteLink>, ApiError> {
-    let mut errors = FieldErrors::new();
-    let group_id = group_path(&mut errors, &path);
-    finish(errors)?;
-    let group_id = validated(group_id)?;
-    principal.require(Scope::GroupsRead)?;
-    let group = owned_group(&registry, &principal, &group_id).await?;
-    let invite_link = graph
-        .get_invite_link(&group.phone_number_id, &group_id)
-        .await?;
+    let invite_link = groups.invite_link(&call.group).await?;
     Ok(web::Json(InviteLink { invite_link }))
 }
 
@@ -601,29 +665,16 @@ pub async fn get_invite_link(
     params(("group_id" = String, Path, description = "Group ID")),
     responses(
         (status = 200, description = "The new link", body = InviteLink),
-        (status = 404, description = "No such group owned by the team", body = Problem, content_type = "application/problem+json"),
+        Refusals, GroupRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
 #[post("/groups/{group_id}/invite-link")]
 pub async fn reset_invite_link(
-    principal: Principal,
-    path: web::Path<String>,
-    registry: web::Data<Registry>,
-    graph: web::Data<GraphClient>,
+    call: OwnedGroup<GroupsWrite, NoInput>,
+    groups: web::Data<Groups>,
 ) -> Result<web::Json<InviteLink>, ApiError> {
-    let mut errors = FieldErrors::new();
-    let group_id = group_path(&mut errors, &path);
-    finish(errors)?;
-    let group_id = validated(group_id)?;
-    principal.require(Scope::GroupsWrite)?;
-    let group = owned_group(&registry, &principal, &group_id).await?;
-    let invite_link = graph
-        .reset_invite_link(&group.phone_number_id, &group_id)
-        .await?;
-    registry
-        .set_invite_link(group_id.as_ref(), &invite_link)
-        .await?;
+    let invite_link = groups.reset_invite_link(&call.group).await?;
     Ok(web::Json(InviteLink { invite_link }))
 }
 
@@ -638,90 +689,20 @@ pub async fn reset_invite_link(
     request_body = InvitationBody,
     responses(
         (status = 202, description = "Meta accepted the message", body = InvitationSent),
-        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Scope not granted", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such group owned by the team", body = Problem, content_type = "application/problem+json"),
+        Refusals, GroupRefusals, BodyRefusals, IdempotencyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:invite"]))
 )]
 #[post("/groups/{group_id}/invitations")]
 pub async fn send_invitation(
-    principal: Principal,
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: JsonBody,
-    registry: web::Data<Registry>,
-    graph: web::Data<GraphClient>,
-    store: web::Data<IdempotencyStore>,
+    call: OwnedGroup<GroupsInvite, SendInvitation>,
+    groups: web::Data<Groups>,
+    idempotency: web::Data<Idempotency>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::new();
-    let group_id = group_path(&mut errors, &path);
-    // Fingerprinted over the raw bytes, before they are interpreted.
-    let idempotency_key = IdempotencyKey::from_request(&req, &body);
-    let body = JsonObject::parse(&req, &body, &mut errors)?;
-    let mut r = body.reader(&mut errors);
-    let to = r
-        .required_str("to")
-        .and_then(|s| r.errors.check("to", ParticipantId::parse(s)));
-    let template = r.required_object("template");
-    r.deny_unknown(&["to", "template"]);
-    let (mut name, mut language, mut parameters) = (None, None, Vec::new());
-    if let Some(t) = template {
-        let mut nested = FieldErrors::new();
-        let mut tr = FieldReader::nested(t, &mut nested);
-        name = tr
-            .required_str("name")
-            .and_then(|s| tr.errors.check("name", TemplateName::parse(s)));
-        language = tr
-            .required_str("language")
-            .and_then(|s| tr.errors.check("language", LanguageCode::parse(s)));
-        if let Some(list) = tr.optional_array("parameters") {
-            if list.len() > MAX_TEMPLATE_PARAMETERS {
-                tr.errors.push(
-                    "parameters",
-                    format!("must have at most {MAX_TEMPLATE_PARAMETERS} entries"),
-                );
-            }
-            for (i, p) in list.iter().enumerate() {
-                match p.as_str() {
-                    Some(s) if !s.trim().is_empty() && s.chars().count() <= 1024 => {
-                        parameters.push(s.to_owned())
-                    }
-                    _ => tr.errors.push(
-                        format!("parameters[{i}]"),
-                        "must be a non-blank string of at most 1024 characters",
-                    ),
-                }
-            }
-        }
-        tr.deny_unknown(&["name", "language", "parameters"]);
-        for e in nested.into_vec() {
-            errors.push(format!("template.{}", e.field), e.message);
-        }
-    }
-    let idempotency_key = errors.check(idempotency::HEADER_NAME, idempotency_key);
-    finish(errors)?;
-    let idempotency_key = validated(idempotency_key)?;
-    let (group_id, to, name, language) = (
-        validated(group_id)?,
-        validated(to)?,
-        validated(name)?,
-        validated(language)?,
-    );
-    principal.require(Scope::GroupsInvite)?;
-    let group = owned_group(&registry, &principal, &group_id).await?;
-    store
-        .run(&principal.team, idempotency_key, async {
-            let message_id = graph
-                .send_invitation(
-                    &group.phone_number_id,
-                    &group_id,
-                    &to,
-                    &name,
-                    &language,
-                    &parameters,
-                )
-                .await?;
+    let (group, input) = (&call.group, call.input);
+    idempotency
+        .run(&call.principal.team, input.idempotency_key, async {
+            let message_id = groups.invite(group, &input.invitation).await?;
             Ok(StoredResponse::json(
                 StatusCode::ACCEPTED,
                 None,
@@ -743,79 +724,25 @@ pub async fn send_invitation(
     ),
     responses(
         (status = 200, description = "Open join requests", body = JoinRequestPage),
-        (status = 404, description = "No such group owned by the team", body = Problem, content_type = "application/problem+json"),
+        Refusals, GroupRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:read"]))
 )]
 #[get("/groups/{group_id}/join-requests")]
 pub async fn list_join_requests(
-    principal: Principal,
-    path: web::Path<String>,
-    q: web::Query<QueryMap>,
-    registry: web::Data<Registry>,
-    graph: web::Data<GraphClient>,
+    call: OwnedGroup<GroupsRead, JoinRequestQuery>,
+    groups: web::Data<Groups>,
 ) -> Result<web::Json<JoinRequestPage>, ApiError> {
-    let mut errors = FieldErrors::new();
-    let group_id = group_path(&mut errors, &path);
-    let limit = match query(&q, "limit") {
-        None => Some(None),
-        Some(raw) => errors
-            .check("limit", parse_limit(Some(raw), 1, 1024, 25))
-            .map(Some),
-    };
-    let after = cursor_param(&mut errors, &q, "after");
-    let before = cursor_param(&mut errors, &q, "before");
-    finish(errors)?;
-    let (group_id, limit) = (validated(group_id)?, validated(limit)?);
-    principal.require(Scope::GroupsRead)?;
-    let group = owned_group(&registry, &principal, &group_id).await?;
-    let page = graph
-        .list_join_requests(&group.phone_number_id, &group_id, limit, after, before)
+    let q = &call.input;
+    let page = groups
+        .join_requests(
+            &call.group,
+            q.limit,
+            q.after.as_deref(),
+            q.before.as_deref(),
+        )
         .await?;
     Ok(web::Json(page))
-}
-
-/// Meta's cursors are opaque base64-ish strings; anything else is refused before it is sent.
-fn cursor_param<'q>(errors: &mut FieldErrors, q: &'q QueryMap, name: &str) -> Option<&'q str> {
-    let raw = query(q, name)?;
-    let ok = (1..=512).contains(&raw.len())
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'-' | b'_' | b'+' | b'/'));
-    if ok {
-        Some(raw)
-    } else {
-        errors.push(name, "is not a valid cursor");
-        None
-    }
-}
-
-fn join_request_ids(
-    req: &HttpRequest,
-    body: &[u8],
-    path: &str,
-) -> Result<(GroupId, Vec<JoinRequestId>), ApiError> {
-    let mut errors = FieldErrors::new();
-    let group_id = group_path(&mut errors, path);
-    let body = JsonObject::parse(req, body, &mut errors)?;
-    let mut r = body.reader(&mut errors);
-    let items = r.required_array("join_request_ids");
-    r.deny_unknown(&["join_request_ids"]);
-    let ids = items
-        .map(|items| {
-            parse_list(
-                r.errors,
-                "join_request_ids",
-                items,
-                1,
-                MAX_JOIN_REQUESTS,
-                JoinRequestId::parse,
-                JoinRequestId::clone,
-            )
-        })
-        .unwrap_or_default();
-    finish(errors)?;
-    Ok((validated(group_id)?, ids))
 }
 
 /// Approve join requests. A partial success (Meta's 206) is a 200 with `failed` filled in.
@@ -826,26 +753,16 @@ fn join_request_ids(
     request_body = JoinRequestIdsBody,
     responses(
         (status = 200, description = "Approved, and those Meta could not approve", body = ApprovedJoinRequests),
-        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such group owned by the team", body = Problem, content_type = "application/problem+json"),
+        Refusals, GroupRefusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
 #[post("/groups/{group_id}/join-requests/approve")]
 pub async fn approve_join_requests(
-    principal: Principal,
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: JsonBody,
-    registry: web::Data<Registry>,
-    graph: web::Data<GraphClient>,
+    call: OwnedGroup<GroupsWrite, JoinRequestIds>,
+    groups: web::Data<Groups>,
 ) -> Result<web::Json<ApprovedJoinRequests>, ApiError> {
-    let (group_id, ids) = join_request_ids(&req, &body, &path)?;
-    principal.require(Scope::GroupsWrite)?;
-    let group = owned_group(&registry, &principal, &group_id).await?;
-    let outcome = graph
-        .approve_join_requests(&group.phone_number_id, &group_id, &ids)
-        .await?;
+    let outcome = groups.approve(&call.group, &call.input.0).await?;
     Ok(web::Json(ApprovedJoinRequests {
         approved: outcome.succeeded,
         failed: outcome.failed,
@@ -860,26 +777,16 @@ pub async fn approve_join_requests(
     request_body = JoinRequestIdsBody,
     responses(
         (status = 200, description = "Rejected, and those Meta could not reject", body = RejectedJoinRequests),
-        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such group owned by the team", body = Problem, content_type = "application/problem+json"),
+        Refusals, GroupRefusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
 #[post("/groups/{group_id}/join-requests/reject")]
 pub async fn reject_join_requests(
-    principal: Principal,
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: JsonBody,
-    registry: web::Data<Registry>,
-    graph: web::Data<GraphClient>,
+    call: OwnedGroup<GroupsWrite, JoinRequestIds>,
+    groups: web::Data<Groups>,
 ) -> Result<web::Json<RejectedJoinRequests>, ApiError> {
-    let (group_id, ids) = join_request_ids(&req, &body, &path)?;
-    principal.require(Scope::GroupsWrite)?;
-    let group = owned_group(&registry, &principal, &group_id).await?;
-    let outcome = graph
-        .reject_join_requests(&group.phone_number_id, &group_id, &ids)
-        .await?;
+    let outcome = groups.reject(&call.group, &call.input.0).await?;
     Ok(web::Json(RejectedJoinRequests {
         rejected: outcome.succeeded,
         failed: outcome.failed,
@@ -894,49 +801,17 @@ pub async fn reject_join_requests(
     request_body = RemoveParticipantsBody,
     responses(
         (status = 202, description = "Meta accepted the removal; the outcome arrives as a group event", body = Accepted),
-        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such group owned by the team", body = Problem, content_type = "application/problem+json"),
+        Refusals, GroupRefusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
 #[post("/groups/{group_id}/participants/remove")]
 pub async fn remove_participants(
-    principal: Principal,
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: JsonBody,
-    registry: web::Data<Registry>,
-    graph: web::Data<GraphClient>,
+    call: OwnedGroup<GroupsWrite, Participants>,
+    groups: web::Data<Groups>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::new();
-    let group_id = group_path(&mut errors, &path);
-    let body = JsonObject::parse(&req, &body, &mut errors)?;
-    let mut r = body.reader(&mut errors);
-    let items = r.required_array("participants");
-    r.deny_unknown(&["participants"]);
-    let participants = items
-        .map(|items| {
-            parse_list(
-                r.errors,
-                "participants",
-                items,
-                1,
-                8,
-                ParticipantId::parse,
-                |p| p.digits().to_owned(),
-            )
-        })
-        .unwrap_or_default();
-    finish(errors)?;
-    let group_id = validated(group_id)?;
-    principal.require(Scope::GroupsWrite)?;
-    let group = owned_group(&registry, &principal, &group_id).await?;
-    let upstream_request_id = graph
-        .remove_participants(&group.phone_number_id, &group_id, &participants)
+    let upstream_request_id = groups
+        .remove_participants(&call.group, &call.input.0)
         .await?;
-    Ok(HttpResponse::Accepted().json(Accepted {
-        group_id: group_id.to_string(),
-        status: "accepted".into(),
-        upstream_request_id,
-    }))
+    Ok(accepted(&call.group, upstream_request_id))
 }

@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::registry::Registry;
+use crate::storage::Storage;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -30,8 +30,8 @@ pub async fn healthz() -> HttpResponse {
     )
 )]
 #[get("/readyz")]
-pub async fn readyz(registry: web::Data<Registry>) -> HttpResponse {
-    match registry.ping().await {
+pub async fn readyz(storage: web::Data<Storage>) -> HttpResponse {
+    match storage.ping().await {
         Ok(()) => HttpResponse::Ok().json(Health {
             status: "ready".into(),
         }),

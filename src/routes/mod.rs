@@ -1,12 +1,19 @@
-//! HTTP handlers: extract → validate → authorize → one call → map. No SQL, no Graph URLs.
+//! HTTP: extractors that authenticate, validate and authorize (`extract`), handlers that make
+//! one service call and map its answer, the audit middleware, and the documented error sets.
+//! No SQL, no Graph URLs.
 
 pub mod admin;
+pub mod audit;
 pub mod body;
 pub mod events;
+pub mod extract;
 pub mod groups;
 pub mod health;
+pub mod idempotency;
 pub mod picture;
 pub mod requests;
+pub mod responses;
+pub mod webhooks;
 
 use std::collections::HashMap;
 
@@ -14,16 +21,11 @@ use actix_web::HttpRequest;
 use actix_web::http::header;
 use serde_json::{Map, Value};
 
-use crate::auth::Principal;
-use crate::domain::{FieldErrors, GroupId};
+use crate::domain::FieldErrors;
 use crate::error::ApiError;
-use crate::registry::{GroupRecord, Registry};
 
 /// Largest JSON body accepted (DESIGN keeps requests small; pictures have their own limit).
 pub const JSON_LIMIT: usize = 64 * 1024;
-
-/// A JSON request body: at most 64 KiB, read within `server.body_timeout_ms`.
-pub type JsonBody = body::Body<JSON_LIMIT>;
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(
@@ -51,8 +53,8 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(admin::admin_list_unowned_events)
             .service(admin::admin_list_webhook_endpoints),
     )
-    .service(crate::webhooks::verify_subscription)
-    .service(crate::webhooks::receive)
+    .service(webhooks::verify_subscription)
+    .service(webhooks::receive)
     .service(health::healthz)
     .service(health::readyz)
     .service(crate::metrics::metrics_endpoint);
@@ -274,27 +276,4 @@ pub fn finish(errors: FieldErrors) -> Result<(), ApiError> {
     } else {
         Err(ApiError::fields(errors.into_vec()))
     }
-}
-
-/// The group, if the caller's team owns it and it is active; otherwise 404, exactly as for
-/// an unknown group, so other teams' groups stay invisible. A group on a number the token
-/// may not use is 403.
-pub async fn owned_group(
-    registry: &Registry,
-    principal: &Principal,
-    group_id: &GroupId,
-) -> Result<GroupRecord, ApiError> {
-    let record = registry
-        .group(group_id)
-        .await?
-        .filter(|g| g.active && g.owner_team.as_deref() == Some(principal.team.as_str()))
-        .ok_or_else(|| ApiError::NotFound(format!("group {group_id} not found")))?;
-    principal.require_number(&record.phone_number_id)?;
-    Ok(record)
-}
-
-pub(crate) fn validated_request_id(errors: &mut FieldErrors, raw: &str) -> Option<String> {
-    errors
-        .check("request_id", crate::domain::RequestId::parse(raw))
-        .map(|r| r.to_string())
 }

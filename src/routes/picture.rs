@@ -1,6 +1,7 @@
 //! Reads a profile picture from a raw `image/jpeg` body or a multipart part `file`.
 
-use actix_web::{HttpRequest, web};
+use actix_web::HttpRequest;
+use actix_web::dev::Payload;
 use futures_util::StreamExt;
 
 use super::body::{deadline_of, read_within};
@@ -10,7 +11,7 @@ use crate::error::ApiError;
 
 /// Reads at most `ProfilePicture::MAX_BYTES` (more is a 413) within the body deadline (408).
 /// The type is checked first so that a wrong upload is refused before it is read.
-pub async fn read_picture(req: &HttpRequest, payload: web::Payload) -> Result<Vec<u8>, ApiError> {
+pub async fn read_picture(req: &HttpRequest, payload: Payload) -> Result<Vec<u8>, ApiError> {
     let limit = ProfilePicture::MAX_BYTES;
     let deadline = deadline_of(req);
     match declared_media_type(req).as_str() {
@@ -26,11 +27,7 @@ pub async fn read_picture(req: &HttpRequest, payload: web::Payload) -> Result<Ve
 }
 
 /// The content of the part named `file`; other parts are read past and dropped.
-async fn file_part(
-    req: &HttpRequest,
-    payload: web::Payload,
-    limit: usize,
-) -> Result<Vec<u8>, ApiError> {
+async fn file_part(req: &HttpRequest, payload: Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
     let malformed = |e: actix_multipart::MultipartError| {
         ApiError::bad_request(format!("malformed multipart body: {e}"))
     };

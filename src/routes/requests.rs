@@ -2,11 +2,24 @@
 
 use actix_web::{get, web};
 
-use super::{finish, validated_request_id};
-use crate::auth::{Principal, Scope};
-use crate::domain::FieldErrors;
-use crate::error::{ApiError, Problem};
-use crate::registry::{CreateRequest, Registry};
+use super::extract::scope::GroupsRead;
+use super::extract::{Authorized, Input, Parts};
+use super::responses::{GroupRefusals, Refusals};
+use crate::domain::{FieldErrors, RequestId};
+use crate::error::ApiError;
+use crate::services::creation::Creations;
+use crate::storage::CreateRequest;
+
+pub struct RequestPath(RequestId);
+
+impl Input for RequestPath {
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let raw = parts.path("request_id").unwrap_or_default();
+        Ok(errors
+            .check("request_id", RequestId::parse(raw))
+            .map(RequestPath))
+    }
+}
 
 /// The state of a group creation: `pending` until Meta's webhook arrives, then `created`
 /// (with `group_id` and `invite_link`) or `failed` (with Meta's `error`).
@@ -16,26 +29,19 @@ use crate::registry::{CreateRequest, Registry};
     params(("request_id" = String, Path, description = "The id answered by create_group")),
     responses(
         (status = 200, description = "The creation", body = CreateRequest),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such creation made by the team", body = Problem, content_type = "application/problem+json"),
+        Refusals, GroupRefusals,
     ),
     security(("bearer" = ["groups:read"]))
 )]
 #[get("/group-requests/{request_id}")]
 pub async fn get_group_request(
-    principal: Principal,
-    path: web::Path<String>,
-    registry: web::Data<Registry>,
+    call: Authorized<GroupsRead, RequestPath>,
+    creations: web::Data<Creations>,
 ) -> Result<web::Json<CreateRequest>, ApiError> {
-    let mut errors = FieldErrors::new();
-    let request_id = validated_request_id(&mut errors, &path);
-    finish(errors)?;
-    principal.require(Scope::GroupsRead)?;
-    let not_found = || ApiError::NotFound(format!("group request {path} not found"));
-    let request = registry
-        .create_request(request_id.as_deref().ok_or_else(not_found)?)
+    let id = &call.input.0;
+    let request = creations
+        .get(&call.principal.team, id)
         .await?
-        .filter(|r| r.team == principal.team)
-        .ok_or_else(not_found)?;
+        .ok_or_else(|| ApiError::NotFound(format!("group request {id} not found")))?;
     Ok(web::Json(request))
 }

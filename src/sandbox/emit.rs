@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::state::Event;
-use crate::webhooks::{SIGNATURE_HEADER, sign};
+use crate::domain::meta_webhook::{SIGNATURE_HEADER, sign};
 
 /// Meta's envelope names the WhatsApp Business Account; the sandbox has one, made up.
 const SANDBOX_WABA_ID: &str = "102290129340398";
@@ -96,7 +96,7 @@ impl Emitter {
             event_type: event.item["type"].as_str().unwrap_or_default().to_owned(),
             group_id: event.item["group_id"].as_str().map(str::to_owned),
             phone_number_id: event.pn.clone(),
-            queued_at: crate::registry::now(),
+            queued_at: crate::clock::now(),
             delivery: delivery.to_owned(),
             payload,
         });

@@ -15,8 +15,8 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use wa_groups_gateway::auth::{Scope, TokenIssuer};
 use wa_groups_gateway::config::Settings;
-use wa_groups_gateway::registry::Registry;
-use wa_groups_gateway::webhooks::sign;
+use wa_groups_gateway::domain::meta_webhook::sign;
+use wa_groups_gateway::storage::sqlite::SqliteStorage;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -354,7 +354,7 @@ poll_interval_ms = 100
     let killed_at = started.elapsed();
     // What the kill left half done, as the restarted gateway will find it.
     let (unprocessed, undelivered) = {
-        let registry = Registry::connect(&db_url)
+        let registry = SqliteStorage::connect(&db_url)
             .await
             .expect("the database opens");
         let unprocessed: i64 =

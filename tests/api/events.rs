@@ -5,8 +5,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wa_groups_gateway::domain::GroupId;
-use wa_groups_gateway::events::{DeliveryRecord, DeliveryStatus, EventStore};
-use wa_groups_gateway::registry::Registry;
+use wa_groups_gateway::storage::sqlite::SqliteStorage;
+use wa_groups_gateway::storage::{
+    DeliveryRecord, DeliveryStatus, EndpointRecord, EventStore, GroupStore,
+};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -62,15 +64,28 @@ fn types(events: &[Value]) -> Vec<&str> {
 }
 
 /// The registry and event store of the app's database, opened beside the app.
-async fn storage(app: &TestApp) -> (Registry, EventStore) {
-    let registry = Registry::connect(&app.settings.storage.url).await.unwrap();
-    let store = EventStore::new(registry.pool().clone());
-    (registry, store)
+async fn storage(app: &TestApp) -> (SqliteStorage, SqliteStorage) {
+    let storage = SqliteStorage::connect(&app.settings.storage.url)
+        .await
+        .unwrap();
+    (storage.clone(), storage)
+}
+
+/// A team's webhook endpoint as the delivery worker left it.
+async fn endpoint(
+    store: &SqliteStorage,
+    team: &str,
+) -> wa_groups_gateway::storage::Result<Option<EndpointRecord>> {
+    Ok(store
+        .endpoints()
+        .await?
+        .into_iter()
+        .find(|e| e.team == team))
 }
 
 /// The delivery of an event once it is no longer pending (the receiver may record a request
 /// a moment before the gateway stores its outcome).
-async fn settled(store: &EventStore, event_id: &str) -> DeliveryRecord {
+async fn settled(store: &SqliteStorage, event_id: &str) -> DeliveryRecord {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let delivery = store.delivery(event_id).await.unwrap().unwrap();
@@ -755,7 +770,7 @@ async fn gone_disables_the_endpoint() {
     let endpoint = {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let e = store.endpoint("sales").await.unwrap().unwrap();
+            let e = endpoint(&store, "sales").await.unwrap().unwrap();
             if !e.enabled || Instant::now() > deadline {
                 break e;
             }
@@ -829,7 +844,7 @@ async fn an_endpoint_failing_past_the_window_is_disabled() {
     let (_, store) = storage(&app).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let endpoint = loop {
-        let e = store.endpoint("sales").await.unwrap();
+        let e = endpoint(&store, "sales").await.unwrap();
         if let Some(e) = e.clone().filter(|e| !e.enabled) {
             break e;
         }

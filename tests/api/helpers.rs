@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wa_groups_gateway::auth::{Scope, TokenIssuer};
 use wa_groups_gateway::config::Settings;
+use wa_groups_gateway::domain::meta_webhook::sign;
 use wa_groups_gateway::startup::Application;
-use wa_groups_gateway::webhooks::sign;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -733,7 +733,7 @@ async fn no_secret_appears_in_logs_responses_or_metrics() {
         ],
     );
     let raw = serde_json::to_vec(&hook).unwrap();
-    let sig = wa_groups_gateway::webhooks::sign(APP.as_bytes(), &raw);
+    let sig = wa_groups_gateway::domain::meta_webhook::sign(APP.as_bytes(), &raw);
     seen.push_str(
         &record(
             http.post(bin.url("/webhooks/whatsapp"))

@@ -13,10 +13,10 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use wa_groups_gateway::cli::{Cli, Command as CliCommand, TokenAction, issue_token};
 use wa_groups_gateway::config::Settings;
+use wa_groups_gateway::domain::meta_webhook::verify_signature;
 use wa_groups_gateway::domain::{GroupId, synthetic_jpeg_header};
 use wa_groups_gateway::sandbox::Standalone;
 use wa_groups_gateway::startup::Application;
-use wa_groups_gateway::webhooks::verify_signature;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wa_groups_gateway::webhooks::sign;
+use wa_groups_gateway::domain::meta_webhook::sign;
 
 use crate::helpers::*;
 

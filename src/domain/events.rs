@@ -1,24 +1,12 @@
 //! Team events (DESIGN §6): every group event Meta reports, as the team owning the group sees
 //! it. They make the feed behind `GET /v1/events` and the body of each signed delivery to the
-//! team's `webhook.url` (see `delivery`).
-//!
-//! A team event is written in the same transaction that processes Meta's POST (see
-//! `webhooks`), together with its delivery row, so a crash never leaves one without the other.
-
-pub mod delivery;
-mod store;
+//! team's `webhook.url`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sqlx::SqliteConnection;
 use utoipa::ToSchema;
 
-use crate::graph::lenient;
-use crate::registry::{Completion, NewWebhookEvent};
-
-pub use store::{
-    DeliveryRecord, DeliveryStatus, DueDelivery, EndpointRecord, EventPage, EventStore,
-};
+use super::lenient;
 
 /// What happened to a group. The names are part of the contract (DESIGN §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -203,66 +191,27 @@ fn normalize(value: &mut Value, in_errors: bool) {
     }
 }
 
-/// Writes the team event of one freshly stored Meta event, inside the processing
-/// transaction, after the registry has applied it. The group's owner at that moment gets it
-/// (and a delivery row); an event of a group nobody owns is kept with no team.
-pub(crate) async fn record(
-    conn: &mut SqliteConnection,
-    webhook_event_id: i64,
-    event: &NewWebhookEvent,
-    completion: Option<&Completion>,
-) -> Result<(), sqlx::Error> {
-    let Some(kind) = EventType::classify(&event.event_type, &event.payload) else {
-        return Ok(());
-    };
-    let owner = match &event.group_id {
-        Some(group) => crate::registry::group_owner_in(conn, group).await?,
-        None => None,
-    };
-    let team = completion
-        .map(|c| c.team.clone())
-        .or_else(|| owner.as_ref().and_then(|o| o.team.clone()));
-    let phone_number_id = event
-        .phone_number_id
-        .clone()
-        .or_else(|| owner.as_ref().map(|o| o.phone_number_id.clone()))
-        .or_else(|| completion.map(|c| c.phone_number_id.clone()));
-    let Some(phone_number_id) = phone_number_id else {
-        tracing::debug!(
-            event_type = kind.as_str(),
-            "group event without a phone number kept only as received"
-        );
-        return Ok(());
-    };
-    let request_id = if kind.is_creation() {
-        completion.map(|c| c.request_id.clone())
-    } else {
-        event.meta_request_id.clone()
-    };
-    let team_event = TeamEvent {
-        id: event_id(&event.event_key),
-        event_type: kind,
-        occurred_at: event.occurred_at.clone().unwrap_or_else(|| {
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        }),
-        phone_number_id,
-        group_id: event.group_id.clone(),
-        request_id,
-        data: event_data(&event.payload),
-    };
-    store::insert(conn, webhook_event_id, team.as_deref(), &team_event).await
+/// One group event read out of a webhook POST of Meta's, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewWebhookEvent {
+    /// Stable per Meta event: the same event sent again has the same key.
+    pub event_key: String,
+    pub field: String,
+    pub event_type: String,
+    pub phone_number_id: Option<String>,
+    pub group_id: Option<String>,
+    pub meta_request_id: Option<String>,
+    pub occurred_at: Option<String>,
+    pub payload: Value,
 }
 
-/// A creation webhook that overtook Meta's answer to the create call was recorded with no
-/// team; once the creation is matched, it (and anything else of that group so far) becomes
-/// the team's, re-queued at the end of the feed so no cursor already handed out skips it.
-pub(crate) async fn claim_for_creation(
-    conn: &mut SqliteConnection,
-    meta_request_id: &str,
-    completion: &Completion,
-    group_id: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    store::claim_for_creation(conn, meta_request_id, completion, group_id).await
+/// A pending creation that a `group_create` event completed or failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The gateway's request id, as answered by `create_group`.
+    pub request_id: String,
+    pub team: String,
+    pub phone_number_id: String,
 }
 
 #[cfg(test)]

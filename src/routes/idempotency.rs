@@ -2,14 +2,15 @@
 //! invitation): the same key and request from the same team within 24 hours gets the stored
 //! answer without a second upstream call.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqlitePool};
 
 use crate::error::ApiError;
+use crate::storage::{Claim, IdempotencyStore, Storage, StoredAnswer};
 
 pub const HEADER: &str = "idempotency-key";
 /// The header as named in field errors.
@@ -96,18 +97,21 @@ pub enum Begin {
     Replay(StoredResponse),
 }
 
+/// Keys and their answers, shared by every worker.
 #[derive(Clone)]
-pub struct IdempotencyStore {
-    pool: SqlitePool,
+pub struct Idempotency {
+    store: Arc<dyn IdempotencyStore>,
 }
 
 fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-impl IdempotencyStore {
-    pub fn new(pool: SqlitePool) -> Self {
-        IdempotencyStore { pool }
+impl Idempotency {
+    pub fn new(storage: &Storage) -> Self {
+        Idempotency {
+            store: storage.idempotency(),
+        }
     }
 
     /// Claims the key, or returns the first request's answer (waiting for it if it is still
@@ -117,49 +121,35 @@ impl IdempotencyStore {
         loop {
             let now = chrono::Utc::now();
             // Expired answers and abandoned claims free the key.
-            sqlx::query(
-                "DELETE FROM idempotency_keys WHERE team = ? AND idem_key = ?
-                 AND (created_at < ? OR (completed_at IS NULL AND created_at < ?))",
-            )
-            .bind(team)
-            .bind(&key.key)
-            .bind(timestamp(now - RETENTION))
-            .bind(timestamp(now - ABANDONED_AFTER))
-            .execute(&self.pool)
-            .await?;
-            let claimed = sqlx::query(
-                "INSERT INTO idempotency_keys (team, idem_key, fingerprint, created_at) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (team, idem_key) DO NOTHING",
-            )
-            .bind(team)
-            .bind(&key.key)
-            .bind(&key.fingerprint)
-            .bind(timestamp(now))
-            .execute(&self.pool)
-            .await?;
-            if claimed.rows_affected() == 1 {
-                return Ok(Begin::Proceed);
-            }
-            let row = sqlx::query(
-                "SELECT fingerprint, status, location, body FROM idempotency_keys WHERE team = ? AND idem_key = ?",
-            )
-            .bind(team)
-            .bind(&key.key)
-            .fetch_optional(&self.pool)
-            .await?;
-            let Some(row) = row else { continue };
-            if row.get::<String, _>(0) != key.fingerprint {
+            let claim = self
+                .store
+                .claim(
+                    team,
+                    &key.key,
+                    &key.fingerprint,
+                    &timestamp(now - RETENTION),
+                    &timestamp(now - ABANDONED_AFTER),
+                )
+                .await?;
+            let (fingerprint, answer) = match claim {
+                Claim::Claimed => return Ok(Begin::Proceed),
+                Claim::Held {
+                    fingerprint,
+                    answer,
+                } => (fingerprint, answer),
+            };
+            if fingerprint != key.fingerprint {
                 return Err(ApiError::Unprocessable(
                     "this Idempotency-Key was used with a different request".into(),
                 ));
             }
-            if let Some(status) = row.get::<Option<i64>, _>(1) {
+            if let Some(answer) = answer {
                 metrics::counter!(crate::metrics::IDEMPOTENT_REPLAYS).increment(1);
                 return Ok(Begin::Replay(StoredResponse {
-                    status: StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK),
-                    location: row.get(2),
-                    body: row.get::<Option<Vec<u8>>, _>(3).unwrap_or_default(),
-                    content_type: if status >= 400 {
+                    status: StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK),
+                    location: answer.location,
+                    body: answer.body,
+                    content_type: if answer.status >= 400 {
                         "application/problem+json"
                     } else {
                         "application/json"
@@ -180,32 +170,18 @@ impl IdempotencyStore {
         team: &str,
         key: &IdempotencyKey,
         answer: &StoredResponse,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE idempotency_keys SET status = ?, location = ?, body = ?, completed_at = ?
-             WHERE team = ? AND idem_key = ?",
-        )
-        .bind(i64::from(answer.status.as_u16()))
-        .bind(&answer.location)
-        .bind(&answer.body)
-        .bind(timestamp(chrono::Utc::now()))
-        .bind(team)
-        .bind(&key.key)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    ) -> Result<(), ApiError> {
+        let stored = StoredAnswer {
+            status: answer.status.as_u16(),
+            location: answer.location.clone(),
+            body: answer.body.clone(),
+        };
+        Ok(self.store.complete(team, &key.key, &stored).await?)
     }
 
     /// Frees the key when nothing was done upstream, so a retry may try again.
-    pub async fn abandon(&self, team: &str, key: &IdempotencyKey) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "DELETE FROM idempotency_keys WHERE team = ? AND idem_key = ? AND completed_at IS NULL",
-        )
-        .bind(team)
-        .bind(&key.key)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    pub async fn abandon(&self, team: &str, key: &IdempotencyKey) -> Result<(), ApiError> {
+        Ok(self.store.abandon(team, &key.key).await?)
     }
 
     /// Runs `work` at most once per key: replays a stored answer, or runs and stores it.

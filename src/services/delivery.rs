@@ -18,142 +18,12 @@ use actix_web::http::header::{self, HeaderMap, HttpDate};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
-use rand::Rng;
-use secrecy::ExposeSecret;
-use serde::Deserialize;
 use sha2::Sha256;
-use sqlx::SqlitePool;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
-use super::store::now_ms;
-use super::{DueDelivery, EventStore};
-use crate::config::TeamSettings;
-
-/// `[delivery]`: how team events are pushed to the teams' webhooks.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DeliverySettings {
-    /// Bound of one attempt: connecting, sending, and the receiver's answer.
-    pub request_timeout_ms: u64,
-    /// Bound of opening the connection (part of the attempt).
-    pub connect_timeout_ms: u64,
-    /// Attempts in flight at once per team endpoint.
-    pub max_in_flight_per_endpoint: usize,
-    /// Wait before the first retry; each later one waits `backoff_factor` times longer.
-    pub first_retry_ms: u64,
-    pub backoff_factor: f64,
-    /// Longest wait between two attempts (also caps a receiver's `Retry-After`).
-    pub max_retry_delay_ms: u64,
-    /// Each wait is randomised by ± this fraction.
-    pub jitter: f64,
-    /// Attempts per event, the first included; then the delivery is marked failed.
-    pub max_attempts: u32,
-    /// An endpoint failing without a single success for this long is disabled.
-    pub disable_after_seconds: u64,
-    /// How often storage is checked when nothing wakes the worker.
-    pub poll_interval_ms: u64,
-}
-
-impl Default for DeliverySettings {
-    fn default() -> Self {
-        Self {
-            request_timeout_ms: 15_000,
-            connect_timeout_ms: 5_000,
-            max_in_flight_per_endpoint: 4,
-            first_retry_ms: 5_000,
-            backoff_factor: 3.0,
-            max_retry_delay_ms: 6 * 3600 * 1000,
-            jitter: 0.2,
-            max_attempts: 12,
-            disable_after_seconds: 5 * 24 * 3600,
-            poll_interval_ms: 1_000,
-        }
-    }
-}
-
-impl DeliverySettings {
-    /// Checks the settings; the error names the offending key under `delivery.`.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let positive = [
-            ("request_timeout_ms", self.request_timeout_ms),
-            ("connect_timeout_ms", self.connect_timeout_ms),
-            (
-                "max_in_flight_per_endpoint",
-                self.max_in_flight_per_endpoint as u64,
-            ),
-            ("max_attempts", u64::from(self.max_attempts)),
-            ("disable_after_seconds", self.disable_after_seconds),
-            ("poll_interval_ms", self.poll_interval_ms),
-        ];
-        for (key, value) in positive {
-            if value == 0 {
-                return Err((key, "must be greater than 0".into()));
-            }
-        }
-        if !(self.backoff_factor.is_finite() && self.backoff_factor >= 1.0) {
-            return Err(("backoff_factor", "must be at least 1".into()));
-        }
-        if !(0.0..1.0).contains(&self.jitter) {
-            return Err(("jitter", "must be at least 0 and below 1".into()));
-        }
-        // DESIGN §6: the first retry comes within 10 seconds, jitter included.
-        if self.first_retry_ms as f64 * (1.0 + self.jitter) > 10_000.0 {
-            return Err((
-                "first_retry_ms",
-                "with its jitter it must stay within 10000 (the first retry comes within 10 s)"
-                    .into(),
-            ));
-        }
-        if self.max_retry_delay_ms < self.first_retry_ms {
-            return Err((
-                "max_retry_delay_ms",
-                "must be at least first_retry_ms".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// The wait after `failed` attempts (1 = the first attempt failed), before jitter.
-    pub fn backoff(&self, failed: u32) -> Duration {
-        let exponent = i32::try_from(failed.saturating_sub(1).min(64)).unwrap_or(64);
-        let ms = (self.first_retry_ms as f64 * self.backoff_factor.powi(exponent))
-            .min(self.max_retry_delay_ms as f64);
-        Duration::from_millis(ms as u64)
-    }
-
-    fn jittered(&self, wait: Duration) -> Duration {
-        if self.jitter <= 0.0 {
-            return wait;
-        }
-        let factor = rand::rng().random_range(1.0 - self.jitter..=1.0 + self.jitter);
-        wait.mul_f64(factor)
-    }
-
-    /// The whole schedule before jitter: the wait before each retry.
-    pub fn schedule(&self) -> Vec<Duration> {
-        (1..self.max_attempts).map(|n| self.backoff(n)).collect()
-    }
-
-    /// How long a claimed attempt keeps its row: a worker that dies mid-attempt leaves the
-    /// row to be retried after this.
-    fn lease(&self) -> Duration {
-        Duration::from_millis(2 * self.request_timeout_ms + 1_000)
-    }
-}
-
-/// The HMAC key of a `whsec_…` secret: the base64-decoded part after the prefix.
-pub fn signing_key(secret: &str) -> Result<Vec<u8>, String> {
-    let encoded = secret
-        .strip_prefix("whsec_")
-        .ok_or_else(|| "must start with whsec_".to_owned())?;
-    let key = STANDARD
-        .decode(encoded)
-        .map_err(|_| "the part after whsec_ must be base64".to_owned())?;
-    if key.is_empty() {
-        return Err("the part after whsec_ must not be empty".into());
-    }
-    Ok(key)
-}
+use crate::clock::now_ms;
+use crate::config::{DeliverySettings, SigningKey, TeamSettings};
+use crate::storage::{DueDelivery, EventStore, Storage};
 
 /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
 pub fn sign(key: &[u8], webhook_id: &str, timestamp: i64, body: &[u8]) -> String {
@@ -168,7 +38,7 @@ pub fn sign(key: &[u8], webhook_id: &str, timestamp: i64, body: &[u8]) -> String
 }
 
 /// The URL without credentials or query, fit for a log line.
-pub(crate) fn redacted(url: &str) -> String {
+pub fn redacted(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
     let (authority, path) = match rest.find('/') {
@@ -195,12 +65,12 @@ impl DeliveryHandle {
 struct Endpoint {
     team: String,
     url: String,
-    key: Vec<u8>,
+    key: SigningKey,
     slots: Arc<Semaphore>,
 }
 
 struct Worker {
-    store: EventStore,
+    store: Arc<dyn EventStore>,
     settings: DeliverySettings,
     endpoints: Vec<Rc<Endpoint>>,
     client: awc::Client,
@@ -213,7 +83,7 @@ struct Worker {
 pub fn spawn(
     settings: &DeliverySettings,
     teams: &BTreeMap<String, TeamSettings>,
-    pool: SqlitePool,
+    storage: &Storage,
 ) -> DeliveryHandle {
     let handle = DeliveryHandle::default();
     let mut configured = Vec::new();
@@ -221,12 +91,7 @@ pub fn spawn(
         let Some(hook) = &team_settings.webhook else {
             continue;
         };
-        match signing_key(hook.secret.expose_secret()) {
-            Ok(key) => configured.push((team.clone(), hook.url.clone(), key)),
-            Err(message) => {
-                tracing::error!(team = %team, "teams.{team}.webhook.secret {message}; nothing is delivered to this team")
-            }
-        }
+        configured.push((team.clone(), hook.url.clone(), hook.signing_key.clone()));
     }
     let (alive_tx, alive_rx) = watch::channel(());
     tokio::spawn(async move {
@@ -235,6 +100,7 @@ pub fn spawn(
     });
     let settings = settings.clone();
     let wake = handle.wake.clone();
+    let store = storage.events();
     let spawned = std::thread::Builder::new()
         .name("event-delivery".into())
         .spawn(move || {
@@ -264,7 +130,7 @@ pub fn spawn(
                     })
                     .collect();
                 let worker = Rc::new(Worker {
-                    store: EventStore::new(pool),
+                    store,
                     settings,
                     endpoints,
                     client,
@@ -307,7 +173,7 @@ impl Worker {
     }
 
     /// Starts every attempt that is due and has a free slot; answers how long to sleep.
-    async fn tick(self: &Rc<Self>) -> Result<Duration, sqlx::Error> {
+    async fn tick(self: &Rc<Self>) -> crate::storage::Result<Duration> {
         if !self.synced.get() {
             for endpoint in &self.endpoints {
                 self.store
@@ -371,7 +237,7 @@ impl Worker {
             Err(e) => return Outcome::Unreachable(format!("the event cannot be encoded: {e}")),
         };
         let timestamp = chrono::Utc::now().timestamp();
-        let signature = sign(&endpoint.key, &due.event.id, timestamp, &body);
+        let signature = sign(endpoint.key.as_bytes(), &due.event.id, timestamp, &body);
         let sent = self
             .client
             .post(endpoint.url.as_str())
@@ -405,7 +271,7 @@ impl Worker {
         endpoint: &Endpoint,
         due: &DueDelivery,
         outcome: Outcome,
-    ) -> Result<(), sqlx::Error> {
+    ) -> crate::storage::Result<()> {
         let store = &self.store;
         let (status, error, retry_after) = match outcome {
             Outcome::Answered { status, .. } if status.is_success() => {
@@ -484,7 +350,7 @@ impl Worker {
             .await
     }
 
-    async fn disable(&self, endpoint: &Endpoint, reason: &str) -> Result<(), sqlx::Error> {
+    async fn disable(&self, endpoint: &Endpoint, reason: &str) -> crate::storage::Result<()> {
         if self.store.disable_endpoint(&endpoint.team, reason).await? {
             metrics::counter!(crate::metrics::ENDPOINTS_DISABLED, "team" => endpoint.team.clone())
                 .increment(1);
@@ -520,48 +386,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_schedule_starts_within_ten_seconds_and_spans_about_a_day() {
-        let settings = DeliverySettings::default();
-        settings.validate().unwrap();
-        let schedule = settings.schedule();
-        assert!(schedule[0] <= Duration::from_secs(10));
-        assert!(schedule.windows(2).all(|w| w[0] <= w[1]));
-        let total: Duration = schedule.iter().sum();
-        assert!(
-            (Duration::from_secs(18 * 3600)..=Duration::from_secs(30 * 3600)).contains(&total),
-            "{total:?}"
-        );
-        for _ in 0..100 {
-            let first = settings.jittered(settings.backoff(1));
-            assert!(first <= Duration::from_secs(10), "{first:?}");
-        }
-    }
-
-    #[test]
-    fn settings_that_break_the_contract_are_refused() {
-        let slow_first = DeliverySettings {
-            first_retry_ms: 20_000,
-            ..Default::default()
-        };
-        assert_eq!(slow_first.validate().unwrap_err().0, "first_retry_ms");
-        let shrinking = DeliverySettings {
-            backoff_factor: 0.5,
-            ..Default::default()
-        };
-        assert_eq!(shrinking.validate().unwrap_err().0, "backoff_factor");
-    }
-
-    #[test]
     fn signatures_follow_standard_webhooks() {
         // The example of the Standard Webhooks specification.
-        let key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let key = crate::config::signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let body = br#"{"test": 2432232314}"#;
         assert_eq!(
-            sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            sign(
+                key.as_bytes(),
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                body
+            ),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
-        assert!(signing_key("whsec_!!").is_err());
-        assert!(signing_key("nope").is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use sqlx::{Row, SqlitePool};
+use crate::storage::{Result, TokenStore};
 
 /// How often storage is asked for revocations made elsewhere.
 pub const REFRESH_EVERY: Duration = Duration::from_millis(500);
@@ -19,7 +19,7 @@ const FULL_RELOAD_EVERY: u32 = 120;
 pub const MAX_JTI_LEN: usize = 256;
 
 /// A token id as sent in `DELETE /v1/admin/tokens/{jti}` or `token revoke JTI`.
-pub fn parse_jti(raw: &str) -> Result<String, String> {
+pub fn parse_jti(raw: &str) -> std::result::Result<String, String> {
     let ok = (1..=MAX_JTI_LEN).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
     if ok {
         Ok(raw.to_owned())
@@ -38,15 +38,15 @@ struct State {
 /// The revoked ids of this replica, shared by its workers.
 #[derive(Clone)]
 pub struct RevocationList {
-    pool: SqlitePool,
+    store: Arc<dyn TokenStore>,
     state: Arc<RwLock<State>>,
 }
 
 impl RevocationList {
     /// Reads every revoked id; the gateway does not serve before this succeeded.
-    pub async fn load(pool: SqlitePool) -> Result<Self, sqlx::Error> {
+    pub async fn load(store: Arc<dyn TokenStore>) -> Result<Self> {
         let list = RevocationList {
-            pool,
+            store,
             state: Arc::default(),
         };
         list.refresh().await?;
@@ -62,8 +62,8 @@ impl RevocationList {
     }
 
     /// Stores the revocation, then applies it here at once. Revoking twice is not an error.
-    pub async fn revoke(&self, jti: &str, by: &str) -> Result<(), sqlx::Error> {
-        store(&self.pool, jti, by).await?;
+    pub async fn revoke(&self, jti: &str, by: &str) -> Result<()> {
+        self.store.revoke(jti, by).await?;
         self.state
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -73,7 +73,7 @@ impl RevocationList {
     }
 
     /// Reads the revocations stored since the last look.
-    pub async fn refresh(&self) -> Result<(), sqlx::Error> {
+    pub async fn refresh(&self) -> Result<()> {
         let since = self
             .state
             .read()
@@ -82,18 +82,14 @@ impl RevocationList {
         self.read_since(since).await
     }
 
-    async fn read_since(&self, since: i64) -> Result<(), sqlx::Error> {
-        let rows = sqlx::query("SELECT seq, jti FROM revoked_tokens WHERE seq > ? ORDER BY seq")
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
+    async fn read_since(&self, since: i64) -> Result<()> {
+        let rows = self.store.revoked_since(since).await?;
         if rows.is_empty() {
             return Ok(());
         }
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        for row in rows {
-            let seq: i64 = row.get(0);
-            state.jtis.insert(row.get(1));
+        for (seq, jti) in rows {
+            state.jtis.insert(jti);
             state.last_seq = state.last_seq.max(seq);
         }
         Ok(())
@@ -102,7 +98,7 @@ impl RevocationList {
     /// Refreshes every `every` until the list is dropped (the gateway stopped).
     pub fn spawn_refresher(&self, every: Duration) {
         let weak = Arc::downgrade(&self.state);
-        let pool = self.pool.clone();
+        let store = self.store.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -111,7 +107,7 @@ impl RevocationList {
                 ticker.tick().await;
                 let Some(state) = weak.upgrade() else { return };
                 let list = RevocationList {
-                    pool: pool.clone(),
+                    store: store.clone(),
                     state,
                 };
                 round = round.wrapping_add(1);
@@ -128,21 +124,6 @@ impl RevocationList {
     }
 }
 
-/// Stores a revocation without a running gateway (`token revoke`): running replicas pick it
-/// up on their next refresh.
-pub async fn store(pool: &SqlitePool, jti: &str, by: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO revoked_tokens (jti, revoked_at, revoked_by) VALUES (?, ?, ?)
-         ON CONFLICT (jti) DO NOTHING",
-    )
-    .bind(jti)
-    .bind(crate::registry::now())
-    .bind(by)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,11 +138,11 @@ mod tests {
 
     #[tokio::test]
     async fn another_replicas_revocation_is_seen_after_a_refresh() {
-        let registry = crate::registry::Registry::connect("sqlite::memory:")
+        let storage = crate::storage::Storage::connect("sqlite::memory:")
             .await
             .unwrap();
-        let here = RevocationList::load(registry.pool().clone()).await.unwrap();
-        let there = RevocationList::load(registry.pool().clone()).await.unwrap();
+        let here = RevocationList::load(storage.tokens()).await.unwrap();
+        let there = RevocationList::load(storage.tokens()).await.unwrap();
         here.revoke("j1", "platform").await.unwrap();
         assert!(here.is_revoked("j1"), "at once on the replica that revoked");
         assert!(!there.is_revoked("j1"));
@@ -169,7 +150,8 @@ mod tests {
         assert!(there.is_revoked("j1"));
         // Revoking again is harmless.
         here.revoke("j1", "platform").await.unwrap();
-        store(registry.pool(), "j2", "cli").await.unwrap();
+        // As `token revoke` does, without a running list.
+        storage.tokens().revoke("j2", "cli").await.unwrap();
         there.refresh().await.unwrap();
         assert!(there.is_revoked("j2"));
         assert!(!there.is_revoked("j3"));

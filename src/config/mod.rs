@@ -8,12 +8,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::domain::PhoneNumberId;
-pub use crate::events::delivery::DeliverySettings;
+mod delivery;
+
+pub use delivery::{DeliverySettings, SigningKey, signing_key};
 
 /// The defaults are compiled in so the binary runs from any directory.
-const DEFAULTS: &str = include_str!("../config/default.toml");
+const DEFAULTS: &str = include_str!("../../config/default.toml");
 /// A demo number and teams, layered in sandbox mode when no phone number is configured.
-const SANDBOX_DEMO: &str = include_str!("../config/sandbox-demo.toml");
+const SANDBOX_DEMO: &str = include_str!("../../config/sandbox-demo.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -338,6 +340,8 @@ struct RawTeam {
 pub struct TeamWebhook {
     pub url: String,
     pub secret: SecretString,
+    /// The key `secret` stands for, parsed once.
+    pub signing_key: SigningKey,
 }
 
 #[derive(Debug, Clone)]
@@ -633,11 +637,8 @@ impl RawSettings {
                 Some(hook) => {
                     let key = format!("teams.{name}.webhook.secret");
                     let secret = hook.secret.resolve(&key)?;
-                    if let Err(message) =
-                        crate::events::delivery::signing_key(secret.expose_secret())
-                    {
-                        return Err(ConfigError::invalid(key, message));
-                    }
+                    let signing_key = signing_key(secret.expose_secret())
+                        .map_err(|message| ConfigError::invalid(key, message))?;
                     if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
                         return Err(ConfigError::invalid(
                             format!("teams.{name}.webhook.url"),
@@ -647,6 +648,7 @@ impl RawSettings {
                     Some(TeamWebhook {
                         url: hook.url,
                         secret,
+                        signing_key,
                     })
                 }
             };

@@ -1,26 +1,20 @@
-//! SQL of team events, their deliveries and the teams' endpoint state (tables of
-//! `migrations/20261127100000_team_events.sql`).
+//! Team events, their deliveries and the teams' endpoint state (tables `team_events`,
+//! `event_deliveries`, `webhook_endpoints`).
 
-use serde::Serialize;
+use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Row, SqliteConnection};
 
-use super::{EventType, TeamEvent};
-use crate::registry::{Completion, now};
+use super::SqliteStorage;
+use crate::clock::{ms_to_rfc3339, now, now_ms};
+use crate::domain::events::{Completion, EventType, TeamEvent};
+use crate::storage::{
+    DeliveryRecord, DeliveryStatus, DueDelivery, EndpointRecord, EventPage, EventStore, Result,
+};
 
 const EVENT_COLUMNS: &str =
     "seq, id, type, occurred_at, phone_number_id, group_id, request_id, data";
-
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn ms_to_rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_else(|| ms.to_string())
-}
 
 /// Reads `EVENT_COLUMNS`; None for a type this build does not know.
 fn event_from_row(row: &SqliteRow) -> Option<(i64, TeamEvent)> {
@@ -46,7 +40,7 @@ pub(super) async fn insert(
     webhook_event_id: i64,
     team: Option<&str>,
     event: &TeamEvent,
-) -> Result<(), sqlx::Error> {
+) -> sqlx::Result<()> {
     let now = now();
     let seq = sqlx::query(
         "INSERT INTO team_events (id, webhook_event_id, team, type, occurred_at, phone_number_id,
@@ -87,7 +81,7 @@ pub(super) async fn claim_for_creation(
     meta_request_id: &str,
     completion: &Completion,
     group_id: Option<&str>,
-) -> Result<(), sqlx::Error> {
+) -> sqlx::Result<()> {
     let rows = sqlx::query(
         "SELECT te.seq, te.id, te.type, te.occurred_at, te.phone_number_id, te.group_id,
                 te.request_id, te.data, te.webhook_event_id,
@@ -119,90 +113,16 @@ pub(super) async fn claim_for_creation(
     Ok(())
 }
 
-/// One page of a feed, and the seq to continue after when more follow.
-#[derive(Debug, Clone)]
-pub struct EventPage {
-    pub events: Vec<TeamEvent>,
-    pub more_after: Option<i64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryStatus {
-    Pending,
-    Delivered,
-    Failed,
-    Skipped,
-}
-
-impl DeliveryStatus {
-    fn parse(s: &str) -> Self {
-        match s {
-            "delivered" => DeliveryStatus::Delivered,
-            "failed" => DeliveryStatus::Failed,
-            "skipped" => DeliveryStatus::Skipped,
-            _ => DeliveryStatus::Pending,
-        }
-    }
-}
-
-/// Where the delivery of one event stands (for administrators and tests).
-#[derive(Debug, Clone, Serialize)]
-pub struct DeliveryRecord {
-    pub event_id: String,
-    pub team: String,
-    pub status: DeliveryStatus,
-    pub attempts: i64,
-    /// RFC 3339; while pending, the next attempt (or the end of the running one's lease).
-    pub next_attempt_at: String,
-    pub last_status: Option<i64>,
-    pub last_error: Option<String>,
-    pub delivered_at: Option<String>,
-}
-
-/// A team's webhook endpoint as the worker sees it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct EndpointRecord {
-    pub team: String,
-    pub url: String,
-    pub enabled: bool,
-    /// RFC 3339 start of the current run of failures, if failing.
-    pub failing_since: Option<String>,
-    pub last_success_at: Option<String>,
-    pub last_failure_at: Option<String>,
-    pub last_error: Option<String>,
-    pub disabled_at: Option<String>,
-    pub disabled_reason: Option<String>,
-}
-
-/// A delivery claimed for one attempt.
-#[derive(Debug, Clone)]
-pub struct DueDelivery {
-    pub id: i64,
-    /// Attempts made so far, this one included.
-    pub attempt: u32,
-    pub event: TeamEvent,
-}
-
-/// Team events and their deliveries, over the registry's database.
-#[derive(Clone)]
-pub struct EventStore {
-    pool: SqlitePool,
-}
-
-impl EventStore {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
-    }
-
+#[async_trait]
+impl EventStore for SqliteStorage {
     /// A team's events on the given numbers after `after` (a seq), oldest first.
-    pub async fn list(
+    async fn list(
         &self,
         team: &str,
         numbers: &[String],
         after: i64,
         limit: u32,
-    ) -> Result<EventPage, sqlx::Error> {
+    ) -> Result<EventPage> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM team_events
              WHERE team = ? AND seq > ? AND phone_number_id IN (SELECT value FROM json_each(?))
@@ -218,7 +138,7 @@ impl EventStore {
     }
 
     /// Events of groups no team owns, oldest first (administrators only).
-    pub async fn list_unowned(&self, after: i64, limit: u32) -> Result<EventPage, sqlx::Error> {
+    async fn list_unowned(&self, after: i64, limit: u32) -> Result<EventPage> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM team_events WHERE team IS NULL AND seq > ?
              ORDER BY seq LIMIT ?"
@@ -231,15 +151,17 @@ impl EventStore {
     }
 
     /// The feed position of one of the team's events.
-    pub async fn seq_of(&self, team: &str, event_id: &str) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar("SELECT seq FROM team_events WHERE team = ? AND id = ?")
-            .bind(team)
-            .bind(event_id)
-            .fetch_optional(&self.pool)
-            .await
+    async fn seq_of(&self, team: &str, event_id: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT seq FROM team_events WHERE team = ? AND id = ?")
+                .bind(team)
+                .bind(event_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
-    pub async fn delivery(&self, event_id: &str) -> Result<Option<DeliveryRecord>, sqlx::Error> {
+    async fn delivery(&self, event_id: &str) -> Result<Option<DeliveryRecord>> {
         let row = sqlx::query(
             "SELECT te.id, d.team, d.status, d.attempts, d.next_attempt_at, d.last_status,
                     d.last_error, d.delivered_at
@@ -260,7 +182,7 @@ impl EventStore {
         }))
     }
 
-    pub async fn endpoints(&self) -> Result<Vec<EndpointRecord>, sqlx::Error> {
+    async fn endpoints(&self) -> Result<Vec<EndpointRecord>> {
         let rows = sqlx::query(
             "SELECT team, url, state, failing_since, last_success_at, last_failure_at, last_error,
                     disabled_at, disabled_reason
@@ -284,14 +206,10 @@ impl EventStore {
             .collect())
     }
 
-    pub async fn endpoint(&self, team: &str) -> Result<Option<EndpointRecord>, sqlx::Error> {
-        Ok(self.endpoints().await?.into_iter().find(|e| e.team == team))
-    }
-
     // ---- the delivery worker -------------------------------------------------------------
 
     /// Records the configured endpoint; a changed URL is a new, enabled endpoint.
-    pub(crate) async fn sync_endpoint(&self, team: &str, url: &str) -> Result<(), sqlx::Error> {
+    async fn sync_endpoint(&self, team: &str, url: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO webhook_endpoints (team, url, updated_at) VALUES (?, ?, ?)
              ON CONFLICT (team) DO UPDATE SET url = excluded.url, state = 'enabled',
@@ -308,14 +226,16 @@ impl EventStore {
     }
 
     /// Teams whose endpoint is disabled.
-    pub(crate) async fn disabled_teams(&self) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query_scalar("SELECT team FROM webhook_endpoints WHERE state = 'disabled'")
-            .fetch_all(&self.pool)
-            .await
+    async fn disabled_teams(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT team FROM webhook_endpoints WHERE state = 'disabled'")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Pending deliveries of teams outside `teams` (no `webhook.url`) are skipped.
-    pub(crate) async fn skip_unconfigured(&self, teams: &[String]) -> Result<u64, sqlx::Error> {
+    async fn skip_unconfigured(&self, teams: &[String]) -> Result<u64> {
         let teams = serde_json::to_string(teams).unwrap_or_else(|_| "[]".into());
         // Looked for first: a write would take SQLite's write lock on every pass.
         let any: bool = sqlx::query_scalar(
@@ -341,7 +261,7 @@ impl EventStore {
     }
 
     /// Pending deliveries of a team whose endpoint is disabled are skipped.
-    pub(crate) async fn skip_pending(&self, team: &str, reason: &str) -> Result<u64, sqlx::Error> {
+    async fn skip_pending(&self, team: &str, reason: &str) -> Result<u64> {
         let any: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM event_deliveries WHERE status = 'pending' AND team = ?)",
         )
@@ -366,13 +286,13 @@ impl EventStore {
     /// Claims up to `limit` due deliveries of a team for one attempt each: the attempt is
     /// counted and the row leased until `lease_until`, so a crash mid-attempt only delays a
     /// retry (with the same event id) and two workers never send the same attempt.
-    pub(crate) async fn claim_due(
+    async fn claim_due(
         &self,
         team: &str,
         now_ms: i64,
         lease_until: i64,
         limit: usize,
-    ) -> Result<Vec<DueDelivery>, sqlx::Error> {
+    ) -> Result<Vec<DueDelivery>> {
         let ids: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM event_deliveries WHERE status = 'pending' AND team = ? AND next_attempt_at <= ?
              ORDER BY next_attempt_at, id LIMIT ?",
@@ -427,21 +347,16 @@ impl EventStore {
     }
 
     /// The earliest pending attempt after `now_ms`.
-    pub(crate) async fn next_due_after(&self, now_ms: i64) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar(
+    async fn next_due_after(&self, now_ms: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
             "SELECT MIN(next_attempt_at) FROM event_deliveries WHERE status = 'pending' AND next_attempt_at > ?",
         )
         .bind(now_ms)
         .fetch_one(&self.pool)
-        .await
+        .await?)
     }
 
-    pub(crate) async fn delivered(
-        &self,
-        id: i64,
-        team: &str,
-        http_status: u16,
-    ) -> Result<(), sqlx::Error> {
+    async fn delivered(&self, id: i64, team: &str, http_status: u16) -> Result<()> {
         let now = now();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -463,16 +378,11 @@ impl EventStore {
         .bind(team)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await
+        Ok(tx.commit().await?)
     }
 
     /// Notes a failed attempt on the endpoint; answers when its run of failures began.
-    pub(crate) async fn endpoint_failed(
-        &self,
-        team: &str,
-        now_ms: i64,
-        error: &str,
-    ) -> Result<i64, sqlx::Error> {
+    async fn endpoint_failed(&self, team: &str, now_ms: i64, error: &str) -> Result<i64> {
         let now = now();
         let since: Option<i64> = sqlx::query_scalar(
             "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, ?),
@@ -489,13 +399,13 @@ impl EventStore {
         Ok(since.unwrap_or(now_ms))
     }
 
-    pub(crate) async fn retry_later(
+    async fn retry_later(
         &self,
         id: i64,
         at_ms: i64,
         http_status: Option<u16>,
         error: &str,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<()> {
         sqlx::query(
             "UPDATE event_deliveries SET next_attempt_at = ?, last_status = ?, last_error = ?,
                updated_at = ? WHERE id = ?",
@@ -510,12 +420,7 @@ impl EventStore {
         Ok(())
     }
 
-    pub(crate) async fn give_up(
-        &self,
-        id: i64,
-        http_status: Option<u16>,
-        error: &str,
-    ) -> Result<(), sqlx::Error> {
+    async fn give_up(&self, id: i64, http_status: Option<u16>, error: &str) -> Result<()> {
         sqlx::query(
             "UPDATE event_deliveries SET status = 'failed', last_status = ?, last_error = ?,
                updated_at = ? WHERE id = ?",
@@ -530,11 +435,7 @@ impl EventStore {
     }
 
     /// Disables the endpoint; true when it was enabled until now.
-    pub(crate) async fn disable_endpoint(
-        &self,
-        team: &str,
-        reason: &str,
-    ) -> Result<bool, sqlx::Error> {
+    async fn disable_endpoint(&self, team: &str, reason: &str) -> Result<bool> {
         let now = now();
         let done = sqlx::query(
             "UPDATE webhook_endpoints SET state = 'disabled', disabled_at = ?, disabled_reason = ?,

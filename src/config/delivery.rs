@@ -1,0 +1,198 @@
+//! `[delivery]`: how team events are pushed to the teams' webhooks, and the parsed
+//! `whsec_` key each team's deliveries are signed with.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand::Rng;
+use serde::Deserialize;
+
+/// `[delivery]`: how team events are pushed to the teams' webhooks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Bound of one attempt: connecting, sending, and the receiver's answer.
+    pub request_timeout_ms: u64,
+    /// Bound of opening the connection (part of the attempt).
+    pub connect_timeout_ms: u64,
+    /// Attempts in flight at once per team endpoint.
+    pub max_in_flight_per_endpoint: usize,
+    /// Wait before the first retry; each later one waits `backoff_factor` times longer.
+    pub first_retry_ms: u64,
+    pub backoff_factor: f64,
+    /// Longest wait between two attempts (also caps a receiver's `Retry-After`).
+    pub max_retry_delay_ms: u64,
+    /// Each wait is randomised by ± this fraction.
+    pub jitter: f64,
+    /// Attempts per event, the first included; then the delivery is marked failed.
+    pub max_attempts: u32,
+    /// An endpoint failing without a single success for this long is disabled.
+    pub disable_after_seconds: u64,
+    /// How often storage is checked when nothing wakes the worker.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            request_timeout_ms: 15_000,
+            connect_timeout_ms: 5_000,
+            max_in_flight_per_endpoint: 4,
+            first_retry_ms: 5_000,
+            backoff_factor: 3.0,
+            max_retry_delay_ms: 6 * 3600 * 1000,
+            jitter: 0.2,
+            max_attempts: 12,
+            disable_after_seconds: 5 * 24 * 3600,
+            poll_interval_ms: 1_000,
+        }
+    }
+}
+
+impl DeliverySettings {
+    /// Checks the settings; the error names the offending key under `delivery.`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let positive = [
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            (
+                "max_in_flight_per_endpoint",
+                self.max_in_flight_per_endpoint as u64,
+            ),
+            ("max_attempts", u64::from(self.max_attempts)),
+            ("disable_after_seconds", self.disable_after_seconds),
+            ("poll_interval_ms", self.poll_interval_ms),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err((key, "must be greater than 0".into()));
+            }
+        }
+        if !(self.backoff_factor.is_finite() && self.backoff_factor >= 1.0) {
+            return Err(("backoff_factor", "must be at least 1".into()));
+        }
+        if !(0.0..1.0).contains(&self.jitter) {
+            return Err(("jitter", "must be at least 0 and below 1".into()));
+        }
+        // DESIGN §6: the first retry comes within 10 seconds, jitter included.
+        if self.first_retry_ms as f64 * (1.0 + self.jitter) > 10_000.0 {
+            return Err((
+                "first_retry_ms",
+                "with its jitter it must stay within 10000 (the first retry comes within 10 s)"
+                    .into(),
+            ));
+        }
+        if self.max_retry_delay_ms < self.first_retry_ms {
+            return Err((
+                "max_retry_delay_ms",
+                "must be at least first_retry_ms".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The wait after `failed` attempts (1 = the first attempt failed), before jitter.
+    pub fn backoff(&self, failed: u32) -> Duration {
+        let exponent = i32::try_from(failed.saturating_sub(1).min(64)).unwrap_or(64);
+        let ms = (self.first_retry_ms as f64 * self.backoff_factor.powi(exponent))
+            .min(self.max_retry_delay_ms as f64);
+        Duration::from_millis(ms as u64)
+    }
+
+    pub fn jittered(&self, wait: Duration) -> Duration {
+        if self.jitter <= 0.0 {
+            return wait;
+        }
+        let factor = rand::rng().random_range(1.0 - self.jitter..=1.0 + self.jitter);
+        wait.mul_f64(factor)
+    }
+
+    /// The whole schedule before jitter: the wait before each retry.
+    pub fn schedule(&self) -> Vec<Duration> {
+        (1..self.max_attempts).map(|n| self.backoff(n)).collect()
+    }
+
+    /// How long a claimed attempt keeps its row: a worker that dies mid-attempt leaves the
+    /// row to be retried after this.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(2 * self.request_timeout_ms + 1_000)
+    }
+}
+
+/// The HMAC key of a team's `webhook.secret`, parsed once when configuration is read.
+#[derive(Clone)]
+pub struct SigningKey(Vec<u8>);
+
+impl SigningKey {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey([redacted])")
+    }
+}
+
+/// The HMAC key of a `whsec_…` secret: the base64-decoded part after the prefix.
+pub fn signing_key(secret: &str) -> Result<SigningKey, String> {
+    let encoded = secret
+        .strip_prefix("whsec_")
+        .ok_or_else(|| "must start with whsec_".to_owned())?;
+    let key = STANDARD
+        .decode(encoded)
+        .map_err(|_| "the part after whsec_ must be base64".to_owned())?;
+    if key.is_empty() {
+        return Err("the part after whsec_ must not be empty".into());
+    }
+    Ok(SigningKey(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_schedule_starts_within_ten_seconds_and_spans_about_a_day() {
+        let settings = DeliverySettings::default();
+        settings.validate().unwrap();
+        let schedule = settings.schedule();
+        assert!(schedule[0] <= Duration::from_secs(10));
+        assert!(schedule.windows(2).all(|w| w[0] <= w[1]));
+        let total: Duration = schedule.iter().sum();
+        assert!(
+            (Duration::from_secs(18 * 3600)..=Duration::from_secs(30 * 3600)).contains(&total),
+            "{total:?}"
+        );
+        for _ in 0..100 {
+            let first = settings.jittered(settings.backoff(1));
+            assert!(first <= Duration::from_secs(10), "{first:?}");
+        }
+    }
+
+    #[test]
+    fn settings_that_break_the_contract_are_refused() {
+        let slow_first = DeliverySettings {
+            first_retry_ms: 20_000,
+            ..Default::default()
+        };
+        assert_eq!(slow_first.validate().unwrap_err().0, "first_retry_ms");
+        let shrinking = DeliverySettings {
+            backoff_factor: 0.5,
+            ..Default::default()
+        };
+        assert_eq!(shrinking.validate().unwrap_err().0, "backoff_factor");
+    }
+
+    #[test]
+    fn whsec_secrets_are_base64_after_the_prefix() {
+        let key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        assert_eq!(key.as_bytes().len(), 24);
+        assert!(!format!("{key:?}").contains("Mf"));
+        assert!(signing_key("whsec_!!").is_err());
+        assert!(signing_key("whsec_").is_err());
+        assert!(signing_key("nope").is_err());
+    }
+}

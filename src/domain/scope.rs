@@ -1,0 +1,47 @@
+//! What a token may do: scopes with fixed string forms (DESIGN §3).
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    GroupsRead,
+    GroupsWrite,
+    GroupsDelete,
+    GroupsInvite,
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 5] = [
+        Scope::GroupsRead,
+        Scope::GroupsWrite,
+        Scope::GroupsDelete,
+        Scope::GroupsInvite,
+        Scope::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::GroupsRead => "groups:read",
+            Scope::GroupsWrite => "groups:write",
+            Scope::GroupsDelete => "groups:delete",
+            Scope::GroupsInvite => "groups:invite",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_have_fixed_names() {
+        for s in Scope::ALL {
+            assert_eq!(Scope::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Scope::parse("groups:everything"), None);
+    }
+}

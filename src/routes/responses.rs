@@ -1,0 +1,82 @@
+//! The error statuses the routes document, one set per kind of check, beside the checks
+//! that answer them (`extract`, the Graph client, idempotency), so that the OpenAPI document
+//! and the answers come from the same place. A route lists the sets its extractor and its
+//! service can produce.
+
+use utoipa::IntoResponses;
+
+use crate::error::Problem;
+
+/// Every authenticated route: the checks of `extract` (and a storage failure).
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum Refusals {
+    /// Invalid input: every broken field of path, query and body is listed.
+    #[response(status = 400, content_type = "application/problem+json")]
+    Invalid(Problem),
+    /// Missing, malformed, expired or revoked token.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated(Problem),
+    /// The token lacks the scope, or may not use the phone number.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// The team's or the phone number's rate limit was reached, or Meta is throttling:
+    /// `Retry-After` says when to try again.
+    #[response(status = 429, content_type = "application/problem+json")]
+    RateLimited(Problem),
+    /// The gateway failed (details are in its logs, under the request id).
+    #[response(status = 500, content_type = "application/problem+json")]
+    Internal(Problem),
+}
+
+/// Routes on `/groups/{group_id}`: the group must be the team's.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum GroupRefusals {
+    /// No such active group owned by the team (other teams' groups look the same).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+}
+
+/// Routes that read a request body.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyRefusals {
+    /// The body did not arrive within `server.body_timeout_ms`.
+    #[response(status = 408, content_type = "application/problem+json")]
+    Timeout(Problem),
+    /// The body is larger than the route accepts.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// The body's Content-Type is not one the route reads.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+}
+
+/// Routes that call Meta: how its failures reach the caller (DESIGN §5).
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum UpstreamFailures {
+    /// Meta failed, answered what the gateway cannot read, or refused the gateway's own
+    /// credentials.
+    #[response(status = 502, content_type = "application/problem+json")]
+    BadGateway(Problem),
+    /// Meta is unreachable: nothing was sent.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unreachable(Problem),
+    /// Meta did not answer within the gateway's deadline.
+    #[response(status = 504, content_type = "application/problem+json")]
+    Timeout(Problem),
+}
+
+/// Routes that honour `Idempotency-Key`.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum IdempotencyRefusals {
+    /// A request with this key is still in progress.
+    #[response(status = 409, content_type = "application/problem+json")]
+    InProgress(Problem),
+    /// The key was used with a different request.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Reused(Problem),
+}

@@ -1,0 +1,52 @@
+//! The team events feed (`GET /v1/events`) and what administrators see of events and
+//! endpoints.
+
+use std::sync::Arc;
+
+use super::delivery::redacted;
+use crate::domain::PhoneNumberId;
+use crate::storage::{EndpointRecord, EventPage, EventStore, Result, Storage};
+
+#[derive(Clone)]
+pub struct Feed {
+    store: Arc<dyn EventStore>,
+}
+
+impl Feed {
+    pub fn new(storage: &Storage) -> Self {
+        Feed {
+            store: storage.events(),
+        }
+    }
+
+    /// A team's events on the numbers its token may use, after `after`, oldest first.
+    pub async fn team_events(
+        &self,
+        team: &str,
+        numbers: &[PhoneNumberId],
+        after: i64,
+        limit: u32,
+    ) -> Result<EventPage> {
+        let numbers: Vec<String> = numbers.iter().map(|n| n.as_ref().to_owned()).collect();
+        self.store.list(team, &numbers, after, limit).await
+    }
+
+    /// Events of groups no team owns, oldest first.
+    pub async fn unowned(&self, after: i64, limit: u32) -> Result<EventPage> {
+        self.store.list_unowned(after, limit).await
+    }
+
+    /// The feed position of one of the team's events.
+    pub async fn seq_of(&self, team: &str, event_id: &str) -> Result<Option<i64>> {
+        self.store.seq_of(team, event_id).await
+    }
+
+    /// The teams' endpoints, their URLs without credentials or query.
+    pub async fn endpoints(&self) -> Result<Vec<EndpointRecord>> {
+        let mut endpoints = self.store.endpoints().await?;
+        for endpoint in &mut endpoints {
+            endpoint.url = redacted(&endpoint.url);
+        }
+        Ok(endpoints)
+    }
+}

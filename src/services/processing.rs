@@ -1,0 +1,346 @@
+//! Meta's webhooks, from the signed POST to registry changes and team events (DESIGN §6).
+//!
+//! A verified POST is stored before Meta is told 200 (`Ingress`); the processor then turns
+//! stored POSTs into registry changes, team events and delivery rows, one unit of work at a
+//! time, so a crash never half-applies a POST.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use super::creation::{self, Waiters};
+use super::delivery::DeliveryHandle;
+use crate::clock::now_secs;
+use crate::domain::events::{
+    Completion, EventType, NewWebhookEvent, TeamEvent, event_data, event_id, has_errors,
+};
+use crate::domain::lenient;
+use crate::domain::meta_webhook::{
+    KNOWN_FIELDS, KNOWN_TYPES, extract_events, known_label, verify_signature,
+};
+use crate::storage::{InboxOutcome, InboxStore, RegistryTx, Result, Storage, StorageError};
+
+/// Why a POST was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    #[error("missing or wrong X-Hub-Signature-256")]
+    BadSignature,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The webhook ingress: checks Meta's signature, stores the POST, wakes the processor.
+pub struct Ingress {
+    app_secret: SecretString,
+    inbox: Arc<dyn InboxStore>,
+    processor: ProcessorHandle,
+}
+
+impl Ingress {
+    pub fn new(app_secret: SecretString, storage: &Storage, processor: ProcessorHandle) -> Self {
+        Ingress {
+            app_secret,
+            inbox: storage.inbox(),
+            processor,
+        }
+    }
+
+    /// Stores a correctly signed POST; answers whether it was a redelivery.
+    pub async fn accept(
+        &self,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> std::result::Result<bool, IngressError> {
+        if !verify_signature(self.app_secret.expose_secret().as_bytes(), body, signature) {
+            tracing::warn!("webhook refused: missing or wrong X-Hub-Signature-256");
+            metrics::counter!(crate::metrics::WEBHOOK_POSTS, "outcome" => "bad_signature")
+                .increment(1);
+            return Err(IngressError::BadSignature);
+        }
+        let digest = hex::encode(Sha256::digest(body));
+        let duplicate = self.inbox.store_post(&digest, body).await? == InboxOutcome::Duplicate;
+        metrics::counter!(
+            crate::metrics::WEBHOOK_POSTS,
+            "outcome" => if duplicate { "duplicate" } else { "stored" }
+        )
+        .increment(1);
+        if !duplicate {
+            self.processor.kick();
+        }
+        Ok(duplicate)
+    }
+}
+
+/// Wakes the processor when a POST was stored.
+#[derive(Clone, Default)]
+pub struct ProcessorHandle {
+    notify: Arc<Notify>,
+}
+
+impl ProcessorHandle {
+    pub fn kick(&self) {
+        self.notify.notify_one();
+    }
+}
+
+/// Attempts at processing one stored POST before it is set aside.
+const MAX_PROCESSING_ATTEMPTS: i64 = 5;
+
+/// Most changes applied in one unit of work. Small POSTs share one, so SQLite's write lock
+/// is taken once for many of them even while Meta's POSTs keep arriving; a large POST goes
+/// alone, so the lock is never held for long.
+const CHANGES_PER_TRANSACTION: usize = 1_000;
+
+struct Processor {
+    storage: Storage,
+    inbox: Arc<dyn InboxStore>,
+    waiters: Waiters,
+    deliveries: DeliveryHandle,
+}
+
+/// Spawns the processor on the current runtime; it first drains what a previous run left.
+/// New team events wake the delivery worker through `deliveries`.
+pub fn spawn_processor(
+    storage: Storage,
+    waiters: Waiters,
+    deliveries: DeliveryHandle,
+) -> ProcessorHandle {
+    let handle = ProcessorHandle::default();
+    let notify = handle.notify.clone();
+    let processor = Processor {
+        inbox: storage.inbox(),
+        storage,
+        waiters,
+        deliveries,
+    };
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = processor.drain().await {
+                tracing::error!(error = %e, "webhook processing failed; will retry");
+            }
+            // Wake on a kick, or poll now and then in case a kick was missed.
+            let _ = tokio::time::timeout(Duration::from_secs(2), notify.notified()).await;
+        }
+    });
+    handle
+}
+
+impl Processor {
+    async fn drain(&self) -> Result<()> {
+        loop {
+            let batch = self.inbox.unprocessed(50).await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut failure = None;
+            let mut posts = batch
+                .into_iter()
+                .map(|(id, body)| (id, extract_events(&body)))
+                .peekable();
+            while posts.peek().is_some() {
+                let mut group = Vec::new();
+                let mut changes = 0;
+                while let Some((_, events)) = posts.peek() {
+                    if !group.is_empty() && changes + events.len() > CHANGES_PER_TRANSACTION {
+                        break;
+                    }
+                    changes += events.len();
+                    group.extend(posts.next());
+                }
+                match self.process(&group).await {
+                    Ok(completed) => self.wake(completed),
+                    // One bad POST must not hold back the others: apply them one by one.
+                    Err(_) if group.len() > 1 => {
+                        for post in &group {
+                            match self.process(std::slice::from_ref(post)).await {
+                                Ok(completed) => self.wake(completed),
+                                Err(e) => failure = Some(self.count_failure(post.0, e).await?),
+                            }
+                        }
+                    }
+                    Err(e) => failure = Some(self.count_failure(group[0].0, e).await?),
+                }
+                self.deliveries.kick();
+            }
+            // A failed POST is tried again on a later pass, not in a tight loop.
+            if let Some(e) = failure {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Only once the unit of work is committed may waiters look at the outcome.
+    fn wake(&self, completed: Vec<String>) {
+        for request_id in completed {
+            self.waiters.wake(&request_id);
+        }
+    }
+
+    /// Counts the failure of one stored POST; answers the error for the caller to report.
+    async fn count_failure(&self, inbox_id: i64, error: StorageError) -> Result<StorageError> {
+        let set_aside = self
+            .inbox
+            .record_failure(inbox_id, &error.to_string(), MAX_PROCESSING_ATTEMPTS)
+            .await?;
+        if set_aside {
+            metrics::counter!(crate::metrics::WEBHOOK_POSTS, "outcome" => "set_aside").increment(1);
+            tracing::error!(
+                inbox_id,
+                attempts = MAX_PROCESSING_ATTEMPTS,
+                error = %error,
+                "a stored webhook POST keeps failing and is set aside (kept in webhook_inbox); later POSTs go on"
+            );
+        }
+        Ok(error)
+    }
+
+    /// Processes stored POSTs in one unit of work: for each, its new events, their registry
+    /// effects, the team events and delivery rows, and its inbox row marked processed. A
+    /// crash at any point leaves all of it or none (the rows are then processed again).
+    /// Answers the creations completed.
+    async fn process(&self, posts: &[(i64, Vec<NewWebhookEvent>)]) -> Result<Vec<String>> {
+        let mut tx = self.storage.begin().await?;
+        let mut completed = Vec::new();
+        for (inbox_id, events) in posts {
+            for event in events {
+                let Some(stored) = tx.insert_webhook_event(*inbox_id, event).await? else {
+                    tracing::debug!(event_type = %event.event_type, "duplicate webhook event ignored");
+                    continue;
+                };
+                let completion = apply(tx.as_mut(), event).await?;
+                record_team_event(tx.as_mut(), stored, event, completion.as_ref()).await?;
+                if let Some(done) = completion {
+                    completed.push(done.request_id);
+                }
+            }
+            tx.mark_inbox_processed(*inbox_id).await?;
+        }
+        tx.commit().await?;
+        for (_, events) in posts {
+            for event in events {
+                metrics::counter!(
+                    crate::metrics::WEBHOOK_EVENTS,
+                    "field" => known_label(&event.field, KNOWN_FIELDS),
+                    "type" => known_label(&event.event_type, KNOWN_TYPES)
+                )
+                .increment(1);
+            }
+        }
+        Ok(completed)
+    }
+}
+
+/// The registry follows the event: status, subject, suspension, participant count.
+async fn apply(tx: &mut dyn RegistryTx, event: &NewWebhookEvent) -> Result<Option<Completion>> {
+    let item = &event.payload;
+    let Some(group) = event.group_id.as_deref() else {
+        if event.event_type == "group_create"
+            && let Some(req) = &event.meta_request_id
+        {
+            return creation::complete(tx, req, event.phone_number_id.as_deref(), item).await;
+        }
+        return Ok(None);
+    };
+    match (event.field.as_str(), event.event_type.as_str()) {
+        (_, "group_create") => {
+            let completion = match &event.meta_request_id {
+                Some(req) => {
+                    creation::complete(tx, req, event.phone_number_id.as_deref(), item).await?
+                }
+                None => None,
+            };
+            // A group made outside the gateway (or whose request was lost) is kept ownerless
+            // so an administrator can adopt it.
+            if completion.is_none()
+                && !has_errors(item)
+                && let Some(pn) = event.phone_number_id.as_deref()
+            {
+                tx.note_group(
+                    group,
+                    pn,
+                    item["subject"].as_str(),
+                    item["invite_link"].as_str(),
+                )
+                .await?;
+            }
+            return Ok(completion);
+        }
+        // A failed deletion leaves the group as it was: active.
+        (_, "group_delete") => tx.set_group_active(group, has_errors(item)).await?,
+        (_, "group_participants_add") => {
+            let n = item["added_participants"].as_array().map_or(0, Vec::len) as i64;
+            tx.adjust_participants(group, n).await?;
+        }
+        (_, "group_participants_remove") => {
+            // Only those actually removed; `failed_participants` are still in.
+            let n = item["removed_participants"].as_array().map_or(0, Vec::len) as i64;
+            tx.adjust_participants(group, -n).await?;
+        }
+        ("group_settings_update", _) | (_, "group_settings_update") => {
+            let subject = &item["group_subject"];
+            if subject.get("update_successful").and_then(lenient::as_bool) == Some(true)
+                && let Some(text) = subject["text"].as_str()
+            {
+                tx.set_group_subject(group, text).await?;
+            }
+        }
+        (_, "group_suspend") => tx.set_group_suspended(group, true).await?,
+        (_, "group_suspend_cleared") => tx.set_group_suspended(group, false).await?,
+        (field, kind) => {
+            tracing::debug!(field, kind, "webhook event stored without registry change")
+        }
+    }
+    Ok(None)
+}
+
+/// Writes the team event of one freshly stored Meta event, after the registry applied it.
+/// The group's owner at that moment gets it (and a delivery row); an event of a group
+/// nobody owns is kept with no team.
+async fn record_team_event(
+    tx: &mut dyn RegistryTx,
+    webhook_event_id: i64,
+    event: &NewWebhookEvent,
+    completion: Option<&Completion>,
+) -> Result<()> {
+    let Some(kind) = EventType::classify(&event.event_type, &event.payload) else {
+        return Ok(());
+    };
+    let owner = match &event.group_id {
+        Some(group) => tx.group_owner(group).await?,
+        None => None,
+    };
+    let team = completion
+        .map(|c| c.team.clone())
+        .or_else(|| owner.as_ref().and_then(|o| o.team.clone()));
+    let phone_number_id = event
+        .phone_number_id
+        .clone()
+        .or_else(|| owner.as_ref().map(|o| o.phone_number_id.clone()))
+        .or_else(|| completion.map(|c| c.phone_number_id.clone()));
+    let Some(phone_number_id) = phone_number_id else {
+        tracing::debug!(
+            event_type = kind.as_str(),
+            "group event without a phone number kept only as received"
+        );
+        return Ok(());
+    };
+    let request_id = if kind.is_creation() {
+        completion.map(|c| c.request_id.clone())
+    } else {
+        event.meta_request_id.clone()
+    };
+    let team_event = TeamEvent {
+        id: event_id(&event.event_key),
+        event_type: kind,
+        occurred_at: event.occurred_at.clone().unwrap_or_else(now_secs),
+        phone_number_id,
+        group_id: event.group_id.clone(),
+        request_id,
+        data: event_data(&event.payload),
+    };
+    tx.insert_team_event(webhook_event_id, team.as_deref(), &team_event)
+        .await
+}

@@ -1,0 +1,274 @@
+//! Storage: the only module that speaks SQL. One trait per concern, each implemented by
+//! every backend (SQLite today, in `sqlite`); services hold the traits, never a pool.
+//!
+//! Processing a webhook POST changes groups, creations, Meta's events and team events at
+//! once, so those changes go through one unit of work (`RegistryTx`) that commits or rolls
+//! back as a whole.
+
+mod records;
+pub mod sqlite;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::domain::events::{Completion, NewWebhookEvent, TeamEvent};
+use crate::domain::{GroupId, ItemError, PageCursor, PhoneNumberId, RequestId};
+
+pub use records::*;
+
+/// A storage failure. The backend's own error is kept as the source, for the logs.
+#[derive(Debug, thiserror::Error)]
+#[error("storage error: {0}")]
+pub struct StorageError(#[from] sqlx::Error);
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// Groups, their owners and the creations that produce them.
+#[async_trait]
+pub trait GroupStore: Send + Sync {
+    async fn insert_creation(
+        &self,
+        request_id: &RequestId,
+        team: &str,
+        pn: &PhoneNumberId,
+        subject: &str,
+    ) -> Result<()>;
+    /// Marks a still pending creation failed.
+    async fn fail_creation(&self, request_id: &RequestId, error: &ItemError) -> Result<()>;
+    async fn creation(&self, request_id: &str) -> Result<Option<CreateRequest>>;
+    async fn group(&self, group_id: &GroupId) -> Result<Option<GroupRecord>>;
+    async fn set_group_active(&self, group_id: &str, active: bool) -> Result<()>;
+    async fn set_invite_link(&self, group_id: &str, link: &str) -> Result<()>;
+    /// The team's active groups on a number, in creation order, one page at a time.
+    async fn list_groups(
+        &self,
+        team: &str,
+        pn: &PhoneNumberId,
+        limit: u32,
+        cursor: PageCursor,
+    ) -> Result<GroupPage>;
+    /// Makes `team` the owner of an active group on `pn`, adding it when unknown; answers
+    /// the previous owner.
+    async fn set_owner(
+        &self,
+        group_id: &GroupId,
+        pn: &PhoneNumberId,
+        team: &str,
+        subject: Option<&str>,
+    ) -> Result<Option<String>>;
+    /// The owning team of each of these groups that has one.
+    async fn owners(&self, group_ids: &[String]) -> Result<HashMap<String, String>>;
+}
+
+/// Meta's webhook POSTs, stored before Meta is told 200.
+#[async_trait]
+pub trait InboxStore: Send + Sync {
+    async fn store_post(&self, body_sha256: &str, body: &[u8]) -> Result<InboxOutcome>;
+    /// Stored POSTs not yet processed nor set aside, oldest first.
+    async fn unprocessed(&self, limit: i64) -> Result<Vec<(i64, Vec<u8>)>>;
+    /// Counts a failed attempt at processing a POST; true when it is now set aside.
+    async fn record_failure(&self, id: i64, error: &str, max_attempts: i64) -> Result<bool>;
+}
+
+/// Team events, their deliveries, and the teams' webhook endpoints.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// A team's events on the given numbers after `after` (a seq), oldest first.
+    async fn list(
+        &self,
+        team: &str,
+        numbers: &[String],
+        after: i64,
+        limit: u32,
+    ) -> Result<EventPage>;
+    /// Events of groups no team owns, oldest first.
+    async fn list_unowned(&self, after: i64, limit: u32) -> Result<EventPage>;
+    /// The feed position of one of the team's events.
+    async fn seq_of(&self, team: &str, event_id: &str) -> Result<Option<i64>>;
+    async fn delivery(&self, event_id: &str) -> Result<Option<DeliveryRecord>>;
+    async fn endpoints(&self) -> Result<Vec<EndpointRecord>>;
+    /// Records the configured endpoint; a changed URL is a new, enabled endpoint.
+    async fn sync_endpoint(&self, team: &str, url: &str) -> Result<()>;
+    async fn disabled_teams(&self) -> Result<Vec<String>>;
+    /// Skips pending deliveries of teams outside `teams`.
+    async fn skip_unconfigured(&self, teams: &[String]) -> Result<u64>;
+    /// Skips a team's pending deliveries.
+    async fn skip_pending(&self, team: &str, reason: &str) -> Result<u64>;
+    /// Claims up to `limit` due deliveries of a team for one attempt each (counted, and
+    /// leased until `lease_until`, so two workers never send the same attempt).
+    async fn claim_due(
+        &self,
+        team: &str,
+        now_ms: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>>;
+    /// The earliest pending attempt after `now_ms`.
+    async fn next_due_after(&self, now_ms: i64) -> Result<Option<i64>>;
+    async fn delivered(&self, id: i64, team: &str, http_status: u16) -> Result<()>;
+    /// Notes a failed attempt on the endpoint; answers when its run of failures began.
+    async fn endpoint_failed(&self, team: &str, now_ms: i64, error: &str) -> Result<i64>;
+    async fn retry_later(
+        &self,
+        id: i64,
+        at_ms: i64,
+        http_status: Option<u16>,
+        error: &str,
+    ) -> Result<()>;
+    async fn give_up(&self, id: i64, http_status: Option<u16>, error: &str) -> Result<()>;
+    /// Disables the endpoint; true when it was enabled until now.
+    async fn disable_endpoint(&self, team: &str, reason: &str) -> Result<bool>;
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn insert(&self, entry: &NewAuditEntry) -> Result<()>;
+    /// Newest first, `limit` at most.
+    async fn list(&self, filter: &AuditFilter, limit: u32) -> Result<AuditPage>;
+}
+
+/// Revoked token ids.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Revoking twice is not an error.
+    async fn revoke(&self, jti: &str, by: &str) -> Result<()>;
+    /// Revocations stored after `seq`, as (seq, jti), in seq order.
+    async fn revoked_since(&self, seq: i64) -> Result<Vec<(i64, String)>>;
+}
+
+/// Answers kept for `Idempotency-Key` replays.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Frees the key when its answer expired (`expired_before`) or its first request died
+    /// (`abandoned_before`), then claims it for this request or reports who holds it.
+    async fn claim(
+        &self,
+        team: &str,
+        key: &str,
+        fingerprint: &str,
+        expired_before: &str,
+        abandoned_before: &str,
+    ) -> Result<Claim>;
+    async fn complete(&self, team: &str, key: &str, answer: &StoredAnswer) -> Result<()>;
+    /// Frees a claim whose request did nothing upstream.
+    async fn abandon(&self, team: &str, key: &str) -> Result<()>;
+}
+
+/// One unit of work over the registry: it commits whole, or not at all.
+#[async_trait]
+pub trait RegistryTx: Send {
+    /// Stores one of Meta's events; its row id, or None when it was stored already.
+    async fn insert_webhook_event(
+        &mut self,
+        inbox_id: i64,
+        event: &NewWebhookEvent,
+    ) -> Result<Option<i64>>;
+    async fn mark_inbox_processed(&mut self, inbox_id: i64) -> Result<()>;
+    async fn attach_meta_request_id(
+        &mut self,
+        request_id: &RequestId,
+        meta_request_id: &str,
+    ) -> Result<()>;
+    /// A `group_create` event stored before Meta's answer named its request: (phone
+    /// number, item).
+    async fn early_creation_event(
+        &mut self,
+        meta_request_id: &str,
+    ) -> Result<Option<(Option<String>, Value)>>;
+    async fn pending_creation(&mut self, meta_request_id: &str) -> Result<Option<PendingCreation>>;
+    /// Records how a pending creation ended; a created group joins the registry, owned by
+    /// the team that asked.
+    async fn finish_creation(
+        &mut self,
+        pending: &PendingCreation,
+        outcome: &CreationOutcome,
+    ) -> Result<()>;
+    /// Records a group the gateway did not create (ownerless until adopted).
+    async fn note_group(
+        &mut self,
+        group_id: &str,
+        pn: &str,
+        subject: Option<&str>,
+        invite_link: Option<&str>,
+    ) -> Result<()>;
+    async fn set_group_active(&mut self, group_id: &str, active: bool) -> Result<()>;
+    async fn set_group_subject(&mut self, group_id: &str, subject: &str) -> Result<()>;
+    async fn set_group_suspended(&mut self, group_id: &str, suspended: bool) -> Result<()>;
+    /// Adds `delta` to the participant count where the count is known.
+    async fn adjust_participants(&mut self, group_id: &str, delta: i64) -> Result<()>;
+    async fn group_owner(&mut self, group_id: &str) -> Result<Option<GroupOwner>>;
+    /// Stores a team event and, when a team owns it, the row that gets it delivered.
+    async fn insert_team_event(
+        &mut self,
+        webhook_event_id: i64,
+        team: Option<&str>,
+        event: &TeamEvent,
+    ) -> Result<()>;
+    /// Gives the team of `completion` the ownerless events of its creation (and of its
+    /// group), re-queued at the end of the feed so no cursor handed out skips them.
+    async fn claim_for_creation(
+        &mut self,
+        meta_request_id: &str,
+        completion: &Completion,
+        group_id: Option<&str>,
+    ) -> Result<()>;
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// Every concern of one backend.
+#[async_trait]
+pub trait Backend:
+    GroupStore + InboxStore + EventStore + AuditStore + TokenStore + IdempotencyStore
+{
+    async fn begin(&self) -> Result<Box<dyn RegistryTx>>;
+    async fn ping(&self) -> Result<()>;
+}
+
+/// The gateway's storage, whichever backend `storage.url` names.
+#[derive(Clone)]
+pub struct Storage(Arc<dyn Backend>);
+
+impl Storage {
+    /// Opens (and migrates) the backend `url` names.
+    pub async fn connect(url: &str) -> Result<Storage> {
+        Ok(Storage(Arc::new(
+            sqlite::SqliteStorage::connect(url).await?,
+        )))
+    }
+
+    pub fn groups(&self) -> Arc<dyn GroupStore> {
+        self.0.clone()
+    }
+
+    pub fn inbox(&self) -> Arc<dyn InboxStore> {
+        self.0.clone()
+    }
+
+    pub fn events(&self) -> Arc<dyn EventStore> {
+        self.0.clone()
+    }
+
+    pub fn audit(&self) -> Arc<dyn AuditStore> {
+        self.0.clone()
+    }
+
+    pub fn tokens(&self) -> Arc<dyn TokenStore> {
+        self.0.clone()
+    }
+
+    pub fn idempotency(&self) -> Arc<dyn IdempotencyStore> {
+        self.0.clone()
+    }
+
+    pub async fn begin(&self) -> Result<Box<dyn RegistryTx>> {
+        self.0.begin().await
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.0.ping().await
+    }
+}

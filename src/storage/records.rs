@@ -1,0 +1,297 @@
+//! What storage answers and takes: records, pages and outcomes, the same for every backend.
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::domain::events::TeamEvent;
+use crate::domain::{GroupId, ItemError, PhoneNumberId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestStatus {
+    Pending,
+    Created,
+    Failed,
+}
+
+impl RequestStatus {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "created" => RequestStatus::Created,
+            "failed" => RequestStatus::Failed,
+            _ => RequestStatus::Pending,
+        }
+    }
+}
+
+/// A group creation as the caller sees it (`GET /v1/group-requests/{id}`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "request_id": "req_3f1c2a7e0d1b4a559a439b2f4f9f3c10",
+    "status": "created",
+    "phone_number_id": "12784358810",
+    "subject": "New Purchase Inquiry",
+    "group_id": "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD",
+    "invite_link": "https://chat.whatsapp.com/LINK_ID"
+}))]
+pub struct CreateRequest {
+    pub request_id: String,
+    pub status: RequestStatus,
+    pub phone_number_id: String,
+    pub subject: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invite_link: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ItemError>,
+    #[serde(skip)]
+    pub team: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupRecord {
+    pub group_id: GroupId,
+    pub phone_number_id: PhoneNumberId,
+    pub owner_team: Option<String>,
+    pub subject: Option<String>,
+    pub active: bool,
+    pub suspended: bool,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GroupSummary {
+    #[schema(example = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD")]
+    pub id: String,
+    #[schema(example = "New Purchase Inquiry")]
+    pub subject: Option<String>,
+    /// RFC 3339.
+    #[schema(example = "2026-11-26T10:15:00.000Z")]
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupPage {
+    pub groups: Vec<GroupSummary>,
+    pub after: Option<String>,
+    pub before: Option<String>,
+}
+
+/// Outcome of storing a webhook POST.
+#[derive(Debug, PartialEq, Eq)]
+pub enum InboxOutcome {
+    Stored(i64),
+    Duplicate,
+}
+
+/// Who owns a group, as the registry knows it.
+#[derive(Debug, Clone)]
+pub struct GroupOwner {
+    pub team: Option<String>,
+    pub phone_number_id: String,
+}
+
+/// One page of a feed, and the seq to continue after when more follow.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    pub events: Vec<TeamEvent>,
+    pub more_after: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+    Skipped,
+}
+
+impl DeliveryStatus {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "delivered" => DeliveryStatus::Delivered,
+            "failed" => DeliveryStatus::Failed,
+            "skipped" => DeliveryStatus::Skipped,
+            _ => DeliveryStatus::Pending,
+        }
+    }
+}
+
+/// Where the delivery of one event stands (for administrators and tests).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRecord {
+    pub event_id: String,
+    pub team: String,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    /// RFC 3339; while pending, the next attempt (or the end of the running one's lease).
+    pub next_attempt_at: String,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+}
+
+/// A team's webhook endpoint as the worker sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EndpointRecord {
+    pub team: String,
+    pub url: String,
+    pub enabled: bool,
+    /// RFC 3339 start of the current run of failures, if failing.
+    pub failing_since: Option<String>,
+    pub last_success_at: Option<String>,
+    pub last_failure_at: Option<String>,
+    pub last_error: Option<String>,
+    pub disabled_at: Option<String>,
+    pub disabled_reason: Option<String>,
+}
+
+/// A delivery claimed for one attempt.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: i64,
+    /// Attempts made so far, this one included.
+    pub attempt: u32,
+    pub event: TeamEvent,
+}
+
+/// One row to write.
+#[derive(Debug, Clone)]
+pub struct NewAuditEntry {
+    pub occurred_at: String,
+    pub team: Option<String>,
+    pub jti: Option<String>,
+    pub method: String,
+    pub route: String,
+    pub phone_number_id: Option<String>,
+    pub group_id: Option<String>,
+    pub create_request_id: Option<String>,
+    pub request_id: String,
+    pub upstream_status: Option<u16>,
+    pub upstream_code: Option<i64>,
+    pub fbtrace_id: Option<String>,
+    pub status: u16,
+    pub details: Option<Value>,
+}
+
+/// One audit record as `GET /v1/admin/audit` answers it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "42",
+    "occurred_at": "2026-11-26T10:15:00.123Z",
+    "team": "sales",
+    "jti": "0b8f6c1e-9d1a-4c5b-8f3e-1a2b3c4d5e6f",
+    "method": "DELETE",
+    "route": "/v1/groups/{group_id}",
+    "phone_number_id": "12784358810",
+    "group_id": "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD",
+    "request_id": "3f1c2a7e-0d1b-4a55-9a43-9b2f4f9f3c10",
+    "upstream_status": 200,
+    "fbtrace_id": "AbCdEfGh123",
+    "status": 204
+}))]
+pub struct AuditRecord {
+    /// Stable id of the record.
+    pub id: String,
+    /// When the call arrived (RFC 3339, UTC).
+    pub occurred_at: String,
+    /// The caller's team; absent when the call was not authenticated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// The id of the caller's token (never the token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    pub method: String,
+    /// The route template, e.g. `/v1/groups/{group_id}`.
+    pub route: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// For a group creation: the gateway's request id (`/v1/group-requests/{request_id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_request_id: Option<String>,
+    /// The call's `X-Request-Id`.
+    pub request_id: String,
+    /// HTTP status of Meta's answer to the last upstream attempt; absent when Meta was not
+    /// called or did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    /// Meta's `error.code`, when Meta refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_code: Option<i64>,
+    /// Meta's trace id, for Meta's support.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fbtrace_id: Option<String>,
+    /// The HTTP status the gateway answered.
+    pub status: u16,
+    /// Facts specific to the call: `issued_jti`, `issued_team` and `scopes` of an issued
+    /// token, `revoked_jti`, `owner` and `previous_owner` of an ownership change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
+}
+
+/// Which records to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub team: Option<String>,
+    /// Records of the group, and of the creation that produced it.
+    pub group_id: Option<String>,
+    /// RFC 3339, UTC, milliseconds (the stored form).
+    pub since: Option<String>,
+    /// Only records older than this cursor's record.
+    pub before_seq: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditPage {
+    pub records: Vec<AuditRecord>,
+    /// The seq of the last record, when more records follow.
+    pub next: Option<i64>,
+}
+
+/// A creation waiting for Meta's webhook.
+#[derive(Debug, Clone)]
+pub struct PendingCreation {
+    pub request_id: String,
+    pub team: String,
+    pub phone_number_id: String,
+    pub subject: String,
+}
+
+/// How Meta's webhook ended a creation.
+#[derive(Debug, Clone)]
+pub enum CreationOutcome {
+    Created {
+        group_id: String,
+        /// Where Meta says the group lives (the creation's own number when it does not say).
+        phone_number_id: String,
+        subject: String,
+        invite_link: Option<String>,
+    },
+    /// Meta's first error item.
+    Failed { error: Value },
+}
+
+/// An `Idempotency-Key` as storage found it.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// First use: this request holds the key now.
+    Claimed,
+    /// Another request holds it: its fingerprint, and its answer once it has one.
+    Held {
+        fingerprint: String,
+        answer: Option<StoredAnswer>,
+    },
+}
+
+/// An answer kept for replay.
+#[derive(Debug, Clone)]
+pub struct StoredAnswer {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: Vec<u8>,
+}

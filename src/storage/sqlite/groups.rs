@@ -1,0 +1,454 @@
+//! Groups, their owners and creations (tables `groups`, `create_requests`).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::{Row, SqliteConnection};
+
+use super::SqliteStorage;
+use crate::clock::now;
+use crate::domain::{GroupId, ItemError, PageCursor, PhoneNumberId, RequestId, encode_cursor};
+use crate::storage::{
+    CreateRequest, CreationOutcome, GroupOwner, GroupPage, GroupRecord, GroupStore, GroupSummary,
+    PendingCreation, RequestStatus, Result,
+};
+
+#[async_trait]
+impl GroupStore for SqliteStorage {
+    async fn insert_creation(
+        &self,
+        request_id: &RequestId,
+        team: &str,
+        pn: &PhoneNumberId,
+        subject: &str,
+    ) -> Result<()> {
+        let now = now();
+        sqlx::query(
+            "INSERT INTO create_requests (request_id, team, phone_number_id, subject, status, created_at, updated_at)
+             VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+        )
+        .bind(request_id.as_ref())
+        .bind(team)
+        .bind(pn.as_ref())
+        .bind(subject)
+        .bind(&now)
+        .bind(&now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn fail_creation(&self, request_id: &RequestId, error: &ItemError) -> Result<()> {
+        sqlx::query(
+            "UPDATE create_requests SET status = 'failed', error = ?, updated_at = ? WHERE request_id = ? AND status = 'pending'",
+        )
+        .bind(serde_json::to_string(error).unwrap_or_default())
+        .bind(now())
+        .bind(request_id.as_ref())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn creation(&self, request_id: &str) -> Result<Option<CreateRequest>> {
+        let row = sqlx::query(
+            "SELECT request_id, status, phone_number_id, subject, group_id, invite_link, error, team
+             FROM create_requests WHERE request_id = ?",
+        )
+        .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| CreateRequest {
+            request_id: r.get(0),
+            status: RequestStatus::parse(r.get::<String, _>(1).as_str()),
+            phone_number_id: r.get(2),
+            subject: r.get(3),
+            group_id: r.get(4),
+            invite_link: r.get(5),
+            error: r
+                .get::<Option<String>, _>(6)
+                .and_then(|e| serde_json::from_str::<Value>(&e).ok())
+                .map(|v| ItemError::from_meta(&v)),
+            team: r.get(7),
+        }))
+    }
+
+    async fn group(&self, group_id: &GroupId) -> Result<Option<GroupRecord>> {
+        let row = sqlx::query(
+            "SELECT group_id, phone_number_id, owner_team, subject, status, suspended FROM groups WHERE group_id = ?",
+        )
+        .bind(group_id.as_ref())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|r| {
+            Some(GroupRecord {
+                group_id: GroupId::parse(r.get::<String, _>(0).as_str()).ok()?,
+                phone_number_id: PhoneNumberId::parse(r.get::<String, _>(1).as_str()).ok()?,
+                owner_team: r.get(2),
+                subject: r.get(3),
+                active: r.get::<String, _>(4) == "active",
+                suspended: r.get::<i64, _>(5) != 0,
+            })
+        }))
+    }
+
+    async fn set_group_active(&self, group_id: &str, active: bool) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(set_active(&mut conn, group_id, active).await?)
+    }
+
+    async fn set_invite_link(&self, group_id: &str, link: &str) -> Result<()> {
+        sqlx::query("UPDATE groups SET invite_link = ?, updated_at = ? WHERE group_id = ?")
+            .bind(link)
+            .bind(now())
+            .bind(group_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_groups(
+        &self,
+        team: &str,
+        pn: &PhoneNumberId,
+        limit: u32,
+        cursor: PageCursor,
+    ) -> Result<GroupPage> {
+        const BASE: &str = "SELECT seq, group_id, subject, created_at FROM groups
+             WHERE owner_team = ? AND phone_number_id = ? AND status = 'active'";
+        let fetch = i64::from(limit) + 1;
+        let (sql, bound) = match cursor {
+            PageCursor::First => (format!("{BASE} ORDER BY seq ASC LIMIT ?"), None),
+            PageCursor::After(seq) => (
+                format!("{BASE} AND seq > ? ORDER BY seq ASC LIMIT ?"),
+                Some(seq),
+            ),
+            PageCursor::Before(seq) => (
+                format!("{BASE} AND seq < ? ORDER BY seq DESC LIMIT ?"),
+                Some(seq),
+            ),
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(team)
+            .bind(pn.as_ref());
+        if let Some(seq) = bound {
+            query = query.bind(seq);
+        }
+        let mut rows: Vec<(i64, GroupSummary)> = query
+            .bind(fetch)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    GroupSummary {
+                        id: r.get(1),
+                        subject: r.get(2),
+                        created_at: r.get(3),
+                    },
+                )
+            })
+            .collect();
+        let overflow = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        if let PageCursor::Before(_) = cursor {
+            rows.reverse();
+        }
+        let (first, last) = match (rows.first(), rows.last()) {
+            (Some(f), Some(l)) => (f.0, l.0),
+            _ => {
+                return Ok(GroupPage {
+                    groups: Vec::new(),
+                    after: None,
+                    before: None,
+                });
+            }
+        };
+        let (has_before, has_after) = match cursor {
+            PageCursor::First => (false, overflow),
+            PageCursor::After(_) => (
+                exists_beyond(&self.pool, team, pn, first, false).await?,
+                overflow,
+            ),
+            PageCursor::Before(_) => (
+                overflow,
+                exists_beyond(&self.pool, team, pn, last, true).await?,
+            ),
+        };
+        Ok(GroupPage {
+            groups: rows.into_iter().map(|(_, g)| g).collect(),
+            after: has_after.then(|| encode_cursor(last)),
+            before: has_before.then(|| encode_cursor(first)),
+        })
+    }
+
+    async fn set_owner(
+        &self,
+        group_id: &GroupId,
+        pn: &PhoneNumberId,
+        team: &str,
+        subject: Option<&str>,
+    ) -> Result<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        let previous: Option<String> =
+            sqlx::query("SELECT owner_team FROM groups WHERE group_id = ?")
+                .bind(group_id.as_ref())
+                .fetch_optional(&mut *tx)
+                .await?
+                .and_then(|r| r.get(0));
+        let now = now();
+        // Meta just confirmed it exists: it is active, whatever the registry believed.
+        sqlx::query(
+            "INSERT INTO groups (group_id, phone_number_id, owner_team, subject, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (group_id) DO UPDATE SET owner_team = excluded.owner_team,
+               phone_number_id = excluded.phone_number_id,
+               subject = COALESCE(excluded.subject, groups.subject),
+               status = 'active', updated_at = excluded.updated_at",
+        )
+        .bind(group_id.as_ref())
+        .bind(pn.as_ref())
+        .bind(team)
+        .bind(subject)
+        .bind(&now)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(previous)
+    }
+
+    /// The owning team of each of these groups the registry knows (absent: no owner).
+    async fn owners(&self, group_ids: &[String]) -> Result<HashMap<String, String>> {
+        if group_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let placeholders = vec!["?"; group_ids.len()].join(", ");
+        // Only placeholders are spliced in; the ids are bound.
+        let sql = format!(
+            "SELECT group_id, owner_team FROM groups
+             WHERE owner_team IS NOT NULL AND group_id IN ({placeholders})"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in group_ids {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
+
+async fn exists_beyond(
+    pool: &sqlx::SqlitePool,
+    team: &str,
+    pn: &PhoneNumberId,
+    seq: i64,
+    later: bool,
+) -> sqlx::Result<bool> {
+    let sql = if later {
+        "SELECT EXISTS (SELECT 1 FROM groups WHERE owner_team = ? AND phone_number_id = ? AND status = 'active' AND seq > ?)"
+    } else {
+        "SELECT EXISTS (SELECT 1 FROM groups WHERE owner_team = ? AND phone_number_id = ? AND status = 'active' AND seq < ?)"
+    };
+    let found: i64 = sqlx::query_scalar(sql)
+        .bind(team)
+        .bind(pn.as_ref())
+        .bind(seq)
+        .fetch_one(pool)
+        .await?;
+    Ok(found != 0)
+}
+
+// ---- inside a unit of work ------------------------------------------------------------
+
+pub(super) async fn attach_meta_request_id(
+    conn: &mut SqliteConnection,
+    request_id: &RequestId,
+    meta_request_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE create_requests SET meta_request_id = ?, updated_at = ? WHERE request_id = ?",
+    )
+    .bind(meta_request_id)
+    .bind(now())
+    .bind(request_id.as_ref())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn pending_creation(
+    conn: &mut SqliteConnection,
+    meta_request_id: &str,
+) -> sqlx::Result<Option<PendingCreation>> {
+    let row = sqlx::query(
+        "SELECT request_id, team, phone_number_id, subject FROM create_requests
+         WHERE meta_request_id = ? AND status = 'pending'",
+    )
+    .bind(meta_request_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| PendingCreation {
+        request_id: r.get(0),
+        team: r.get(1),
+        phone_number_id: r.get(2),
+        subject: r.get(3),
+    }))
+}
+
+pub(super) async fn finish_creation(
+    conn: &mut SqliteConnection,
+    pending: &PendingCreation,
+    outcome: &CreationOutcome,
+) -> sqlx::Result<()> {
+    let now = now();
+    match outcome {
+        CreationOutcome::Created {
+            group_id,
+            phone_number_id,
+            subject,
+            invite_link,
+        } => {
+            sqlx::query(
+                "UPDATE create_requests SET status = 'created', group_id = ?, invite_link = ?, updated_at = ?
+                 WHERE request_id = ?",
+            )
+            .bind(group_id)
+            .bind(invite_link)
+            .bind(&now)
+            .bind(&pending.request_id)
+            .execute(&mut *conn)
+            .await?;
+            // A new group has only the business in it: its participant count is known (0).
+            sqlx::query(
+                "INSERT INTO groups (group_id, phone_number_id, owner_team, subject, invite_link,
+                   participant_count, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, 0, ?, ?)
+                 ON CONFLICT (group_id) DO UPDATE SET owner_team = excluded.owner_team,
+                   subject = excluded.subject, invite_link = excluded.invite_link, status = 'active',
+                   updated_at = excluded.updated_at",
+            )
+            .bind(group_id)
+            .bind(phone_number_id)
+            .bind(&pending.team)
+            .bind(subject)
+            .bind(invite_link)
+            .bind(&now)
+            .bind(&now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        CreationOutcome::Failed { error } => {
+            sqlx::query(
+                "UPDATE create_requests SET status = 'failed', error = ?, updated_at = ? WHERE request_id = ?",
+            )
+            .bind(error.to_string())
+            .bind(&now)
+            .bind(&pending.request_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn note_group(
+    conn: &mut SqliteConnection,
+    group_id: &str,
+    pn: &str,
+    subject: Option<&str>,
+    invite_link: Option<&str>,
+) -> sqlx::Result<()> {
+    let now = now();
+    sqlx::query(
+        "INSERT INTO groups (group_id, phone_number_id, subject, invite_link, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (group_id) DO NOTHING",
+    )
+    .bind(group_id)
+    .bind(pn)
+    .bind(subject)
+    .bind(invite_link)
+    .bind(&now)
+    .bind(&now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn set_active(
+    conn: &mut SqliteConnection,
+    group_id: &str,
+    active: bool,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE groups SET status = ?, updated_at = ? WHERE group_id = ?")
+        .bind(if active { "active" } else { "deleted" })
+        .bind(now())
+        .bind(group_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn set_subject(
+    conn: &mut SqliteConnection,
+    group_id: &str,
+    subject: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE groups SET subject = ?, updated_at = ? WHERE group_id = ?")
+        .bind(subject)
+        .bind(now())
+        .bind(group_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn set_suspended(
+    conn: &mut SqliteConnection,
+    group_id: &str,
+    suspended: bool,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE groups SET suspended = ?, updated_at = ? WHERE group_id = ?")
+        .bind(suspended as i64)
+        .bind(now())
+        .bind(group_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds `delta` to the participant count, only where the count is known (groups the gateway
+/// created start at 0; groups seen only through events have no count).
+pub(super) async fn adjust_participants(
+    conn: &mut SqliteConnection,
+    group_id: &str,
+    delta: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE groups SET participant_count = MAX(0, participant_count + ?), updated_at = ?
+         WHERE group_id = ? AND participant_count IS NOT NULL",
+    )
+    .bind(delta)
+    .bind(now())
+    .bind(group_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn owner(
+    conn: &mut SqliteConnection,
+    group_id: &str,
+) -> sqlx::Result<Option<GroupOwner>> {
+    let row = sqlx::query("SELECT owner_team, phone_number_id FROM groups WHERE group_id = ?")
+        .bind(group_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|r| GroupOwner {
+        team: r.get(0),
+        phone_number_id: r.get(1),
+    }))
+}

@@ -1,0 +1,94 @@
+//! Answers kept for `Idempotency-Key` replays (table `idempotency_keys`).
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::SqliteStorage;
+use crate::clock::now;
+use crate::storage::{Claim, IdempotencyStore, Result, StoredAnswer};
+
+#[async_trait]
+impl IdempotencyStore for SqliteStorage {
+    async fn claim(
+        &self,
+        team: &str,
+        key: &str,
+        fingerprint: &str,
+        expired_before: &str,
+        abandoned_before: &str,
+    ) -> Result<Claim> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE team = ? AND idem_key = ?
+             AND (created_at < ? OR (completed_at IS NULL AND created_at < ?))",
+        )
+        .bind(team)
+        .bind(key)
+        .bind(expired_before)
+        .bind(abandoned_before)
+        .execute(&self.pool)
+        .await?;
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (team, idem_key, fingerprint, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (team, idem_key) DO NOTHING",
+        )
+        .bind(team)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        if claimed.rows_affected() == 1 {
+            return Ok(Claim::Claimed);
+        }
+        let row = sqlx::query(
+            "SELECT fingerprint, status, location, body FROM idempotency_keys WHERE team = ? AND idem_key = ?",
+        )
+        .bind(team)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        // Freed between the insert and the read: the next claim will take it.
+        let Some(row) = row else {
+            return Ok(Claim::Held {
+                fingerprint: fingerprint.to_owned(),
+                answer: None,
+            });
+        };
+        let answer = row.get::<Option<i64>, _>(1).map(|status| StoredAnswer {
+            status: u16::try_from(status).unwrap_or(200),
+            location: row.get(2),
+            body: row.get::<Option<Vec<u8>>, _>(3).unwrap_or_default(),
+        });
+        Ok(Claim::Held {
+            fingerprint: row.get(0),
+            answer,
+        })
+    }
+
+    async fn complete(&self, team: &str, key: &str, answer: &StoredAnswer) -> Result<()> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET status = ?, location = ?, body = ?, completed_at = ?
+             WHERE team = ? AND idem_key = ?",
+        )
+        .bind(i64::from(answer.status))
+        .bind(&answer.location)
+        .bind(&answer.body)
+        .bind(now())
+        .bind(team)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn abandon(&self, team: &str, key: &str) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE team = ? AND idem_key = ? AND completed_at IS NULL",
+        )
+        .bind(team)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

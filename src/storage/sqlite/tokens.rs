@@ -1,0 +1,32 @@
+//! Revoked token ids (table `revoked_tokens`).
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::SqliteStorage;
+use crate::clock::now;
+use crate::storage::{Result, TokenStore};
+
+#[async_trait]
+impl TokenStore for SqliteStorage {
+    async fn revoke(&self, jti: &str, by: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, revoked_at, revoked_by) VALUES (?, ?, ?)
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(now())
+        .bind(by)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn revoked_since(&self, seq: i64) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query("SELECT seq, jti FROM revoked_tokens WHERE seq > ? ORDER BY seq")
+            .bind(seq)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
