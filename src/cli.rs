@@ -187,7 +187,7 @@ pub fn revoke_token(settings: &Settings, jti: &str) -> Result<(), String> {
             .await
             .map_err(|e| format!("storage {} is unusable: {e}", settings.storage.url))?;
         storage
-            .tokens()
+            .tokens
             .revoke(&jti, "cli")
             .await
             .map_err(|e| format!("cannot store the revocation: {e}"))
@@ -253,7 +253,7 @@ fn option_of(field: &str) -> &'static str {
 
 fn serve(settings: Settings) -> ExitCode {
     crate::telemetry::init(&settings.telemetry);
-    let result = actix_web::rt::System::new().block_on(async move {
+    run_server(async move {
         let mode = settings.graph.mode;
         let host = settings.server.host.clone();
         // The demo's team when configured, else any non-admin team, for the hint below.
@@ -265,7 +265,9 @@ fn serve(settings: Settings) -> ExitCode {
                 .find(|(_, t)| !t.admin)
                 .map_or_else(|| "sales".to_owned(), |(name, _)| name.clone()),
         };
-        let app = Application::build(settings).await.map_err(|e| e.to_string())?;
+        let app = Application::build(settings)
+            .await
+            .map_err(|e| e.to_string())?;
         let base = format!("http://{host}:{}", app.port());
         tracing::info!(mode = ?mode, "wa-groups-gateway listening on {base}");
         eprintln!("Swagger UI: {base}/swagger-ui/");
@@ -278,8 +280,13 @@ fn serve(settings: Settings) -> ExitCode {
             );
         }
         app.run_until_stopped().await.map_err(|e| e.to_string())
-    });
-    match result {
+    })
+}
+
+/// Runs a server command (`serve`, `sandbox`) on actix's runtime until the server stops; an
+/// error, from starting or from serving, is printed and the exit code says failure.
+pub(crate) fn run_server(server: impl Future<Output = Result<(), String>>) -> ExitCode {
+    match actix_web::rt::System::new().block_on(server) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

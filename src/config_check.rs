@@ -245,9 +245,10 @@ mod tests {
         })
     }
 
-    #[test]
-    fn every_secret_is_redacted_and_the_rest_is_shown() {
-        let out = check_toml(
+    /// A live configuration holding a secret of every kind; `app_secret` is the TOML value of
+    /// `webhooks.app_secret`.
+    fn live_config(app_secret: &str) -> String {
+        format!(
             r#"
 [graph]
 mode = "live"
@@ -259,37 +260,26 @@ algorithm = "HS256"
 secret = "SECRET-hs256-value"
 [webhooks]
 verify_token = "SECRET-verify"
-app_secret = { env = "WAGW_TEST_SURELY_UNSET_BUT_UNUSED" }
+app_secret = {app_secret}
 [phone_numbers.111]
 access_token = "SECRET-access"
 [teams.sales]
 phone_numbers = ["111"]
-webhook = { url = "https://sales.example/hooks", secret = "whsec_U0VDUkVULXdlYmhvb2stc2VjcmV0" }
-"#,
-        );
+webhook = {{ url = "https://sales.example/hooks", secret = "whsec_U0VDUkVULXdlYmhvb2stc2VjcmV0" }}
+"#
+        )
+    }
+
+    #[test]
+    fn every_secret_is_redacted_and_the_rest_is_shown() {
         // The app secret is an unset variable: the check refuses it, naming it.
+        let out = check_toml(&live_config(
+            r#"{ env = "WAGW_TEST_SURELY_UNSET_BUT_UNUSED" }"#,
+        ));
         let err = out.unwrap_err().to_string();
         assert!(err.contains("webhooks.app_secret"), "{err}");
 
-        let out = check_toml(
-            r#"
-[graph]
-mode = "live"
-[[auth.keys]]
-kid = "k1"
-algorithm = "HS256"
-secret = "SECRET-hs256-value"
-[webhooks]
-verify_token = "SECRET-verify"
-app_secret = "SECRET-app"
-[phone_numbers.111]
-access_token = "SECRET-access"
-[teams.sales]
-phone_numbers = ["111"]
-webhook = { url = "https://sales.example/hooks", secret = "whsec_U0VDUkVULXdlYmhvb2stc2VjcmV0" }
-"#,
-        )
-        .unwrap();
+        let out = check_toml(&live_config(r#""SECRET-app""#)).unwrap();
         assert!(!out.contains("SECRET"), "{out}");
         assert!(!out.contains("whsec_"), "{out}");
         assert!(out.contains("[[auth.keys]]"), "{out}");

@@ -98,7 +98,7 @@ impl Application {
         let teams = Arc::new(settings.teams.clone());
         // Revoked tokens are refused from the first request on; other replicas' revocations
         // arrive with the background refresh.
-        let revocations = RevocationList::load(storage.tokens())
+        let revocations = RevocationList::load(storage.tokens.clone())
             .await
             .map_err(|source| StartupError::Storage {
                 url: settings.storage.url.clone(),
@@ -122,7 +122,7 @@ impl Application {
                 .then(|| TokenIssuer::new(&settings.auth, None))
                 .transpose()?,
         });
-        let audit_log = web::Data::new(AuditLog::new(storage.audit()));
+        let audit_log = web::Data::new(AuditLog::new(storage.audit.clone()));
         let verify_token = web::Data::new(VerifyToken(settings.webhooks.verify_token.clone()));
         let deliveries =
             crate::services::delivery::spawn(&settings.delivery, &settings.teams, &storage);
@@ -137,7 +137,7 @@ impl Application {
         let ownership = web::Data::new(Ownership::new(&storage));
         let creations = web::Data::new(Creations::new(storage.clone(), waiters));
         let feed = web::Data::new(Feed::new(&storage));
-        let group_store = storage.groups();
+        let group_store = storage.groups.clone();
         let storage = web::Data::new(storage);
         let openapi = spec();
         // Sandbox mode (DESIGN §10): the simulated Meta, sending its webhooks to our ingress.
@@ -158,12 +158,7 @@ impl Application {
                 tokens.clone(),
                 number_limits.clone(),
             );
-            let groups = web::Data::new(Groups::new(
-                graph,
-                group_store.clone(),
-                ownership.get_ref().clone(),
-                creations.get_ref().clone(),
-            ));
+            let groups = web::Data::new(Groups::new(graph.clone(), group_store.clone()));
             App::new()
                 .into_utoipa_app()
                 .openapi(ApiDoc::openapi())
@@ -176,6 +171,7 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
                 .app_data(web::PayloadConfig::default().limit(JSON_LIMIT))
                 .app_data(groups)
+                .app_data(web::Data::new(graph))
                 .app_data(storage.clone())
                 .app_data(authenticator.clone())
                 .app_data(team_limits.clone())

@@ -417,15 +417,7 @@ impl Settings {
         environment: &str,
         demo: bool,
     ) -> config::ConfigBuilder<config::builder::DefaultState> {
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
-        if demo {
-            builder = builder.add_source(config::File::from_str(
-                SANDBOX_DEMO,
-                config::FileFormat::Toml,
-            ));
-        }
-        builder = builder
+        let mut builder = Self::base_layers(demo)
             .add_source(config::File::from(dir.join("default.toml")).required(false))
             .add_source(
                 config::File::from(dir.join(format!("{environment}.toml"))).required(false),
@@ -446,18 +438,25 @@ impl Settings {
         builder
     }
 
+    /// The layers under every configuration: the compiled-in defaults, and over them the
+    /// sandbox demo's numbers and teams when `demo`.
+    fn base_layers(demo: bool) -> config::ConfigBuilder<config::builder::DefaultState> {
+        let builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if demo {
+            builder.add_source(config::File::from_str(
+                SANDBOX_DEMO,
+                config::FileFormat::Toml,
+            ))
+        } else {
+            builder
+        }
+    }
+
     /// Builds settings from TOML text layered over the compiled-in defaults (tests, tools).
     pub fn from_toml_overrides(toml: &str) -> Result<Settings, ConfigError> {
         let build = |demo: bool| {
-            let mut builder = config::Config::builder()
-                .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
-            if demo {
-                builder = builder.add_source(config::File::from_str(
-                    SANDBOX_DEMO,
-                    config::FileFormat::Toml,
-                ));
-            }
-            builder
+            Self::base_layers(demo)
                 .add_source(config::File::from_str(toml, config::FileFormat::Toml))
                 .build()
         };
@@ -797,6 +796,14 @@ impl RawAuthSettings {
 mod tests {
     use super::*;
 
+    /// The configuration is refused, with an error that names `key` (so the operator knows
+    /// what to fix).
+    #[track_caller]
+    fn assert_refused_naming(toml: &str, key: &str) {
+        let err = Settings::from_toml_overrides(toml).unwrap_err().to_string();
+        assert!(err.contains(key), "{err}");
+    }
+
     #[test]
     fn compiled_in_defaults_run_the_sandbox_with_demo_teams() {
         let settings = Settings::from_toml_overrides("").unwrap();
@@ -808,11 +815,9 @@ mod tests {
 
     #[test]
     fn a_team_naming_an_unknown_number_is_refused_with_its_key() {
-        let err =
-            Settings::from_toml_overrides("[teams.x]\nphone_numbers = [\"999\"]\n").unwrap_err();
-        assert!(
-            err.to_string().contains("teams.x.phone_numbers[0]"),
-            "{err}"
+        assert_refused_naming(
+            "[teams.x]\nphone_numbers = [\"999\"]\n",
+            "teams.x.phone_numbers[0]",
         );
     }
 
@@ -828,23 +833,17 @@ mod tests {
 
     #[test]
     fn live_mode_refuses_the_public_development_secrets() {
-        let err = Settings::from_toml_overrides(
+        assert_refused_naming(
             "[graph]\nmode = \"live\"\n[phone_numbers.1]\naccess_token = \"t\"\n",
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("auth.keys[0].secret"), "{err}");
+            "auth.keys[0].secret",
+        );
     }
 
     #[test]
     fn live_mode_needs_the_access_token() {
-        let err = Settings::from_toml_overrides(
+        assert_refused_naming(
             "[graph]\nmode = \"live\"\n[phone_numbers.12784358810]\naccess_token = { env = \"WAGW_TEST_SURELY_UNSET\" }\n",
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("phone_numbers.12784358810.access_token"),
-            "{err}"
+            "phone_numbers.12784358810.access_token",
         );
     }
 
@@ -889,17 +888,13 @@ mod tests {
 
     #[test]
     fn a_misspelt_key_is_refused_not_ignored() {
-        let err = Settings::from_toml_overrides("[graph]\ntimout_ms = 5\n").unwrap_err();
-        let message = err.to_string();
-        assert!(
-            message.contains("timout_ms") && message.contains("graph"),
-            "{message}"
-        );
-        let err = Settings::from_toml_overrides(
+        let misspelt = "[graph]\ntimout_ms = 5\n";
+        assert_refused_naming(misspelt, "timout_ms");
+        assert_refused_naming(misspelt, "graph");
+        assert_refused_naming(
             "[phone_numbers.1]\naccess_token = \"t\"\n[teams.x]\nphone_number = [\"1\"]\n",
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("teams.x"), "{err}");
+            "teams.x",
+        );
     }
 
     #[test]
@@ -917,10 +912,9 @@ mod tests {
 
     #[test]
     fn an_unknown_algorithm_names_the_key() {
-        let err = Settings::from_toml_overrides(
+        assert_refused_naming(
             "[[auth.keys]]\nkid = \"a\"\nalgorithm = \"none\"\nsecret = \"x\"\n",
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("auth.keys[0].algorithm"), "{err}");
+            "auth.keys[0].algorithm",
+        );
     }
 }

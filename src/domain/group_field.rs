@@ -1,5 +1,3 @@
-use std::fmt;
-
 /// A field of Meta's group-info object that a client may ask for.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
@@ -52,17 +50,7 @@ fn allowed_list() -> String {
     GroupField::ALL.map(GroupField::as_str).join(", ")
 }
 
-impl AsRef<str> for GroupField {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl fmt::Display for GroupField {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+wire_enum!(GroupField);
 
 /// A non-empty, duplicate-free, ordered selection of [`GroupField`]s, as
 /// forwarded to Meta's `fields` query parameter.

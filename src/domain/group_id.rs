@@ -1,10 +1,14 @@
+use super::of_alphabet;
+
 /// Meta group ids are base64-ish; restricting them to this alphabet
 /// guarantees they cannot alter a URL path (no `/`, `?`, `#`, `%`, `.`).
-fn is_path_safe_id(raw: &str) -> bool {
-    (1..=MAX_LEN).contains(&raw.len())
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'=' | b'-'))
+fn path_safe_id(raw: &str) -> Result<String, String> {
+    of_alphabet(
+        raw,
+        1..=MAX_LEN,
+        |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'=' | b'-'),
+        MESSAGE,
+    )
 }
 
 const MAX_LEN: usize = 256;
@@ -19,11 +23,7 @@ string_newtype!(GroupId);
 
 impl GroupId {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        if is_path_safe_id(raw) {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(MESSAGE.to_owned())
-        }
+        path_safe_id(raw).map(Self)
     }
 }
 
@@ -37,11 +37,7 @@ string_newtype!(JoinRequestId);
 
 impl JoinRequestId {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        if is_path_safe_id(raw) {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(MESSAGE.to_owned())
-        }
+        path_safe_id(raw).map(Self)
     }
 }
 

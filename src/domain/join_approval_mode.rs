@@ -1,5 +1,3 @@
-use std::fmt;
-
 /// Whether new members need an admin's approval to join via invite link.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
@@ -28,17 +26,7 @@ impl JoinApprovalMode {
     }
 }
 
-impl AsRef<str> for JoinApprovalMode {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl fmt::Display for JoinApprovalMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+wire_enum!(JoinApprovalMode);
 
 #[cfg(test)]
 mod tests {

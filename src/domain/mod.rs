@@ -37,6 +37,40 @@ macro_rules! string_newtype {
     };
 }
 
+/// `AsRef<str>` and `Display` for a fieldless enum with a wire spelling `as_str(self)`, so
+/// that it reads like the string it stands for.
+macro_rules! wire_enum {
+    ($name:ident) => {
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// `raw`, owned, when it is `lengths` bytes long and every byte is `allowed`; else the error
+/// `message`. The ids and names spliced into Graph URLs and bodies are checked this way; their
+/// alphabets are ASCII, so bytes are characters.
+fn of_alphabet(
+    raw: &str,
+    lengths: std::ops::RangeInclusive<usize>,
+    allowed: impl Fn(u8) -> bool,
+    message: &str,
+) -> Result<String, String> {
+    if lengths.contains(&raw.len()) && raw.bytes().all(allowed) {
+        Ok(raw.to_owned())
+    } else {
+        Err(message.to_owned())
+    }
+}
+
 mod cursor;
 pub mod events;
 mod group_description;

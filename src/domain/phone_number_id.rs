@@ -1,3 +1,5 @@
+use super::of_alphabet;
+
 /// Meta's id for a business phone number; it is spliced into Graph API URL
 /// paths, so only digits are allowed.
 #[derive(
@@ -12,13 +14,13 @@ impl PhoneNumberId {
     const MAX_LEN: usize = 32;
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let ok =
-            (1..=Self::MAX_LEN).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_digit());
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err("must be 1-32 ASCII digits".to_owned())
-        }
+        of_alphabet(
+            raw,
+            1..=Self::MAX_LEN,
+            |b| b.is_ascii_digit(),
+            "must be 1-32 ASCII digits",
+        )
+        .map(Self)
     }
 }
 

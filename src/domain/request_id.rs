@@ -1,3 +1,5 @@
+use super::of_alphabet;
+
 /// Our own handle for a pending group creation, returned to the client so it
 /// can poll before Meta has assigned a group id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
@@ -15,15 +17,13 @@ impl RequestId {
     /// Accepts any id we could plausibly have issued, plus client-chosen ids
     /// in the same URL-safe alphabet.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let ok = (1..=64).contains(&raw.len())
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err("must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'".to_owned())
-        }
+        of_alphabet(
+            raw,
+            1..=64,
+            |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'),
+            "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'",
+        )
+        .map(Self)
     }
 }
 

@@ -1,3 +1,5 @@
+use super::of_alphabet;
+
 /// A message template's name, following Meta's rule for template names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
@@ -7,15 +9,13 @@ string_newtype!(TemplateName);
 
 impl TemplateName {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let ok = (1..=512).contains(&raw.len())
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err("must be 1-512 characters of a-z, 0-9 or '_'".to_owned())
-        }
+        of_alphabet(
+            raw,
+            1..=512,
+            |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_',
+            "must be 1-512 characters of a-z, 0-9 or '_'",
+        )
+        .map(Self)
     }
 }
 

@@ -66,6 +66,68 @@ enum Replay {
     Never,
 }
 
+/// One upstream operation: what to send, and whether it may be sent again.
+struct Operation {
+    /// The operation's name in logs and metrics.
+    name: &'static str,
+    method: Method,
+    /// Below `{base_url}/{api_version}/`.
+    path: String,
+    query: Vec<(&'static str, String)>,
+    payload: Payload,
+    replay: Replay,
+}
+
+impl Operation {
+    /// A read: replayed on transient failures.
+    fn read(name: &'static str, path: String) -> Self {
+        Operation {
+            name,
+            method: Method::GET,
+            path,
+            query: Vec::new(),
+            payload: Payload::None,
+            replay: Replay::Safe,
+        }
+    }
+
+    /// A change: never replayed unless `replayable`.
+    fn send(name: &'static str, method: Method, path: String, payload: Payload) -> Self {
+        Operation {
+            name,
+            method,
+            path,
+            query: Vec::new(),
+            payload,
+            replay: Replay::Never,
+        }
+    }
+
+    /// Doing it twice does it once.
+    fn replayable(mut self) -> Self {
+        self.replay = Replay::Safe;
+        self
+    }
+
+    fn with_query(mut self, query: Vec<(&'static str, String)>) -> Self {
+        self.query = query;
+        self
+    }
+}
+
+/// `limit`, `after` and `before` of Meta's cursor paging, those given.
+fn page_query(
+    limit: Option<u32>,
+    after: Option<&str>,
+    before: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut query = Vec::new();
+    query.extend(limit.map(|l| ("limit", l.to_string())));
+    query.extend(after.map(|a| ("after", a.to_owned())));
+    query.extend(before.map(|b| ("before", b.to_owned())));
+    query
+}
+
 enum Payload {
     None,
     Json(Value),
@@ -110,16 +172,15 @@ impl GraphClient {
         })
     }
 
-    async fn call(
-        &self,
-        op: &'static str,
-        pn: &PhoneNumberId,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        payload: Payload,
-        replay: Replay,
-    ) -> Result<GraphAnswer, UpstreamError> {
+    async fn call(&self, pn: &PhoneNumberId, op: Operation) -> Result<GraphAnswer, UpstreamError> {
+        let Operation {
+            name: op,
+            method,
+            path,
+            query,
+            payload,
+            replay,
+        } = op;
         let token = self.token(pn)?;
         context::note_phone_number(pn.as_ref());
         if let Err(refusal) = self.limits.check(pn) {
@@ -141,7 +202,7 @@ impl GraphClient {
             let started = Instant::now();
             let result = tokio::time::timeout(
                 per_attempt,
-                self.attempt(&url, &method, token, query, &payload, per_attempt),
+                self.attempt(&url, &method, token, &query, &payload, per_attempt),
             )
             .await
             .unwrap_or(Err(UpstreamError::Timeout));
@@ -278,13 +339,8 @@ impl GraphClient {
         let path = format!("{pn}/groups");
         let answer = self
             .call(
-                "create_group",
                 pn,
-                Method::POST,
-                &path,
-                &[],
-                Payload::Json(body),
-                Replay::Never,
+                Operation::send("create_group", Method::POST, path, Payload::Json(body)),
             )
             .await?;
         Ok(answer.body.get("request_id").and_then(lenient::as_id))
@@ -298,46 +354,21 @@ impl GraphClient {
         after: Option<&str>,
         before: Option<&str>,
     ) -> Result<UpstreamGroupPage, UpstreamError> {
-        let mut query = vec![("limit", limit.to_string())];
-        if let Some(a) = after {
-            query.push(("after", a.to_owned()));
-        }
-        if let Some(b) = before {
-            query.push(("before", b.to_owned()));
-        }
+        let query = page_query(Some(limit), after, before);
         let path = format!("{pn}/groups");
         let answer = self
-            .call(
-                "list_groups",
-                pn,
-                Method::GET,
-                &path,
-                &query,
-                Payload::None,
-                Replay::Safe,
-            )
+            .call(pn, Operation::read("list_groups", path).with_query(query))
             .await?;
         // Meta documents `data.groups`; a bare `data` list is accepted too.
         let data = &answer.body["data"];
         let list = data.get("groups").unwrap_or(data);
-        let groups = list
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|g| {
-                        Some(UpstreamGroup {
-                            id: lenient::as_id(g.get("id")?)?,
-                            subject: g.get("subject").and_then(Value::as_str).map(str::to_owned),
-                            created_at: g
-                                .get("created_at")
-                                .and_then(lenient::as_int)
-                                .map(unix_to_rfc3339),
-                        })
-                    })
-                    .collect()
+        let groups = items(list, |g| {
+            Some(UpstreamGroup {
+                id: lenient::as_id(g.get("id")?)?,
+                subject: g.get("subject").and_then(Value::as_str).map(str::to_owned),
+                created_at: timestamp(g, "created_at"),
             })
-            .unwrap_or_default();
+        });
         let (after, before) = cursors(&answer.body);
         Ok(UpstreamGroupPage {
             groups,
@@ -353,16 +384,11 @@ impl GraphClient {
         group: &GroupId,
         fields: &GroupFields,
     ) -> Result<Map<String, Value>, UpstreamError> {
-        let query = [("fields", fields.as_query())];
+        let query = vec![("fields", fields.as_query())];
         let answer = self
             .call(
-                "get_group",
                 pn,
-                Method::GET,
-                group.as_ref(),
-                &query,
-                Payload::None,
-                Replay::Safe,
+                Operation::read("get_group", group.to_string()).with_query(query),
             )
             .await?;
         let mut out = Map::new();
@@ -393,13 +419,13 @@ impl GraphClient {
         }
         let answer = self
             .call(
-                "update_group",
                 pn,
-                Method::POST,
-                group.as_ref(),
-                &[],
-                Payload::Json(body),
-                Replay::Never,
+                Operation::send(
+                    "update_group",
+                    Method::POST,
+                    group.to_string(),
+                    Payload::Json(body),
+                ),
             )
             .await?;
         ensure_not_refused(&answer)?;
@@ -427,13 +453,13 @@ impl GraphClient {
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let answer = self
             .call(
-                "set_profile_picture",
                 pn,
-                Method::POST,
-                group.as_ref(),
-                &[],
-                Payload::Multipart { boundary, body },
-                Replay::Never,
+                Operation::send(
+                    "set_profile_picture",
+                    Method::POST,
+                    group.to_string(),
+                    Payload::Multipart { boundary, body },
+                ),
             )
             .await?;
         ensure_not_refused(&answer)?;
@@ -448,13 +474,14 @@ impl GraphClient {
     ) -> Result<(), UpstreamError> {
         let answer = self
             .call(
-                "delete_group",
                 pn,
-                Method::DELETE,
-                group.as_ref(),
-                &[],
-                Payload::None,
-                Replay::Safe,
+                Operation::send(
+                    "delete_group",
+                    Method::DELETE,
+                    group.to_string(),
+                    Payload::None,
+                )
+                .replayable(),
             )
             .await?;
         ensure_not_refused(&answer)
@@ -468,15 +495,7 @@ impl GraphClient {
     ) -> Result<String, UpstreamError> {
         let path = format!("{group}/invite_link");
         let answer = self
-            .call(
-                "get_invite_link",
-                pn,
-                Method::GET,
-                &path,
-                &[],
-                Payload::None,
-                Replay::Safe,
-            )
+            .call(pn, Operation::read("get_invite_link", path))
             .await?;
         invite_link_of(&answer)
     }
@@ -491,13 +510,8 @@ impl GraphClient {
         let body = json!({ "messaging_product": "whatsapp" });
         let answer = self
             .call(
-                "reset_invite_link",
                 pn,
-                Method::POST,
-                &path,
-                &[],
-                Payload::Json(body),
-                Replay::Never,
+                Operation::send("reset_invite_link", Method::POST, path, Payload::Json(body)),
             )
             .await?;
         invite_link_of(&answer)
@@ -533,13 +547,8 @@ impl GraphClient {
         let path = format!("{pn}/messages");
         let answer = self
             .call(
-                "send_invitation",
                 pn,
-                Method::POST,
-                &path,
-                &[],
-                Payload::Json(body),
-                Replay::Never,
+                Operation::send("send_invitation", Method::POST, path, Payload::Json(body)),
             )
             .await?;
         Ok(answer.body["messages"][0]
@@ -556,46 +565,21 @@ impl GraphClient {
         after: Option<&str>,
         before: Option<&str>,
     ) -> Result<JoinRequestPage, UpstreamError> {
-        let mut query = Vec::new();
-        if let Some(l) = limit {
-            query.push(("limit", l.to_string()));
-        }
-        if let Some(a) = after {
-            query.push(("after", a.to_owned()));
-        }
-        if let Some(b) = before {
-            query.push(("before", b.to_owned()));
-        }
+        let query = page_query(limit, after, before);
         let path = format!("{group}/join_requests");
         let answer = self
             .call(
-                "list_join_requests",
                 pn,
-                Method::GET,
-                &path,
-                &query,
-                Payload::None,
-                Replay::Safe,
+                Operation::read("list_join_requests", path).with_query(query),
             )
             .await?;
-        let join_requests = answer.body["data"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|item| {
-                        Some(JoinRequest {
-                            join_request_id: lenient::as_id(item.get("join_request_id")?)?,
-                            wa_id: item.get("wa_id").and_then(lenient::as_id),
-                            created_at: item
-                                .get("creation_timestamp")
-                                .and_then(lenient::as_int)
-                                .map(unix_to_rfc3339),
-                        })
-                    })
-                    .collect()
+        let join_requests = items(&answer.body["data"], |item| {
+            Some(JoinRequest {
+                join_request_id: lenient::as_id(item.get("join_request_id")?)?,
+                wa_id: item.get("wa_id").and_then(lenient::as_id),
+                created_at: timestamp(item, "creation_timestamp"),
             })
-            .unwrap_or_default();
+        });
         let (after, before) = cursors(&answer.body);
         Ok(JoinRequestPage {
             join_requests,
@@ -654,15 +638,7 @@ impl GraphClient {
         });
         let path = format!("{group}/join_requests");
         let answer = self
-            .call(
-                op,
-                pn,
-                method,
-                &path,
-                &[],
-                Payload::Json(body),
-                Replay::Never,
-            )
+            .call(pn, Operation::send(op, method, path, Payload::Json(body)))
             .await?;
         let succeeded = answer.body[succeeded_key]
             .as_array()
@@ -707,13 +683,13 @@ impl GraphClient {
         // Not replayed: its outcome arrives by webhook and a replay would report twice.
         let answer = self
             .call(
-                "remove_participants",
                 pn,
-                Method::DELETE,
-                &path,
-                &[],
-                Payload::Json(body),
-                Replay::Never,
+                Operation::send(
+                    "remove_participants",
+                    Method::DELETE,
+                    path,
+                    Payload::Json(body),
+                ),
             )
             .await?;
         ensure_not_refused(&answer)?;
@@ -829,6 +805,18 @@ fn invite_link_of(answer: &GraphAnswer) -> Result<String, UpstreamError> {
             http_status: answer.status.as_u16(),
             detail: "the answer has no invite_link".into(),
         })
+}
+
+/// The items of a list in Meta's answer that `read` understands; others are skipped.
+fn items<T>(list: &Value, read: impl Fn(&Value) -> Option<T>) -> Vec<T> {
+    list.as_array()
+        .map(|items| items.iter().filter_map(read).collect())
+        .unwrap_or_default()
+}
+
+/// A Unix-seconds field of Meta's, as RFC 3339.
+fn timestamp(item: &Value, key: &str) -> Option<String> {
+    item.get(key).and_then(lenient::as_int).map(unix_to_rfc3339)
 }
 
 fn cursors(body: &Value) -> (Option<String>, Option<String>) {

@@ -333,7 +333,7 @@ pub async fn admin_list_groups(
     let q = &call.input;
     let (listed, page) = groups
         .listing(
-            &call.phone_number,
+            call.phone_number(),
             q.limit,
             q.after.as_deref(),
             q.before.as_deref(),

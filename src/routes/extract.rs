@@ -83,45 +83,109 @@ impl Input for NoInput {
     }
 }
 
-/// An authenticated caller holding scope `S`, with its validated input.
-pub struct Authorized<S, I> {
+/// An authenticated caller holding scope `S`, the resource `R` of the path it acts on, and
+/// its validated input `I`.
+pub struct Call<S, R, I> {
     pub principal: Principal,
+    pub resource: R,
     pub input: I,
     scope: PhantomData<S>,
 }
 
-/// As `Authorized`, for a phone number in the path that the token may use.
-pub struct Granted<S, I> {
-    pub principal: Principal,
-    pub phone_number: PhoneNumberId,
-    pub input: I,
-    scope: PhantomData<S>,
+/// A route with no resource in its path.
+pub type Authorized<S, I> = Call<S, (), I>;
+/// A route on `/phone-numbers/{phone_number_id}`: a number the token may use.
+pub type Granted<S, I> = Call<S, PhoneNumberId, I>;
+/// A route on `/groups/{group_id}`: an active group the caller's team owns, on a number the
+/// token may use.
+pub type OwnedGroup<S, I> = Call<S, GroupRecord, I>;
+
+impl<S, I> OwnedGroup<S, I> {
+    pub fn group(&self) -> &GroupRecord {
+        &self.resource
+    }
 }
 
-/// As `Authorized`, for an active group in the path that the caller's team owns, on a number
-/// the token may use.
-pub struct OwnedGroup<S, I> {
-    pub principal: Principal,
-    pub group: GroupRecord,
-    pub input: I,
-    scope: PhantomData<S>,
+impl<S, I> Granted<S, I> {
+    pub fn phone_number(&self) -> &PhoneNumberId {
+        &self.resource
+    }
+}
+
+/// What a route's path names, and how it is checked once scope and input are.
+pub trait Resource: Sized + 'static {
+    /// The path parameter, parsed (recorded as a field error when broken).
+    type Parsed;
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Option<Self::Parsed>;
+    /// 403 or 404 once the caller is known to hold the scope.
+    fn resolve(
+        parsed: Self::Parsed,
+        principal: &Principal,
+        req: &HttpRequest,
+    ) -> impl Future<Output = Result<Self, ApiError>>;
+}
+
+impl Resource for () {
+    type Parsed = ();
+
+    fn parse(_: &Parts<'_>, _: &mut FieldErrors) -> Option<()> {
+        Some(())
+    }
+
+    async fn resolve(_: (), _: &Principal, _: &HttpRequest) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+impl Resource for PhoneNumberId {
+    type Parsed = PhoneNumberId;
+
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Option<PhoneNumberId> {
+        let raw = parts.path("phone_number_id").unwrap_or_default();
+        errors.check("phone_number_id", PhoneNumberId::parse(raw))
+    }
+
+    async fn resolve(
+        pn: PhoneNumberId,
+        principal: &Principal,
+        _: &HttpRequest,
+    ) -> Result<PhoneNumberId, ApiError> {
+        principal.require_number(&pn)?;
+        Ok(pn)
+    }
+}
+
+impl Resource for GroupRecord {
+    type Parsed = GroupId;
+
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Option<GroupId> {
+        errors.check(
+            "group_id",
+            GroupId::parse(parts.path("group_id").unwrap_or_default()),
+        )
+    }
+
+    async fn resolve(
+        group_id: GroupId,
+        principal: &Principal,
+        req: &HttpRequest,
+    ) -> Result<GroupRecord, ApiError> {
+        let ownership = req
+            .app_data::<web::Data<Ownership>>()
+            .ok_or_else(|| ApiError::Internal("ownership missing".into()))?;
+        let group = ownership.owned_by(&principal.team, &group_id).await?;
+        principal.require_number(&group.phone_number_id)?;
+        Ok(group)
+    }
 }
 
 type Extracted<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
 
-/// The path parameter a family of routes acts on.
-enum Resource {
-    None,
-    PhoneNumber,
-    Group,
-}
-
-/// Authenticates, reads and validates, checks the scope; answers the parsed path resource.
-async fn extract<S: RequiredScope, I: Input>(
+/// Authenticates, reads and validates, checks the scope, then the resource.
+async fn extract<S: RequiredScope, R: Resource, I: Input>(
     req: HttpRequest,
     mut payload: Payload,
-    resource: Resource,
-) -> Result<(Principal, Option<String>, I), ApiError> {
+) -> Result<Call<S, R, I>, ApiError> {
     let principal = authenticate(&req)?;
     let body = match I::BODY {
         BodyKind::None => Bytes::new(),
@@ -137,26 +201,18 @@ async fn extract<S: RequiredScope, I: Input>(
         body,
     };
     let mut errors = FieldErrors::new();
-    let resource = match resource {
-        Resource::None => None,
-        Resource::PhoneNumber => errors
-            .check(
-                "phone_number_id",
-                PhoneNumberId::parse(parts.path("phone_number_id").unwrap_or_default()),
-            )
-            .map(String::from),
-        Resource::Group => errors
-            .check(
-                "group_id",
-                GroupId::parse(parts.path("group_id").unwrap_or_default()),
-            )
-            .map(String::from),
-    };
+    let parsed = R::parse(&parts, &mut errors);
     let input = I::parse(&parts, &mut errors)?;
     finish(errors)?;
-    let input = input.ok_or_else(missing)?;
+    let (parsed, input) = parsed.zip(input).ok_or_else(missing)?;
     principal.require(S::SCOPE)?;
-    Ok((principal, resource, input))
+    let resource = R::resolve(parsed, &principal, &req).await?;
+    Ok(Call {
+        principal,
+        resource,
+        input,
+        scope: PhantomData,
+    })
 }
 
 /// Every `None` left after `finish` means an error was recorded: reaching here is a bug.
@@ -176,66 +232,11 @@ async fn read_json_body(req: &HttpRequest, payload: Payload) -> Result<Bytes, Ap
     read_within(payload, JSON_LIMIT, deadline_of(req)).await
 }
 
-impl<S: RequiredScope, I: Input> FromRequest for Authorized<S, I> {
+impl<S: RequiredScope, R: Resource, I: Input> FromRequest for Call<S, R, I> {
     type Error = ApiError;
     type Future = Extracted<Self>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let (req, payload) = (req.clone(), payload.take());
-        Box::pin(async move {
-            let (principal, _, input) = extract::<S, I>(req, payload, Resource::None).await?;
-            Ok(Authorized {
-                principal,
-                input,
-                scope: PhantomData,
-            })
-        })
-    }
-}
-
-impl<S: RequiredScope, I: Input> FromRequest for Granted<S, I> {
-    type Error = ApiError;
-    type Future = Extracted<Self>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let (req, payload) = (req.clone(), payload.take());
-        Box::pin(async move {
-            let (principal, pn, input) =
-                extract::<S, I>(req, payload, Resource::PhoneNumber).await?;
-            let phone_number =
-                PhoneNumberId::parse(&pn.ok_or_else(missing)?).map_err(|_| missing())?;
-            principal.require_number(&phone_number)?;
-            Ok(Granted {
-                principal,
-                phone_number,
-                input,
-                scope: PhantomData,
-            })
-        })
-    }
-}
-
-impl<S: RequiredScope, I: Input> FromRequest for OwnedGroup<S, I> {
-    type Error = ApiError;
-    type Future = Extracted<Self>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let ownership = req.app_data::<web::Data<Ownership>>().cloned();
-        let (req, payload) = (req.clone(), payload.take());
-        Box::pin(async move {
-            let (principal, group_id, input) =
-                extract::<S, I>(req, payload, Resource::Group).await?;
-            let group_id = GroupId::parse(&group_id.ok_or_else(missing)?).map_err(|_| missing())?;
-            let ownership =
-                ownership.ok_or_else(|| ApiError::Internal("ownership missing".into()))?;
-            let group = ownership.owned_by(&principal.team, &group_id).await?;
-            principal.require_number(&group.phone_number_id)?;
-            Ok(OwnedGroup {
-                principal,
-                group,
-                input,
-                scope: PhantomData,
-            })
-        })
+        Box::pin(extract(req.clone(), payload.take()))
     }
 }

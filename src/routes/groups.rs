@@ -19,8 +19,10 @@ use crate::domain::{
     decode_cursor, parse_limit,
 };
 use crate::error::ApiError;
+use crate::graph::GraphClient;
 use crate::graph::{FailedJoinRequest, JoinRequestPage, Paging};
-use crate::services::groups::{Groups, Invitation};
+use crate::services::creation::Creations;
+use crate::services::groups::Groups;
 use crate::storage::{CreateRequest, GroupSummary, RequestStatus};
 
 /// Most template parameters after the group id that one invitation may carry.
@@ -300,7 +302,10 @@ impl Input for Picture {
 }
 
 pub struct SendInvitation {
-    invitation: Invitation,
+    to: ParticipantId,
+    template: TemplateName,
+    language: LanguageCode,
+    parameters: Vec<String>,
     idempotency_key: Option<IdempotencyKey>,
 }
 
@@ -354,12 +359,10 @@ impl Input for SendInvitation {
         let idempotency_key = errors.check(idempotency::HEADER_NAME, idempotency_key);
         Ok((|| {
             Some(SendInvitation {
-                invitation: Invitation {
-                    to: to?,
-                    template: name?,
-                    language: language?,
-                    parameters,
-                },
+                to: to?,
+                template: name?,
+                language: language?,
+                parameters,
                 idempotency_key: idempotency_key?,
             })
         })())
@@ -475,14 +478,16 @@ fn accepted(
 #[post("/phone-numbers/{phone_number_id}/groups")]
 pub async fn create_group(
     call: Granted<GroupsWrite, CreateGroup>,
-    groups: web::Data<Groups>,
+    graph: web::Data<GraphClient>,
+    creations: web::Data<Creations>,
     idempotency: web::Data<Idempotency>,
 ) -> Result<HttpResponse, ApiError> {
-    let (team, pn, input) = (&call.principal.team, &call.phone_number, call.input);
+    let (team, pn, input) = (&call.principal.team, &call.resource, call.input);
     idempotency
         .run(team, input.idempotency_key, async {
-            let creation = groups
+            let creation = creations
                 .create(
+                    &graph,
                     team,
                     pn,
                     &input.subject,
@@ -525,7 +530,7 @@ pub async fn list_groups(
     let page = groups
         .list(
             &call.principal.team,
-            &call.phone_number,
+            call.phone_number(),
             call.input.limit,
             call.input.cursor,
         )
@@ -556,9 +561,12 @@ pub async fn list_groups(
 #[get("/groups/{group_id}")]
 pub async fn get_group(
     call: OwnedGroup<GroupsRead, Fields>,
-    groups: web::Data<Groups>,
+    graph: web::Data<GraphClient>,
 ) -> Result<HttpResponse, ApiError> {
-    let info = groups.get(&call.group, &call.input.0).await?;
+    let g = call.group();
+    let info = graph
+        .get_group(&g.phone_number_id, &g.group_id, &call.input.0)
+        .await?;
     Ok(HttpResponse::Ok().json(info))
 }
 
@@ -577,17 +585,18 @@ pub async fn get_group(
 #[patch("/groups/{group_id}")]
 pub async fn update_group(
     call: OwnedGroup<GroupsWrite, UpdateGroup>,
-    groups: web::Data<Groups>,
+    graph: web::Data<GraphClient>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = &call.input;
-    let upstream_request_id = groups
-        .update(
-            &call.group,
+    let (g, input) = (call.group(), &call.input);
+    let upstream_request_id = graph
+        .update_group(
+            &g.phone_number_id,
+            &g.group_id,
             input.subject.as_ref(),
             input.description.as_ref(),
         )
         .await?;
-    Ok(accepted(&call.group, upstream_request_id))
+    Ok(accepted(call.group(), upstream_request_id))
 }
 
 /// Set the group's picture: a square JPEG of at least 192×192, at most 5 MiB, sent as the raw
@@ -612,10 +621,13 @@ pub async fn update_group(
 #[put("/groups/{group_id}/profile-picture")]
 pub async fn set_group_profile_picture(
     call: OwnedGroup<GroupsWrite, Picture>,
-    groups: web::Data<Groups>,
+    graph: web::Data<GraphClient>,
 ) -> Result<HttpResponse, ApiError> {
-    let upstream_request_id = groups.set_picture(&call.group, &call.input.0).await?;
-    Ok(accepted(&call.group, upstream_request_id))
+    let g = call.group();
+    let upstream_request_id = graph
+        .set_profile_picture(&g.phone_number_id, &g.group_id, &call.input.0)
+        .await?;
+    Ok(accepted(call.group(), upstream_request_id))
 }
 
 /// Delete the group; every participant is removed.
@@ -634,7 +646,7 @@ pub async fn delete_group(
     call: OwnedGroup<GroupsDelete, NoInput>,
     groups: web::Data<Groups>,
 ) -> Result<HttpResponse, ApiError> {
-    groups.delete(&call.group).await?;
+    groups.delete(call.group()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -652,9 +664,12 @@ pub async fn delete_group(
 #[get("/groups/{group_id}/invite-link")]
 pub async fn get_invite_link(
     call: OwnedGroup<GroupsRead, NoInput>,
-    groups: web::Data<Groups>,
+    graph: web::Data<GraphClient>,
 ) -> Result<web::Json<InviteLink>, ApiError> {
-    let invite_link = groups.invite_link(&call.group).await?;
+    let g = call.group();
+    let invite_link = graph
+        .get_invite_link(&g.phone_number_id, &g.group_id)
+        .await?;
     Ok(web::Json(InviteLink { invite_link }))
 }
 
@@ -674,7 +689,7 @@ pub async fn reset_invite_link(
     call: OwnedGroup<GroupsWrite, NoInput>,
     groups: web::Data<Groups>,
 ) -> Result<web::Json<InviteLink>, ApiError> {
-    let invite_link = groups.reset_invite_link(&call.group).await?;
+    let invite_link = groups.reset_invite_link(call.group()).await?;
     Ok(web::Json(InviteLink { invite_link }))
 }
 
@@ -696,13 +711,22 @@ pub async fn reset_invite_link(
 #[post("/groups/{group_id}/invitations")]
 pub async fn send_invitation(
     call: OwnedGroup<GroupsInvite, SendInvitation>,
-    groups: web::Data<Groups>,
+    graph: web::Data<GraphClient>,
     idempotency: web::Data<Idempotency>,
 ) -> Result<HttpResponse, ApiError> {
-    let (group, input) = (&call.group, call.input);
+    let (group, input) = (&call.resource, call.input);
     idempotency
         .run(&call.principal.team, input.idempotency_key, async {
-            let message_id = groups.invite(group, &input.invitation).await?;
+            let message_id = graph
+                .send_invitation(
+                    &group.phone_number_id,
+                    &group.group_id,
+                    &input.to,
+                    &input.template,
+                    &input.language,
+                    &input.parameters,
+                )
+                .await?;
             Ok(StoredResponse::json(
                 StatusCode::ACCEPTED,
                 None,
@@ -731,12 +755,13 @@ pub async fn send_invitation(
 #[get("/groups/{group_id}/join-requests")]
 pub async fn list_join_requests(
     call: OwnedGroup<GroupsRead, JoinRequestQuery>,
-    groups: web::Data<Groups>,
+    graph: web::Data<GraphClient>,
 ) -> Result<web::Json<JoinRequestPage>, ApiError> {
-    let q = &call.input;
-    let page = groups
-        .join_requests(
-            &call.group,
+    let (g, q) = (call.group(), &call.input);
+    let page = graph
+        .list_join_requests(
+            &g.phone_number_id,
+            &g.group_id,
             q.limit,
             q.after.as_deref(),
             q.before.as_deref(),
@@ -760,9 +785,12 @@ pub async fn list_join_requests(
 #[post("/groups/{group_id}/join-requests/approve")]
 pub async fn approve_join_requests(
     call: OwnedGroup<GroupsWrite, JoinRequestIds>,
-    groups: web::Data<Groups>,
+    graph: web::Data<GraphClient>,
 ) -> Result<web::Json<ApprovedJoinRequests>, ApiError> {
-    let outcome = groups.approve(&call.group, &call.input.0).await?;
+    let g = call.group();
+    let outcome = graph
+        .approve_join_requests(&g.phone_number_id, &g.group_id, &call.input.0)
+        .await?;
     Ok(web::Json(ApprovedJoinRequests {
         approved: outcome.succeeded,
         failed: outcome.failed,
@@ -784,9 +812,12 @@ pub async fn approve_join_requests(
 #[post("/groups/{group_id}/join-requests/reject")]
 pub async fn reject_join_requests(
     call: OwnedGroup<GroupsWrite, JoinRequestIds>,
-    groups: web::Data<Groups>,
+    graph: web::Data<GraphClient>,
 ) -> Result<web::Json<RejectedJoinRequests>, ApiError> {
-    let outcome = groups.reject(&call.group, &call.input.0).await?;
+    let g = call.group();
+    let outcome = graph
+        .reject_join_requests(&g.phone_number_id, &g.group_id, &call.input.0)
+        .await?;
     Ok(web::Json(RejectedJoinRequests {
         rejected: outcome.succeeded,
         failed: outcome.failed,
@@ -808,10 +839,11 @@ pub async fn reject_join_requests(
 #[post("/groups/{group_id}/participants/remove")]
 pub async fn remove_participants(
     call: OwnedGroup<GroupsWrite, Participants>,
-    groups: web::Data<Groups>,
+    graph: web::Data<GraphClient>,
 ) -> Result<HttpResponse, ApiError> {
-    let upstream_request_id = groups
-        .remove_participants(&call.group, &call.input.0)
+    let g = call.group();
+    let upstream_request_id = graph
+        .remove_participants(&g.phone_number_id, &g.group_id, &call.input.0)
         .await?;
-    Ok(accepted(&call.group, upstream_request_id))
+    Ok(accepted(call.group(), upstream_request_id))
 }

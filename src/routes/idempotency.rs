@@ -110,7 +110,7 @@ fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
 impl Idempotency {
     pub fn new(storage: &Storage) -> Self {
         Idempotency {
-            store: storage.idempotency(),
+            store: storage.idempotency.clone(),
         }
     }
 

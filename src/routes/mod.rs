@@ -147,75 +147,61 @@ impl<'a> FieldReader<'a> {
         }
     }
 
-    pub fn required_str(&mut self, name: &str) -> Option<&'a str> {
+    /// A field that must be present; reported as missing unless the body was no object.
+    fn required<T>(
+        &mut self,
+        name: &str,
+        read: impl FnOnce(&mut Self, &str) -> Option<T>,
+    ) -> Option<T> {
         if !self.obj.contains_key(name) {
             if !self.quiet {
                 self.errors.push(name, "is required");
             }
             return None;
         }
-        self.optional_str(name)
+        read(self, name)
+    }
+
+    /// A present, non-null field read by `as_type`; `expected` names the type when it is not.
+    fn typed<T>(
+        &mut self,
+        name: &str,
+        as_type: impl FnOnce(&'a Value) -> Option<T>,
+        expected: &str,
+    ) -> Option<T> {
+        let v = self.present(name)?;
+        let value = as_type(v);
+        if value.is_none() {
+            self.errors.push(name, expected);
+        }
+        value
+    }
+
+    pub fn required_str(&mut self, name: &str) -> Option<&'a str> {
+        self.required(name, Self::optional_str)
     }
 
     pub fn optional_str(&mut self, name: &str) -> Option<&'a str> {
-        let v = self.present(name)?;
-        match v.as_str() {
-            Some(s) => Some(s),
-            None => {
-                self.errors.push(name, "must be a string");
-                None
-            }
-        }
+        self.typed(name, Value::as_str, "must be a string")
     }
 
     /// A JSON integer of at least 0; `1.5`, `"60"` and negatives are refused.
     pub fn optional_u64(&mut self, name: &str) -> Option<u64> {
-        let v = self.present(name)?;
-        match v.as_u64() {
-            Some(n) => Some(n),
-            None => {
-                self.errors.push(name, "must be a non-negative integer");
-                None
-            }
-        }
+        self.typed(name, Value::as_u64, "must be a non-negative integer")
     }
 
     pub fn required_array(&mut self, name: &str) -> Option<&'a Vec<Value>> {
-        if !self.obj.contains_key(name) {
-            if !self.quiet {
-                self.errors.push(name, "is required");
-            }
-            return None;
-        }
-        self.optional_array(name)
+        self.required(name, Self::optional_array)
     }
 
     pub fn optional_array(&mut self, name: &str) -> Option<&'a Vec<Value>> {
-        let v = self.present(name)?;
-        match v.as_array() {
-            Some(a) => Some(a),
-            None => {
-                self.errors.push(name, "must be an array");
-                None
-            }
-        }
+        self.typed(name, Value::as_array, "must be an array")
     }
 
     pub fn required_object(&mut self, name: &str) -> Option<&'a Map<String, Value>> {
-        if !self.obj.contains_key(name) {
-            if !self.quiet {
-                self.errors.push(name, "is required");
-            }
-            return None;
-        }
-        let v = self.present(name)?;
-        match v.as_object() {
-            Some(o) => Some(o),
-            None => {
-                self.errors.push(name, "must be an object");
-                None
-            }
-        }
+        self.required(name, |r, name| {
+            r.typed(name, Value::as_object, "must be an object")
+        })
     }
 
     /// Unknown fields are refused: a typo must not be silently ignored.

@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 
-use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::http::{Method, header};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 
@@ -18,46 +19,55 @@ const TEXT_PART_LIMIT: usize = 16 * 1024;
 
 type Answer = Result<HttpResponse, MetaFailure>;
 
+/// What every handler is handed, named short so that most signatures fit on one line: the
+/// simulation, and the path's `{version}` and `{node}` (a phone number or a group id).
+type State = web::Data<SandboxState>;
+type GraphPath = web::Path<(String, String)>;
+
 pub fn scope() -> actix_web::Scope {
-    let unsupported = || web::to(unsupported);
     web::scope("/graph/{version}")
-        .service(
-            web::resource("/{node}/groups")
-                .route(web::get().to(list_groups))
-                .route(web::post().to(create_group))
-                .default_service(unsupported()),
-        )
-        .service(
-            web::resource("/{node}/messages")
-                .route(web::post().to(send_message))
-                .default_service(unsupported()),
-        )
-        .service(
-            web::resource("/{node}/invite_link")
-                .route(web::get().to(get_invite_link))
-                .route(web::post().to(reset_invite_link))
-                .default_service(unsupported()),
-        )
-        .service(
-            web::resource("/{node}/join_requests")
-                .route(web::get().to(list_join_requests))
-                .route(web::post().to(approve_join_requests))
-                .route(web::delete().to(reject_join_requests))
-                .default_service(unsupported()),
-        )
-        .service(
-            web::resource("/{node}/participants")
-                .route(web::delete().to(remove_participants))
-                .default_service(unsupported()),
-        )
-        .service(
-            web::resource("/{node}")
-                .route(web::get().to(get_group))
-                .route(web::post().to(update_group))
-                .route(web::delete().to(delete_group))
-                .default_service(unsupported()),
-        )
-        .default_service(unsupported())
+        .service(resource(
+            "/{node}/groups",
+            [web::get().to(list_groups), web::post().to(create_group)],
+        ))
+        .service(resource("/{node}/messages", [web::post().to(send_message)]))
+        .service(resource(
+            "/{node}/invite_link",
+            [
+                web::get().to(get_invite_link),
+                web::post().to(reset_invite_link),
+            ],
+        ))
+        .service(resource(
+            "/{node}/join_requests",
+            [
+                web::get().to(list_join_requests),
+                web::post().to(decide_join_requests),
+                web::delete().to(decide_join_requests),
+            ],
+        ))
+        .service(resource(
+            "/{node}/participants",
+            [web::delete().to(remove_participants)],
+        ))
+        .service(resource(
+            "/{node}",
+            [
+                web::get().to(get_group),
+                web::post().to(update_group),
+                web::delete().to(delete_group),
+            ],
+        ))
+        .default_service(web::to(unsupported))
+}
+
+/// A Graph path and the methods it serves. Any other method on it is answered like an unknown
+/// path (`unsupported`), as Graph does, rather than with actix's bare 405.
+fn resource<const N: usize>(path: &str, routes: [actix_web::Route; N]) -> actix_web::Resource {
+    routes
+        .into_iter()
+        .fold(web::resource(path), actix_web::Resource::route)
+        .default_service(web::to(unsupported))
 }
 
 fn now() -> i64 {
@@ -110,21 +120,31 @@ fn check_version(version: &str) -> Result<(), MetaFailure> {
     }
 }
 
-/// Version and token checked; for calls on a phone number, the token must serve it.
-fn authorize(
+/// A call on a phone number (`/{pn}/…`): checks the version and the token, which must serve
+/// the number; returns the number.
+fn number_call(
     state: &SandboxState,
     req: &HttpRequest,
-    version: &str,
-    number: Option<&str>,
-) -> Result<Vec<String>, MetaFailure> {
-    check_version(version)?;
-    let numbers = caller(state, req)?;
-    if let Some(pn) = number
-        && !numbers.iter().any(|n| n == pn)
-    {
-        return Err(MetaFailure::unsupported(req.method().as_str(), pn));
+    path: GraphPath,
+) -> Result<String, MetaFailure> {
+    let (version, pn) = path.into_inner();
+    check_version(&version)?;
+    if !caller(state, req)?.contains(&pn) {
+        return Err(MetaFailure::unsupported(req.method().as_str(), &pn));
     }
-    Ok(numbers)
+    Ok(pn)
+}
+
+/// A call on a group (`/{group_id}…`): checks the version and the token; returns the phone
+/// numbers the token serves (the group must belong to one of them) and the group id.
+fn group_call(
+    state: &SandboxState,
+    req: &HttpRequest,
+    path: GraphPath,
+) -> Result<(Vec<String>, String), MetaFailure> {
+    let (version, group_id) = path.into_inner();
+    check_version(&version)?;
+    Ok((caller(state, req)?, group_id))
 }
 
 fn query(req: &HttpRequest) -> Result<HashMap<String, String>, MetaFailure> {
@@ -156,6 +176,13 @@ fn require_whatsapp(body: &Map<String, Value>) -> Result<(), MetaFailure> {
             "The parameter messaging_product is required",
         )),
     }
+}
+
+/// The JSON body of a call that must say `messaging_product: "whatsapp"`.
+fn whatsapp_body(body: &[u8]) -> Result<Map<String, Value>, MetaFailure> {
+    let body = json_body(body)?;
+    require_whatsapp(&body)?;
+    Ok(body)
 }
 
 fn optional_str<'a>(
@@ -214,16 +241,9 @@ async fn unsupported(req: HttpRequest) -> Answer {
 
 // ---- /{pn}/groups --------------------------------------------------------------------
 
-async fn create_group(
-    state: web::Data<SandboxState>,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
-) -> Answer {
-    let (version, pn) = path.into_inner();
-    authorize(&state, &req, &version, Some(&pn))?;
-    let body = json_body(&body)?;
-    require_whatsapp(&body)?;
+async fn create_group(state: State, req: HttpRequest, path: GraphPath, body: Bytes) -> Answer {
+    let pn = number_call(&state, &req, path)?;
+    let body = whatsapp_body(&body)?;
     let subject = required_str(&body, "subject")?;
     let description = optional_str(&body, "description")?;
     let mode = optional_str(&body, "join_approval_mode")?
@@ -236,13 +256,8 @@ async fn create_group(
     Ok(accepted(request_id))
 }
 
-async fn list_groups(
-    state: web::Data<SandboxState>,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-) -> Answer {
-    let (version, pn) = path.into_inner();
-    authorize(&state, &req, &version, Some(&pn))?;
+async fn list_groups(state: State, req: HttpRequest, path: GraphPath) -> Answer {
+    let pn = number_call(&state, &req, path)?;
     let q = page_query(&req)?;
     let page = state.world().list_groups(&pn, &q)?;
     Ok(HttpResponse::Ok().json(json!({
@@ -253,13 +268,8 @@ async fn list_groups(
 
 // ---- /{group_id} ---------------------------------------------------------------------
 
-async fn get_group(
-    state: web::Data<SandboxState>,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-) -> Answer {
-    let (version, group_id) = path.into_inner();
-    let numbers = authorize(&state, &req, &version, None)?;
+async fn get_group(state: State, req: HttpRequest, path: GraphPath) -> Answer {
+    let (numbers, group_id) = group_call(&state, &req, path)?;
     let q = query(&req)?;
     let info =
         state
@@ -271,13 +281,12 @@ async fn get_group(
 /// Subject and description as JSON, or the picture as multipart part `file` (text parts
 /// `subject`/`description` are read there too).
 async fn update_group(
-    state: web::Data<SandboxState>,
+    state: State,
     req: HttpRequest,
-    path: web::Path<(String, String)>,
+    path: GraphPath,
     payload: web::Payload,
 ) -> Answer {
-    let (version, group_id) = path.into_inner();
-    let numbers = authorize(&state, &req, &version, None)?;
+    let (numbers, group_id) = group_call(&state, &req, path)?;
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -369,13 +378,8 @@ async fn read_multipart(
     Ok((fields, file))
 }
 
-async fn delete_group(
-    state: web::Data<SandboxState>,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-) -> Answer {
-    let (version, group_id) = path.into_inner();
-    let numbers = authorize(&state, &req, &version, None)?;
+async fn delete_group(state: State, req: HttpRequest, path: GraphPath) -> Answer {
+    let (numbers, group_id) = group_call(&state, &req, path)?;
     let mut world = state.world();
     let event = world.delete_group(&numbers, &group_id, now())?;
     state.emitter().emit(event);
@@ -388,39 +392,23 @@ fn invite_link_answer(link: String) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "messaging_product": "whatsapp", "invite_link": link }))
 }
 
-async fn get_invite_link(
-    state: web::Data<SandboxState>,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-) -> Answer {
-    let (version, group_id) = path.into_inner();
-    let numbers = authorize(&state, &req, &version, None)?;
+async fn get_invite_link(state: State, req: HttpRequest, path: GraphPath) -> Answer {
+    let (numbers, group_id) = group_call(&state, &req, path)?;
     let link = state.world().invite_link(&numbers, &group_id)?;
     Ok(invite_link_answer(link))
 }
 
-async fn reset_invite_link(
-    state: web::Data<SandboxState>,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
-) -> Answer {
-    let (version, group_id) = path.into_inner();
-    let numbers = authorize(&state, &req, &version, None)?;
-    require_whatsapp(&json_body(&body)?)?;
+async fn reset_invite_link(state: State, req: HttpRequest, path: GraphPath, body: Bytes) -> Answer {
+    let (numbers, group_id) = group_call(&state, &req, path)?;
+    whatsapp_body(&body)?;
     let link = state.world().reset_invite_link(&numbers, &group_id)?;
     Ok(invite_link_answer(link))
 }
 
 // ---- /{group_id}/join_requests -------------------------------------------------------
 
-async fn list_join_requests(
-    state: web::Data<SandboxState>,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-) -> Answer {
-    let (version, group_id) = path.into_inner();
-    let numbers = authorize(&state, &req, &version, None)?;
+async fn list_join_requests(state: State, req: HttpRequest, path: GraphPath) -> Answer {
+    let (numbers, group_id) = group_call(&state, &req, path)?;
     let q = page_query(&req)?;
     let page = state.world().list_join_requests(&numbers, &group_id, &q)?;
     Ok(HttpResponse::Ok().json(json!({
@@ -429,37 +417,18 @@ async fn list_join_requests(
     })))
 }
 
-async fn approve_join_requests(
-    state: web::Data<SandboxState>,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
-) -> Answer {
-    decide_join_requests(state, req, path, body, true).await
-}
-
-async fn reject_join_requests(
-    state: web::Data<SandboxState>,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
-) -> Answer {
-    decide_join_requests(state, req, path, body, false).await
-}
-
-/// All decided: 200. None decided: the call fails with the first item's error. Some: 206
-/// with code 131201 and the failed items (Meta's partial success).
+/// POST approves, DELETE rejects (the route table sends no other method here). All decided:
+/// 200. None decided: the call fails with the first item's error. Some: 206 with code 131201
+/// and the failed items (Meta's partial success).
 async fn decide_join_requests(
-    state: web::Data<SandboxState>,
+    state: State,
     req: HttpRequest,
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
-    approve: bool,
+    path: GraphPath,
+    body: Bytes,
 ) -> Answer {
-    let (version, group_id) = path.into_inner();
-    let numbers = authorize(&state, &req, &version, None)?;
-    let body = json_body(&body)?;
-    require_whatsapp(&body)?;
+    let approve = req.method() == Method::POST;
+    let (numbers, group_id) = group_call(&state, &req, path)?;
+    let body = whatsapp_body(&body)?;
     let ids: Vec<String> = match body.get("join_requests") {
         Some(Value::Array(items)) if !items.is_empty() => items
             .iter()
@@ -513,15 +482,13 @@ async fn decide_join_requests(
 // ---- /{group_id}/participants --------------------------------------------------------
 
 async fn remove_participants(
-    state: web::Data<SandboxState>,
+    state: State,
     req: HttpRequest,
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
+    path: GraphPath,
+    body: Bytes,
 ) -> Answer {
-    let (version, group_id) = path.into_inner();
-    let numbers = authorize(&state, &req, &version, None)?;
-    let body = json_body(&body)?;
-    require_whatsapp(&body)?;
+    let (numbers, group_id) = group_call(&state, &req, path)?;
+    let body = whatsapp_body(&body)?;
     let inputs: Vec<String> = body
         .get("participants")
         .and_then(Value::as_array)
@@ -544,16 +511,9 @@ async fn remove_participants(
 
 /// Only what the gateway sends: the group-invite template (and messages to a group). The
 /// group named must exist on the number and not be suspended.
-async fn send_message(
-    state: web::Data<SandboxState>,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
-) -> Answer {
-    let (version, pn) = path.into_inner();
-    authorize(&state, &req, &version, Some(&pn))?;
-    let body = json_body(&body)?;
-    require_whatsapp(&body)?;
+async fn send_message(state: State, req: HttpRequest, path: GraphPath, body: Bytes) -> Answer {
+    let pn = number_call(&state, &req, path)?;
+    let body = whatsapp_body(&body)?;
     let to = required_str(&body, "to")?;
     let to_group = optional_str(&body, "recipient_type")? == Some("group");
     let template = body.get("template");

@@ -65,20 +65,13 @@ pub fn run(settings: Settings, host: &str, port: u16, webhook_url: Option<String
         return ExitCode::from(2);
     }
     crate::telemetry::init(&settings.telemetry);
-    let result = actix_web::rt::System::new().block_on(async move {
+    crate::cli::run_server(async move {
         let app = Standalone::build(&settings, host, port, webhook_url.clone())
             .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
         let base = format!("http://{host}:{}", app.port());
         eprintln!("{}", banner(&settings, &base, webhook_url.as_deref()));
         app.run_until_stopped().await.map_err(|e| e.to_string())
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 /// How to use the running simulation. A token is shown only when it is the sandbox's own

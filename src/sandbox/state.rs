@@ -67,7 +67,20 @@ pub struct Event {
 }
 
 impl Event {
-    fn new(pn: &str, field: Field, item: Value) -> Self {
+    /// A change of kind `kind` (the item's `type`) to group `group_id` at `now`: every item
+    /// carries those three; `details`, a JSON object, adds what that kind of change carries.
+    fn about_group(
+        pn: &str,
+        field: Field,
+        group_id: &str,
+        kind: &str,
+        now: i64,
+        details: Value,
+    ) -> Self {
+        let mut item = details;
+        item["timestamp"] = json!(now.to_string());
+        item["group_id"] = json!(group_id);
+        item["type"] = json!(kind);
         Event {
             pn: pn.to_owned(),
             field,
@@ -150,6 +163,11 @@ pub struct Group {
 }
 
 impl Group {
+    /// An event about this group (see [`Event::about_group`]).
+    fn event(&self, field: Field, kind: &str, now: i64, details: Value) -> Event {
+        Event::about_group(&self.pn, field, &self.id, kind, now, details)
+    }
+
     fn is_full(&self) -> bool {
         self.participants.len() >= MAX_PARTICIPANTS
     }
@@ -481,13 +499,11 @@ impl World {
             invitations: Vec::new(),
         };
         let request_id = ids::request_id();
-        let event = Event::new(
-            pn,
+        let event = group.event(
             Field::Lifecycle,
+            "group_create",
+            now,
             json!({
-                "timestamp": now.to_string(),
-                "group_id": id,
-                "type": "group_create",
                 "request_id": request_id,
                 "subject": group.subject,
                 "invite_link": group.invite_link(),
@@ -579,14 +595,9 @@ impl World {
         let group = self.group_mut(pns, id)?;
         group.usable()?;
         let request_id = ids::request_id();
-        let mut item = json!({
-            "timestamp": now.to_string(),
-            "group_id": group.id,
-            "type": "group_settings_update",
-            "request_id": request_id,
-        });
+        let mut details = json!({ "request_id": request_id });
         if let Some(picture) = picture {
-            item["profile_picture"] = json!({
+            details["profile_picture"] = json!({
                 "mime_type": "image/jpeg",
                 "sha256": picture.sha256,
                 "update_successful": true,
@@ -594,14 +605,16 @@ impl World {
             group.picture = Some(picture);
         }
         if let Some(subject) = subject {
-            item["group_subject"] = json!({ "text": subject, "update_successful": true });
+            details["group_subject"] = json!({ "text": subject, "update_successful": true });
             group.subject = subject;
         }
         if let Some(description) = description {
-            item["group_description"] = json!({ "text": description, "update_successful": true });
+            details["group_description"] =
+                json!({ "text": description, "update_successful": true });
             group.description = Some(description);
         }
-        Ok((request_id, Event::new(&group.pn, Field::Settings, item)))
+        let event = group.event(Field::Settings, "group_settings_update", now, details);
+        Ok((request_id, event))
     }
 
     /// `DELETE /{group_id}`: every participant goes, the business included.
@@ -613,15 +626,14 @@ impl World {
     ) -> Result<Event, MetaFailure> {
         let pn = self.group(pns, id)?.pn.clone();
         self.number_mut(&pn)?.groups.remove(id);
-        Ok(Event::new(
+        // The group is gone: the event names it by the id it had.
+        Ok(Event::about_group(
             &pn,
             Field::Lifecycle,
-            json!({
-                "timestamp": now.to_string(),
-                "group_id": id,
-                "type": "group_delete",
-                "request_id": ids::request_id(),
-            }),
+            id,
+            "group_delete",
+            now,
+            json!({ "request_id": ids::request_id() }),
         ))
     }
 
@@ -689,16 +701,11 @@ impl World {
             decision.succeeded.push(jr.id);
         }
         if !added.is_empty() {
-            decision.events.push(Event::new(
-                &group.pn,
+            decision.events.push(group.event(
                 Field::Participants,
-                json!({
-                    "timestamp": now.to_string(),
-                    "group_id": group.id,
-                    "type": "group_participants_add",
-                    "reason": "invite_link",
-                    "added_participants": added,
-                }),
+                "group_participants_add",
+                now,
+                json!({ "reason": "invite_link", "added_participants": added }),
             ));
         }
         Ok(decision)
@@ -741,22 +748,19 @@ impl World {
             group.removed.insert(wa_id.to_owned());
         }
         let request_id = ids::request_id();
-        let mut item = json!({
-            "timestamp": now.to_string(),
-            "group_id": group.id,
-            "type": "group_participants_remove",
+        let mut details = json!({
             "request_id": request_id,
             "initiated_by": "business",
             "removed_participants": present.iter().map(|i| json!({ "input": i })).collect::<Vec<_>>(),
         });
         if !absent.is_empty() {
-            item["failed_participants"] = absent
+            details["failed_participants"] = absent
                 .iter()
                 .map(
                     |i| json!({ "input": i, "errors": [MetaFailure::not_a_participant(i).item()] }),
                 )
                 .collect();
-            item["errors"] = json!([MetaFailure::partial_success(
+            details["errors"] = json!([MetaFailure::partial_success(
                 "Not All Participants Remove Succeeded",
                 format!(
                     "{} of {} participants were not removed",
@@ -766,7 +770,13 @@ impl World {
             )
             .item()]);
         }
-        Ok((request_id, Event::new(&group.pn, Field::Participants, item)))
+        let event = group.event(
+            Field::Participants,
+            "group_participants_remove",
+            now,
+            details,
+        );
+        Ok((request_id, event))
     }
 
     /// A message naming a group (as recipient or as the invite template's parameter) needs
@@ -849,17 +859,11 @@ impl World {
                     wa_id: wa_id.to_owned(),
                     created_at: now,
                 });
-                let event = Event::new(
-                    &group.pn,
+                let event = group.event(
                     Field::Participants,
-                    json!({
-                        "timestamp": now.to_string(),
-                        "group_id": group.id,
-                        "type": "group_join_request_created",
-                        "reason": "invite_link",
-                        "join_request_id": jr_id,
-                        "wa_id": wa_id,
-                    }),
+                    "group_join_request_created",
+                    now,
+                    json!({ "reason": "invite_link", "join_request_id": jr_id, "wa_id": wa_id }),
                 );
                 Ok((JoinOutcome::Requested(jr_id), event))
             }
@@ -870,16 +874,11 @@ impl World {
                     )));
                 }
                 group.participants.push(wa_id.to_owned());
-                let event = Event::new(
-                    &group.pn,
+                let event = group.event(
                     Field::Participants,
-                    json!({
-                        "timestamp": now.to_string(),
-                        "group_id": group.id,
-                        "type": "group_participants_add",
-                        "reason": "invite_link",
-                        "added_participants": [{ "wa_id": wa_id }],
-                    }),
+                    "group_participants_add",
+                    now,
+                    json!({ "reason": "invite_link", "added_participants": [{ "wa_id": wa_id }] }),
                 );
                 Ok((JoinOutcome::Joined, event))
             }
@@ -897,32 +896,21 @@ impl World {
         let wa_id = digits(wa_id);
         if group.has_participant(wa_id) {
             group.participants.retain(|p| p != wa_id);
-            let event = Event::new(
-                &group.pn,
+            let event = group.event(
                 Field::Participants,
-                json!({
-                    "timestamp": now.to_string(),
-                    "group_id": group.id,
-                    "type": "group_participants_remove",
-                    "initiated_by": "participant",
-                    "removed_participants": [{ "wa_id": wa_id }],
-                }),
+                "group_participants_remove",
+                now,
+                json!({ "initiated_by": "participant", "removed_participants": [{ "wa_id": wa_id }] }),
             );
             return Ok((LeaveOutcome::Left, event));
         }
         if let Some(pos) = group.join_requests.iter().position(|jr| jr.wa_id == wa_id) {
             let jr = group.join_requests.remove(pos);
-            let event = Event::new(
-                &group.pn,
+            let event = group.event(
                 Field::Participants,
-                json!({
-                    "timestamp": now.to_string(),
-                    "group_id": group.id,
-                    "type": "group_join_request_revoked",
-                    "reason": "user_cancelled",
-                    "join_request_id": jr.id,
-                    "wa_id": wa_id,
-                }),
+                "group_join_request_revoked",
+                now,
+                json!({ "reason": "user_cancelled", "join_request_id": jr.id, "wa_id": wa_id }),
             );
             return Ok((LeaveOutcome::RequestRevoked(jr.id), event));
         }
@@ -948,11 +936,7 @@ impl World {
         } else {
             "group_suspend_cleared"
         };
-        Ok(Some(Event::new(
-            &group.pn,
-            Field::Status,
-            json!({ "timestamp": now.to_string(), "type": kind, "group_id": group.id }),
-        )))
+        Ok(Some(group.event(Field::Status, kind, now, json!({}))))
     }
 }
 
@@ -976,6 +960,13 @@ mod tests {
             .create_group(PN, "  Launch crew ", None, mode, 1)
             .unwrap();
         event.item["group_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Where most tests start: a world whose number `PN` holds one group.
+    fn world_with_group(mode: ApprovalMode) -> (World, String) {
+        let mut w = world();
+        let id = group(&mut w, mode);
+        (w, id)
     }
 
     #[test]
@@ -1029,8 +1020,7 @@ mod tests {
 
     #[test]
     fn groups_are_private_to_their_number() {
-        let mut w = world();
-        let id = group(&mut w, ApprovalMode::AutoApprove);
+        let (w, id) = world_with_group(ApprovalMode::AutoApprove);
         let err = w.group_info(&["999".to_owned()], &id, None).unwrap_err();
         assert_eq!(err.code, 131041);
         let info = w
@@ -1047,8 +1037,7 @@ mod tests {
 
     #[test]
     fn a_group_never_exceeds_eight_participants() {
-        let mut w = world();
-        let id = group(&mut w, ApprovalMode::AutoApprove);
+        let (mut w, id) = world_with_group(ApprovalMode::AutoApprove);
         for i in 0..MAX_PARTICIPANTS {
             w.join(&id, &format!("1650555{i:04}"), None, 1).unwrap();
         }
@@ -1058,8 +1047,7 @@ mod tests {
 
     #[test]
     fn approvals_are_item_by_item_and_respect_the_limit() {
-        let mut w = world();
-        let id = group(&mut w, ApprovalMode::ApprovalRequired);
+        let (mut w, id) = world_with_group(ApprovalMode::ApprovalRequired);
         let mut requests = Vec::new();
         for i in 0..=MAX_PARTICIPANTS {
             match w.join(&id, &format!("1650555{i:04}"), None, 1).unwrap().0 {
@@ -1096,30 +1084,20 @@ mod tests {
 
     #[test]
     fn removal_rules() {
-        let mut w = world();
-        let id = group(&mut w, ApprovalMode::AutoApprove);
+        let (mut w, id) = world_with_group(ApprovalMode::AutoApprove);
         w.join(&id, "16505551234", None, 1).unwrap();
+        // The code of a removal that is refused as a whole.
+        let refusal = |w: &mut World, inputs: &[String]| {
+            w.remove_participants(&pns(), &id, inputs, 2)
+                .unwrap_err()
+                .code
+        };
         let too_many: Vec<String> = (0..9).map(|i| format!("1650555000{i}")).collect();
-        assert_eq!(
-            w.remove_participants(&pns(), &id, &too_many, 2)
-                .unwrap_err()
-                .code,
-            131204
-        );
+        assert_eq!(refusal(&mut w, &too_many), 131204);
         let dup = vec!["+16505551234".to_owned(), "16505551234".to_owned()];
-        assert_eq!(
-            w.remove_participants(&pns(), &id, &dup, 2)
-                .unwrap_err()
-                .code,
-            131202
-        );
+        assert_eq!(refusal(&mut w, &dup), 131202);
         let absent = vec!["16505550000".to_owned()];
-        assert_eq!(
-            w.remove_participants(&pns(), &id, &absent, 2)
-                .unwrap_err()
-                .code,
-            131212
-        );
+        assert_eq!(refusal(&mut w, &absent), 131212);
         let mixed = vec!["+16505551234".to_owned(), "16505550000".to_owned()];
         let (_, event) = w.remove_participants(&pns(), &id, &mixed, 2).unwrap();
         assert_eq!(
@@ -1136,8 +1114,7 @@ mod tests {
 
     #[test]
     fn a_reset_link_stops_working() {
-        let mut w = world();
-        let id = group(&mut w, ApprovalMode::AutoApprove);
+        let (mut w, id) = world_with_group(ApprovalMode::AutoApprove);
         let old = w.invite_link(&pns(), &id).unwrap();
         let new = w.reset_invite_link(&pns(), &id).unwrap();
         assert_ne!(old, new);
@@ -1148,8 +1125,7 @@ mod tests {
 
     #[test]
     fn picture_rules() {
-        let mut w = world();
-        let id = group(&mut w, ApprovalMode::AutoApprove);
+        let (mut w, id) = world_with_group(ApprovalMode::AutoApprove);
         let set = |w: &mut World, bytes: Vec<u8>| {
             w.update_settings(
                 &pns(),
@@ -1181,8 +1157,7 @@ mod tests {
 
     #[test]
     fn suspension_blocks_changes_and_is_notified_once() {
-        let mut w = world();
-        let id = group(&mut w, ApprovalMode::AutoApprove);
+        let (mut w, id) = world_with_group(ApprovalMode::AutoApprove);
         assert!(w.set_suspended(&id, true, 1).unwrap().is_some());
         assert!(w.set_suspended(&id, true, 1).unwrap().is_none());
         let change = SettingsChange {

@@ -2,7 +2,8 @@
 //! call can cause (joining by link, leaving, suspension), plus views of the simulated state.
 //! Errors here are the gateway's problem+json: these routes are the sandbox's, not Meta's.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::SandboxState;
@@ -10,6 +11,10 @@ use super::state::{JoinOutcome, LeaveOutcome};
 use crate::domain::{FieldErrors, ParticipantId};
 use crate::error::ApiError;
 use crate::routes::{JsonObject, finish};
+
+/// Short names, so that each handler's signature fits on one line.
+type State = web::Data<SandboxState>;
+type Answer = Result<HttpResponse, ApiError>;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("", web::get().to(help))
@@ -56,7 +61,7 @@ fn user_body(
 }
 
 /// What the sandbox offers, for whoever opens `/sandbox` in a browser.
-async fn help(state: web::Data<SandboxState>) -> HttpResponse {
+async fn help(state: State) -> HttpResponse {
     let v = state.api_version();
     HttpResponse::Ok().json(json!({
         "sandbox": "a simulation of Meta's WhatsApp Groups API (DESIGN §10)",
@@ -76,7 +81,7 @@ async fn help(state: web::Data<SandboxState>) -> HttpResponse {
     }))
 }
 
-async fn list_groups(state: web::Data<SandboxState>, req: HttpRequest) -> HttpResponse {
+async fn list_groups(state: State, req: HttpRequest) -> HttpResponse {
     let pn =
         web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
             .ok()
@@ -85,10 +90,7 @@ async fn list_groups(state: web::Data<SandboxState>, req: HttpRequest) -> HttpRe
     HttpResponse::Ok().json(json!({ "groups": groups }))
 }
 
-async fn inspect_group(
-    state: web::Data<SandboxState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+async fn inspect_group(state: State, path: web::Path<String>) -> Answer {
     state
         .world()
         .inspect(&path)
@@ -97,12 +99,7 @@ async fn inspect_group(
 }
 
 /// A user taps the invite link. With `invite_link`, an old (reset) link is refused.
-async fn join(
-    state: web::Data<SandboxState>,
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
+async fn join(state: State, req: HttpRequest, path: web::Path<String>, body: Bytes) -> Answer {
     let (wa_id, link) = user_body(&req, &body, true)?;
     let mut world = state.world();
     let (outcome, event) = world.join(&path, wa_id.as_ref(), link.as_deref(), now())?;
@@ -127,12 +124,7 @@ async fn join(
 }
 
 /// A participant leaves; someone still waiting for approval withdraws the request.
-async fn leave(
-    state: web::Data<SandboxState>,
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
+async fn leave(state: State, req: HttpRequest, path: web::Path<String>, body: Bytes) -> Answer {
     let (wa_id, _) = user_body(&req, &body, false)?;
     let mut world = state.world();
     let (outcome, event) = world.leave(&path, wa_id.as_ref(), now())?;
@@ -152,26 +144,16 @@ async fn leave(
     }))
 }
 
-async fn suspend(
-    state: web::Data<SandboxState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+async fn suspend(state: State, path: web::Path<String>) -> Answer {
     set_suspended(&state, &path, true)
 }
 
-async fn unsuspend(
-    state: web::Data<SandboxState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+async fn unsuspend(state: State, path: web::Path<String>) -> Answer {
     set_suspended(&state, &path, false)
 }
 
 /// Idempotent; a webhook is sent only when the state changes.
-fn set_suspended(
-    state: &SandboxState,
-    group_id: &str,
-    suspended: bool,
-) -> Result<HttpResponse, ApiError> {
+fn set_suspended(state: &SandboxState, group_id: &str, suspended: bool) -> Answer {
     let mut world = state.world();
     let changed = match world.set_suspended(group_id, suspended, now())? {
         Some(event) => {
@@ -187,6 +169,6 @@ fn set_suspended(
     })))
 }
 
-async fn webhooks(state: web::Data<SandboxState>) -> HttpResponse {
+async fn webhooks(state: State) -> HttpResponse {
     HttpResponse::Ok().json(state.emitter().recent())
 }

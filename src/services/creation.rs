@@ -66,7 +66,7 @@ pub struct Creations {
 impl Creations {
     pub fn new(storage: Storage, waiters: Waiters) -> Self {
         Creations {
-            groups: storage.groups(),
+            groups: storage.groups.clone(),
             storage,
             waiters,
         }

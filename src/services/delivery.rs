@@ -100,7 +100,7 @@ pub fn spawn(
     });
     let settings = settings.clone();
     let wake = handle.wake.clone();
-    let store = storage.events();
+    let store = storage.events.clone();
     let spawned = std::thread::Builder::new()
         .name("event-delivery".into())
         .spawn(move || {

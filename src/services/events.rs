@@ -15,7 +15,7 @@ pub struct Feed {
 impl Feed {
     pub fn new(storage: &Storage) -> Self {
         Feed {
-            store: storage.events(),
+            store: storage.events.clone(),
         }
     }
 

@@ -1,46 +1,30 @@
-//! Group operations: one Graph call each, with the registry following what Meta accepted.
-//! Built once per HTTP worker, because the Graph client (awc) is per worker.
+//! Group operations that involve the registry as well as Meta: creating, listing, deleting,
+//! resetting the link, Meta's listing with owners, and ownership changes. (Operations that
+//! are one Graph call and nothing else go from the handler to the Graph client.) Built once
+//! per HTTP worker, because the Graph client (awc) is per worker.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::creation::Creations;
-use super::ownership::Ownership;
 use crate::config::TeamSettings;
 use crate::context;
-use crate::domain::{
-    GroupDescription, GroupFields, GroupId, GroupSubject, JoinApprovalMode, JoinRequestId,
-    LanguageCode, PageCursor, ParticipantId, PhoneNumberId, ProfilePicture, TemplateName,
-};
+use crate::domain::{GroupFields, GroupId, PageCursor, PhoneNumberId};
 use crate::error::ApiError;
-use crate::graph::{
-    GraphClient, JoinRequestOutcome, JoinRequestPage, UpstreamGroup, UpstreamGroupPage,
-};
-use crate::storage::{CreateRequest, GroupPage, GroupRecord, GroupStore};
+use crate::graph::{GraphClient, UpstreamGroup, UpstreamGroupPage};
+use crate::storage::{GroupPage, GroupRecord, GroupStore};
 
 #[derive(Clone)]
 pub struct Groups {
     graph: GraphClient,
     store: Arc<dyn GroupStore>,
-    ownership: Ownership,
-    creations: Creations,
 }
 
 /// A group of Meta's listing of a number, with the team that owns it in the gateway.
 pub struct ListedGroup {
     pub group: UpstreamGroup,
     pub owner: Option<String>,
-}
-
-/// An invitation template as sent.
-pub struct Invitation {
-    pub to: ParticipantId,
-    pub template: TemplateName,
-    pub language: LanguageCode,
-    pub parameters: Vec<String>,
 }
 
 /// An adoption or move of a group between teams.
@@ -51,33 +35,8 @@ pub struct Assignment {
 }
 
 impl Groups {
-    pub fn new(
-        graph: GraphClient,
-        store: Arc<dyn GroupStore>,
-        ownership: Ownership,
-        creations: Creations,
-    ) -> Self {
-        Groups {
-            graph,
-            store,
-            ownership,
-            creations,
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub async fn create(
-        &self,
-        team: &str,
-        pn: &PhoneNumberId,
-        subject: &GroupSubject,
-        description: Option<&GroupDescription>,
-        mode: Option<JoinApprovalMode>,
-        wait: Duration,
-    ) -> Result<CreateRequest, ApiError> {
-        self.creations
-            .create(&self.graph, team, pn, subject, description, mode, wait)
-            .await
+    pub fn new(graph: GraphClient, store: Arc<dyn GroupStore>) -> Self {
+        Groups { graph, store }
     }
 
     /// The team's active groups on a number, from the registry.
@@ -91,47 +50,6 @@ impl Groups {
         Ok(self.store.list_groups(team, pn, limit, cursor).await?)
     }
 
-    /// `{id, …requested fields}` from Meta.
-    pub async fn get(
-        &self,
-        group: &GroupRecord,
-        fields: &GroupFields,
-    ) -> Result<Map<String, Value>, ApiError> {
-        Ok(self
-            .graph
-            .get_group(&group.phone_number_id, &group.group_id, fields)
-            .await?)
-    }
-
-    /// Meta's request id of the change, when it gave one.
-    pub async fn update(
-        &self,
-        group: &GroupRecord,
-        subject: Option<&GroupSubject>,
-        description: Option<&GroupDescription>,
-    ) -> Result<Option<String>, ApiError> {
-        Ok(self
-            .graph
-            .update_group(
-                &group.phone_number_id,
-                &group.group_id,
-                subject,
-                description,
-            )
-            .await?)
-    }
-
-    pub async fn set_picture(
-        &self,
-        group: &GroupRecord,
-        picture: &ProfilePicture,
-    ) -> Result<Option<String>, ApiError> {
-        Ok(self
-            .graph
-            .set_profile_picture(&group.phone_number_id, &group.group_id, picture)
-            .await?)
-    }
-
     pub async fn delete(&self, group: &GroupRecord) -> Result<(), ApiError> {
         self.graph
             .delete_group(&group.phone_number_id, &group.group_id)
@@ -141,13 +59,6 @@ impl Groups {
             .set_group_active(group.group_id.as_ref(), false)
             .await?;
         Ok(())
-    }
-
-    pub async fn invite_link(&self, group: &GroupRecord) -> Result<String, ApiError> {
-        Ok(self
-            .graph
-            .get_invite_link(&group.phone_number_id, &group.group_id)
-            .await?)
     }
 
     pub async fn reset_invite_link(&self, group: &GroupRecord) -> Result<String, ApiError> {
@@ -161,78 +72,6 @@ impl Groups {
         Ok(link)
     }
 
-    /// Meta's message id of the invitation.
-    pub async fn invite(
-        &self,
-        group: &GroupRecord,
-        invitation: &Invitation,
-    ) -> Result<Option<String>, ApiError> {
-        Ok(self
-            .graph
-            .send_invitation(
-                &group.phone_number_id,
-                &group.group_id,
-                &invitation.to,
-                &invitation.template,
-                &invitation.language,
-                &invitation.parameters,
-            )
-            .await?)
-    }
-
-    pub async fn join_requests(
-        &self,
-        group: &GroupRecord,
-        limit: Option<u32>,
-        after: Option<&str>,
-        before: Option<&str>,
-    ) -> Result<JoinRequestPage, ApiError> {
-        Ok(self
-            .graph
-            .list_join_requests(
-                &group.phone_number_id,
-                &group.group_id,
-                limit,
-                after,
-                before,
-            )
-            .await?)
-    }
-
-    pub async fn approve(
-        &self,
-        group: &GroupRecord,
-        ids: &[JoinRequestId],
-    ) -> Result<JoinRequestOutcome, ApiError> {
-        Ok(self
-            .graph
-            .approve_join_requests(&group.phone_number_id, &group.group_id, ids)
-            .await?)
-    }
-
-    pub async fn reject(
-        &self,
-        group: &GroupRecord,
-        ids: &[JoinRequestId],
-    ) -> Result<JoinRequestOutcome, ApiError> {
-        Ok(self
-            .graph
-            .reject_join_requests(&group.phone_number_id, &group.group_id, ids)
-            .await?)
-    }
-
-    /// Meta's request id of the removal, when it gave one.
-    pub async fn remove_participants(
-        &self,
-        group: &GroupRecord,
-        participants: &[ParticipantId],
-    ) -> Result<Option<String>, ApiError> {
-        Ok(self
-            .graph
-            .remove_participants(&group.phone_number_id, &group.group_id, participants)
-            .await?)
-    }
-
     /// Meta's listing of the number's active groups, each with its owner in the gateway.
     pub async fn listing(
         &self,
@@ -243,7 +82,7 @@ impl Groups {
     ) -> Result<(Vec<ListedGroup>, UpstreamGroupPage), ApiError> {
         let mut page = self.graph.list_groups(pn, limit, after, before).await?;
         let ids: Vec<String> = page.groups.iter().map(|g| g.id.clone()).collect();
-        let mut owners = self.ownership.owners(&ids).await?;
+        let mut owners = self.store.owners(&ids).await?;
         let listed = std::mem::take(&mut page.groups)
             .into_iter()
             .map(|group| ListedGroup {
@@ -286,8 +125,8 @@ impl Groups {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let previous_owner = self
-            .ownership
-            .assign(group_id, pn, team, subject.as_deref())
+            .store
+            .set_owner(group_id, pn, team, subject.as_deref())
             .await?;
         context::note_detail("owner", team);
         if let Some(previous) = &previous_owner {

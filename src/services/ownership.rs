@@ -2,12 +2,11 @@
 //! administrators adopt or move groups (`Groups::assign_owner`). Every group route asks
 //! here first.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::domain::{GroupId, PhoneNumberId};
+use crate::domain::GroupId;
 use crate::error::ApiError;
-use crate::storage::{GroupRecord, GroupStore, Result, Storage};
+use crate::storage::{GroupRecord, GroupStore, Storage};
 
 #[derive(Clone)]
 pub struct Ownership {
@@ -17,37 +16,17 @@ pub struct Ownership {
 impl Ownership {
     pub fn new(storage: &Storage) -> Self {
         Ownership {
-            groups: storage.groups(),
+            groups: storage.groups.clone(),
         }
     }
 
     /// The group, if `team` owns it and it is active; otherwise 404, exactly as for an
     /// unknown group, so other teams' groups stay invisible.
-    pub async fn owned_by(
-        &self,
-        team: &str,
-        group_id: &GroupId,
-    ) -> std::result::Result<GroupRecord, ApiError> {
+    pub async fn owned_by(&self, team: &str, group_id: &GroupId) -> Result<GroupRecord, ApiError> {
         self.groups
             .group(group_id)
             .await?
             .filter(|g| g.active && g.owner_team.as_deref() == Some(team))
             .ok_or_else(|| ApiError::NotFound(format!("group {group_id} not found")))
-    }
-
-    /// The owning team of each of these groups that has one.
-    pub async fn owners(&self, group_ids: &[String]) -> Result<HashMap<String, String>> {
-        self.groups.owners(group_ids).await
-    }
-
-    /// Makes `team` the owner of a group Meta confirmed on `pn`; answers the previous owner.
-    pub async fn assign(
-        &self,
-        group_id: &GroupId,
-        pn: &PhoneNumberId,
-        team: &str,
-        subject: Option<&str>,
-    ) -> Result<Option<String>> {
-        self.groups.set_owner(group_id, pn, team, subject).await
     }
 }

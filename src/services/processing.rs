@@ -43,7 +43,7 @@ impl Ingress {
     pub fn new(app_secret: SecretString, storage: &Storage, processor: ProcessorHandle) -> Self {
         Ingress {
             app_secret,
-            inbox: storage.inbox(),
+            inbox: storage.inbox.clone(),
             processor,
         }
     }
@@ -111,7 +111,7 @@ pub fn spawn_processor(
     let handle = ProcessorHandle::default();
     let notify = handle.notify.clone();
     let processor = Processor {
-        inbox: storage.inbox(),
+        inbox: storage.inbox.clone(),
         storage,
         waiters,
         deliveries,

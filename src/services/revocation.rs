@@ -141,8 +141,8 @@ mod tests {
         let storage = crate::storage::Storage::connect("sqlite::memory:")
             .await
             .unwrap();
-        let here = RevocationList::load(storage.tokens()).await.unwrap();
-        let there = RevocationList::load(storage.tokens()).await.unwrap();
+        let here = RevocationList::load(storage.tokens.clone()).await.unwrap();
+        let there = RevocationList::load(storage.tokens.clone()).await.unwrap();
         here.revoke("j1", "platform").await.unwrap();
         assert!(here.is_revoked("j1"), "at once on the replica that revoked");
         assert!(!there.is_revoked("j1"));
@@ -151,7 +151,7 @@ mod tests {
         // Revoking again is harmless.
         here.revoke("j1", "platform").await.unwrap();
         // As `token revoke` does, without a running list.
-        storage.tokens().revoke("j2", "cli").await.unwrap();
+        storage.tokens.clone().revoke("j2", "cli").await.unwrap();
         there.refresh().await.unwrap();
         assert!(there.is_revoked("j2"));
         assert!(!there.is_revoked("j3"));

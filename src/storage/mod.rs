@@ -228,47 +228,40 @@ pub trait Backend:
     async fn ping(&self) -> Result<()>;
 }
 
-/// The gateway's storage, whichever backend `storage.url` names.
+/// The gateway's storage, whichever backend `storage.url` names: one handle per concern,
+/// all on the same backend.
 #[derive(Clone)]
-pub struct Storage(Arc<dyn Backend>);
+pub struct Storage {
+    pub groups: Arc<dyn GroupStore>,
+    pub inbox: Arc<dyn InboxStore>,
+    pub events: Arc<dyn EventStore>,
+    pub audit: Arc<dyn AuditStore>,
+    pub tokens: Arc<dyn TokenStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    backend: Arc<dyn Backend>,
+}
 
 impl Storage {
     /// Opens (and migrates) the backend `url` names.
     pub async fn connect(url: &str) -> Result<Storage> {
-        Ok(Storage(Arc::new(
-            sqlite::SqliteStorage::connect(url).await?,
-        )))
+        let backend = Arc::new(sqlite::SqliteStorage::connect(url).await?);
+        Ok(Storage {
+            groups: backend.clone(),
+            inbox: backend.clone(),
+            events: backend.clone(),
+            audit: backend.clone(),
+            tokens: backend.clone(),
+            idempotency: backend.clone(),
+            backend,
+        })
     }
 
-    pub fn groups(&self) -> Arc<dyn GroupStore> {
-        self.0.clone()
-    }
-
-    pub fn inbox(&self) -> Arc<dyn InboxStore> {
-        self.0.clone()
-    }
-
-    pub fn events(&self) -> Arc<dyn EventStore> {
-        self.0.clone()
-    }
-
-    pub fn audit(&self) -> Arc<dyn AuditStore> {
-        self.0.clone()
-    }
-
-    pub fn tokens(&self) -> Arc<dyn TokenStore> {
-        self.0.clone()
-    }
-
-    pub fn idempotency(&self) -> Arc<dyn IdempotencyStore> {
-        self.0.clone()
-    }
-
+    /// A unit of work over the registry.
     pub async fn begin(&self) -> Result<Box<dyn RegistryTx>> {
-        self.0.begin().await
+        self.backend.begin().await
     }
 
     pub async fn ping(&self) -> Result<()> {
-        self.0.ping().await
+        self.backend.ping().await
     }
 }

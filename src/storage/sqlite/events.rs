@@ -8,7 +8,7 @@ use sqlx::{Row, SqliteConnection};
 
 use super::SqliteStorage;
 use crate::clock::{ms_to_rfc3339, now, now_ms};
-use crate::domain::events::{Completion, EventType, TeamEvent};
+use crate::domain::events::{EventType, TeamEvent};
 use crate::storage::{
     DeliveryRecord, DeliveryStatus, DueDelivery, EndpointRecord, EventPage, EventStore, Result,
 };
@@ -17,7 +17,7 @@ const EVENT_COLUMNS: &str =
     "seq, id, type, occurred_at, phone_number_id, group_id, request_id, data";
 
 /// Reads `EVENT_COLUMNS`; None for a type this build does not know.
-fn event_from_row(row: &SqliteRow) -> Option<(i64, TeamEvent)> {
+pub(super) fn event_from_row(row: &SqliteRow) -> Option<(i64, TeamEvent)> {
     let event_type = EventType::parse(row.get::<String, _>(2).as_str())?;
     let data = serde_json::from_str(row.get::<String, _>(7).as_str()).unwrap_or(Value::Null);
     Some((
@@ -72,43 +72,6 @@ pub(super) async fn insert(
         .bind(&now)
         .execute(&mut *conn)
         .await?;
-    }
-    Ok(())
-}
-
-pub(super) async fn claim_for_creation(
-    conn: &mut SqliteConnection,
-    meta_request_id: &str,
-    completion: &Completion,
-    group_id: Option<&str>,
-) -> sqlx::Result<()> {
-    let rows = sqlx::query(
-        "SELECT te.seq, te.id, te.type, te.occurred_at, te.phone_number_id, te.group_id,
-                te.request_id, te.data, te.webhook_event_id,
-                COALESCE(we.meta_request_id = ? AND we.event_type = 'group_create', 0) AS is_creation
-         FROM team_events te JOIN webhook_events we ON we.id = te.webhook_event_id
-         WHERE te.team IS NULL
-           AND ((we.meta_request_id = ? AND we.event_type = 'group_create') OR te.group_id = ?)
-         ORDER BY te.seq",
-    )
-    .bind(meta_request_id)
-    .bind(meta_request_id)
-    .bind(group_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in rows {
-        let Some((seq, mut event)) = event_from_row(&row) else {
-            continue;
-        };
-        let webhook_event_id: i64 = row.get(8);
-        if row.try_get::<bool, _>(9).unwrap_or(false) && event.event_type.is_creation() {
-            event.request_id = Some(completion.request_id.clone());
-        }
-        sqlx::query("DELETE FROM team_events WHERE seq = ?")
-            .bind(seq)
-            .execute(&mut *conn)
-            .await?;
-        insert(conn, webhook_event_id, Some(&completion.team), &event).await?;
     }
     Ok(())
 }
@@ -406,32 +369,13 @@ impl EventStore for SqliteStorage {
         http_status: Option<u16>,
         error: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE event_deliveries SET next_attempt_at = ?, last_status = ?, last_error = ?,
-               updated_at = ? WHERE id = ?",
-        )
-        .bind(at_ms)
-        .bind(http_status.map(i64::from))
-        .bind(error)
-        .bind(now())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.attempt_failed(id, "pending", Some(at_ms), http_status, error)
+            .await
     }
 
     async fn give_up(&self, id: i64, http_status: Option<u16>, error: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE event_deliveries SET status = 'failed', last_status = ?, last_error = ?,
-               updated_at = ? WHERE id = ?",
-        )
-        .bind(http_status.map(i64::from))
-        .bind(error)
-        .bind(now())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.attempt_failed(id, "failed", None, http_status, error)
+            .await
     }
 
     /// Disables the endpoint; true when it was enabled until now.
@@ -448,6 +392,32 @@ impl EventStore for SqliteStorage {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+impl SqliteStorage {
+    /// Records a failed attempt: the delivery stays `pending` until `next_at`, or ends.
+    async fn attempt_failed(
+        &self,
+        id: i64,
+        status: &str,
+        next_at: Option<i64>,
+        http_status: Option<u16>,
+        error: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE event_deliveries SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),
+               last_status = ?, last_error = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(status)
+        .bind(next_at)
+        .bind(http_status.map(i64::from))
+        .bind(error)
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
 

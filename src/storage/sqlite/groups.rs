@@ -4,14 +4,13 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
-use super::SqliteStorage;
+use super::{SqliteStorage, set_group_column};
 use crate::clock::now;
 use crate::domain::{GroupId, ItemError, PageCursor, PhoneNumberId, RequestId, encode_cursor};
 use crate::storage::{
-    CreateRequest, CreationOutcome, GroupOwner, GroupPage, GroupRecord, GroupStore, GroupSummary,
-    PendingCreation, RequestStatus, Result,
+    CreateRequest, GroupPage, GroupRecord, GroupStore, GroupSummary, RequestStatus, Result,
 };
 
 #[async_trait]
@@ -94,18 +93,14 @@ impl GroupStore for SqliteStorage {
     }
 
     async fn set_group_active(&self, group_id: &str, active: bool) -> Result<()> {
+        let status = if active { "active" } else { "deleted" };
         let mut conn = self.pool.acquire().await?;
-        Ok(set_active(&mut conn, group_id, active).await?)
+        set_group_column(&mut conn, "status = ?", status, group_id).await
     }
 
     async fn set_invite_link(&self, group_id: &str, link: &str) -> Result<()> {
-        sqlx::query("UPDATE groups SET invite_link = ?, updated_at = ? WHERE group_id = ?")
-            .bind(link)
-            .bind(now())
-            .bind(group_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        set_group_column(&mut conn, "invite_link = ?", link, group_id).await
     }
 
     async fn list_groups(
@@ -262,193 +257,3 @@ async fn exists_beyond(
 }
 
 // ---- inside a unit of work ------------------------------------------------------------
-
-pub(super) async fn attach_meta_request_id(
-    conn: &mut SqliteConnection,
-    request_id: &RequestId,
-    meta_request_id: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE create_requests SET meta_request_id = ?, updated_at = ? WHERE request_id = ?",
-    )
-    .bind(meta_request_id)
-    .bind(now())
-    .bind(request_id.as_ref())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn pending_creation(
-    conn: &mut SqliteConnection,
-    meta_request_id: &str,
-) -> sqlx::Result<Option<PendingCreation>> {
-    let row = sqlx::query(
-        "SELECT request_id, team, phone_number_id, subject FROM create_requests
-         WHERE meta_request_id = ? AND status = 'pending'",
-    )
-    .bind(meta_request_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.map(|r| PendingCreation {
-        request_id: r.get(0),
-        team: r.get(1),
-        phone_number_id: r.get(2),
-        subject: r.get(3),
-    }))
-}
-
-pub(super) async fn finish_creation(
-    conn: &mut SqliteConnection,
-    pending: &PendingCreation,
-    outcome: &CreationOutcome,
-) -> sqlx::Result<()> {
-    let now = now();
-    match outcome {
-        CreationOutcome::Created {
-            group_id,
-            phone_number_id,
-            subject,
-            invite_link,
-        } => {
-            sqlx::query(
-                "UPDATE create_requests SET status = 'created', group_id = ?, invite_link = ?, updated_at = ?
-                 WHERE request_id = ?",
-            )
-            .bind(group_id)
-            .bind(invite_link)
-            .bind(&now)
-            .bind(&pending.request_id)
-            .execute(&mut *conn)
-            .await?;
-            // A new group has only the business in it: its participant count is known (0).
-            sqlx::query(
-                "INSERT INTO groups (group_id, phone_number_id, owner_team, subject, invite_link,
-                   participant_count, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, 0, ?, ?)
-                 ON CONFLICT (group_id) DO UPDATE SET owner_team = excluded.owner_team,
-                   subject = excluded.subject, invite_link = excluded.invite_link, status = 'active',
-                   updated_at = excluded.updated_at",
-            )
-            .bind(group_id)
-            .bind(phone_number_id)
-            .bind(&pending.team)
-            .bind(subject)
-            .bind(invite_link)
-            .bind(&now)
-            .bind(&now)
-            .execute(&mut *conn)
-            .await?;
-        }
-        CreationOutcome::Failed { error } => {
-            sqlx::query(
-                "UPDATE create_requests SET status = 'failed', error = ?, updated_at = ? WHERE request_id = ?",
-            )
-            .bind(error.to_string())
-            .bind(&now)
-            .bind(&pending.request_id)
-            .execute(&mut *conn)
-            .await?;
-        }
-    }
-    Ok(())
-}
-
-pub(super) async fn note_group(
-    conn: &mut SqliteConnection,
-    group_id: &str,
-    pn: &str,
-    subject: Option<&str>,
-    invite_link: Option<&str>,
-) -> sqlx::Result<()> {
-    let now = now();
-    sqlx::query(
-        "INSERT INTO groups (group_id, phone_number_id, subject, invite_link, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (group_id) DO NOTHING",
-    )
-    .bind(group_id)
-    .bind(pn)
-    .bind(subject)
-    .bind(invite_link)
-    .bind(&now)
-    .bind(&now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn set_active(
-    conn: &mut SqliteConnection,
-    group_id: &str,
-    active: bool,
-) -> sqlx::Result<()> {
-    sqlx::query("UPDATE groups SET status = ?, updated_at = ? WHERE group_id = ?")
-        .bind(if active { "active" } else { "deleted" })
-        .bind(now())
-        .bind(group_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn set_subject(
-    conn: &mut SqliteConnection,
-    group_id: &str,
-    subject: &str,
-) -> sqlx::Result<()> {
-    sqlx::query("UPDATE groups SET subject = ?, updated_at = ? WHERE group_id = ?")
-        .bind(subject)
-        .bind(now())
-        .bind(group_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn set_suspended(
-    conn: &mut SqliteConnection,
-    group_id: &str,
-    suspended: bool,
-) -> sqlx::Result<()> {
-    sqlx::query("UPDATE groups SET suspended = ?, updated_at = ? WHERE group_id = ?")
-        .bind(suspended as i64)
-        .bind(now())
-        .bind(group_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Adds `delta` to the participant count, only where the count is known (groups the gateway
-/// created start at 0; groups seen only through events have no count).
-pub(super) async fn adjust_participants(
-    conn: &mut SqliteConnection,
-    group_id: &str,
-    delta: i64,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE groups SET participant_count = MAX(0, participant_count + ?), updated_at = ?
-         WHERE group_id = ? AND participant_count IS NOT NULL",
-    )
-    .bind(delta)
-    .bind(now())
-    .bind(group_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn owner(
-    conn: &mut SqliteConnection,
-    group_id: &str,
-) -> sqlx::Result<Option<GroupOwner>> {
-    let row = sqlx::query("SELECT owner_team, phone_number_id FROM groups WHERE group_id = ?")
-        .bind(group_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(row.map(|r| GroupOwner {
-        team: r.get(0),
-        phone_number_id: r.get(1),
-    }))
-}

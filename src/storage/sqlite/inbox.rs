@@ -2,12 +2,10 @@
 //! `webhook_events`).
 
 use async_trait::async_trait;
-use serde_json::Value;
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
 use super::SqliteStorage;
 use crate::clock::now;
-use crate::domain::events::NewWebhookEvent;
 use crate::storage::{InboxOutcome, InboxStore, Result};
 
 #[async_trait]
@@ -59,58 +57,4 @@ impl InboxStore for SqliteStorage {
         .await?;
         Ok(set_aside == Some(1))
     }
-}
-
-pub(super) async fn mark_processed(conn: &mut SqliteConnection, id: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE webhook_inbox SET processed_at = ? WHERE id = ?")
-        .bind(now())
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Stores one event; its row id, or None when the same event was already stored.
-pub(super) async fn insert_event(
-    conn: &mut SqliteConnection,
-    inbox_id: i64,
-    event: &NewWebhookEvent,
-) -> sqlx::Result<Option<i64>> {
-    let result = sqlx::query(
-        "INSERT INTO webhook_events (event_key, inbox_id, field, event_type, phone_number_id, group_id,
-           meta_request_id, occurred_at, payload, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
-    )
-    .bind(&event.event_key)
-    .bind(inbox_id)
-    .bind(&event.field)
-    .bind(&event.event_type)
-    .bind(&event.phone_number_id)
-    .bind(&event.group_id)
-    .bind(&event.meta_request_id)
-    .bind(&event.occurred_at)
-    .bind(event.payload.to_string())
-    .bind(now())
-    .execute(&mut *conn)
-    .await?;
-    Ok((result.rows_affected() == 1).then(|| result.last_insert_rowid()))
-}
-
-/// The first `group_create` event stored for Meta's request id: (phone number, item).
-pub(super) async fn early_creation_event(
-    conn: &mut SqliteConnection,
-    meta_request_id: &str,
-) -> sqlx::Result<Option<(Option<String>, Value)>> {
-    let early = sqlx::query(
-        "SELECT payload, phone_number_id FROM webhook_events
-         WHERE meta_request_id = ? AND event_type = 'group_create' ORDER BY id LIMIT 1",
-    )
-    .bind(meta_request_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(early.and_then(|row| {
-        let payload: String = row.get(0);
-        let value = serde_json::from_str::<Value>(&payload).ok()?;
-        Some((row.get(1), value))
-    }))
 }

@@ -13,11 +13,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use super::{
     Backend, CreationOutcome, GroupOwner, PendingCreation, RegistryTx, Result, StorageError,
 };
+use crate::clock::now;
 use crate::domain::RequestId;
 use crate::domain::events::{Completion, NewWebhookEvent, TeamEvent};
 
@@ -99,30 +100,83 @@ impl RegistryTx for SqliteTx {
         inbox_id: i64,
         event: &NewWebhookEvent,
     ) -> Result<Option<i64>> {
-        Ok(inbox::insert_event(&mut self.tx, inbox_id, event).await?)
+        let result = sqlx::query(
+            "INSERT INTO webhook_events (event_key, inbox_id, field, event_type, phone_number_id, group_id,
+               meta_request_id, occurred_at, payload, received_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
+        )
+        .bind(&event.event_key)
+        .bind(inbox_id)
+        .bind(&event.field)
+        .bind(&event.event_type)
+        .bind(&event.phone_number_id)
+        .bind(&event.group_id)
+        .bind(&event.meta_request_id)
+        .bind(&event.occurred_at)
+        .bind(event.payload.to_string())
+        .bind(now())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok((result.rows_affected() == 1).then(|| result.last_insert_rowid()))
     }
 
     async fn mark_inbox_processed(&mut self, inbox_id: i64) -> Result<()> {
-        Ok(inbox::mark_processed(&mut self.tx, inbox_id).await?)
+        sqlx::query("UPDATE webhook_inbox SET processed_at = ? WHERE id = ?")
+            .bind(now())
+            .bind(inbox_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     async fn attach_meta_request_id(
         &mut self,
         request_id: &RequestId,
-        meta_request_id: &str,
+        meta_id: &str,
     ) -> Result<()> {
-        Ok(groups::attach_meta_request_id(&mut self.tx, request_id, meta_request_id).await?)
+        sqlx::query(
+            "UPDATE create_requests SET meta_request_id = ?, updated_at = ? WHERE request_id = ?",
+        )
+        .bind(meta_id)
+        .bind(now())
+        .bind(request_id.as_ref())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     async fn early_creation_event(
         &mut self,
-        meta_request_id: &str,
+        meta_id: &str,
     ) -> Result<Option<(Option<String>, Value)>> {
-        Ok(inbox::early_creation_event(&mut self.tx, meta_request_id).await?)
+        let early = sqlx::query(
+            "SELECT payload, phone_number_id FROM webhook_events
+             WHERE meta_request_id = ? AND event_type = 'group_create' ORDER BY id LIMIT 1",
+        )
+        .bind(meta_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(early.and_then(|row| {
+            let payload: String = row.get(0);
+            let value = serde_json::from_str::<Value>(&payload).ok()?;
+            Some((row.get(1), value))
+        }))
     }
 
-    async fn pending_creation(&mut self, meta_request_id: &str) -> Result<Option<PendingCreation>> {
-        Ok(groups::pending_creation(&mut self.tx, meta_request_id).await?)
+    async fn pending_creation(&mut self, meta_id: &str) -> Result<Option<PendingCreation>> {
+        let row = sqlx::query(
+            "SELECT request_id, team, phone_number_id, subject FROM create_requests
+             WHERE meta_request_id = ? AND status = 'pending'",
+        )
+        .bind(meta_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.map(|r| PendingCreation {
+            request_id: r.get(0),
+            team: r.get(1),
+            phone_number_id: r.get(2),
+            subject: r.get(3),
+        }))
     }
 
     async fn finish_creation(
@@ -130,37 +184,116 @@ impl RegistryTx for SqliteTx {
         pending: &PendingCreation,
         outcome: &CreationOutcome,
     ) -> Result<()> {
-        Ok(groups::finish_creation(&mut self.tx, pending, outcome).await?)
+        let now = now();
+        match outcome {
+            CreationOutcome::Created {
+                group_id,
+                phone_number_id,
+                subject,
+                invite_link,
+            } => {
+                sqlx::query(
+                    "UPDATE create_requests SET status = 'created', group_id = ?, invite_link = ?, updated_at = ?
+                     WHERE request_id = ?",
+                )
+                .bind(group_id)
+                .bind(invite_link)
+                .bind(&now)
+                .bind(&pending.request_id)
+                .execute(&mut *self.tx)
+                .await?;
+                // A new group has only the business in it: its participant count is known (0).
+                sqlx::query(
+                    "INSERT INTO groups (group_id, phone_number_id, owner_team, subject, invite_link,
+                       participant_count, created_at, updated_at)
+                     VALUES (?, ?, ?, ?, ?, 0, ?, ?)
+                     ON CONFLICT (group_id) DO UPDATE SET owner_team = excluded.owner_team,
+                       subject = excluded.subject, invite_link = excluded.invite_link, status = 'active',
+                       updated_at = excluded.updated_at",
+                )
+                .bind(group_id)
+                .bind(phone_number_id)
+                .bind(&pending.team)
+                .bind(subject)
+                .bind(invite_link)
+                .bind(&now)
+                .bind(&now)
+                .execute(&mut *self.tx)
+                .await?;
+            }
+            CreationOutcome::Failed { error } => {
+                sqlx::query(
+                    "UPDATE create_requests SET status = 'failed', error = ?, updated_at = ? WHERE request_id = ?",
+                )
+                .bind(error.to_string())
+                .bind(&now)
+                .bind(&pending.request_id)
+                .execute(&mut *self.tx)
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn note_group(
         &mut self,
-        group_id: &str,
+        group: &str,
         pn: &str,
         subject: Option<&str>,
-        invite_link: Option<&str>,
+        link: Option<&str>,
     ) -> Result<()> {
-        Ok(groups::note_group(&mut self.tx, group_id, pn, subject, invite_link).await?)
+        let now = now();
+        sqlx::query(
+            "INSERT INTO groups (group_id, phone_number_id, subject, invite_link, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (group_id) DO NOTHING",
+        )
+        .bind(group)
+        .bind(pn)
+        .bind(subject)
+        .bind(link)
+        .bind(&now)
+        .bind(&now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     async fn set_group_active(&mut self, group_id: &str, active: bool) -> Result<()> {
-        Ok(groups::set_active(&mut self.tx, group_id, active).await?)
+        let status = if active { "active" } else { "deleted" };
+        set_group_column(&mut self.tx, "status = ?", status, group_id).await
     }
 
     async fn set_group_subject(&mut self, group_id: &str, subject: &str) -> Result<()> {
-        Ok(groups::set_subject(&mut self.tx, group_id, subject).await?)
+        set_group_column(&mut self.tx, "subject = ?", subject, group_id).await
     }
 
     async fn set_group_suspended(&mut self, group_id: &str, suspended: bool) -> Result<()> {
-        Ok(groups::set_suspended(&mut self.tx, group_id, suspended).await?)
+        set_group_column(
+            &mut self.tx,
+            "suspended = ?",
+            i64::from(suspended),
+            group_id,
+        )
+        .await
     }
 
     async fn adjust_participants(&mut self, group_id: &str, delta: i64) -> Result<()> {
-        Ok(groups::adjust_participants(&mut self.tx, group_id, delta).await?)
+        // Only where the count is known: groups the gateway created start at 0, groups seen
+        // only through events have none.
+        let assignment = "participant_count = MAX(0, participant_count + ?)";
+        set_group_column(&mut self.tx, assignment, delta, group_id).await
     }
 
     async fn group_owner(&mut self, group_id: &str) -> Result<Option<GroupOwner>> {
-        Ok(groups::owner(&mut self.tx, group_id).await?)
+        let row = sqlx::query("SELECT owner_team, phone_number_id FROM groups WHERE group_id = ?")
+            .bind(group_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(row.map(|r| GroupOwner {
+            team: r.get(0),
+            phone_number_id: r.get(1),
+        }))
     }
 
     async fn insert_team_event(
@@ -174,16 +307,72 @@ impl RegistryTx for SqliteTx {
 
     async fn claim_for_creation(
         &mut self,
-        meta_request_id: &str,
-        completion: &Completion,
-        group_id: Option<&str>,
+        meta_id: &str,
+        done: &Completion,
+        group: Option<&str>,
     ) -> Result<()> {
-        Ok(events::claim_for_creation(&mut self.tx, meta_request_id, completion, group_id).await?)
+        let rows = sqlx::query(
+            "SELECT te.seq, te.id, te.type, te.occurred_at, te.phone_number_id, te.group_id,
+                    te.request_id, te.data, te.webhook_event_id,
+                    COALESCE(we.meta_request_id = ? AND we.event_type = 'group_create', 0) AS is_creation
+             FROM team_events te JOIN webhook_events we ON we.id = te.webhook_event_id
+             WHERE te.team IS NULL
+               AND ((we.meta_request_id = ? AND we.event_type = 'group_create') OR te.group_id = ?)
+             ORDER BY te.seq",
+        )
+        .bind(meta_id)
+        .bind(meta_id)
+        .bind(group)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for row in rows {
+            let Some((seq, mut event)) = events::event_from_row(&row) else {
+                continue;
+            };
+            let webhook_event_id: i64 = row.get(8);
+            if row.try_get::<bool, _>(9).unwrap_or(false) && event.event_type.is_creation() {
+                event.request_id = Some(done.request_id.clone());
+            }
+            sqlx::query("DELETE FROM team_events WHERE seq = ?")
+                .bind(seq)
+                .execute(&mut *self.tx)
+                .await?;
+            events::insert(&mut self.tx, webhook_event_id, Some(&done.team), &event).await?;
+        }
+        Ok(())
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit().await.map_err(StorageError::from)
     }
+}
+
+/// `UPDATE groups SET <assignment>, updated_at = now WHERE group_id = ?`, binding `value` to
+/// the assignment's one placeholder. `adjust_participants` also needs the count known.
+pub(super) async fn set_group_column<'q, T>(
+    conn: &mut SqliteConnection,
+    assignment: &'static str,
+    value: T,
+    group_id: &'q str,
+) -> Result<()>
+where
+    T: sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + Send + 'q,
+{
+    // Only the fixed assignments above are spliced in; every value is bound.
+    let known_count = if assignment.starts_with("participant_count") {
+        " AND participant_count IS NOT NULL"
+    } else {
+        ""
+    };
+    let sql =
+        format!("UPDATE groups SET {assignment}, updated_at = ? WHERE group_id = ?{known_count}");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(value)
+        .bind(now())
+        .bind(group_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
