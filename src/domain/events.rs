@@ -212,6 +212,10 @@ pub struct Completion {
     pub request_id: String,
     pub team: String,
     pub phone_number_id: String,
+    /// Meta's request id of the creation.
+    pub meta_request_id: String,
+    /// The group Meta created; None when the creation failed.
+    pub group_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
-use crate::storage::{Claim, IdempotencyStore, Storage, StoredAnswer};
+use crate::storage::{Claim, IdempotencyStore, KeyClaim, Storage, StoredAnswer};
 
 pub const HEADER: &str = "idempotency-key";
 /// The header as named in field errors.
@@ -123,13 +123,13 @@ impl Idempotency {
             // Expired answers and abandoned claims free the key.
             let claim = self
                 .store
-                .claim(
+                .claim(&KeyClaim {
                     team,
-                    &key.key,
-                    &key.fingerprint,
-                    &timestamp(now - RETENTION),
-                    &timestamp(now - ABANDONED_AFTER),
-                )
+                    key: &key.key,
+                    fingerprint: &key.fingerprint,
+                    expired_before: &timestamp(now - RETENTION),
+                    abandoned_before: &timestamp(now - ABANDONED_AFTER),
+                })
                 .await?;
             let (fingerprint, answer) = match claim {
                 Claim::Claimed => return Ok(Begin::Proceed),

@@ -20,7 +20,7 @@ use crate::domain::{
 use crate::error::ApiError;
 use crate::graph::GraphClient;
 use crate::storage::{
-    CreateRequest, CreationOutcome, GroupStore, RegistryTx, RequestStatus, Storage,
+    CreateRequest, CreationOutcome, GroupStore, PendingCreation, RegistryTx, RequestStatus, Storage,
 };
 
 /// Wakes callers waiting (`wait_seconds`) for a creation to complete.
@@ -99,9 +99,13 @@ impl Creations {
         wait: Duration,
     ) -> Result<CreateRequest, ApiError> {
         let request_id = RequestId::new();
-        self.groups
-            .insert_creation(&request_id, team, pn, subject.as_ref())
-            .await?;
+        let creation = PendingCreation {
+            request_id: request_id.to_string(),
+            team: team.to_owned(),
+            phone_number_id: pn.to_string(),
+            subject: subject.to_string(),
+        };
+        self.groups.insert_creation(&creation).await?;
         context::note_create_request(request_id.as_ref());
         // Subscribed before Meta is called, so a webhook that beats its answer still wakes us.
         let notify = self.waiters.subscribe(request_id.as_ref());
@@ -171,9 +175,7 @@ impl Creations {
         if let Some((pn, item)) = tx.early_creation_event(meta_request_id).await? {
             completed = complete(tx.as_mut(), meta_request_id, pn.as_deref(), &item).await?;
             if let Some(done) = &completed {
-                let group_id = item.get("group_id").and_then(Value::as_str);
-                tx.claim_for_creation(meta_request_id, done, group_id)
-                    .await?;
+                tx.claim_for_creation(done).await?;
             }
         }
         tx.commit().await?;
@@ -227,5 +229,10 @@ pub(crate) async fn complete(
         request_id: pending.request_id,
         team: pending.team,
         phone_number_id: pending.phone_number_id,
+        meta_request_id: meta_request_id.to_owned(),
+        group_id: match outcome {
+            CreationOutcome::Created { group_id, .. } => Some(group_id),
+            CreationOutcome::Failed { .. } => None,
+        },
     }))
 }

@@ -23,7 +23,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::clock::now_ms;
 use crate::config::{DeliverySettings, SigningKey, TeamSettings};
-use crate::storage::{DueDelivery, EventStore, Storage};
+use crate::storage::{DueDelivery, EventStore, FailedAttempt, Lease, Storage};
 
 /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
 pub fn sign(key: &[u8], webhook_id: &str, timestamp: i64, body: &[u8]) -> String {
@@ -200,7 +200,14 @@ impl Worker {
             }
             let due = self
                 .store
-                .claim_due(&endpoint.team, now, lease_until, free)
+                .claim_due(
+                    &endpoint.team,
+                    Lease {
+                        now_ms: now,
+                        until_ms: lease_until,
+                        limit: free,
+                    },
+                )
                 .await?;
             for delivery in due {
                 let Ok(permit) = endpoint.slots.clone().try_acquire_owned() else {
@@ -283,9 +290,8 @@ impl Worker {
             }
             Outcome::Answered { status, .. } if status == StatusCode::GONE => {
                 metrics::counter!(crate::metrics::EVENT_DELIVERIES, "team" => endpoint.team.clone(), "outcome" => "gone").increment(1);
-                store
-                    .give_up(due.id, Some(410), "the endpoint answered 410 Gone")
-                    .await?;
+                let gone = FailedAttempt::give_up(Some(410), "the endpoint answered 410 Gone");
+                store.attempt_failed(due.id, &gone).await?;
                 return self
                     .disable(endpoint, "the endpoint answered 410 Gone")
                     .await;
@@ -309,7 +315,8 @@ impl Worker {
             .unwrap_or(i64::MAX / 1000)
             .saturating_mul(1000);
         if now - failing_since >= window {
-            store.give_up(due.id, status, &error).await?;
+            let last = FailedAttempt::give_up(status, &error);
+            store.attempt_failed(due.id, &last).await?;
             let since = chrono::DateTime::from_timestamp_millis(failing_since)
                 .map(|t| t.to_rfc3339())
                 .unwrap_or_default();
@@ -330,7 +337,8 @@ impl Worker {
                 "webhook delivery given up after its last attempt"
             );
             metrics::counter!(crate::metrics::EVENT_DELIVERIES, "team" => endpoint.team.clone(), "outcome" => "given_up").increment(1);
-            return store.give_up(due.id, status, &error).await;
+            let last = FailedAttempt::give_up(status, &error);
+            return store.attempt_failed(due.id, &last).await;
         }
         metrics::counter!(crate::metrics::EVENT_DELIVERIES, "team" => endpoint.team.clone(), "outcome" => "retry").increment(1);
         let backoff = self.settings.jittered(self.settings.backoff(due.attempt));
@@ -345,9 +353,12 @@ impl Worker {
             retry_in_ms = wait.as_millis() as u64,
             "webhook delivery failed; will retry"
         );
-        store
-            .retry_later(due.id, now + wait.as_millis() as i64, status, &error)
-            .await
+        let retry = FailedAttempt {
+            retry_at_ms: Some(now + wait.as_millis() as i64),
+            http_status: status,
+            error: &error,
+        };
+        store.attempt_failed(due.id, &retry).await
     }
 
     async fn disable(&self, endpoint: &Endpoint, reason: &str) -> crate::storage::Result<()> {

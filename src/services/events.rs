@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::delivery::redacted;
 use crate::domain::PhoneNumberId;
-use crate::storage::{EndpointRecord, EventPage, EventStore, Result, Storage};
+use crate::storage::{EndpointRecord, EventPage, EventStore, FeedPage, Result, Storage};
 
 #[derive(Clone)]
 pub struct Feed {
@@ -28,12 +28,14 @@ impl Feed {
         limit: u32,
     ) -> Result<EventPage> {
         let numbers: Vec<String> = numbers.iter().map(|n| n.as_ref().to_owned()).collect();
-        self.store.list(team, &numbers, after, limit).await
+        self.store
+            .list(team, &numbers, FeedPage { after, limit })
+            .await
     }
 
     /// Events of groups no team owns, oldest first.
     pub async fn unowned(&self, after: i64, limit: u32) -> Result<EventPage> {
-        self.store.list_unowned(after, limit).await
+        self.store.list_unowned(FeedPage { after, limit }).await
     }
 
     /// The feed position of one of the team's events.

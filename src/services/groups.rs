@@ -13,7 +13,7 @@ use crate::context;
 use crate::domain::{GroupFields, GroupId, PageCursor, PhoneNumberId};
 use crate::error::ApiError;
 use crate::graph::{GraphClient, UpstreamGroup, UpstreamGroupPage};
-use crate::storage::{GroupPage, GroupRecord, GroupStore};
+use crate::storage::{GroupPage, GroupRecord, GroupStore, GroupsPage, NewOwner};
 
 #[derive(Clone)]
 pub struct Groups {
@@ -47,7 +47,8 @@ impl Groups {
         limit: u32,
         cursor: PageCursor,
     ) -> Result<GroupPage, ApiError> {
-        Ok(self.store.list_groups(team, pn, limit, cursor).await?)
+        let page = GroupsPage { limit, cursor };
+        Ok(self.store.list_groups(team, pn, page).await?)
     }
 
     pub async fn delete(&self, group: &GroupRecord) -> Result<(), ApiError> {
@@ -126,7 +127,12 @@ impl Groups {
             .map(str::to_owned);
         let previous_owner = self
             .store
-            .set_owner(group_id, pn, team, subject.as_deref())
+            .set_owner(&NewOwner {
+                group_id,
+                phone_number_id: pn,
+                team,
+                subject: subject.as_deref(),
+            })
             .await?;
         context::note_detail("owner", team);
         if let Some(previous) = &previous_owner {

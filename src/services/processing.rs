@@ -21,7 +21,9 @@ use crate::domain::lenient;
 use crate::domain::meta_webhook::{
     KNOWN_FIELDS, KNOWN_TYPES, extract_events, known_label, verify_signature,
 };
-use crate::storage::{InboxOutcome, InboxStore, RegistryTx, Result, Storage, StorageError};
+use crate::storage::{
+    InboxOutcome, InboxStore, NewTeamEvent, RegistryTx, Result, SeenGroup, Storage, StorageError,
+};
 
 /// Why a POST was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -258,12 +260,12 @@ async fn apply(tx: &mut dyn RegistryTx, event: &NewWebhookEvent) -> Result<Optio
                 && !has_errors(item)
                 && let Some(pn) = event.phone_number_id.as_deref()
             {
-                tx.note_group(
-                    group,
-                    pn,
-                    item["subject"].as_str(),
-                    item["invite_link"].as_str(),
-                )
+                tx.note_group(&SeenGroup {
+                    group_id: group,
+                    phone_number_id: pn,
+                    subject: item["subject"].as_str(),
+                    invite_link: item["invite_link"].as_str(),
+                })
                 .await?;
             }
             return Ok(completion);
@@ -341,6 +343,10 @@ async fn record_team_event(
         request_id,
         data: event_data(&event.payload),
     };
-    tx.insert_team_event(webhook_event_id, team.as_deref(), &team_event)
-        .await
+    tx.insert_team_event(&NewTeamEvent {
+        source: webhook_event_id,
+        team: team.as_deref(),
+        event: &team_event,
+    })
+    .await
 }

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::domain::events::{Completion, NewWebhookEvent, TeamEvent};
-use crate::domain::{GroupId, ItemError, PageCursor, PhoneNumberId, RequestId};
+use crate::domain::events::{Completion, NewWebhookEvent};
+use crate::domain::{GroupId, ItemError, PhoneNumberId, RequestId};
 
 pub use records::*;
 
@@ -29,13 +29,7 @@ pub type Result<T> = std::result::Result<T, StorageError>;
 /// Groups, their owners and the creations that produce them.
 #[async_trait]
 pub trait GroupStore: Send + Sync {
-    async fn insert_creation(
-        &self,
-        request_id: &RequestId,
-        team: &str,
-        pn: &PhoneNumberId,
-        subject: &str,
-    ) -> Result<()>;
+    async fn insert_creation(&self, creation: &PendingCreation) -> Result<()>;
     /// Marks a still pending creation failed.
     async fn fail_creation(&self, request_id: &RequestId, error: &ItemError) -> Result<()>;
     async fn creation(&self, request_id: &str) -> Result<Option<CreateRequest>>;
@@ -47,18 +41,11 @@ pub trait GroupStore: Send + Sync {
         &self,
         team: &str,
         pn: &PhoneNumberId,
-        limit: u32,
-        cursor: PageCursor,
+        page: GroupsPage,
     ) -> Result<GroupPage>;
     /// Makes `team` the owner of an active group on `pn`, adding it when unknown; answers
     /// the previous owner.
-    async fn set_owner(
-        &self,
-        group_id: &GroupId,
-        pn: &PhoneNumberId,
-        team: &str,
-        subject: Option<&str>,
-    ) -> Result<Option<String>>;
+    async fn set_owner(&self, assignment: &NewOwner<'_>) -> Result<Option<String>>;
     /// The owning team of each of these groups that has one.
     async fn owners(&self, group_ids: &[String]) -> Result<HashMap<String, String>>;
 }
@@ -77,15 +64,9 @@ pub trait InboxStore: Send + Sync {
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// A team's events on the given numbers after `after` (a seq), oldest first.
-    async fn list(
-        &self,
-        team: &str,
-        numbers: &[String],
-        after: i64,
-        limit: u32,
-    ) -> Result<EventPage>;
+    async fn list(&self, team: &str, numbers: &[String], page: FeedPage) -> Result<EventPage>;
     /// Events of groups no team owns, oldest first.
-    async fn list_unowned(&self, after: i64, limit: u32) -> Result<EventPage>;
+    async fn list_unowned(&self, page: FeedPage) -> Result<EventPage>;
     /// The feed position of one of the team's events.
     async fn seq_of(&self, team: &str, event_id: &str) -> Result<Option<i64>>;
     async fn delivery(&self, event_id: &str) -> Result<Option<DeliveryRecord>>;
@@ -97,28 +78,16 @@ pub trait EventStore: Send + Sync {
     async fn skip_unconfigured(&self, teams: &[String]) -> Result<u64>;
     /// Skips a team's pending deliveries.
     async fn skip_pending(&self, team: &str, reason: &str) -> Result<u64>;
-    /// Claims up to `limit` due deliveries of a team for one attempt each (counted, and
-    /// leased until `lease_until`, so two workers never send the same attempt).
-    async fn claim_due(
-        &self,
-        team: &str,
-        now_ms: i64,
-        lease_until: i64,
-        limit: usize,
-    ) -> Result<Vec<DueDelivery>>;
+    /// Claims up to `lease.limit` due deliveries of a team for one attempt each (counted,
+    /// and leased, so two workers never send the same attempt).
+    async fn claim_due(&self, team: &str, lease: Lease) -> Result<Vec<DueDelivery>>;
     /// The earliest pending attempt after `now_ms`.
     async fn next_due_after(&self, now_ms: i64) -> Result<Option<i64>>;
     async fn delivered(&self, id: i64, team: &str, http_status: u16) -> Result<()>;
     /// Notes a failed attempt on the endpoint; answers when its run of failures began.
     async fn endpoint_failed(&self, team: &str, now_ms: i64, error: &str) -> Result<i64>;
-    async fn retry_later(
-        &self,
-        id: i64,
-        at_ms: i64,
-        http_status: Option<u16>,
-        error: &str,
-    ) -> Result<()>;
-    async fn give_up(&self, id: i64, http_status: Option<u16>, error: &str) -> Result<()>;
+    /// Records a failed attempt: the delivery waits for its retry, or is given up.
+    async fn attempt_failed(&self, id: i64, failure: &FailedAttempt<'_>) -> Result<()>;
     /// Disables the endpoint; true when it was enabled until now.
     async fn disable_endpoint(&self, team: &str, reason: &str) -> Result<bool>;
 }
@@ -143,16 +112,9 @@ pub trait TokenStore: Send + Sync {
 /// Answers kept for `Idempotency-Key` replays.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Frees the key when its answer expired (`expired_before`) or its first request died
-    /// (`abandoned_before`), then claims it for this request or reports who holds it.
-    async fn claim(
-        &self,
-        team: &str,
-        key: &str,
-        fingerprint: &str,
-        expired_before: &str,
-        abandoned_before: &str,
-    ) -> Result<Claim>;
+    /// Frees the key when its answer expired or its first request died, then claims it for
+    /// this request or reports who holds it.
+    async fn claim(&self, claim: &KeyClaim<'_>) -> Result<Claim>;
     async fn complete(&self, team: &str, key: &str, answer: &StoredAnswer) -> Result<()>;
     /// Frees a claim whose request did nothing upstream.
     async fn abandon(&self, team: &str, key: &str) -> Result<()>;
@@ -188,13 +150,7 @@ pub trait RegistryTx: Send {
         outcome: &CreationOutcome,
     ) -> Result<()>;
     /// Records a group the gateway did not create (ownerless until adopted).
-    async fn note_group(
-        &mut self,
-        group_id: &str,
-        pn: &str,
-        subject: Option<&str>,
-        invite_link: Option<&str>,
-    ) -> Result<()>;
+    async fn note_group(&mut self, group: &SeenGroup<'_>) -> Result<()>;
     async fn set_group_active(&mut self, group_id: &str, active: bool) -> Result<()>;
     async fn set_group_subject(&mut self, group_id: &str, subject: &str) -> Result<()>;
     async fn set_group_suspended(&mut self, group_id: &str, suspended: bool) -> Result<()>;
@@ -202,20 +158,10 @@ pub trait RegistryTx: Send {
     async fn adjust_participants(&mut self, group_id: &str, delta: i64) -> Result<()>;
     async fn group_owner(&mut self, group_id: &str) -> Result<Option<GroupOwner>>;
     /// Stores a team event and, when a team owns it, the row that gets it delivered.
-    async fn insert_team_event(
-        &mut self,
-        webhook_event_id: i64,
-        team: Option<&str>,
-        event: &TeamEvent,
-    ) -> Result<()>;
+    async fn insert_team_event(&mut self, row: &NewTeamEvent<'_>) -> Result<()>;
     /// Gives the team of `completion` the ownerless events of its creation (and of its
     /// group), re-queued at the end of the feed so no cursor handed out skips them.
-    async fn claim_for_creation(
-        &mut self,
-        meta_request_id: &str,
-        completion: &Completion,
-        group_id: Option<&str>,
-    ) -> Result<()>;
+    async fn claim_for_creation(&mut self, completion: &Completion) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;
 }
 

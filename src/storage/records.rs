@@ -5,7 +5,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::domain::events::TeamEvent;
-use crate::domain::{GroupId, ItemError, PhoneNumberId};
+use crate::domain::{GroupId, ItemError, PageCursor, PhoneNumberId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -251,6 +251,85 @@ pub struct AuditPage {
     pub records: Vec<AuditRecord>,
     /// The seq of the last record, when more records follow.
     pub next: Option<i64>,
+}
+
+/// A page of a feed: the events after `after` (a seq), at most `limit`.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedPage {
+    pub after: i64,
+    pub limit: u32,
+}
+
+/// A page of the registry's groups.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupsPage {
+    pub limit: u32,
+    pub cursor: PageCursor,
+}
+
+/// Delivery attempts a worker claims at once, each leased until `until_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    pub now_ms: i64,
+    pub until_ms: i64,
+    pub limit: usize,
+}
+
+/// A team's claim on an `Idempotency-Key`. Answers older than `expired_before` and claims
+/// without an answer older than `abandoned_before` (RFC 3339) free the key first.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyClaim<'a> {
+    pub team: &'a str,
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+    pub expired_before: &'a str,
+    pub abandoned_before: &'a str,
+}
+
+/// A group to give to a team (adoption or move), as Meta confirmed it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewOwner<'a> {
+    pub group_id: &'a GroupId,
+    pub phone_number_id: &'a PhoneNumberId,
+    pub team: &'a str,
+    pub subject: Option<&'a str>,
+}
+
+/// A group seen in Meta's events that the gateway did not create.
+#[derive(Debug, Clone, Copy)]
+pub struct SeenGroup<'a> {
+    pub group_id: &'a str,
+    pub phone_number_id: &'a str,
+    pub subject: Option<&'a str>,
+    pub invite_link: Option<&'a str>,
+}
+
+/// A team event to store, from the stored Meta event `source`; `team` None keeps it
+/// ownerless.
+#[derive(Debug, Clone, Copy)]
+pub struct NewTeamEvent<'a> {
+    pub source: i64,
+    pub team: Option<&'a str>,
+    pub event: &'a TeamEvent,
+}
+
+/// A delivery attempt that failed.
+#[derive(Debug, Clone, Copy)]
+pub struct FailedAttempt<'a> {
+    /// When to try again (Unix ms); None gives the delivery up.
+    pub retry_at_ms: Option<i64>,
+    pub http_status: Option<u16>,
+    pub error: &'a str,
+}
+
+impl<'a> FailedAttempt<'a> {
+    pub fn give_up(http_status: Option<u16>, error: &'a str) -> Self {
+        FailedAttempt {
+            retry_at_ms: None,
+            http_status,
+            error,
+        }
+    }
 }
 
 /// A creation waiting for Meta's webhook.

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use wa_groups_gateway::domain::GroupId;
 use wa_groups_gateway::storage::sqlite::SqliteStorage;
 use wa_groups_gateway::storage::{
-    DeliveryRecord, DeliveryStatus, EndpointRecord, EventStore, GroupStore,
+    DeliveryRecord, DeliveryStatus, EndpointRecord, EventStore, FeedPage, GroupStore,
 };
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
@@ -962,7 +962,17 @@ async fn a_creation_webhook_that_overtakes_metas_answer_still_reaches_the_team()
         .wait_until("delivered", Duration::from_secs(10), |h| h.len() == 1)
         .await;
     let (_, store) = storage(&app).await;
-    assert!(store.list_unowned(0, 10).await.unwrap().events.is_empty());
+    assert!(
+        store
+            .list_unowned(FeedPage {
+                after: 0,
+                limit: 10
+            })
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
 }
 
 #[tokio::test]

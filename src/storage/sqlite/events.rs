@@ -10,7 +10,8 @@ use super::SqliteStorage;
 use crate::clock::{ms_to_rfc3339, now, now_ms};
 use crate::domain::events::{EventType, TeamEvent};
 use crate::storage::{
-    DeliveryRecord, DeliveryStatus, DueDelivery, EndpointRecord, EventPage, EventStore, Result,
+    DeliveryRecord, DeliveryStatus, DueDelivery, EndpointRecord, EventPage, EventStore,
+    FailedAttempt, FeedPage, Lease, Result,
 };
 
 const EVENT_COLUMNS: &str =
@@ -79,13 +80,8 @@ pub(super) async fn insert(
 #[async_trait]
 impl EventStore for SqliteStorage {
     /// A team's events on the given numbers after `after` (a seq), oldest first.
-    async fn list(
-        &self,
-        team: &str,
-        numbers: &[String],
-        after: i64,
-        limit: u32,
-    ) -> Result<EventPage> {
+    async fn list(&self, team: &str, numbers: &[String], page: FeedPage) -> Result<EventPage> {
+        let FeedPage { after, limit } = page;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM team_events
              WHERE team = ? AND seq > ? AND phone_number_id IN (SELECT value FROM json_each(?))
@@ -97,11 +93,12 @@ impl EventStore for SqliteStorage {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        Ok(page(&rows, limit))
+        Ok(page_of(&rows, limit))
     }
 
     /// Events of groups no team owns, oldest first (administrators only).
-    async fn list_unowned(&self, after: i64, limit: u32) -> Result<EventPage> {
+    async fn list_unowned(&self, page: FeedPage) -> Result<EventPage> {
+        let FeedPage { after, limit } = page;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM team_events WHERE team IS NULL AND seq > ?
              ORDER BY seq LIMIT ?"
@@ -110,7 +107,7 @@ impl EventStore for SqliteStorage {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        Ok(page(&rows, limit))
+        Ok(page_of(&rows, limit))
     }
 
     /// The feed position of one of the team's events.
@@ -249,13 +246,12 @@ impl EventStore for SqliteStorage {
     /// Claims up to `limit` due deliveries of a team for one attempt each: the attempt is
     /// counted and the row leased until `lease_until`, so a crash mid-attempt only delays a
     /// retry (with the same event id) and two workers never send the same attempt.
-    async fn claim_due(
-        &self,
-        team: &str,
-        now_ms: i64,
-        lease_until: i64,
-        limit: usize,
-    ) -> Result<Vec<DueDelivery>> {
+    async fn claim_due(&self, team: &str, lease: Lease) -> Result<Vec<DueDelivery>> {
+        let Lease {
+            now_ms,
+            until_ms: lease_until,
+            limit,
+        } = lease;
         let ids: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM event_deliveries WHERE status = 'pending' AND team = ? AND next_attempt_at <= ?
              ORDER BY next_attempt_at, id LIMIT ?",
@@ -302,7 +298,11 @@ impl EventStore for SqliteStorage {
                     event,
                 }),
                 None => {
-                    self.give_up(id, None, "the event cannot be read").await?;
+                    self.attempt_failed(
+                        id,
+                        &FailedAttempt::give_up(None, "the event cannot be read"),
+                    )
+                    .await?;
                 }
             }
         }
@@ -362,20 +362,25 @@ impl EventStore for SqliteStorage {
         Ok(since.unwrap_or(now_ms))
     }
 
-    async fn retry_later(
-        &self,
-        id: i64,
-        at_ms: i64,
-        http_status: Option<u16>,
-        error: &str,
-    ) -> Result<()> {
-        self.attempt_failed(id, "pending", Some(at_ms), http_status, error)
-            .await
-    }
-
-    async fn give_up(&self, id: i64, http_status: Option<u16>, error: &str) -> Result<()> {
-        self.attempt_failed(id, "failed", None, http_status, error)
-            .await
+    async fn attempt_failed(&self, id: i64, failure: &FailedAttempt<'_>) -> Result<()> {
+        let status = if failure.retry_at_ms.is_some() {
+            "pending"
+        } else {
+            "failed"
+        };
+        sqlx::query(
+            "UPDATE event_deliveries SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),
+               last_status = ?, last_error = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(status)
+        .bind(failure.retry_at_ms)
+        .bind(failure.http_status.map(i64::from))
+        .bind(failure.error)
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Disables the endpoint; true when it was enabled until now.
@@ -395,33 +400,7 @@ impl EventStore for SqliteStorage {
     }
 }
 
-impl SqliteStorage {
-    /// Records a failed attempt: the delivery stays `pending` until `next_at`, or ends.
-    async fn attempt_failed(
-        &self,
-        id: i64,
-        status: &str,
-        next_at: Option<i64>,
-        http_status: Option<u16>,
-        error: &str,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE event_deliveries SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),
-               last_status = ?, last_error = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(status)
-        .bind(next_at)
-        .bind(http_status.map(i64::from))
-        .bind(error)
-        .bind(now())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-}
-
-fn page(rows: &[SqliteRow], limit: u32) -> EventPage {
+fn page_of(rows: &[SqliteRow], limit: u32) -> EventPage {
     let kept = &rows[..rows.len().min(limit as usize)];
     let more_after = if rows.len() > kept.len() {
         kept.last().map(|r| r.get::<i64, _>(0))

@@ -10,27 +10,22 @@ use super::{SqliteStorage, set_group_column};
 use crate::clock::now;
 use crate::domain::{GroupId, ItemError, PageCursor, PhoneNumberId, RequestId, encode_cursor};
 use crate::storage::{
-    CreateRequest, GroupPage, GroupRecord, GroupStore, GroupSummary, RequestStatus, Result,
+    CreateRequest, GroupPage, GroupRecord, GroupStore, GroupSummary, GroupsPage, NewOwner,
+    PendingCreation, RequestStatus, Result,
 };
 
 #[async_trait]
 impl GroupStore for SqliteStorage {
-    async fn insert_creation(
-        &self,
-        request_id: &RequestId,
-        team: &str,
-        pn: &PhoneNumberId,
-        subject: &str,
-    ) -> Result<()> {
+    async fn insert_creation(&self, creation: &PendingCreation) -> Result<()> {
         let now = now();
         sqlx::query(
             "INSERT INTO create_requests (request_id, team, phone_number_id, subject, status, created_at, updated_at)
              VALUES (?, ?, ?, ?, 'pending', ?, ?)",
         )
-        .bind(request_id.as_ref())
-        .bind(team)
-        .bind(pn.as_ref())
-        .bind(subject)
+        .bind(&creation.request_id)
+        .bind(&creation.team)
+        .bind(&creation.phone_number_id)
+        .bind(&creation.subject)
         .bind(&now)
         .bind(&now)
         .execute(&self.pool)
@@ -107,9 +102,9 @@ impl GroupStore for SqliteStorage {
         &self,
         team: &str,
         pn: &PhoneNumberId,
-        limit: u32,
-        cursor: PageCursor,
+        page: GroupsPage,
     ) -> Result<GroupPage> {
+        let GroupsPage { limit, cursor } = page;
         const BASE: &str = "SELECT seq, group_id, subject, created_at FROM groups
              WHERE owner_team = ? AND phone_number_id = ? AND status = 'active'";
         let fetch = i64::from(limit) + 1;
@@ -179,13 +174,13 @@ impl GroupStore for SqliteStorage {
         })
     }
 
-    async fn set_owner(
-        &self,
-        group_id: &GroupId,
-        pn: &PhoneNumberId,
-        team: &str,
-        subject: Option<&str>,
-    ) -> Result<Option<String>> {
+    async fn set_owner(&self, assignment: &NewOwner<'_>) -> Result<Option<String>> {
+        let NewOwner {
+            group_id,
+            phone_number_id: pn,
+            team,
+            subject,
+        } = *assignment;
         let mut tx = self.pool.begin().await?;
         let previous: Option<String> =
             sqlx::query("SELECT owner_team FROM groups WHERE group_id = ?")

@@ -5,18 +5,18 @@ use sqlx::Row;
 
 use super::SqliteStorage;
 use crate::clock::now;
-use crate::storage::{Claim, IdempotencyStore, Result, StoredAnswer};
+use crate::storage::{Claim, IdempotencyStore, KeyClaim, Result, StoredAnswer};
 
 #[async_trait]
 impl IdempotencyStore for SqliteStorage {
-    async fn claim(
-        &self,
-        team: &str,
-        key: &str,
-        fingerprint: &str,
-        expired_before: &str,
-        abandoned_before: &str,
-    ) -> Result<Claim> {
+    async fn claim(&self, claim: &KeyClaim<'_>) -> Result<Claim> {
+        let KeyClaim {
+            team,
+            key,
+            fingerprint,
+            expired_before,
+            abandoned_before,
+        } = *claim;
         sqlx::query(
             "DELETE FROM idempotency_keys WHERE team = ? AND idem_key = ?
              AND (created_at < ? OR (completed_at IS NULL AND created_at < ?))",

@@ -16,11 +16,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use super::{
-    Backend, CreationOutcome, GroupOwner, PendingCreation, RegistryTx, Result, StorageError,
+    Backend, CreationOutcome, GroupOwner, NewTeamEvent, PendingCreation, RegistryTx, Result,
+    SeenGroup, StorageError,
 };
 use crate::clock::now;
 use crate::domain::RequestId;
-use crate::domain::events::{Completion, NewWebhookEvent, TeamEvent};
+use crate::domain::events::{Completion, NewWebhookEvent};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -235,23 +236,17 @@ impl RegistryTx for SqliteTx {
         Ok(())
     }
 
-    async fn note_group(
-        &mut self,
-        group: &str,
-        pn: &str,
-        subject: Option<&str>,
-        link: Option<&str>,
-    ) -> Result<()> {
+    async fn note_group(&mut self, group: &SeenGroup<'_>) -> Result<()> {
         let now = now();
         sqlx::query(
             "INSERT INTO groups (group_id, phone_number_id, subject, invite_link, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?)
              ON CONFLICT (group_id) DO NOTHING",
         )
-        .bind(group)
-        .bind(pn)
-        .bind(subject)
-        .bind(link)
+        .bind(group.group_id)
+        .bind(group.phone_number_id)
+        .bind(group.subject)
+        .bind(group.invite_link)
         .bind(&now)
         .bind(&now)
         .execute(&mut *self.tx)
@@ -296,21 +291,11 @@ impl RegistryTx for SqliteTx {
         }))
     }
 
-    async fn insert_team_event(
-        &mut self,
-        webhook_event_id: i64,
-        team: Option<&str>,
-        event: &TeamEvent,
-    ) -> Result<()> {
-        Ok(events::insert(&mut self.tx, webhook_event_id, team, event).await?)
+    async fn insert_team_event(&mut self, row: &NewTeamEvent<'_>) -> Result<()> {
+        Ok(events::insert(&mut self.tx, row.source, row.team, row.event).await?)
     }
 
-    async fn claim_for_creation(
-        &mut self,
-        meta_id: &str,
-        done: &Completion,
-        group: Option<&str>,
-    ) -> Result<()> {
+    async fn claim_for_creation(&mut self, done: &Completion) -> Result<()> {
         let rows = sqlx::query(
             "SELECT te.seq, te.id, te.type, te.occurred_at, te.phone_number_id, te.group_id,
                     te.request_id, te.data, te.webhook_event_id,
@@ -320,9 +305,9 @@ impl RegistryTx for SqliteTx {
                AND ((we.meta_request_id = ? AND we.event_type = 'group_create') OR te.group_id = ?)
              ORDER BY te.seq",
         )
-        .bind(meta_id)
-        .bind(meta_id)
-        .bind(group)
+        .bind(&done.meta_request_id)
+        .bind(&done.meta_request_id)
+        .bind(&done.group_id)
         .fetch_all(&mut *self.tx)
         .await?;
         for row in rows {
@@ -422,16 +407,23 @@ mod tests {
     #[tokio::test]
     async fn adopting_then_moving_a_group() {
         use crate::domain::{GroupId, PhoneNumberId};
+        use crate::storage::NewOwner;
         let storage = SqliteStorage::connect("sqlite::memory:").await.unwrap();
         let g = GroupId::parse("Gadopt").unwrap();
         let pn = PhoneNumberId::parse("1").unwrap();
         assert!(storage.owners(&["Gadopt".into()]).await.unwrap().is_empty());
+        let owner = |team, subject| NewOwner {
+            group_id: &g,
+            phone_number_id: &pn,
+            team,
+            subject,
+        };
         let previous = storage
-            .set_owner(&g, &pn, "sales", Some("Found"))
+            .set_owner(&owner("sales", Some("Found")))
             .await
             .unwrap();
         assert_eq!(previous, None);
-        let previous = storage.set_owner(&g, &pn, "support", None).await.unwrap();
+        let previous = storage.set_owner(&owner("support", None)).await.unwrap();
         assert_eq!(previous.as_deref(), Some("sales"));
         let record = storage.group(&g).await.unwrap().unwrap();
         assert_eq!(record.owner_team.as_deref(), Some("support"));
