@@ -17,6 +17,18 @@ pub fn decode_cursor(raw: &str) -> Result<i64, String> {
         .ok_or_else(|| "is not a cursor this gateway issued".to_owned())
 }
 
+/// Where a listing goes on: cursors for the next (`after`) and previous (`before`) page,
+/// present only when there is one.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+pub struct Paging {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+}
+
 /// Which way a listing page goes from its cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageCursor {

@@ -89,7 +89,7 @@ mod request_id;
 mod scope;
 mod template;
 
-pub use cursor::{PageCursor, decode_cursor, encode_cursor};
+pub use cursor::{PageCursor, Paging, decode_cursor, encode_cursor};
 pub use group_description::GroupDescription;
 pub use group_field::{GroupField, GroupFields};
 pub use group_id::{GroupId, JoinRequestId};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::{Method, StatusCode, header};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
@@ -20,11 +20,11 @@ pub use error::{
 
 use crate::clock::unix_to_rfc3339;
 use crate::context::{self, UpstreamCall};
-use crate::domain::lenient;
 use crate::domain::{
     GroupDescription, GroupFields, GroupId, GroupSubject, ItemError, JoinApprovalMode,
     JoinRequestId, LanguageCode, ParticipantId, PhoneNumberId, ProfilePicture, TemplateName,
 };
+use crate::domain::{Paging, lenient};
 
 /// Largest upstream answer read; Graph answers for these calls are a few KiB.
 const MAX_UPSTREAM_BODY: usize = 2 * 1024 * 1024;
@@ -91,6 +91,11 @@ impl Operation {
         }
     }
 
+    /// A JSON POST: never replayed.
+    fn post(name: &'static str, path: String, body: Value) -> Self {
+        Operation::send(name, Method::POST, path, Payload::Json(body))
+    }
+
     /// A change: never replayed unless `replayable`.
     fn send(name: &'static str, method: Method, path: String, payload: Payload) -> Self {
         Operation {
@@ -115,17 +120,23 @@ impl Operation {
     }
 }
 
-/// `limit`, `after` and `before` of Meta's cursor paging, those given.
-fn page_query(
-    limit: Option<u32>,
-    after: Option<&str>,
-    before: Option<&str>,
-) -> Vec<(&'static str, String)> {
-    let mut query = Vec::new();
-    query.extend(limit.map(|l| ("limit", l.to_string())));
-    query.extend(after.map(|a| ("after", a.to_owned())));
-    query.extend(before.map(|b| ("before", b.to_owned())));
-    query
+/// A page of one of Meta's listings: Meta's own cursors, passed through.
+#[derive(Debug, Clone, Default)]
+pub struct MetaPage {
+    pub limit: Option<u32>,
+    pub after: Option<String>,
+    pub before: Option<String>,
+}
+
+impl MetaPage {
+    /// `limit`, `after` and `before`, those given.
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut query = Vec::new();
+        query.extend(self.limit.map(|l| ("limit", l.to_string())));
+        query.extend(self.after.clone().map(|a| ("after", a)));
+        query.extend(self.before.clone().map(|b| ("before", b)));
+        query
+    }
 }
 
 enum Payload {
@@ -320,6 +331,17 @@ impl GraphClient {
         }
     }
 
+    /// A change Meta accepts and reports on by webhook: its request id, when it gave one.
+    async fn accepted(
+        &self,
+        pn: &PhoneNumberId,
+        op: Operation,
+    ) -> Result<Option<String>, UpstreamError> {
+        let answer = self.call(pn, op).await?;
+        ensure_not_refused(&answer)?;
+        Ok(answer.body.get("request_id").and_then(lenient::as_id))
+    }
+
     /// `POST /{pn}/groups`. Meta answers with its request id only; the group id and invite
     /// link arrive later by webhook.
     pub async fn create_group(
@@ -338,10 +360,7 @@ impl GraphClient {
         }
         let path = format!("{pn}/groups");
         let answer = self
-            .call(
-                pn,
-                Operation::send("create_group", Method::POST, path, Payload::Json(body)),
-            )
+            .call(pn, Operation::post("create_group", path, body))
             .await?;
         Ok(answer.body.get("request_id").and_then(lenient::as_id))
     }
@@ -350,15 +369,10 @@ impl GraphClient {
     pub async fn list_groups(
         &self,
         pn: &PhoneNumberId,
-        limit: u32,
-        after: Option<&str>,
-        before: Option<&str>,
+        page: &MetaPage,
     ) -> Result<UpstreamGroupPage, UpstreamError> {
-        let query = page_query(Some(limit), after, before);
-        let path = format!("{pn}/groups");
-        let answer = self
-            .call(pn, Operation::read("list_groups", path).with_query(query))
-            .await?;
+        let op = Operation::read("list_groups", format!("{pn}/groups")).with_query(page.query());
+        let answer = self.call(pn, op).await?;
         // Meta documents `data.groups`; a bare `data` list is accepted too.
         let data = &answer.body["data"];
         let list = data.get("groups").unwrap_or(data);
@@ -369,11 +383,9 @@ impl GraphClient {
                 created_at: timestamp(g, "created_at"),
             })
         });
-        let (after, before) = cursors(&answer.body);
         Ok(UpstreamGroupPage {
             groups,
-            after,
-            before,
+            paging: cursors(&answer.body),
         })
     }
 
@@ -417,19 +429,8 @@ impl GraphClient {
         if let Some(d) = description {
             body["description"] = json!(d.as_ref());
         }
-        let answer = self
-            .call(
-                pn,
-                Operation::send(
-                    "update_group",
-                    Method::POST,
-                    group.to_string(),
-                    Payload::Json(body),
-                ),
-            )
-            .await?;
-        ensure_not_refused(&answer)?;
-        Ok(answer.body.get("request_id").and_then(lenient::as_id))
+        self.accepted(pn, Operation::post("update_group", group.to_string(), body))
+            .await
     }
 
     /// `POST /{group_id}` as multipart with the picture in part `file`, as Meta's media upload.
@@ -451,19 +452,14 @@ impl GraphClient {
         );
         body.extend_from_slice(picture.bytes());
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let answer = self
-            .call(
-                pn,
-                Operation::send(
-                    "set_profile_picture",
-                    Method::POST,
-                    group.to_string(),
-                    Payload::Multipart { boundary, body },
-                ),
-            )
-            .await?;
-        ensure_not_refused(&answer)?;
-        Ok(answer.body.get("request_id").and_then(lenient::as_id))
+        let multipart = Payload::Multipart { boundary, body };
+        let op = Operation::send(
+            "set_profile_picture",
+            Method::POST,
+            group.to_string(),
+            multipart,
+        );
+        self.accepted(pn, op).await
     }
 
     /// `DELETE /{group_id}`; deleting twice deletes once, so it may be retried.
@@ -509,10 +505,7 @@ impl GraphClient {
         let path = format!("{group}/invite_link");
         let body = json!({ "messaging_product": "whatsapp" });
         let answer = self
-            .call(
-                pn,
-                Operation::send("reset_invite_link", Method::POST, path, Payload::Json(body)),
-            )
+            .call(pn, Operation::post("reset_invite_link", path, body))
             .await?;
         invite_link_of(&answer)
     }
@@ -561,18 +554,11 @@ impl GraphClient {
         &self,
         pn: &PhoneNumberId,
         group: &GroupId,
-        limit: Option<u32>,
-        after: Option<&str>,
-        before: Option<&str>,
+        page: &MetaPage,
     ) -> Result<JoinRequestPage, UpstreamError> {
-        let query = page_query(limit, after, before);
         let path = format!("{group}/join_requests");
-        let answer = self
-            .call(
-                pn,
-                Operation::read("list_join_requests", path).with_query(query),
-            )
-            .await?;
+        let op = Operation::read("list_join_requests", path).with_query(page.query());
+        let answer = self.call(pn, op).await?;
         let join_requests = items(&answer.body["data"], |item| {
             Some(JoinRequest {
                 join_request_id: lenient::as_id(item.get("join_request_id")?)?,
@@ -580,10 +566,9 @@ impl GraphClient {
                 created_at: timestamp(item, "creation_timestamp"),
             })
         });
-        let (after, before) = cursors(&answer.body);
         Ok(JoinRequestPage {
             join_requests,
-            paging: Paging { after, before },
+            paging: cursors(&answer.body),
         })
     }
 
@@ -681,19 +666,13 @@ impl GraphClient {
         });
         let path = format!("{group}/participants");
         // Not replayed: its outcome arrives by webhook and a replay would report twice.
-        let answer = self
-            .call(
-                pn,
-                Operation::send(
-                    "remove_participants",
-                    Method::DELETE,
-                    path,
-                    Payload::Json(body),
-                ),
-            )
-            .await?;
-        ensure_not_refused(&answer)?;
-        Ok(answer.body.get("request_id").and_then(lenient::as_id))
+        let op = Operation::send(
+            "remove_participants",
+            Method::DELETE,
+            path,
+            Payload::Json(body),
+        );
+        self.accepted(pn, op).await
     }
 }
 
@@ -819,7 +798,7 @@ fn timestamp(item: &Value, key: &str) -> Option<String> {
     item.get(key).and_then(lenient::as_int).map(unix_to_rfc3339)
 }
 
-fn cursors(body: &Value) -> (Option<String>, Option<String>) {
+fn cursors(body: &Value) -> Paging {
     let c = &body["paging"]["cursors"];
     let get = |k: &str| {
         c.get(k)
@@ -838,7 +817,7 @@ fn cursors(body: &Value) -> (Option<String>, Option<String>) {
     } else {
         None
     };
-    (after, before)
+    Paging { after, before }
 }
 
 /// Meta quotes numbers and booleans in some answers; the gateway answers typed values.
@@ -866,16 +845,7 @@ pub struct UpstreamGroup {
 #[derive(Debug, Clone)]
 pub struct UpstreamGroupPage {
     pub groups: Vec<UpstreamGroup>,
-    pub after: Option<String>,
-    pub before: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-pub struct Paging {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub after: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub before: Option<String>,
+    pub paging: Paging,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

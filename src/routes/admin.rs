@@ -14,16 +14,16 @@ use super::JsonObject;
 use super::events::{EventList, event_list};
 use super::extract::scope::Admin;
 use super::extract::{Authorized, BodyKind, Granted, Input, NoInput, Parts};
-use super::groups::meta_cursor;
+use super::groups::meta_page;
 use super::responses::{BodyRefusals, Refusals, UpstreamFailures};
 use crate::auth::{IssuedToken, TokenIssuer};
 use crate::config::TeamSettings;
 use crate::context;
 use crate::domain::{
-    FieldErrors, GroupId, PhoneNumberId, decode_cursor, encode_cursor, parse_limit,
+    FieldErrors, GroupId, Paging, PhoneNumberId, decode_cursor, encode_cursor, parse_limit,
 };
 use crate::error::ApiError;
-use crate::graph::Paging;
+use crate::graph::MetaPage;
 use crate::services::audit::AuditLog;
 use crate::services::events::Feed;
 use crate::services::groups::Groups;
@@ -132,25 +132,15 @@ pub struct IssuedTokenBody {
 
 // ---- inputs ---------------------------------------------------------------------------------
 
-pub struct MetaListing {
-    limit: u32,
-    after: Option<String>,
-    before: Option<String>,
-}
+pub struct MetaListing(MetaPage);
 
 impl Input for MetaListing {
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
-        let limit = errors.check("limit", parse_limit(parts.query("limit"), 1, 1024, 25));
-        let after = meta_cursor(errors, parts, "after");
-        let before = meta_cursor(errors, parts, "before");
-        if after.is_some() && before.is_some() {
+        let page = meta_page(parts, errors, Some(25));
+        if parts.query("after").is_some() && parts.query("before").is_some() {
             errors.push("before", "cannot be combined with after");
         }
-        Ok(limit.map(|limit| MetaListing {
-            limit,
-            after,
-            before,
-        }))
+        Ok(page.map(MetaListing))
     }
 }
 
@@ -330,15 +320,7 @@ pub async fn admin_list_groups(
     call: Granted<Admin, MetaListing>,
     groups: web::Data<Groups>,
 ) -> Result<web::Json<AdminGroupList>, ApiError> {
-    let q = &call.input;
-    let (listed, page) = groups
-        .listing(
-            call.phone_number(),
-            q.limit,
-            q.after.as_deref(),
-            q.before.as_deref(),
-        )
-        .await?;
+    let (listed, page) = groups.listing(call.phone_number(), &call.input.0).await?;
     Ok(web::Json(AdminGroupList {
         groups: listed
             .into_iter()
@@ -349,10 +331,7 @@ pub async fn admin_list_groups(
                 owner: l.owner,
             })
             .collect(),
-        paging: Paging {
-            after: page.after,
-            before: page.before,
-        },
+        paging: page.paging,
     }))
 }
 

@@ -1,4 +1,5 @@
-//! `/v1/phone-numbers/{pn}/groups` and `/v1/groups/{group_id}/…`: each handler states its
+//! `/v1/phone-numbers/{pn}/groups`, `/v1/groups/{group_id}/…` and
+//! `/v1/group-requests/{request_id}`: each handler states its
 //! scope and input in its signature (see `extract`), makes one service call and maps it.
 
 use actix_web::http::StatusCode;
@@ -7,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::scope::{GroupsDelete, GroupsInvite, GroupsRead, GroupsWrite};
-use super::extract::{BodyKind, Granted, Input, NoInput, OwnedGroup, Parts};
+use super::extract::{Authorized, BodyKind, Granted, Input, NoInput, OwnedGroup, Parts};
 use super::idempotency::{self, Idempotency, IdempotencyKey, StoredResponse};
 use super::responses::{
     BodyRefusals, GroupRefusals, IdempotencyRefusals, Refusals, UpstreamFailures,
@@ -15,12 +16,12 @@ use super::responses::{
 use super::{FieldReader, JsonObject, parse_list};
 use crate::domain::{
     FieldErrors, GroupDescription, GroupFields, GroupSubject, JoinApprovalMode, JoinRequestId,
-    LanguageCode, PageCursor, ParticipantId, ProfilePicture, TemplateName, WaitSeconds,
-    decode_cursor, parse_limit,
+    LanguageCode, PageCursor, Paging, ParticipantId, ProfilePicture, RequestId, TemplateName,
+    WaitSeconds, decode_cursor, parse_limit,
 };
 use crate::error::ApiError;
 use crate::graph::GraphClient;
-use crate::graph::{FailedJoinRequest, JoinRequestPage, Paging};
+use crate::graph::{FailedJoinRequest, JoinRequestPage, MetaPage};
 use crate::services::creation::Creations;
 use crate::services::groups::Groups;
 use crate::storage::{CreateRequest, GroupSummary, RequestStatus};
@@ -157,23 +158,36 @@ pub struct RemoveParticipantsBody {
 
 // ---- inputs ---------------------------------------------------------------------------------
 
-/// Meta's cursors are opaque base64-ish strings; anything else is refused before it is sent.
-pub(crate) fn meta_cursor(
-    errors: &mut FieldErrors,
+/// Meta's paging parameters, passed through to Meta once checked: `limit` within 1–1024
+/// (`default_limit` when absent), and cursors of Meta's opaque base64-ish alphabet.
+pub(crate) fn meta_page(
     parts: &Parts<'_>,
-    name: &str,
-) -> Option<String> {
-    let raw = parts.query(name)?;
-    let ok = (1..=512).contains(&raw.len())
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'-' | b'_' | b'+' | b'/'));
-    if ok {
-        Some(raw.to_owned())
-    } else {
-        errors.push(name, "is not a valid cursor");
-        None
-    }
+    errors: &mut FieldErrors,
+    default_limit: Option<u32>,
+) -> Option<MetaPage> {
+    let limit = match (parts.query("limit"), default_limit) {
+        (None, default) => Some(default),
+        (raw, default) => errors
+            .check("limit", parse_limit(raw, 1, 1024, default.unwrap_or(25)))
+            .map(Some),
+    };
+    let mut cursor = |name: &str| {
+        let raw = parts.query(name)?;
+        let ok = (1..=512).contains(&raw.len())
+            && raw.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'=' | b'-' | b'_' | b'+' | b'/')
+            });
+        if !ok {
+            errors.push(name, "is not a valid cursor");
+        }
+        ok.then(|| raw.to_owned())
+    };
+    let (after, before) = (cursor("after"), cursor("before"));
+    Some(MetaPage {
+        limit: limit?,
+        after,
+        before,
+    })
 }
 
 pub struct CreateGroup {
@@ -369,27 +383,11 @@ impl Input for SendInvitation {
     }
 }
 
-pub struct JoinRequestQuery {
-    limit: Option<u32>,
-    after: Option<String>,
-    before: Option<String>,
-}
+pub struct JoinRequestQuery(MetaPage);
 
 impl Input for JoinRequestQuery {
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
-        let limit = match parts.query("limit") {
-            None => Some(None),
-            Some(raw) => errors
-                .check("limit", parse_limit(Some(raw), 1, 1024, 25))
-                .map(Some),
-        };
-        let after = meta_cursor(errors, parts, "after");
-        let before = meta_cursor(errors, parts, "before");
-        Ok(limit.map(|limit| JoinRequestQuery {
-            limit,
-            after,
-            before,
-        }))
+        Ok(meta_page(parts, errors, None).map(JoinRequestQuery))
     }
 }
 
@@ -537,10 +535,7 @@ pub async fn list_groups(
         .await?;
     Ok(web::Json(GroupList {
         groups: page.groups,
-        paging: Paging {
-            after: page.after,
-            before: page.before,
-        },
+        paging: page.paging,
     }))
 }
 
@@ -757,15 +752,9 @@ pub async fn list_join_requests(
     call: OwnedGroup<GroupsRead, JoinRequestQuery>,
     graph: web::Data<GraphClient>,
 ) -> Result<web::Json<JoinRequestPage>, ApiError> {
-    let (g, q) = (call.group(), &call.input);
+    let g = call.group();
     let page = graph
-        .list_join_requests(
-            &g.phone_number_id,
-            &g.group_id,
-            q.limit,
-            q.after.as_deref(),
-            q.before.as_deref(),
-        )
+        .list_join_requests(&g.phone_number_id, &g.group_id, &call.input.0)
         .await?;
     Ok(web::Json(page))
 }
@@ -846,4 +835,42 @@ pub async fn remove_participants(
         .remove_participants(&g.phone_number_id, &g.group_id, &call.input.0)
         .await?;
     Ok(accepted(call.group(), upstream_request_id))
+}
+
+// ---- creations ------------------------------------------------------------------------------
+
+pub struct RequestPath(RequestId);
+
+impl Input for RequestPath {
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let raw = parts.path("request_id").unwrap_or_default();
+        Ok(errors
+            .check("request_id", RequestId::parse(raw))
+            .map(RequestPath))
+    }
+}
+
+/// The state of a group creation: `pending` until Meta's webhook arrives, then `created`
+/// (with `group_id` and `invite_link`) or `failed` (with Meta's `error`).
+#[utoipa::path(
+    tag = "groups",
+    operation_id = "get_group_request",
+    params(("request_id" = String, Path, description = "The id answered by create_group")),
+    responses(
+        (status = 200, description = "The creation", body = CreateRequest),
+        Refusals, GroupRefusals,
+    ),
+    security(("bearer" = ["groups:read"]))
+)]
+#[get("/group-requests/{request_id}")]
+pub async fn get_group_request(
+    call: Authorized<GroupsRead, RequestPath>,
+    creations: web::Data<Creations>,
+) -> Result<web::Json<CreateRequest>, ApiError> {
+    let id = &call.input.0;
+    let request = creations
+        .get(&call.principal.team, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("group request {id} not found")))?;
+    Ok(web::Json(request))
 }

@@ -11,7 +11,6 @@ pub mod groups;
 pub mod health;
 pub mod idempotency;
 pub mod picture;
-pub mod requests;
 pub mod responses;
 pub mod webhooks;
 
@@ -31,7 +30,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(
         utoipa_actix_web::scope("/v1")
             .service(groups::create_group)
-            .service(requests::get_group_request)
+            .service(groups::get_group_request)
             .service(groups::list_groups)
             .service(groups::get_group)
             .service(groups::update_group)

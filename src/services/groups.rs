@@ -12,7 +12,7 @@ use crate::config::TeamSettings;
 use crate::context;
 use crate::domain::{GroupFields, GroupId, PageCursor, PhoneNumberId};
 use crate::error::ApiError;
-use crate::graph::{GraphClient, UpstreamGroup, UpstreamGroupPage};
+use crate::graph::{GraphClient, MetaPage, UpstreamGroup, UpstreamGroupPage};
 use crate::storage::{GroupPage, GroupRecord, GroupStore, GroupsPage, NewOwner};
 
 #[derive(Clone)]
@@ -77,11 +77,9 @@ impl Groups {
     pub async fn listing(
         &self,
         pn: &PhoneNumberId,
-        limit: u32,
-        after: Option<&str>,
-        before: Option<&str>,
+        page: &MetaPage,
     ) -> Result<(Vec<ListedGroup>, UpstreamGroupPage), ApiError> {
-        let mut page = self.graph.list_groups(pn, limit, after, before).await?;
+        let mut page = self.graph.list_groups(pn, page).await?;
         let ids: Vec<String> = page.groups.iter().map(|g| g.id.clone()).collect();
         let mut owners = self.store.owners(&ids).await?;
         let listed = std::mem::take(&mut page.groups)

@@ -5,7 +5,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::domain::events::TeamEvent;
-use crate::domain::{GroupId, ItemError, PageCursor, PhoneNumberId};
+use crate::domain::{GroupId, ItemError, PageCursor, Paging, PhoneNumberId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -74,8 +74,7 @@ pub struct GroupSummary {
 #[derive(Debug, Clone)]
 pub struct GroupPage {
     pub groups: Vec<GroupSummary>,
-    pub after: Option<String>,
-    pub before: Option<String>,
+    pub paging: Paging,
 }
 
 /// Outcome of storing a webhook POST.

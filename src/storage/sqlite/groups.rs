@@ -8,7 +8,9 @@ use sqlx::Row;
 
 use super::{SqliteStorage, set_group_column};
 use crate::clock::now;
-use crate::domain::{GroupId, ItemError, PageCursor, PhoneNumberId, RequestId, encode_cursor};
+use crate::domain::{
+    GroupId, ItemError, PageCursor, Paging, PhoneNumberId, RequestId, encode_cursor,
+};
 use crate::storage::{
     CreateRequest, GroupPage, GroupRecord, GroupStore, GroupSummary, GroupsPage, NewOwner,
     PendingCreation, RequestStatus, Result,
@@ -151,8 +153,7 @@ impl GroupStore for SqliteStorage {
             _ => {
                 return Ok(GroupPage {
                     groups: Vec::new(),
-                    after: None,
-                    before: None,
+                    paging: Paging::default(),
                 });
             }
         };
@@ -169,8 +170,10 @@ impl GroupStore for SqliteStorage {
         };
         Ok(GroupPage {
             groups: rows.into_iter().map(|(_, g)| g).collect(),
-            after: has_after.then(|| encode_cursor(last)),
-            before: has_before.then(|| encode_cursor(first)),
+            paging: Paging {
+                after: has_after.then(|| encode_cursor(last)),
+                before: has_before.then(|| encode_cursor(first)),
+            },
         })
     }
 
