@@ -183,9 +183,12 @@ pub fn revoke_token(settings: &Settings, jti: &str) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
     runtime.block_on(async {
-        let storage = crate::storage::Storage::connect(&settings.storage.url)
+        let storage = crate::storage::Storage::connect(&settings.storage.url, 1)
             .await
-            .map_err(|e| format!("storage {} is unusable: {e}", settings.storage.url))?;
+            .map_err(|e| {
+                let url = crate::domain::url::without_password(&settings.storage.url, "***");
+                format!("storage {url} is unusable: {e}")
+            })?;
         storage
             .tokens
             .revoke(&jti, "cli")

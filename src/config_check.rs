@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use serde_json::{Map, Value};
 
+use crate::domain::url::without_password;
+
 use crate::auth::{Authenticator, TokenIssuer};
 use crate::config::{ConfigError, ConfigSources, Settings};
 
@@ -125,6 +127,10 @@ fn redact(value: Value) -> Value {
                 .collect(),
         ),
         Value::Array(items) => Value::Array(items.into_iter().map(redact).collect()),
+        // A database or Redis URL may carry a password.
+        Value::String(url) if url.contains("://") => {
+            Value::String(without_password(&url, REDACTED))
+        }
         other => other,
     }
 }

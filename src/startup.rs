@@ -15,6 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{Authenticator, KeyError, TokenIssuer};
 use crate::config::{GraphMode, RateLimitSettings, Settings};
+use crate::domain::url::without_password;
 use crate::error::{self, ApiError};
 use crate::graph::GraphClient;
 use crate::openapi::{ApiDoc, spec};
@@ -54,10 +55,10 @@ pub struct Application {
 impl Application {
     /// Binds (port 0 picks a free port), opens storage, starts the webhook processor.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
-        let storage = Storage::connect(&settings.storage.url)
+        let storage = Storage::connect(&settings.storage.url, settings.storage.max_connections)
             .await
             .map_err(|source| StartupError::Storage {
-                url: settings.storage.url.clone(),
+                url: without_password(&settings.storage.url, "***"),
                 source,
             })?;
         let address = format!("{}:{}", settings.server.host, settings.server.port);
@@ -101,7 +102,7 @@ impl Application {
         let revocations = RevocationList::load(storage.tokens.clone())
             .await
             .map_err(|source| StartupError::Storage {
-                url: settings.storage.url.clone(),
+                url: without_password(&settings.storage.url, "***"),
                 source,
             })?;
         revocations.spawn_refresher(revocation::REFRESH_EVERY);

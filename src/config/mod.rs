@@ -100,6 +100,8 @@ struct RawSettings {
     #[serde(default)]
     delivery: DeliverySettings,
     #[serde(default)]
+    rate_limit: RateLimitStoreSettings,
+    #[serde(default)]
     phone_numbers: BTreeMap<String, RawPhoneNumber>,
     #[serde(default)]
     teams: BTreeMap<String, RawTeam>,
@@ -235,7 +237,35 @@ pub struct AuthSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {
+    /// `sqlite://PATH`, `sqlite::memory:` or `postgres://…`.
     pub url: String,
+    /// Most connections to PostgreSQL this replica holds.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    10
+}
+
+/// Where rate-limit buckets live (`[rate_limit]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitStore {
+    /// Each replica counts on its own.
+    #[default]
+    Local,
+    /// Counted in Redis, shared by every replica.
+    Redis,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitStoreSettings {
+    #[serde(default)]
+    pub store: RateLimitStore,
+    /// `redis://…`; required with `store = "redis"`.
+    pub redis_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -364,6 +394,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// `[delivery]`: pushing team events to the teams' webhooks.
     pub delivery: DeliverySettings,
+    /// `[rate_limit]`: where buckets are counted.
+    pub rate_limit: RateLimitStoreSettings,
     pub phone_numbers: BTreeMap<PhoneNumberId, SecretString>,
     pub phone_number_rate_limits: BTreeMap<PhoneNumberId, RateLimitSettings>,
     pub teams: BTreeMap<String, TeamSettings>,
@@ -575,10 +607,32 @@ impl RawSettings {
                 "must look like v23.0",
             ));
         }
-        if !(self.storage.url.starts_with("sqlite:")) {
+        let url = &self.storage.url;
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
             return Err(ConfigError::invalid(
                 "storage.url",
-                "must start with sqlite:",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+        if self.storage.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "storage.max_connections",
+                "must be greater than 0",
+            ));
+        }
+        if self.rate_limit.store == RateLimitStore::Redis
+            && !self
+                .rate_limit
+                .redis_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("redis://") || u.starts_with("rediss://"))
+        {
+            return Err(ConfigError::invalid(
+                "rate_limit.redis_url",
+                "store = \"redis\" needs a redis:// URL",
             ));
         }
 
@@ -689,6 +743,7 @@ impl RawSettings {
             sandbox: self.sandbox,
             telemetry: self.telemetry,
             delivery: self.delivery,
+            rate_limit: self.rate_limit,
             phone_numbers,
             phone_number_rate_limits,
             teams,

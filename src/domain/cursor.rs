@@ -29,6 +29,42 @@ pub struct Paging {
     pub before: Option<String>,
 }
 
+/// A place in the team events feed. Events are read in (transaction, seq) order: with
+/// PostgreSQL several replicas commit events at once, and a sequence value taken earlier may
+/// become visible later, so the feed only shows events of transactions older than every
+/// transaction still running, ordered by transaction first. SQLite commits one transaction at
+/// a time: its positions are plain seqs (`tx` 0), and so are their cursors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FeedPosition {
+    pub tx: i64,
+    pub seq: i64,
+}
+
+pub fn encode_position(position: FeedPosition) -> String {
+    match position.tx {
+        0 => encode_cursor(position.seq),
+        tx => URL_SAFE_NO_PAD.encode(format!("pos:{tx}:{}", position.seq)),
+    }
+}
+
+pub fn decode_position(raw: &str) -> Result<FeedPosition, String> {
+    if let Ok(seq) = decode_cursor(raw) {
+        return Ok(FeedPosition { tx: 0, seq });
+    }
+    URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            let (tx, seq) = s.strip_prefix("pos:")?.split_once(':')?;
+            Some(FeedPosition {
+                tx: tx.parse().ok()?,
+                seq: seq.parse().ok()?,
+            })
+        })
+        .ok_or_else(|| "is not a cursor this gateway issued".to_owned())
+}
+
 /// Which way a listing page goes from its cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageCursor {
@@ -40,6 +76,16 @@ pub enum PageCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feed_positions_round_trip_and_read_plain_cursors() {
+        let pg = FeedPosition { tx: 7, seq: 42 };
+        assert_eq!(decode_position(&encode_position(pg)), Ok(pg));
+        let sqlite = FeedPosition { tx: 0, seq: 42 };
+        assert_eq!(encode_position(sqlite), encode_cursor(42));
+        assert_eq!(decode_position(&encode_cursor(42)), Ok(sqlite));
+        assert!(decode_position("pos:1:2").is_err());
+    }
 
     #[test]
     fn cursors_round_trip_and_refuse_forgeries() {

@@ -88,8 +88,12 @@ mod profile_picture;
 mod request_id;
 mod scope;
 mod template;
+pub mod url;
 
-pub use cursor::{PageCursor, Paging, decode_cursor, encode_cursor};
+pub use cursor::{
+    FeedPosition, PageCursor, Paging, decode_cursor, decode_position, encode_cursor,
+    encode_position,
+};
 pub use group_description::GroupDescription;
 pub use group_field::{GroupField, GroupFields};
 pub use group_id::{GroupId, JoinRequestId};

@@ -20,7 +20,8 @@ use crate::auth::{IssuedToken, TokenIssuer};
 use crate::config::TeamSettings;
 use crate::context;
 use crate::domain::{
-    FieldErrors, GroupId, Paging, PhoneNumberId, decode_cursor, encode_cursor, parse_limit,
+    FeedPosition, FieldErrors, GroupId, Paging, PhoneNumberId, decode_cursor, decode_position,
+    encode_cursor, parse_limit,
 };
 use crate::error::ApiError;
 use crate::graph::MetaPage;
@@ -281,15 +282,15 @@ impl Input for Jti {
 
 pub struct UnownedQuery {
     limit: u32,
-    after: i64,
+    after: FeedPosition,
 }
 
 impl Input for UnownedQuery {
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
         let limit = errors.check("limit", parse_limit(parts.query("limit"), 1, 1000, 100));
         let after = match parts.query("after") {
-            None => Some(0),
-            Some(raw) => errors.check("after", decode_cursor(raw)),
+            None => Some(FeedPosition::default()),
+            Some(raw) => errors.check("after", decode_position(raw)),
         };
         Ok(limit
             .zip(after)

@@ -8,7 +8,7 @@ use super::extract::scope::GroupsRead;
 use super::extract::{Authorized, Input, Parts};
 use super::responses::Refusals;
 use crate::domain::events::TeamEvent;
-use crate::domain::{FieldErrors, decode_cursor, encode_cursor, parse_limit};
+use crate::domain::{FeedPosition, FieldErrors, decode_position, encode_position, parse_limit};
 use crate::error::ApiError;
 use crate::services::events::Feed;
 
@@ -38,7 +38,7 @@ pub struct EventList {
 /// events named by its id (how a consumer resumes from the last event it handled).
 enum After {
     Start,
-    Seq(i64),
+    Position(FeedPosition),
     Event(String),
 }
 
@@ -49,8 +49,8 @@ fn parse_after(raw: &str) -> Result<After, String> {
     if is_event_id {
         return Ok(After::Event(raw.to_owned()));
     }
-    decode_cursor(raw)
-        .map(After::Seq)
+    decode_position(raw)
+        .map(After::Position)
         .map_err(|_| "is neither a cursor from paging.after nor an event id".to_owned())
 }
 
@@ -75,12 +75,12 @@ impl Input for FeedQuery {
 
 impl FeedQuery {
     /// The seq to read after; an event id is a place in the team's own feed.
-    async fn position(&self, feed: &Feed, team: &str) -> Result<i64, ApiError> {
+    async fn position(&self, feed: &Feed, team: &str) -> Result<FeedPosition, ApiError> {
         match &self.after {
-            After::Start => Ok(0),
-            After::Seq(seq) => Ok(*seq),
+            After::Start => Ok(FeedPosition::default()),
+            After::Position(position) => Ok(*position),
             After::Event(id) => feed
-                .seq_of(team, id)
+                .position_of(team, id)
                 .await?
                 .ok_or_else(|| ApiError::field("after", "is not an event of this team")),
         }
@@ -91,7 +91,7 @@ pub(crate) fn event_list(page: crate::storage::EventPage) -> EventList {
     EventList {
         events: page.events,
         paging: EventPaging {
-            after: page.more_after.map(encode_cursor),
+            after: page.more_after.map(encode_position),
         },
     }
 }
@@ -136,7 +136,10 @@ mod tests {
 
     #[test]
     fn after_takes_cursors_and_event_ids_only() {
-        assert!(matches!(parse_after(&encode_cursor(7)), Ok(After::Seq(7))));
+        assert!(matches!(
+            parse_after(&crate::domain::encode_cursor(7)),
+            Ok(After::Position(FeedPosition { tx: 0, seq: 7 }))
+        ));
         assert!(matches!(
             parse_after("evt_0123456789abcdef0123456789abcdef"),
             Ok(After::Event(_))

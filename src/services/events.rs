@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use super::delivery::redacted;
-use crate::domain::PhoneNumberId;
+use crate::domain::url::without_credentials;
+use crate::domain::{FeedPosition, PhoneNumberId};
 use crate::storage::{EndpointRecord, EventPage, EventStore, FeedPage, Result, Storage};
 
 #[derive(Clone)]
@@ -24,7 +24,7 @@ impl Feed {
         &self,
         team: &str,
         numbers: &[PhoneNumberId],
-        after: i64,
+        after: FeedPosition,
         limit: u32,
     ) -> Result<EventPage> {
         let numbers: Vec<String> = numbers.iter().map(|n| n.as_ref().to_owned()).collect();
@@ -34,20 +34,20 @@ impl Feed {
     }
 
     /// Events of groups no team owns, oldest first.
-    pub async fn unowned(&self, after: i64, limit: u32) -> Result<EventPage> {
+    pub async fn unowned(&self, after: FeedPosition, limit: u32) -> Result<EventPage> {
         self.store.list_unowned(FeedPage { after, limit }).await
     }
 
     /// The feed position of one of the team's events.
-    pub async fn seq_of(&self, team: &str, event_id: &str) -> Result<Option<i64>> {
-        self.store.seq_of(team, event_id).await
+    pub async fn position_of(&self, team: &str, event_id: &str) -> Result<Option<FeedPosition>> {
+        self.store.position_of(team, event_id).await
     }
 
     /// The teams' endpoints, their URLs without credentials or query.
     pub async fn endpoints(&self) -> Result<Vec<EndpointRecord>> {
         let mut endpoints = self.store.endpoints().await?;
         for endpoint in &mut endpoints {
-            endpoint.url = redacted(&endpoint.url);
+            endpoint.url = without_credentials(&endpoint.url);
         }
         Ok(endpoints)
     }

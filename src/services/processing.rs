@@ -112,6 +112,9 @@ pub fn spawn_processor(
 ) -> ProcessorHandle {
     let handle = ProcessorHandle::default();
     let notify = handle.notify.clone();
+    // Creations other replicas complete wake the callers waiting here.
+    let remote = waiters.clone();
+    storage.watch_creations(Arc::new(move |request_id: &str| remote.wake(request_id)));
     let processor = Processor {
         inbox: storage.inbox.clone(),
         storage,
@@ -131,47 +134,56 @@ pub fn spawn_processor(
 }
 
 impl Processor {
+    /// Processes stored POSTs until none is left. Each unit of work claims the oldest POSTs
+    /// (with PostgreSQL, those no other replica is processing); a replica that dies holds
+    /// nothing after its transaction is gone, so another one takes the POSTs over.
     async fn drain(&self) -> Result<()> {
         loop {
-            let batch = self.inbox.unprocessed(50).await?;
-            if batch.is_empty() {
+            let mut tx = self.storage.begin().await?;
+            let claimed = tx.claim_posts(50).await?;
+            if claimed.is_empty() {
                 return Ok(());
             }
-            let mut failure = None;
-            let mut posts = batch
-                .into_iter()
-                .map(|(id, body)| (id, extract_events(&body)))
-                .peekable();
-            while posts.peek().is_some() {
-                let mut group = Vec::new();
-                let mut changes = 0;
-                while let Some((_, events)) = posts.peek() {
-                    if !group.is_empty() && changes + events.len() > CHANGES_PER_TRANSACTION {
-                        break;
-                    }
-                    changes += events.len();
-                    group.extend(posts.next());
+            let mut group = Vec::new();
+            let mut changes = 0;
+            for (id, body) in claimed {
+                let events = extract_events(&body);
+                if !group.is_empty() && changes + events.len() > CHANGES_PER_TRANSACTION {
+                    break;
                 }
-                match self.process(&group).await {
-                    Ok(completed) => self.wake(completed),
-                    // One bad POST must not hold back the others: apply them one by one.
-                    Err(_) if group.len() > 1 => {
-                        for post in &group {
-                            match self.process(std::slice::from_ref(post)).await {
-                                Ok(completed) => self.wake(completed),
-                                Err(e) => failure = Some(self.count_failure(post.0, e).await?),
-                            }
+                changes += events.len();
+                group.push((id, events));
+            }
+            let mut failure = None;
+            match self.process(tx, &group).await {
+                Ok(completed) => self.wake(completed),
+                // One bad POST must not hold back the others: apply them one by one.
+                Err(_) if group.len() > 1 => {
+                    for (id, _) in &group {
+                        if let Err(e) = self.process_one(*id).await {
+                            failure = Some(self.count_failure(*id, e).await?);
                         }
                     }
-                    Err(e) => failure = Some(self.count_failure(group[0].0, e).await?),
                 }
-                self.deliveries.kick();
+                Err(e) => failure = Some(self.count_failure(group[0].0, e).await?),
             }
+            self.deliveries.kick();
             // A failed POST is tried again on a later pass, not in a tight loop.
             if let Some(e) = failure {
                 return Err(e);
             }
         }
+    }
+
+    /// Processes one stored POST on its own, unless it was processed meanwhile.
+    async fn process_one(&self, id: i64) -> Result<()> {
+        let mut tx = self.storage.begin().await?;
+        let Some(body) = tx.claim_post(id).await? else {
+            return Ok(());
+        };
+        let completed = self.process(tx, &[(id, extract_events(&body))]).await?;
+        self.wake(completed);
+        Ok(())
     }
 
     /// Only once the unit of work is committed may waiters look at the outcome.
@@ -199,12 +211,15 @@ impl Processor {
         Ok(error)
     }
 
-    /// Processes stored POSTs in one unit of work: for each, its new events, their registry
-    /// effects, the team events and delivery rows, and its inbox row marked processed. A
-    /// crash at any point leaves all of it or none (the rows are then processed again).
-    /// Answers the creations completed.
-    async fn process(&self, posts: &[(i64, Vec<NewWebhookEvent>)]) -> Result<Vec<String>> {
-        let mut tx = self.storage.begin().await?;
+    /// Processes claimed POSTs in their unit of work: for each, its new events, their
+    /// registry effects, the team events and delivery rows, and its inbox row marked
+    /// processed. A crash at any point leaves all of it or none (the POSTs are then processed
+    /// again). Answers the creations completed.
+    async fn process(
+        &self,
+        mut tx: Box<dyn RegistryTx>,
+        posts: &[(i64, Vec<NewWebhookEvent>)],
+    ) -> Result<Vec<String>> {
         let mut completed = Vec::new();
         for (inbox_id, events) in posts {
             for event in events {

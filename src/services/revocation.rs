@@ -138,7 +138,7 @@ mod tests {
 
     #[tokio::test]
     async fn another_replicas_revocation_is_seen_after_a_refresh() {
-        let storage = crate::storage::Storage::connect("sqlite::memory:")
+        let storage = crate::storage::Storage::connect("sqlite::memory:", 1)
             .await
             .unwrap();
         let here = RevocationList::load(storage.tokens.clone()).await.unwrap();

@@ -6,7 +6,7 @@
 //! back as a whole.
 
 mod records;
-pub mod sqlite;
+pub mod sql;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::domain::events::{Completion, NewWebhookEvent};
-use crate::domain::{GroupId, ItemError, PhoneNumberId, RequestId};
+use crate::domain::{FeedPosition, GroupId, ItemError, PhoneNumberId, RequestId};
 
 pub use records::*;
 
@@ -54,8 +54,6 @@ pub trait GroupStore: Send + Sync {
 #[async_trait]
 pub trait InboxStore: Send + Sync {
     async fn store_post(&self, body_sha256: &str, body: &[u8]) -> Result<InboxOutcome>;
-    /// Stored POSTs not yet processed nor set aside, oldest first.
-    async fn unprocessed(&self, limit: i64) -> Result<Vec<(i64, Vec<u8>)>>;
     /// Counts a failed attempt at processing a POST; true when it is now set aside.
     async fn record_failure(&self, id: i64, error: &str, max_attempts: i64) -> Result<bool>;
 }
@@ -68,7 +66,7 @@ pub trait EventStore: Send + Sync {
     /// Events of groups no team owns, oldest first.
     async fn list_unowned(&self, page: FeedPage) -> Result<EventPage>;
     /// The feed position of one of the team's events.
-    async fn seq_of(&self, team: &str, event_id: &str) -> Result<Option<i64>>;
+    async fn position_of(&self, team: &str, event_id: &str) -> Result<Option<FeedPosition>>;
     async fn delivery(&self, event_id: &str) -> Result<Option<DeliveryRecord>>;
     async fn endpoints(&self) -> Result<Vec<EndpointRecord>>;
     /// Records the configured endpoint; a changed URL is a new, enabled endpoint.
@@ -123,6 +121,11 @@ pub trait IdempotencyStore: Send + Sync {
 /// One unit of work over the registry: it commits whole, or not at all.
 #[async_trait]
 pub trait RegistryTx: Send {
+    /// Takes up to `limit` stored POSTs not yet processed, oldest first, for this unit of
+    /// work; POSTs another replica is processing are passed over.
+    async fn claim_posts(&mut self, limit: i64) -> Result<Vec<(i64, Vec<u8>)>>;
+    /// Takes one stored POST, if it is still to be processed and nobody else holds it.
+    async fn claim_post(&mut self, id: i64) -> Result<Option<Vec<u8>>>;
     /// Stores one of Meta's events; its row id, or None when it was stored already.
     async fn insert_webhook_event(
         &mut self,
@@ -172,6 +175,9 @@ pub trait Backend:
 {
     async fn begin(&self) -> Result<Box<dyn RegistryTx>>;
     async fn ping(&self) -> Result<()>;
+    /// Calls `on_done` with the request id of each creation another process completes (none
+    /// on a backend only one process uses).
+    fn watch_creations(&self, on_done: Arc<dyn Fn(&str) + Send + Sync>);
 }
 
 /// The gateway's storage, whichever backend `storage.url` names: one handle per concern,
@@ -188,9 +194,10 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Opens (and migrates) the backend `url` names.
-    pub async fn connect(url: &str) -> Result<Storage> {
-        let backend = Arc::new(sqlite::SqliteStorage::connect(url).await?);
+    /// Opens (and migrates) the backend `url` names: `sqlite:…` or `postgres://…`, the latter
+    /// with a pool of up to `max_connections`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Storage> {
+        let backend = Arc::new(sql::SqlStorage::connect(url, max_connections).await?);
         Ok(Storage {
             groups: backend.clone(),
             inbox: backend.clone(),
@@ -209,5 +216,10 @@ impl Storage {
 
     pub async fn ping(&self) -> Result<()> {
         self.backend.ping().await
+    }
+
+    /// See `Backend::watch_creations`.
+    pub fn watch_creations(&self, on_done: Arc<dyn Fn(&str) + Send + Sync>) {
+        self.backend.watch_creations(on_done)
     }
 }

@@ -5,7 +5,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::domain::events::TeamEvent;
-use crate::domain::{GroupId, ItemError, PageCursor, Paging, PhoneNumberId};
+use crate::domain::{FeedPosition, GroupId, ItemError, PageCursor, Paging, PhoneNumberId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -95,7 +95,7 @@ pub struct GroupOwner {
 #[derive(Debug, Clone)]
 pub struct EventPage {
     pub events: Vec<TeamEvent>,
-    pub more_after: Option<i64>,
+    pub more_after: Option<FeedPosition>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -255,7 +255,7 @@ pub struct AuditPage {
 /// A page of a feed: the events after `after` (a seq), at most `limit`.
 #[derive(Debug, Clone, Copy)]
 pub struct FeedPage {
-    pub after: i64,
+    pub after: FeedPosition,
     pub limit: u32,
 }
 

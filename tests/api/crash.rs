@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use wa_groups_gateway::auth::{Scope, TokenIssuer};
 use wa_groups_gateway::config::Settings;
 use wa_groups_gateway::domain::meta_webhook::sign;
-use wa_groups_gateway::storage::sqlite::SqliteStorage;
+use wa_groups_gateway::storage::sql::SqlStorage;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -354,7 +354,7 @@ poll_interval_ms = 100
     let killed_at = started.elapsed();
     // What the kill left half done, as the restarted gateway will find it.
     let (unprocessed, undelivered) = {
-        let registry = SqliteStorage::connect(&db_url)
+        let registry = SqlStorage::connect(&db_url, 2)
             .await
             .expect("the database opens");
         let unprocessed: i64 =

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wa_groups_gateway::domain::GroupId;
-use wa_groups_gateway::storage::sqlite::SqliteStorage;
+use wa_groups_gateway::storage::sql::SqlStorage;
 use wa_groups_gateway::storage::{
     DeliveryRecord, DeliveryStatus, EndpointRecord, EventStore, FeedPage, GroupStore,
 };
@@ -64,8 +64,8 @@ fn types(events: &[Value]) -> Vec<&str> {
 }
 
 /// The registry and event store of the app's database, opened beside the app.
-async fn storage(app: &TestApp) -> (SqliteStorage, SqliteStorage) {
-    let storage = SqliteStorage::connect(&app.settings.storage.url)
+async fn storage(app: &TestApp) -> (SqlStorage, SqlStorage) {
+    let storage = SqlStorage::connect(&app.settings.storage.url, 2)
         .await
         .unwrap();
     (storage.clone(), storage)
@@ -73,7 +73,7 @@ async fn storage(app: &TestApp) -> (SqliteStorage, SqliteStorage) {
 
 /// A team's webhook endpoint as the delivery worker left it.
 async fn endpoint(
-    store: &SqliteStorage,
+    store: &SqlStorage,
     team: &str,
 ) -> wa_groups_gateway::storage::Result<Option<EndpointRecord>> {
     Ok(store
@@ -85,7 +85,7 @@ async fn endpoint(
 
 /// The delivery of an event once it is no longer pending (the receiver may record a request
 /// a moment before the gateway stores its outcome).
-async fn settled(store: &SqliteStorage, event_id: &str) -> DeliveryRecord {
+async fn settled(store: &SqlStorage, event_id: &str) -> DeliveryRecord {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let delivery = store.delivery(event_id).await.unwrap().unwrap();
@@ -305,7 +305,7 @@ async fn every_meta_webhook_shape_becomes_the_right_team_event() {
     assert!(record.suspended);
     assert!(record.active);
     let count: Option<i64> =
-        sqlx::query_scalar("SELECT participant_count FROM groups WHERE group_id = ?")
+        sqlx::query_scalar("SELECT participant_count FROM groups WHERE group_id = $1")
             .bind(&g)
             .fetch_one(registry.pool())
             .await
@@ -965,7 +965,7 @@ async fn a_creation_webhook_that_overtakes_metas_answer_still_reaches_the_team()
     assert!(
         store
             .list_unowned(FeedPage {
-                after: 0,
+                after: Default::default(),
                 limit: 10
             })
             .await

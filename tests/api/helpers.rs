@@ -24,6 +24,8 @@ pub const KID: &str = "test-key";
 pub const API_VERSION: &str = "v23.0";
 
 pub struct TestApp {
+    /// The PostgreSQL database of this test, when the suite runs on PostgreSQL.
+    _database: Option<crate::pg::TestDatabase>,
     pub address: String,
     pub port: u16,
     pub meta: MockServer,
@@ -117,7 +119,7 @@ pub async fn spawn_app_tuned(
     let meta = MockServer::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let base = base.map(str::to_owned).unwrap_or_else(|| meta.uri());
-    let settings = Settings::from_toml_overrides(&tuned_config(
+    let mut settings = Settings::from_toml_overrides(&tuned_config(
         &base,
         dir.path(),
         server_lines,
@@ -125,6 +127,14 @@ pub async fn spawn_app_tuned(
         extra,
     ))
     .expect("test configuration is valid");
+    // WAGW_TEST_BACKEND=postgres runs the whole suite on PostgreSQL, a database per test.
+    let database = match std::env::var("WAGW_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Some(crate::pg::TestDatabase::create().await),
+        _ => None,
+    };
+    if let Some(db) = &database {
+        settings.storage.url = db.url.clone();
+    }
     let app = Application::build(settings.clone())
         .await
         .expect("app builds");
@@ -140,6 +150,7 @@ pub async fn spawn_app_tuned(
             .expect("client"),
         settings,
         _dir: dir,
+        _database: database,
     }
 }
 

@@ -1,6 +1,7 @@
 //! All integration tests compile into one binary, so the crate links once.
 
 mod helpers;
+mod pg;
 mod receiver;
 
 mod admin;

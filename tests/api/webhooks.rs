@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wa_groups_gateway::domain::meta_webhook::sign;
+use wa_groups_gateway::storage::sql::{Dialect, SqlStorage};
 
 use crate::helpers::*;
 
@@ -170,16 +171,31 @@ async fn a_post_that_keeps_failing_is_set_aside_and_does_not_hold_back_later_one
     let token = app.sales();
     // The database refuses every event of group POISON: a stand-in for a POST that trips a
     // bug in processing.
-    let pool = sqlx::SqlitePool::connect(&app.settings.storage.url)
+    let storage = SqlStorage::connect(&app.settings.storage.url, 2)
         .await
         .unwrap();
-    sqlx::query(
-        "CREATE TRIGGER poison BEFORE INSERT ON webhook_events WHEN NEW.group_id = 'POISON'
-         BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    let pool = storage.pool();
+    let (poisoning, body_text): (&[&str], _) = match storage.dialect() {
+        Dialect::Sqlite => (
+            &[
+                "CREATE TRIGGER poison BEFORE INSERT ON webhook_events WHEN NEW.group_id = 'POISON'
+               BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+            ],
+            "CAST(body AS TEXT)",
+        ),
+        Dialect::Postgres => (
+            &[
+                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN RAISE EXCEPTION 'poisoned'; END $$",
+                "CREATE TRIGGER poison BEFORE INSERT ON webhook_events FOR EACH ROW
+                 WHEN (NEW.group_id = 'POISON') EXECUTE FUNCTION poison()",
+            ],
+            "convert_from(body, 'UTF8')",
+        ),
+    };
+    for statement in poisoning {
+        sqlx::query(*statement).execute(pool).await.unwrap();
+    }
     let poison = lifecycle_webhook(
         PN,
         vec![json!({"timestamp": "1", "group_id": "POISON", "type": "group_delete"})],
@@ -198,10 +214,12 @@ async fn a_post_that_keeps_failing_is_set_aside_and_does_not_hold_back_later_one
     // The bad POST is tried a few times, then set aside with its error, its body kept.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let row: (i64, Option<String>, Option<String>) = sqlx::query_as(
-            "SELECT attempts, last_error, failed_at FROM webhook_inbox WHERE CAST(body AS TEXT) LIKE '%POISON%'",
-        )
-        .fetch_one(&pool)
+        let row: (i64, Option<String>, Option<String>) = sqlx::query_as(sqlx::AssertSqlSafe(
+            format!(
+                "SELECT attempts, last_error, failed_at FROM webhook_inbox WHERE {body_text} LIKE '%POISON%'"
+            ),
+        ))
+        .fetch_one(pool)
         .await
         .unwrap();
         if row.2.is_some() {

@@ -4,19 +4,19 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::SqliteStorage;
+use super::SqlStorage;
 use crate::storage::{AuditFilter, AuditPage, AuditRecord, AuditStore, NewAuditEntry, Result};
 
 #[async_trait]
-impl AuditStore for SqliteStorage {
+impl AuditStore for SqlStorage {
     async fn insert(&self, e: &NewAuditEntry) -> Result<()> {
         // A creation that completed while the caller waited already knows its group.
         sqlx::query(
             "INSERT INTO audit_log (occurred_at, team, jti, method, route, phone_number_id, group_id,
                create_request_id, request_id, upstream_status, upstream_code, fbtrace_id, status, details)
-             VALUES (?, ?, ?, ?, ?, ?,
-               COALESCE(?, (SELECT group_id FROM create_requests WHERE request_id = ?)),
-               ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6,
+               COALESCE($7, (SELECT group_id FROM create_requests WHERE request_id = $8)),
+               $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&e.occurred_at)
         .bind(&e.team)
@@ -40,42 +40,22 @@ impl AuditStore for SqliteStorage {
 
     /// Newest first, `limit` at most.
     async fn list(&self, filter: &AuditFilter, limit: u32) -> Result<AuditPage> {
-        let mut sql = String::from(
+        // A filter left out is bound as NULL and holds for every row.
+        let rows = sqlx::query(
             "SELECT seq, occurred_at, team, jti, method, route, phone_number_id, group_id,
                create_request_id, request_id, upstream_status, upstream_code, fbtrace_id, status, details
-             FROM audit_log WHERE 1 = 1",
-        );
-        if filter.team.is_some() {
-            sql.push_str(" AND team = ?");
-        }
-        if filter.group_id.is_some() {
-            sql.push_str(
-                " AND (group_id = ? OR create_request_id IN
-                   (SELECT request_id FROM create_requests WHERE group_id = ?))",
-            );
-        }
-        if filter.since.is_some() {
-            sql.push_str(" AND occurred_at >= ?");
-        }
-        if filter.before_seq.is_some() {
-            sql.push_str(" AND seq < ?");
-        }
-        sql.push_str(" ORDER BY seq DESC LIMIT ?");
-        // Only fixed fragments above; every value is bound.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        if let Some(team) = &filter.team {
-            query = query.bind(team);
-        }
-        if let Some(group) = &filter.group_id {
-            query = query.bind(group).bind(group);
-        }
-        if let Some(since) = &filter.since {
-            query = query.bind(since);
-        }
-        if let Some(seq) = filter.before_seq {
-            query = query.bind(seq);
-        }
-        let rows = query
+             FROM audit_log
+             WHERE ($1 IS NULL OR team = $1)
+               AND ($2 IS NULL OR group_id = $2 OR create_request_id IN
+                     (SELECT request_id FROM create_requests WHERE group_id = $2))
+               AND ($3 IS NULL OR occurred_at >= $3)
+               AND ($4 IS NULL OR seq < $4)
+             ORDER BY seq DESC LIMIT $5",
+        )
+        .bind(&filter.team)
+        .bind(&filter.group_id)
+        .bind(&filter.since)
+        .bind(filter.before_seq)
             .bind(i64::from(limit) + 1)
             .fetch_all(&self.pool)
             .await?;

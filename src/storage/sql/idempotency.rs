@@ -3,12 +3,12 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::SqliteStorage;
+use super::SqlStorage;
 use crate::clock::now;
 use crate::storage::{Claim, IdempotencyStore, KeyClaim, Result, StoredAnswer};
 
 #[async_trait]
-impl IdempotencyStore for SqliteStorage {
+impl IdempotencyStore for SqlStorage {
     async fn claim(&self, claim: &KeyClaim<'_>) -> Result<Claim> {
         let KeyClaim {
             team,
@@ -18,8 +18,8 @@ impl IdempotencyStore for SqliteStorage {
             abandoned_before,
         } = *claim;
         sqlx::query(
-            "DELETE FROM idempotency_keys WHERE team = ? AND idem_key = ?
-             AND (created_at < ? OR (completed_at IS NULL AND created_at < ?))",
+            "DELETE FROM idempotency_keys WHERE team = $1 AND idem_key = $2
+             AND (created_at < $3 OR (completed_at IS NULL AND created_at < $4))",
         )
         .bind(team)
         .bind(key)
@@ -28,7 +28,7 @@ impl IdempotencyStore for SqliteStorage {
         .execute(&self.pool)
         .await?;
         let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (team, idem_key, fingerprint, created_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO idempotency_keys (team, idem_key, fingerprint, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (team, idem_key) DO NOTHING",
         )
         .bind(team)
@@ -41,7 +41,7 @@ impl IdempotencyStore for SqliteStorage {
             return Ok(Claim::Claimed);
         }
         let row = sqlx::query(
-            "SELECT fingerprint, status, location, body FROM idempotency_keys WHERE team = ? AND idem_key = ?",
+            "SELECT fingerprint, status, location, body FROM idempotency_keys WHERE team = $1 AND idem_key = $2",
         )
         .bind(team)
         .bind(key)
@@ -67,8 +67,8 @@ impl IdempotencyStore for SqliteStorage {
 
     async fn complete(&self, team: &str, key: &str, answer: &StoredAnswer) -> Result<()> {
         sqlx::query(
-            "UPDATE idempotency_keys SET status = ?, location = ?, body = ?, completed_at = ?
-             WHERE team = ? AND idem_key = ?",
+            "UPDATE idempotency_keys SET status = $1, location = $2, body = $3, completed_at = $4
+             WHERE team = $5 AND idem_key = $6",
         )
         .bind(i64::from(answer.status))
         .bind(&answer.location)
@@ -83,7 +83,7 @@ impl IdempotencyStore for SqliteStorage {
 
     async fn abandon(&self, team: &str, key: &str) -> Result<()> {
         sqlx::query(
-            "DELETE FROM idempotency_keys WHERE team = ? AND idem_key = ? AND completed_at IS NULL",
+            "DELETE FROM idempotency_keys WHERE team = $1 AND idem_key = $2 AND completed_at IS NULL",
         )
         .bind(team)
         .bind(key)

@@ -3,11 +3,12 @@
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
-use super::SqliteStorage;
+use super::{SqlStorage, placeholders};
 use crate::clock::{ms_to_rfc3339, now, now_ms};
+use crate::domain::FeedPosition;
 use crate::domain::events::{EventType, TeamEvent};
 use crate::storage::{
     DeliveryRecord, DeliveryStatus, DueDelivery, EndpointRecord, EventPage, EventStore,
@@ -15,10 +16,18 @@ use crate::storage::{
 };
 
 const EVENT_COLUMNS: &str =
-    "seq, id, type, occurred_at, phone_number_id, group_id, request_id, data";
+    "seq, id, type, occurred_at, phone_number_id, group_id, request_id, data, tx";
+
+/// The feed position of a row read with `EVENT_COLUMNS`.
+fn position(row: &AnyRow) -> FeedPosition {
+    FeedPosition {
+        tx: row.get(8),
+        seq: row.get(0),
+    }
+}
 
 /// Reads `EVENT_COLUMNS`; None for a type this build does not know.
-pub(super) fn event_from_row(row: &SqliteRow) -> Option<(i64, TeamEvent)> {
+pub(super) fn event_from_row(row: &AnyRow) -> Option<(i64, TeamEvent)> {
     let event_type = EventType::parse(row.get::<String, _>(2).as_str())?;
     let data = serde_json::from_str(row.get::<String, _>(7).as_str()).unwrap_or(Value::Null);
     Some((
@@ -37,16 +46,16 @@ pub(super) fn event_from_row(row: &SqliteRow) -> Option<(i64, TeamEvent)> {
 
 /// Stores a team event and, when a team owns it, the row that gets it delivered.
 pub(super) async fn insert(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     webhook_event_id: i64,
     team: Option<&str>,
     event: &TeamEvent,
 ) -> sqlx::Result<()> {
     let now = now();
-    let seq = sqlx::query(
+    let seq: i64 = sqlx::query(
         "INSERT INTO team_events (id, webhook_event_id, team, type, occurred_at, phone_number_id,
            group_id, request_id, data, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq",
     )
     .bind(&event.id)
     .bind(webhook_event_id)
@@ -58,13 +67,13 @@ pub(super) async fn insert(
     .bind(&event.request_id)
     .bind(event.data.to_string())
     .bind(&now)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?
-    .last_insert_rowid();
+    .get(0);
     if let Some(team) = team {
         sqlx::query(
             "INSERT INTO event_deliveries (event_seq, team, next_attempt_at, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(seq)
         .bind(team)
@@ -78,21 +87,32 @@ pub(super) async fn insert(
 }
 
 #[async_trait]
-impl EventStore for SqliteStorage {
+impl EventStore for SqlStorage {
     /// A team's events on the given numbers after `after` (a seq), oldest first.
     async fn list(&self, team: &str, numbers: &[String], page: FeedPage) -> Result<EventPage> {
+        if numbers.is_empty() {
+            return Ok(EventPage {
+                events: Vec::new(),
+                more_after: None,
+            });
+        }
         let FeedPage { after, limit } = page;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        // Only fixed fragments and numbered placeholders are spliced in; values are bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM team_events
-             WHERE team = ? AND seq > ? AND phone_number_id IN (SELECT value FROM json_each(?))
-             ORDER BY seq LIMIT ?"
+             WHERE (tx, seq) > ($1, $2) AND team = $3 {visible} AND phone_number_id IN ({numbers})
+             ORDER BY tx, seq LIMIT $4",
+            visible = self.dialect.committed_events(),
+            numbers = placeholders(5, numbers.len()),
         )))
+        .bind(after.tx)
+        .bind(after.seq)
         .bind(team)
-        .bind(after)
-        .bind(serde_json::to_string(numbers).unwrap_or_else(|_| "[]".into()))
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.pool)
-        .await?;
+        .bind(i64::from(limit) + 1);
+        for number in numbers {
+            query = query.bind(number);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         Ok(page_of(&rows, limit))
     }
 
@@ -100,10 +120,13 @@ impl EventStore for SqliteStorage {
     async fn list_unowned(&self, page: FeedPage) -> Result<EventPage> {
         let FeedPage { after, limit } = page;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {EVENT_COLUMNS} FROM team_events WHERE team IS NULL AND seq > ?
-             ORDER BY seq LIMIT ?"
+            "SELECT {EVENT_COLUMNS} FROM team_events
+             WHERE (tx, seq) > ($1, $2) AND team IS NULL {visible}
+             ORDER BY tx, seq LIMIT $3",
+            visible = self.dialect.committed_events(),
         )))
-        .bind(after)
+        .bind(after.tx)
+        .bind(after.seq)
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
@@ -111,21 +134,23 @@ impl EventStore for SqliteStorage {
     }
 
     /// The feed position of one of the team's events.
-    async fn seq_of(&self, team: &str, event_id: &str) -> Result<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT seq FROM team_events WHERE team = ? AND id = ?")
-                .bind(team)
-                .bind(event_id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+    async fn position_of(&self, team: &str, event_id: &str) -> Result<Option<FeedPosition>> {
+        let row = sqlx::query("SELECT tx, seq FROM team_events WHERE team = $1 AND id = $2")
+            .bind(team)
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| FeedPosition {
+            tx: r.get(0),
+            seq: r.get(1),
+        }))
     }
 
     async fn delivery(&self, event_id: &str) -> Result<Option<DeliveryRecord>> {
         let row = sqlx::query(
             "SELECT te.id, d.team, d.status, d.attempts, d.next_attempt_at, d.last_status,
                     d.last_error, d.delivered_at
-             FROM event_deliveries d JOIN team_events te ON te.seq = d.event_seq WHERE te.id = ?",
+             FROM event_deliveries d JOIN team_events te ON te.seq = d.event_seq WHERE te.id = $1",
         )
         .bind(event_id)
         .fetch_optional(&self.pool)
@@ -171,7 +196,7 @@ impl EventStore for SqliteStorage {
     /// Records the configured endpoint; a changed URL is a new, enabled endpoint.
     async fn sync_endpoint(&self, team: &str, url: &str) -> Result<()> {
         sqlx::query(
-            "INSERT INTO webhook_endpoints (team, url, updated_at) VALUES (?, ?, ?)
+            "INSERT INTO webhook_endpoints (team, url, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (team) DO UPDATE SET url = excluded.url, state = 'enabled',
                failing_since = NULL, last_error = NULL, disabled_at = NULL, disabled_reason = NULL,
                updated_at = excluded.updated_at
@@ -196,44 +221,49 @@ impl EventStore for SqliteStorage {
 
     /// Pending deliveries of teams outside `teams` (no `webhook.url`) are skipped.
     async fn skip_unconfigured(&self, teams: &[String]) -> Result<u64> {
-        let teams = serde_json::to_string(teams).unwrap_or_else(|_| "[]".into());
+        // Empty lists are not SQL: a team name is never empty, so it stands for none.
+        let configured: Vec<&str> = match teams.is_empty() {
+            true => vec![""],
+            false => teams.iter().map(String::as_str).collect(),
+        };
         // Looked for first: a write would take SQLite's write lock on every pass.
-        let any: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM event_deliveries WHERE status = 'pending'
-               AND team NOT IN (SELECT value FROM json_each(?)))",
-        )
-        .bind(&teams)
-        .fetch_one(&self.pool)
-        .await?;
-        if !any {
+        let mut probe = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM event_deliveries WHERE status = 'pending' AND team NOT IN ({}) LIMIT 1",
+            placeholders(1, configured.len())
+        )));
+        for team in &configured {
+            probe = probe.bind(*team);
+        }
+        if probe.fetch_optional(&self.pool).await?.is_none() {
             return Ok(0);
         }
-        let done = sqlx::query(
+        let mut update = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE event_deliveries SET status = 'skipped', last_error = 'the team has no webhook.url',
-               updated_at = ?
-             WHERE status = 'pending' AND team NOT IN (SELECT value FROM json_each(?))",
-        )
-        .bind(now())
-        .bind(&teams)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+               updated_at = $1
+             WHERE status = 'pending' AND team NOT IN ({})",
+            placeholders(2, configured.len())
+        )))
+        .bind(now());
+        for team in &configured {
+            update = update.bind(*team);
+        }
+        Ok(update.execute(&self.pool).await?.rows_affected())
     }
 
     /// Pending deliveries of a team whose endpoint is disabled are skipped.
     async fn skip_pending(&self, team: &str, reason: &str) -> Result<u64> {
-        let any: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM event_deliveries WHERE status = 'pending' AND team = ?)",
+        let any = sqlx::query(
+            "SELECT 1 FROM event_deliveries WHERE status = 'pending' AND team = $1 LIMIT 1",
         )
         .bind(team)
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        if !any {
+        if any.is_none() {
             return Ok(0);
         }
         let done = sqlx::query(
-            "UPDATE event_deliveries SET status = 'skipped', last_error = ?, updated_at = ?
-             WHERE status = 'pending' AND team = ?",
+            "UPDATE event_deliveries SET status = 'skipped', last_error = $1, updated_at = $2
+             WHERE status = 'pending' AND team = $3",
         )
         .bind(reason)
         .bind(now())
@@ -252,31 +282,27 @@ impl EventStore for SqliteStorage {
             until_ms: lease_until,
             limit,
         } = lease;
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM event_deliveries WHERE status = 'pending' AND team = ? AND next_attempt_at <= ?
-             ORDER BY next_attempt_at, id LIMIT ?",
-        )
+        let stamp = now();
+        // One statement: the rows are chosen and leased at once, and on PostgreSQL rows another
+        // replica is claiming right now are skipped rather than waited for. The choice is
+        // materialised so that it is made once (a subquery in the WHERE clause may be run
+        // again per row, and LIMIT would then not hold).
+        let mut claimed: Vec<(i64, i64, i64)> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH due AS MATERIALIZED (
+               SELECT id FROM event_deliveries
+               WHERE status = 'pending' AND team = $3 AND next_attempt_at <= $4
+               ORDER BY next_attempt_at, id LIMIT $5 {skip_locked})
+             UPDATE event_deliveries SET attempts = attempts + 1, next_attempt_at = $1,
+               last_attempt_at = $2, updated_at = $2
+             WHERE id IN (SELECT id FROM due) AND status = 'pending' AND next_attempt_at <= $4
+             RETURNING id, event_seq, attempts",
+            skip_locked = self.dialect.skip_locked(),
+        )))
+        .bind(lease_until)
+        .bind(&stamp)
         .bind(team)
         .bind(now_ms)
         .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let stamp = now();
-        let mut claimed: Vec<(i64, i64, i64)> = sqlx::query(
-            "UPDATE event_deliveries SET attempts = attempts + 1, next_attempt_at = ?,
-               last_attempt_at = ?, updated_at = ?
-             WHERE status = 'pending' AND next_attempt_at <= ?
-               AND id IN (SELECT value FROM json_each(?))
-             RETURNING id, event_seq, attempts",
-        )
-        .bind(lease_until)
-        .bind(&stamp)
-        .bind(&stamp)
-        .bind(now_ms)
-        .bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
         .fetch_all(&self.pool)
         .await?
         .into_iter()
@@ -286,7 +312,7 @@ impl EventStore for SqliteStorage {
         let mut due = Vec::with_capacity(claimed.len());
         for (id, seq, attempts) in claimed {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {EVENT_COLUMNS} FROM team_events WHERE seq = ?"
+                "SELECT {EVENT_COLUMNS} FROM team_events WHERE seq = $1"
             )))
             .bind(seq)
             .fetch_optional(&self.pool)
@@ -312,7 +338,7 @@ impl EventStore for SqliteStorage {
     /// The earliest pending attempt after `now_ms`.
     async fn next_due_after(&self, now_ms: i64) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM event_deliveries WHERE status = 'pending' AND next_attempt_at > ?",
+            "SELECT MIN(next_attempt_at) FROM event_deliveries WHERE status = 'pending' AND next_attempt_at > $1",
         )
         .bind(now_ms)
         .fetch_one(&self.pool)
@@ -323,8 +349,8 @@ impl EventStore for SqliteStorage {
         let now = now();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE event_deliveries SET status = 'delivered', last_status = ?, last_error = NULL,
-               delivered_at = ?, updated_at = ? WHERE id = ?",
+            "UPDATE event_deliveries SET status = 'delivered', last_status = $1, last_error = NULL,
+               delivered_at = $2, updated_at = $3 WHERE id = $4",
         )
         .bind(i64::from(http_status))
         .bind(&now)
@@ -333,8 +359,8 @@ impl EventStore for SqliteStorage {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE webhook_endpoints SET failing_since = NULL, last_success_at = ?, updated_at = ?
-             WHERE team = ?",
+            "UPDATE webhook_endpoints SET failing_since = NULL, last_success_at = $1, updated_at = $2
+             WHERE team = $3",
         )
         .bind(&now)
         .bind(&now)
@@ -348,9 +374,9 @@ impl EventStore for SqliteStorage {
     async fn endpoint_failed(&self, team: &str, now_ms: i64, error: &str) -> Result<i64> {
         let now = now();
         let since: Option<i64> = sqlx::query_scalar(
-            "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, ?),
-               last_failure_at = ?, last_error = ?, updated_at = ?
-             WHERE team = ? RETURNING failing_since",
+            "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1),
+               last_failure_at = $2, last_error = $3, updated_at = $4
+             WHERE team = $5 RETURNING failing_since",
         )
         .bind(now_ms)
         .bind(&now)
@@ -369,8 +395,8 @@ impl EventStore for SqliteStorage {
             "failed"
         };
         sqlx::query(
-            "UPDATE event_deliveries SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),
-               last_status = ?, last_error = ?, updated_at = ? WHERE id = ?",
+            "UPDATE event_deliveries SET status = $1, next_attempt_at = COALESCE($2, next_attempt_at),
+               last_status = $3, last_error = $4, updated_at = $5 WHERE id = $6",
         )
         .bind(status)
         .bind(failure.retry_at_ms)
@@ -387,8 +413,8 @@ impl EventStore for SqliteStorage {
     async fn disable_endpoint(&self, team: &str, reason: &str) -> Result<bool> {
         let now = now();
         let done = sqlx::query(
-            "UPDATE webhook_endpoints SET state = 'disabled', disabled_at = ?, disabled_reason = ?,
-               updated_at = ? WHERE team = ? AND state = 'enabled'",
+            "UPDATE webhook_endpoints SET state = 'disabled', disabled_at = $1, disabled_reason = $2,
+               updated_at = $3 WHERE team = $4 AND state = 'enabled'",
         )
         .bind(&now)
         .bind(reason)
@@ -400,10 +426,10 @@ impl EventStore for SqliteStorage {
     }
 }
 
-fn page_of(rows: &[SqliteRow], limit: u32) -> EventPage {
+fn page_of(rows: &[AnyRow], limit: u32) -> EventPage {
     let kept = &rows[..rows.len().min(limit as usize)];
     let more_after = if rows.len() > kept.len() {
-        kept.last().map(|r| r.get::<i64, _>(0))
+        kept.last().map(position)
     } else {
         None
     };

@@ -1,4 +1,9 @@
-//! The SQLite backend: one file (or memory), WAL, embedded migrations.
+//! The SQL backends: one implementation of every storage trait, run through sqlx's `Any`
+//! driver on SQLite (one file, or memory) or PostgreSQL (shared by several replicas). The
+//! statements are written once, in the SQL both databases accept (`$N` placeholders, `RETURNING`,
+//! row values); where they must differ, `Dialect` says how: SQLite takes its write lock up
+//! front, PostgreSQL skips rows another replica holds and hides events of transactions still
+//! running. Each backend has its own embedded migrations.
 
 mod audit;
 mod events;
@@ -7,13 +12,13 @@ mod idempotency;
 mod inbox;
 mod tokens;
 
-use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 
 use super::{
     Backend, CreationOutcome, GroupOwner, NewTeamEvent, PendingCreation, RegistryTx, Result,
@@ -23,79 +28,226 @@ use crate::clock::now;
 use crate::domain::RequestId;
 use crate::domain::events::{Completion, NewWebhookEvent};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-#[derive(Clone)]
-pub struct SqliteStorage {
-    pool: SqlitePool,
+/// The PostgreSQL channel on which a completed creation is announced to every replica.
+const CREATIONS_CHANNEL: &str = "wagw_creations";
+
+/// Where the two databases differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
 }
 
-impl SqliteStorage {
-    pub async fn connect(url: &str) -> Result<SqliteStorage> {
+impl Dialect {
+    /// The dialect `storage.url` names by its scheme.
+    pub fn of(url: &str) -> Option<Dialect> {
+        if url.starts_with("sqlite:") {
+            Some(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Dialect::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// SQLite: take the write lock up front rather than fail to upgrade a read later.
+    fn begin(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        }
+    }
+
+    /// Rows another replica is working on are passed over, not waited for (SQLite has one
+    /// writer at a time: nothing to skip).
+    fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// Only events of transactions older than every transaction still running: a reader
+    /// following the feed never passes an event that is yet to be committed.
+    fn committed_events(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => "AND tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+        }
+    }
+
+    fn migrator(self) -> &'static sqlx::migrate::Migrator {
+        match self {
+            Dialect::Sqlite => &SQLITE_MIGRATOR,
+            Dialect::Postgres => &POSTGRES_MIGRATOR,
+        }
+    }
+}
+
+/// `$from, $from+1, …`: `count` numbered placeholders for a list of values.
+pub(super) fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[derive(Clone)]
+pub struct SqlStorage {
+    pool: AnyPool,
+    dialect: Dialect,
+    url: String,
+}
+
+impl SqlStorage {
+    /// Opens the database `url` names and brings its schema up to date. PostgreSQL pools hold
+    /// up to `max_connections`; replicas starting together take turns at the migrations
+    /// (sqlx holds an advisory lock while it migrates).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStorage> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::of(url).ok_or_else(|| {
+            sqlx::Error::Configuration("storage.url must start with sqlite: or postgres://".into())
+        })?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if !in_memory && let Some(path) = url.strip_prefix("sqlite://") {
-            let path = path.split('?').next().unwrap_or(path);
-            if let Some(parent) = std::path::Path::new(path).parent()
-                && !parent.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
+        let mut url = url.to_owned();
+        if dialect == Dialect::Sqlite && !in_memory {
+            if let Some(path) = url.strip_prefix("sqlite://") {
+                let path = path.split('?').next().unwrap_or(path);
+                if let Some(parent) = std::path::Path::new(path).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
+                }
+            }
+            if !url.contains("mode=") {
+                url.push_str(if url.contains('?') {
+                    "&mode=rwc"
+                } else {
+                    "?mode=rwc"
+                });
             }
         }
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
         // An in-memory database lives only as long as its one connection.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(if in_memory { 1 } else { 8 })
-            .min_connections(if in_memory { 1 } else { 0 })
-            .idle_timeout(if in_memory {
-                None
-            } else {
-                Some(Duration::from_secs(600))
+        let single = dialect == Dialect::Sqlite && in_memory;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match dialect {
+                _ if single => 1,
+                Dialect::Sqlite => 8,
+                Dialect::Postgres => max_connections.max(2),
             })
-            .max_lifetime(if in_memory {
-                None
-            } else {
-                Some(Duration::from_secs(3600))
+            .min_connections(u32::from(single))
+            .idle_timeout((!single).then_some(Duration::from_secs(600)))
+            .max_lifetime((!single).then_some(Duration::from_secs(3600)))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                             PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
             })
-            .connect_with(options)
+            .connect(&url)
             .await?;
-        MIGRATOR
+        dialect
+            .migrator()
             .run(&pool)
             .await
             .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
-        Ok(SqliteStorage { pool })
+        Ok(SqlStorage { pool, dialect, url })
     }
 
     /// The pool, for tests that look at the tables directly.
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 }
 
 #[async_trait]
-impl Backend for SqliteStorage {
+impl Backend for SqlStorage {
     async fn begin(&self) -> Result<Box<dyn RegistryTx>> {
-        // IMMEDIATE: take SQLite's write lock up front rather than fail to upgrade a read later.
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(Box::new(SqliteTx { tx }))
+        let tx = self.pool.begin_with(self.dialect.begin()).await?;
+        Ok(Box::new(SqlTx {
+            tx,
+            dialect: self.dialect,
+        }))
     }
 
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    fn watch_creations(&self, on_done: Arc<dyn Fn(&str) + Send + Sync>) {
+        if self.dialect == Dialect::Postgres {
+            tokio::spawn(listen_for_creations(self.url.clone(), on_done));
+        }
+    }
+}
+
+/// Follows the creations other replicas complete, so a caller waiting here is answered when
+/// Meta's webhook landed elsewhere. A lost connection is opened again; while it is down,
+/// waiters still see the outcome at the end of their wait.
+async fn listen_for_creations(url: String, on_done: Arc<dyn Fn(&str) + Send + Sync>) {
+    loop {
+        let listened = async {
+            let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
+            listener.listen(CREATIONS_CHANNEL).await?;
+            loop {
+                let notification = listener.recv().await?;
+                on_done(notification.payload());
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        if let Err(e) = listened.await {
+            tracing::warn!(error = %e, "cannot follow creations completed by other replicas; retrying");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// A unit of work on one connection; dropped without `commit`, it rolls back.
-struct SqliteTx {
-    tx: Transaction<'static, Sqlite>,
+struct SqlTx {
+    tx: Transaction<'static, Any>,
+    dialect: Dialect,
 }
 
 #[async_trait]
-impl RegistryTx for SqliteTx {
+impl RegistryTx for SqlTx {
+    async fn claim_posts(&mut self, limit: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, body FROM webhook_inbox WHERE processed_at IS NULL AND failed_at IS NULL
+             ORDER BY id LIMIT $1 {}",
+            self.dialect.skip_locked()
+        )))
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn claim_post(&mut self, id: i64) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT body FROM webhook_inbox WHERE id = $1 AND processed_at IS NULL {}",
+            self.dialect.skip_locked()
+        )))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     async fn insert_webhook_event(
         &mut self,
         inbox_id: i64,
@@ -104,7 +256,8 @@ impl RegistryTx for SqliteTx {
         let result = sqlx::query(
             "INSERT INTO webhook_events (event_key, inbox_id, field, event_type, phone_number_id, group_id,
                meta_request_id, occurred_at, payload, received_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (event_key) DO NOTHING
+             RETURNING id",
         )
         .bind(&event.event_key)
         .bind(inbox_id)
@@ -116,13 +269,13 @@ impl RegistryTx for SqliteTx {
         .bind(&event.occurred_at)
         .bind(event.payload.to_string())
         .bind(now())
-        .execute(&mut *self.tx)
+        .fetch_optional(&mut *self.tx)
         .await?;
-        Ok((result.rows_affected() == 1).then(|| result.last_insert_rowid()))
+        Ok(result.map(|r| r.get(0)))
     }
 
     async fn mark_inbox_processed(&mut self, inbox_id: i64) -> Result<()> {
-        sqlx::query("UPDATE webhook_inbox SET processed_at = ? WHERE id = ?")
+        sqlx::query("UPDATE webhook_inbox SET processed_at = $1 WHERE id = $2")
             .bind(now())
             .bind(inbox_id)
             .execute(&mut *self.tx)
@@ -136,7 +289,7 @@ impl RegistryTx for SqliteTx {
         meta_id: &str,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE create_requests SET meta_request_id = ?, updated_at = ? WHERE request_id = ?",
+            "UPDATE create_requests SET meta_request_id = $1, updated_at = $2 WHERE request_id = $3",
         )
         .bind(meta_id)
         .bind(now())
@@ -152,7 +305,7 @@ impl RegistryTx for SqliteTx {
     ) -> Result<Option<(Option<String>, Value)>> {
         let early = sqlx::query(
             "SELECT payload, phone_number_id FROM webhook_events
-             WHERE meta_request_id = ? AND event_type = 'group_create' ORDER BY id LIMIT 1",
+             WHERE meta_request_id = $1 AND event_type = 'group_create' ORDER BY id LIMIT 1",
         )
         .bind(meta_id)
         .fetch_optional(&mut *self.tx)
@@ -167,7 +320,7 @@ impl RegistryTx for SqliteTx {
     async fn pending_creation(&mut self, meta_id: &str) -> Result<Option<PendingCreation>> {
         let row = sqlx::query(
             "SELECT request_id, team, phone_number_id, subject FROM create_requests
-             WHERE meta_request_id = ? AND status = 'pending'",
+             WHERE meta_request_id = $1 AND status = 'pending'",
         )
         .bind(meta_id)
         .fetch_optional(&mut *self.tx)
@@ -194,8 +347,8 @@ impl RegistryTx for SqliteTx {
                 invite_link,
             } => {
                 sqlx::query(
-                    "UPDATE create_requests SET status = 'created', group_id = ?, invite_link = ?, updated_at = ?
-                     WHERE request_id = ?",
+                    "UPDATE create_requests SET status = 'created', group_id = $1, invite_link = $2, updated_at = $3
+                     WHERE request_id = $4",
                 )
                 .bind(group_id)
                 .bind(invite_link)
@@ -207,7 +360,7 @@ impl RegistryTx for SqliteTx {
                 sqlx::query(
                     "INSERT INTO groups (group_id, phone_number_id, owner_team, subject, invite_link,
                        participant_count, created_at, updated_at)
-                     VALUES (?, ?, ?, ?, ?, 0, ?, ?)
+                     VALUES ($1, $2, $3, $4, $5, 0, $6, $7)
                      ON CONFLICT (group_id) DO UPDATE SET owner_team = excluded.owner_team,
                        subject = excluded.subject, invite_link = excluded.invite_link, status = 'active',
                        updated_at = excluded.updated_at",
@@ -224,7 +377,7 @@ impl RegistryTx for SqliteTx {
             }
             CreationOutcome::Failed { error } => {
                 sqlx::query(
-                    "UPDATE create_requests SET status = 'failed', error = ?, updated_at = ? WHERE request_id = ?",
+                    "UPDATE create_requests SET status = 'failed', error = $1, updated_at = $2 WHERE request_id = $3",
                 )
                 .bind(error.to_string())
                 .bind(&now)
@@ -233,6 +386,14 @@ impl RegistryTx for SqliteTx {
                 .await?;
             }
         }
+        // Replicas with a caller waiting for this creation wake once the transaction commits.
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CREATIONS_CHANNEL)
+                .bind(&pending.request_id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         Ok(())
     }
 
@@ -240,7 +401,7 @@ impl RegistryTx for SqliteTx {
         let now = now();
         sqlx::query(
             "INSERT INTO groups (group_id, phone_number_id, subject, invite_link, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (group_id) DO NOTHING",
         )
         .bind(group.group_id)
@@ -256,17 +417,17 @@ impl RegistryTx for SqliteTx {
 
     async fn set_group_active(&mut self, group_id: &str, active: bool) -> Result<()> {
         let status = if active { "active" } else { "deleted" };
-        set_group_column(&mut self.tx, "status = ?", status, group_id).await
+        set_group_column(&mut self.tx, "status = $1", status, group_id).await
     }
 
     async fn set_group_subject(&mut self, group_id: &str, subject: &str) -> Result<()> {
-        set_group_column(&mut self.tx, "subject = ?", subject, group_id).await
+        set_group_column(&mut self.tx, "subject = $1", subject, group_id).await
     }
 
     async fn set_group_suspended(&mut self, group_id: &str, suspended: bool) -> Result<()> {
         set_group_column(
             &mut self.tx,
-            "suspended = ?",
+            "suspended = $1",
             i64::from(suspended),
             group_id,
         )
@@ -276,12 +437,13 @@ impl RegistryTx for SqliteTx {
     async fn adjust_participants(&mut self, group_id: &str, delta: i64) -> Result<()> {
         // Only where the count is known: groups the gateway created start at 0, groups seen
         // only through events have none.
-        let assignment = "participant_count = MAX(0, participant_count + ?)";
+        let assignment = "participant_count = CASE WHEN participant_count + $1 < 0 THEN 0
+                                  ELSE participant_count + $1 END";
         set_group_column(&mut self.tx, assignment, delta, group_id).await
     }
 
     async fn group_owner(&mut self, group_id: &str) -> Result<Option<GroupOwner>> {
-        let row = sqlx::query("SELECT owner_team, phone_number_id FROM groups WHERE group_id = ?")
+        let row = sqlx::query("SELECT owner_team, phone_number_id FROM groups WHERE group_id = $1")
             .bind(group_id)
             .fetch_optional(&mut *self.tx)
             .await?;
@@ -299,13 +461,13 @@ impl RegistryTx for SqliteTx {
         let rows = sqlx::query(
             "SELECT te.seq, te.id, te.type, te.occurred_at, te.phone_number_id, te.group_id,
                     te.request_id, te.data, te.webhook_event_id,
-                    COALESCE(we.meta_request_id = ? AND we.event_type = 'group_create', 0) AS is_creation
+                    CASE WHEN we.meta_request_id = $1 AND we.event_type = 'group_create'
+                         THEN 1 ELSE 0 END AS is_creation
              FROM team_events te JOIN webhook_events we ON we.id = te.webhook_event_id
              WHERE te.team IS NULL
-               AND ((we.meta_request_id = ? AND we.event_type = 'group_create') OR te.group_id = ?)
+               AND ((we.meta_request_id = $1 AND we.event_type = 'group_create') OR te.group_id = $2)
              ORDER BY te.seq",
         )
-        .bind(&done.meta_request_id)
         .bind(&done.meta_request_id)
         .bind(&done.group_id)
         .fetch_all(&mut *self.tx)
@@ -315,10 +477,10 @@ impl RegistryTx for SqliteTx {
                 continue;
             };
             let webhook_event_id: i64 = row.get(8);
-            if row.try_get::<bool, _>(9).unwrap_or(false) && event.event_type.is_creation() {
+            if row.get::<i64, _>(9) == 1 && event.event_type.is_creation() {
                 event.request_id = Some(done.request_id.clone());
             }
-            sqlx::query("DELETE FROM team_events WHERE seq = ?")
+            sqlx::query("DELETE FROM team_events WHERE seq = $1")
                 .bind(seq)
                 .execute(&mut *self.tx)
                 .await?;
@@ -332,16 +494,16 @@ impl RegistryTx for SqliteTx {
     }
 }
 
-/// `UPDATE groups SET <assignment>, updated_at = now WHERE group_id = ?`, binding `value` to
-/// the assignment's one placeholder. `adjust_participants` also needs the count known.
+/// `UPDATE groups SET <assignment>, updated_at = now WHERE group_id = …`, binding `value` to
+/// the assignment's placeholder `$1`. `adjust_participants` also needs the count known.
 pub(super) async fn set_group_column<'q, T>(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     assignment: &'static str,
     value: T,
     group_id: &'q str,
 ) -> Result<()>
 where
-    T: sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + Send + 'q,
+    T: sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send + 'q,
 {
     // Only the fixed assignments above are spliced in; every value is bound.
     let known_count = if assignment.starts_with("participant_count") {
@@ -350,7 +512,7 @@ where
         ""
     };
     let sql =
-        format!("UPDATE groups SET {assignment}, updated_at = ? WHERE group_id = ?{known_count}");
+        format!("UPDATE groups SET {assignment}, updated_at = $2 WHERE group_id = $3{known_count}");
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(value)
         .bind(now())
@@ -367,7 +529,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_same_event_is_stored_once_across_posts() {
-        let storage = SqliteStorage::connect("sqlite::memory:").await.unwrap();
+        let storage = SqlStorage::connect("sqlite::memory:", 1).await.unwrap();
         let event = NewWebhookEvent {
             event_key: "k1".into(),
             field: "group_status_update".into(),
@@ -408,7 +570,7 @@ mod tests {
     async fn adopting_then_moving_a_group() {
         use crate::domain::{GroupId, PhoneNumberId};
         use crate::storage::NewOwner;
-        let storage = SqliteStorage::connect("sqlite::memory:").await.unwrap();
+        let storage = SqlStorage::connect("sqlite::memory:", 1).await.unwrap();
         let g = GroupId::parse("Gadopt").unwrap();
         let pn = PhoneNumberId::parse("1").unwrap();
         assert!(storage.owners(&["Gadopt".into()]).await.unwrap().is_empty());

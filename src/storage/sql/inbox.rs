@@ -4,39 +4,26 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::SqliteStorage;
+use super::SqlStorage;
 use crate::clock::now;
 use crate::storage::{InboxOutcome, InboxStore, Result};
 
 #[async_trait]
-impl InboxStore for SqliteStorage {
+impl InboxStore for SqlStorage {
     async fn store_post(&self, body_sha256: &str, body: &[u8]) -> Result<InboxOutcome> {
         let result = sqlx::query(
-            "INSERT INTO webhook_inbox (body_sha256, body, received_at) VALUES (?, ?, ?)
-             ON CONFLICT (body_sha256) DO NOTHING",
+            "INSERT INTO webhook_inbox (body_sha256, body, received_at) VALUES ($1, $2, $3)
+             ON CONFLICT (body_sha256) DO NOTHING RETURNING id",
         )
         .bind(body_sha256)
         .bind(body)
         .bind(now())
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(if result.rows_affected() == 1 {
-            InboxOutcome::Stored(result.last_insert_rowid())
-        } else {
-            InboxOutcome::Duplicate
+        Ok(match result {
+            Some(row) => InboxOutcome::Stored(row.get(0)),
+            None => InboxOutcome::Duplicate,
         })
-    }
-
-    /// Inbox rows not yet processed, oldest first (a restart resumes from here).
-    async fn unprocessed(&self, limit: i64) -> Result<Vec<(i64, Vec<u8>)>> {
-        let rows = sqlx::query(
-            "SELECT id, body FROM webhook_inbox WHERE processed_at IS NULL AND failed_at IS NULL
-             ORDER BY id LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// Counts a failed attempt at processing a stored POST; after `max_attempts` the POST is
@@ -45,9 +32,9 @@ impl InboxStore for SqliteStorage {
     async fn record_failure(&self, id: i64, error: &str, max_attempts: i64) -> Result<bool> {
         let now = now();
         let set_aside: Option<i64> = sqlx::query_scalar(
-            "UPDATE webhook_inbox SET attempts = attempts + 1, last_error = ?,
-               failed_at = CASE WHEN attempts + 1 >= ? THEN ? ELSE NULL END
-             WHERE id = ? RETURNING failed_at IS NOT NULL",
+            "UPDATE webhook_inbox SET attempts = attempts + 1, last_error = $1,
+               failed_at = CASE WHEN attempts + 1 >= $2 THEN $3 ELSE NULL END
+             WHERE id = $4 RETURNING CASE WHEN failed_at IS NULL THEN 0 ELSE 1 END",
         )
         .bind(error)
         .bind(max_attempts)

@@ -3,15 +3,15 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::SqliteStorage;
+use super::SqlStorage;
 use crate::clock::now;
 use crate::storage::{Result, TokenStore};
 
 #[async_trait]
-impl TokenStore for SqliteStorage {
+impl TokenStore for SqlStorage {
     async fn revoke(&self, jti: &str, by: &str) -> Result<()> {
         sqlx::query(
-            "INSERT INTO revoked_tokens (jti, revoked_at, revoked_by) VALUES (?, ?, ?)
+            "INSERT INTO revoked_tokens (jti, revoked_at, revoked_by) VALUES ($1, $2, $3)
              ON CONFLICT (jti) DO NOTHING",
         )
         .bind(jti)
@@ -23,7 +23,7 @@ impl TokenStore for SqliteStorage {
     }
 
     async fn revoked_since(&self, seq: i64) -> Result<Vec<(i64, String)>> {
-        let rows = sqlx::query("SELECT seq, jti FROM revoked_tokens WHERE seq > ? ORDER BY seq")
+        let rows = sqlx::query("SELECT seq, jti FROM revoked_tokens WHERE seq > $1 ORDER BY seq")
             .bind(seq)
             .fetch_all(&self.pool)
             .await?;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{SqliteStorage, set_group_column};
+use super::{SqlStorage, placeholders, set_group_column};
 use crate::clock::now;
 use crate::domain::{
     GroupId, ItemError, PageCursor, Paging, PhoneNumberId, RequestId, encode_cursor,
@@ -17,12 +17,12 @@ use crate::storage::{
 };
 
 #[async_trait]
-impl GroupStore for SqliteStorage {
+impl GroupStore for SqlStorage {
     async fn insert_creation(&self, creation: &PendingCreation) -> Result<()> {
         let now = now();
         sqlx::query(
             "INSERT INTO create_requests (request_id, team, phone_number_id, subject, status, created_at, updated_at)
-             VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6)",
         )
         .bind(&creation.request_id)
         .bind(&creation.team)
@@ -37,7 +37,7 @@ impl GroupStore for SqliteStorage {
 
     async fn fail_creation(&self, request_id: &RequestId, error: &ItemError) -> Result<()> {
         sqlx::query(
-            "UPDATE create_requests SET status = 'failed', error = ?, updated_at = ? WHERE request_id = ? AND status = 'pending'",
+            "UPDATE create_requests SET status = 'failed', error = $1, updated_at = $2 WHERE request_id = $3 AND status = 'pending'",
         )
         .bind(serde_json::to_string(error).unwrap_or_default())
         .bind(now())
@@ -50,7 +50,7 @@ impl GroupStore for SqliteStorage {
     async fn creation(&self, request_id: &str) -> Result<Option<CreateRequest>> {
         let row = sqlx::query(
             "SELECT request_id, status, phone_number_id, subject, group_id, invite_link, error, team
-             FROM create_requests WHERE request_id = ?",
+             FROM create_requests WHERE request_id = $1",
         )
         .bind(request_id)
         .fetch_optional(&self.pool)
@@ -72,7 +72,7 @@ impl GroupStore for SqliteStorage {
 
     async fn group(&self, group_id: &GroupId) -> Result<Option<GroupRecord>> {
         let row = sqlx::query(
-            "SELECT group_id, phone_number_id, owner_team, subject, status, suspended FROM groups WHERE group_id = ?",
+            "SELECT group_id, phone_number_id, owner_team, subject, status, suspended FROM groups WHERE group_id = $1",
         )
         .bind(group_id.as_ref())
         .fetch_optional(&self.pool)
@@ -92,12 +92,12 @@ impl GroupStore for SqliteStorage {
     async fn set_group_active(&self, group_id: &str, active: bool) -> Result<()> {
         let status = if active { "active" } else { "deleted" };
         let mut conn = self.pool.acquire().await?;
-        set_group_column(&mut conn, "status = ?", status, group_id).await
+        set_group_column(&mut conn, "status = $1", status, group_id).await
     }
 
     async fn set_invite_link(&self, group_id: &str, link: &str) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
-        set_group_column(&mut conn, "invite_link = ?", link, group_id).await
+        set_group_column(&mut conn, "invite_link = $1", link, group_id).await
     }
 
     async fn list_groups(
@@ -108,41 +108,33 @@ impl GroupStore for SqliteStorage {
     ) -> Result<GroupPage> {
         let GroupsPage { limit, cursor } = page;
         const BASE: &str = "SELECT seq, group_id, subject, created_at FROM groups
-             WHERE owner_team = ? AND phone_number_id = ? AND status = 'active'";
-        let fetch = i64::from(limit) + 1;
-        let (sql, bound) = match cursor {
-            PageCursor::First => (format!("{BASE} ORDER BY seq ASC LIMIT ?"), None),
-            PageCursor::After(seq) => (
-                format!("{BASE} AND seq > ? ORDER BY seq ASC LIMIT ?"),
-                Some(seq),
-            ),
-            PageCursor::Before(seq) => (
-                format!("{BASE} AND seq < ? ORDER BY seq DESC LIMIT ?"),
-                Some(seq),
-            ),
+             WHERE owner_team = $1 AND phone_number_id = $2 AND status = 'active'";
+        // The first page starts before every seq (seqs start at 1).
+        let (sql, from) = match cursor {
+            PageCursor::First => ("AND seq > $3 ORDER BY seq ASC", 0),
+            PageCursor::After(seq) => ("AND seq > $3 ORDER BY seq ASC", seq),
+            PageCursor::Before(seq) => ("AND seq < $3 ORDER BY seq DESC", seq),
         };
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(team)
-            .bind(pn.as_ref());
-        if let Some(seq) = bound {
-            query = query.bind(seq);
-        }
-        let mut rows: Vec<(i64, GroupSummary)> = query
-            .bind(fetch)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    GroupSummary {
-                        id: r.get(1),
-                        subject: r.get(2),
-                        created_at: r.get(3),
-                    },
-                )
-            })
-            .collect();
+        let mut rows: Vec<(i64, GroupSummary)> =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{BASE} {sql} LIMIT $4")))
+                .bind(team)
+                .bind(pn.as_ref())
+                .bind(from)
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.get(0),
+                        GroupSummary {
+                            id: r.get(1),
+                            subject: r.get(2),
+                            created_at: r.get(3),
+                        },
+                    )
+                })
+                .collect();
         let overflow = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         if let PageCursor::Before(_) = cursor {
@@ -186,7 +178,7 @@ impl GroupStore for SqliteStorage {
         } = *assignment;
         let mut tx = self.pool.begin().await?;
         let previous: Option<String> =
-            sqlx::query("SELECT owner_team FROM groups WHERE group_id = ?")
+            sqlx::query("SELECT owner_team FROM groups WHERE group_id = $1")
                 .bind(group_id.as_ref())
                 .fetch_optional(&mut *tx)
                 .await?
@@ -195,7 +187,7 @@ impl GroupStore for SqliteStorage {
         // Meta just confirmed it exists: it is active, whatever the registry believed.
         sqlx::query(
             "INSERT INTO groups (group_id, phone_number_id, owner_team, subject, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (group_id) DO UPDATE SET owner_team = excluded.owner_team,
                phone_number_id = excluded.phone_number_id,
                subject = COALESCE(excluded.subject, groups.subject),
@@ -218,7 +210,7 @@ impl GroupStore for SqliteStorage {
         if group_ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let placeholders = vec!["?"; group_ids.len()].join(", ");
+        let placeholders = placeholders(1, group_ids.len());
         // Only placeholders are spliced in; the ids are bound.
         let sql = format!(
             "SELECT group_id, owner_team FROM groups
@@ -234,24 +226,24 @@ impl GroupStore for SqliteStorage {
 }
 
 async fn exists_beyond(
-    pool: &sqlx::SqlitePool,
+    pool: &sqlx::AnyPool,
     team: &str,
     pn: &PhoneNumberId,
     seq: i64,
     later: bool,
 ) -> sqlx::Result<bool> {
     let sql = if later {
-        "SELECT EXISTS (SELECT 1 FROM groups WHERE owner_team = ? AND phone_number_id = ? AND status = 'active' AND seq > ?)"
+        "SELECT 1 FROM groups WHERE owner_team = $1 AND phone_number_id = $2 AND status = 'active' AND seq > $3 LIMIT 1"
     } else {
-        "SELECT EXISTS (SELECT 1 FROM groups WHERE owner_team = ? AND phone_number_id = ? AND status = 'active' AND seq < ?)"
+        "SELECT 1 FROM groups WHERE owner_team = $1 AND phone_number_id = $2 AND status = 'active' AND seq < $3 LIMIT 1"
     };
-    let found: i64 = sqlx::query_scalar(sql)
+    let found = sqlx::query(sql)
         .bind(team)
         .bind(pn.as_ref())
         .bind(seq)
-        .fetch_one(pool)
+        .fetch_optional(pool)
         .await?;
-    Ok(found != 0)
+    Ok(found.is_some())
 }
 
 // ---- inside a unit of work ------------------------------------------------------------
