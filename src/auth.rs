@@ -2,11 +2,9 @@
 //! Authentication is an extractor: a handler that takes a `Principal` cannot forget it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::{Ready, ready};
 use std::sync::Arc;
 
-use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use actix_web::{HttpMessage, HttpRequest, web};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -231,17 +229,8 @@ impl Authenticator {
     }
 }
 
-impl FromRequest for Principal {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
-    }
-}
-
 /// The caller of `req`: 401 without a valid token, 429 past its team's rate limit.
-pub fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
+pub async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     let auth = req
         .app_data::<web::Data<Authenticator>>()
         .ok_or_else(|| ApiError::Internal("authenticator missing".into()))?;
@@ -267,8 +256,9 @@ pub fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     context::note_caller(&principal.team, &principal.jti);
     req.extensions_mut()
         .insert(AuthenticatedTeam(principal.team.clone()));
-    if let Some(limits) = req.app_data::<web::Data<TeamLimits>>()
-        && let Err(refusal) = limits.check(&principal.team)
+    let limits = req.app_data::<web::Data<TeamLimits>>().cloned();
+    if let Some(limits) = limits
+        && let Err(refusal) = limits.check(&principal.team).await
     {
         metrics::counter!(crate::metrics::RATE_LIMITED, "scope" => "team", "team" => principal.team.clone())
             .increment(1);
@@ -281,7 +271,7 @@ pub fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
 }
 
 /// Each team's token bucket, checked once a caller is authenticated.
-pub type TeamLimits = crate::ratelimit::Buckets<String>;
+pub type TeamLimits = crate::ratelimit::Limiter<String>;
 
 /// Mints a token with the configured signing key (CLI `token issue`, admin API).
 pub struct TokenIssuer {

@@ -19,6 +19,10 @@ pub const EVENT_DELIVERIES: &str = "wagw_event_deliveries_total";
 pub const ENDPOINTS_DISABLED: &str = "wagw_webhook_endpoints_disabled_total";
 pub const IDEMPOTENT_REPLAYS: &str = "wagw_idempotent_replays_total";
 pub const BUILD_INFO: &str = "wagw_build_info";
+/// 1 while the shared rate-limit store (Redis) answers, 0 while replicas count on their own.
+pub const RATE_LIMIT_REDIS_UP: &str = "wagw_rate_limit_redis_up";
+/// Checks answered by a replica's own bucket because Redis did not answer.
+pub const RATE_LIMIT_LOCAL_FALLBACKS: &str = "wagw_rate_limit_local_fallbacks_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -14,12 +14,12 @@ use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{Authenticator, KeyError, TokenIssuer};
-use crate::config::{GraphMode, RateLimitSettings, Settings};
+use crate::config::{GraphMode, RateLimitSettings, RateLimitStore, Settings};
 use crate::domain::url::without_password;
 use crate::error::{self, ApiError};
 use crate::graph::GraphClient;
 use crate::openapi::{ApiDoc, spec};
-use crate::ratelimit::{Buckets, Rate};
+use crate::ratelimit::{Limiter, Rate, RedisStore};
 use crate::routes::admin::AdminContext;
 use crate::routes::idempotency::Idempotency;
 use crate::routes::webhooks::VerifyToken;
@@ -45,6 +45,8 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error("rate_limit.redis_url is unusable: {0}")]
+    RateLimitStore(String),
 }
 
 pub struct Application {
@@ -81,18 +83,33 @@ impl Application {
         let timeout = Duration::from_millis(settings.graph.timeout_ms);
         let attempt_timeout = Duration::from_millis(settings.graph.attempt_timeout_ms);
         let tokens = Arc::new(settings.phone_numbers.clone());
-        let number_limits: crate::graph::NumberLimits = Arc::new(Buckets::new(
+        // With `store = "redis"`, every replica draws from the same buckets.
+        let shared = match settings.rate_limit.store {
+            RateLimitStore::Local => None,
+            RateLimitStore::Redis => Some(
+                RedisStore::new(settings.rate_limit.redis_url.as_deref().unwrap_or_default())
+                    .map_err(StartupError::RateLimitStore)?,
+            ),
+        };
+        let number_limits: crate::graph::NumberLimits = Arc::new(Limiter::new(
+            "phone_number",
             settings
                 .phone_number_rate_limits
                 .iter()
                 .map(|(pn, limit)| (pn.clone(), rate(limit))),
+            shared.clone(),
         ));
-        let team_limits = web::Data::new(Buckets::new(
+        let team_limits = web::Data::new(Limiter::new(
+            "team",
             settings
                 .team_rate_limits()
                 .into_iter()
                 .map(|(team, limit)| (team, rate(&limit))),
+            shared.clone(),
         ));
+        let readiness = web::Data::new(routes::health::Dependencies {
+            rate_limit_store: shared,
+        });
         let body_timeout = web::Data::new(routes::body::BodyTimeout(Duration::from_millis(
             settings.server.body_timeout_ms,
         )));
@@ -176,6 +193,7 @@ impl Application {
                 .app_data(storage.clone())
                 .app_data(authenticator.clone())
                 .app_data(team_limits.clone())
+                .app_data(readiness.clone())
                 .app_data(body_timeout.clone())
                 .app_data(idempotency.clone())
                 .app_data(verify_token.clone())

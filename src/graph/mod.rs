@@ -35,7 +35,7 @@ const MAX_ATTEMPTS: u32 = 3;
 pub type TokenStore = Arc<BTreeMap<PhoneNumberId, SecretString>>;
 
 /// Per-number buckets protecting Meta's quota; shared by every worker.
-pub type NumberLimits = Arc<crate::ratelimit::Buckets<PhoneNumberId>>;
+pub type NumberLimits = Arc<crate::ratelimit::Limiter<PhoneNumberId>>;
 
 #[derive(Clone)]
 pub struct GraphClient {
@@ -194,7 +194,7 @@ impl GraphClient {
         } = op;
         let token = self.token(pn)?;
         context::note_phone_number(pn.as_ref());
-        if let Err(refusal) = self.limits.check(pn) {
+        if let Err(refusal) = self.limits.check(pn).await {
             metrics::counter!(crate::metrics::RATE_LIMITED, "scope" => "phone_number").increment(1);
             return Err(UpstreamError::LocalQuota {
                 retry_after_seconds: refusal.retry_after.as_secs().max(1),

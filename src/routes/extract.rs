@@ -186,7 +186,7 @@ async fn extract<S: RequiredScope, R: Resource, I: Input>(
     req: HttpRequest,
     mut payload: Payload,
 ) -> Result<Call<S, R, I>, ApiError> {
-    let principal = authenticate(&req)?;
+    let principal = authenticate(&req).await?;
     let body = match I::BODY {
         BodyKind::None => Bytes::new(),
         BodyKind::Json => read_json_body(&req, payload.take()).await?,

@@ -1,15 +1,31 @@
 //! Liveness and readiness for orchestrators.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::ratelimit::RedisStore;
 use crate::storage::Storage;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    #[schema(example = "ok")]
+    /// `ok` (liveness); `ready`, `degraded` (serving, a shared dependency is down) or
+    /// `storage unreachable` (readiness).
+    #[schema(example = "ready")]
     pub status: String,
+    /// Readiness: each dependency, `ok` or what is wrong with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!({"storage": "ok", "redis": "ok"}))]
+    pub dependencies: Option<BTreeMap<&'static str, String>>,
+}
+
+/// What readiness looks at besides storage.
+pub struct Dependencies {
+    /// The shared rate-limit store, when `[rate_limit] store = "redis"`.
+    pub rate_limit_store: Option<Arc<RedisStore>>,
 }
 
 /// The process is up.
@@ -18,28 +34,51 @@ pub struct Health {
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: "ok".into(),
+        dependencies: None,
     })
 }
 
-/// Storage answers (the configuration was valid, or the process would not run).
+/// Each dependency, checked now. Storage is required: without it nothing is served (503).
+/// Redis is not: without it each replica counts rate limits on its own (200, `degraded`).
 #[utoipa::path(
     tag = "operations",
     responses(
-        (status = 200, description = "Ready", body = Health),
+        (status = 200, description = "Ready (`degraded` while Redis is unreachable)", body = Health),
         (status = 503, description = "Storage unreachable", body = Health),
     )
 )]
 #[get("/readyz")]
-pub async fn readyz(storage: web::Data<Storage>) -> HttpResponse {
-    match storage.ping().await {
-        Ok(()) => HttpResponse::Ok().json(Health {
-            status: "ready".into(),
-        }),
+pub async fn readyz(storage: web::Data<Storage>, others: web::Data<Dependencies>) -> HttpResponse {
+    let mut dependencies = BTreeMap::new();
+    let storage_ok = match storage.ping().await {
+        Ok(()) => {
+            dependencies.insert("storage", "ok".to_owned());
+            true
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed: storage unreachable");
-            HttpResponse::ServiceUnavailable().json(Health {
-                status: "storage unreachable".into(),
-            })
+            dependencies.insert("storage", "unreachable".to_owned());
+            false
         }
+    };
+    let mut degraded = false;
+    if let Some(redis) = &others.rate_limit_store {
+        let state = match redis.ping().await {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => {
+                degraded = true;
+                format!("unreachable ({e}): rate limits counted per replica")
+            }
+        };
+        dependencies.insert("redis", state);
     }
+    let (mut response, status) = match (storage_ok, degraded) {
+        (false, _) => (HttpResponse::ServiceUnavailable(), "storage unreachable"),
+        (true, true) => (HttpResponse::Ok(), "degraded"),
+        (true, false) => (HttpResponse::Ok(), "ready"),
+    };
+    response.json(Health {
+        status: status.into(),
+        dependencies: Some(dependencies),
+    })
 }

@@ -5,13 +5,8 @@
 //! `webhook-id` on repeats).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use wa_groups_gateway::auth::{Scope, TokenIssuer};
 use wa_groups_gateway::config::Settings;
@@ -20,89 +15,14 @@ use wa_groups_gateway::storage::sql::SqlStorage;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::fleet::{burst, feed, log_tail, start};
 use crate::helpers::{API_VERSION, APP_SECRET, PN, test_config, uuid};
 use crate::receiver::Receiver;
 
 const POSTS: usize = 1_000;
-const CONCURRENCY: usize = 20;
 /// The gateway is killed once this many POSTs were acknowledged.
 const KILL_AFTER: usize = 300;
 const GROUPS: usize = 4;
-
-/// A gateway process; killed when dropped, so a failing test leaves nothing behind.
-struct Gateway {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-/// Starts the binary with `--config FILE`, the port and storage from `WAGW__…` variables.
-async fn start(dir: &Path, config: &Path, db_url: &str, run: u32) -> Gateway {
-    let port = free_port();
-    let log = dir.join(format!("gateway-{run}.log"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wa-groups-gateway"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("WAGW") || key == "RUST_LOG" {
-            cmd.env_remove(key);
-        }
-    }
-    let child = cmd
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        // No config/ directory there: the compiled-in defaults, then the file, then env.
-        .current_dir(dir)
-        .env("APP_ENVIRONMENT", "crash-test")
-        .env("WAGW__SERVER__PORT", port.to_string())
-        .env("WAGW__STORAGE__URL", db_url)
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).expect("log file"))
-        .spawn()
-        .expect("the gateway binary starts");
-    let mut gateway = Gateway {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        log,
-    };
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(res) = http.get(format!("{}/healthz", gateway.base)).send().await
-            && res.status() == 200
-        {
-            return gateway;
-        }
-        if let Ok(Some(status)) = gateway.child.try_wait() {
-            panic!("the gateway exited ({status}):\n{}", log_tail(&gateway.log));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the gateway never became healthy:\n{}",
-            log_tail(&gateway.log)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn wa_id(i: usize) -> String {
     format!("1555{i:07}")
@@ -121,98 +41,6 @@ fn post_body(i: usize, groups: &[String]) -> Vec<u8> {
         }}]}]
     }))
     .expect("json")
-}
-
-/// Sends the POSTs numbered `which`, `CONCURRENCY` at a time; answers (index, answered 200,
-/// duplicate flag) as they complete, handing each to `on_answer` first.
-async fn burst(
-    http: &reqwest::Client,
-    base: &str,
-    bodies: &[Vec<u8>],
-    which: &[usize],
-    mut on_answer: impl FnMut(usize, bool),
-) -> Vec<(usize, bool, bool)> {
-    let url = format!("{base}/webhooks/whatsapp");
-    let mut answers = futures_util::stream::iter(which.iter().map(|&i| (i, &bodies[i])))
-        .map(|(i, body)| {
-            let req = http
-                .post(&url)
-                .header("content-type", "application/json")
-                .header("x-hub-signature-256", sign(APP_SECRET.as_bytes(), body))
-                .body(body.clone());
-            async move {
-                match req.send().await {
-                    Ok(res) if res.status() == 200 => {
-                        let v: Value = res.json().await.unwrap_or(Value::Null);
-                        (i, true, v["duplicate"] == true)
-                    }
-                    _ => (i, false, false),
-                }
-            }
-        })
-        .buffer_unordered(CONCURRENCY);
-    let mut all = Vec::with_capacity(bodies.len());
-    while let Some((i, ok, duplicate)) = answers.next().await {
-        on_answer(i, ok);
-        all.push((i, ok, duplicate));
-    }
-    all
-}
-
-/// `participants_added` events of the feed: wa_id → event ids (more than one = a duplicate).
-/// An error (say, a pooled connection the server closed meanwhile) is retried a few times.
-async fn feed(http: &reqwest::Client, base: &str, token: &str) -> BTreeMap<String, Vec<String>> {
-    let mut last_error = String::new();
-    for _ in 0..5 {
-        match try_feed(http, base, token).await {
-            Ok(found) => return found,
-            Err(e) => last_error = e,
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("GET /v1/events kept failing: {last_error}");
-}
-
-async fn try_feed(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-) -> Result<BTreeMap<String, Vec<String>>, String> {
-    let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut url = format!("{base}/v1/events?limit=1000");
-        if let Some(a) = &after {
-            url.push_str(&format!("&after={a}"));
-        }
-        let res = http
-            .get(&url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| format!("{e:?}"))?;
-        let status = res.status();
-        let page: Value = res.json().await.map_err(|e| format!("{status}: {e:?}"))?;
-        let Some(events) = page["events"].as_array() else {
-            return Err(format!("{status}: {page}"));
-        };
-        for e in events {
-            if e["type"] == "group.participants_added" {
-                let who = e["data"]["added_participants"][0]["wa_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                found
-                    .entry(who)
-                    .or_default()
-                    .push(e["id"].as_str().unwrap_or_default().to_owned());
-            }
-        }
-        match page["paging"]["after"].as_str() {
-            Some(a) => after = Some(a.to_owned()),
-            None => return Ok(found),
-        }
-    }
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! All integration tests compile into one binary, so the crate links once.
 
+mod fleet;
 mod helpers;
 mod pg;
 mod receiver;
@@ -11,8 +12,10 @@ mod crash;
 mod events;
 mod groups;
 mod openapi;
+mod replicas;
 mod resilience;
 mod route_faults;
 mod sandbox;
+mod storage;
 mod validation;
 mod webhooks;

@@ -13,6 +13,11 @@ pub fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
+/// The Redis the shared rate-limit tests use.
+pub fn redis_url() -> String {
+    std::env::var("WAGW_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
 /// A database of one test's own; dropped (with every connection to it) when this is.
 pub struct TestDatabase {
     pub url: String,

@@ -1,0 +1,599 @@
+//! Several real gateway processes on one PostgreSQL database (DESIGN §7): what one replica
+//! learns, all know. Each test has a database of its own (`pg::TestDatabase`) and starts the
+//! built binary several times against it, with wiremock as Meta.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wa_groups_gateway::auth::{Scope, TokenIssuer};
+use wa_groups_gateway::config::Settings;
+use wa_groups_gateway::domain::meta_webhook::sign;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::fleet::{Gateway, burst, log_tail, start};
+use crate::helpers::{API_VERSION, APP_SECRET, PN, test_config, uuid};
+use crate::pg::TestDatabase;
+use crate::receiver::Receiver;
+
+/// A fleet's shared setup: its config file, a token of `sales` valid on every replica, and
+/// an HTTP client.
+struct Fleet {
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    token: String,
+    admin: String,
+    http: reqwest::Client,
+    db: TestDatabase,
+}
+
+impl Fleet {
+    async fn new(meta: &MockServer, extra: &str) -> Fleet {
+        let db = TestDatabase::create().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let toml = test_config(
+            &meta.uri(),
+            dir.path(),
+            &format!("[telemetry]\nlog_level = \"warn\"\n{extra}"),
+        );
+        let config = dir.path().join("fleet.toml");
+        std::fs::write(&config, &toml).expect("config file");
+        let settings = Settings::from_toml_overrides(&toml).expect("valid configuration");
+        let issuer = TokenIssuer::new(&settings.auth, None).expect("signing key");
+        let token = issuer
+            .issue(
+                "sales",
+                &[Scope::GroupsRead, Scope::GroupsWrite],
+                None,
+                3600,
+            )
+            .expect("token")
+            .token;
+        let admin = issuer
+            .issue("platform", &[Scope::Admin], None, 3600)
+            .expect("token")
+            .token;
+        Fleet {
+            dir,
+            config,
+            token,
+            admin,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .pool_idle_timeout(Duration::from_secs(2))
+                .build()
+                .expect("client"),
+            db,
+        }
+    }
+
+    /// `count` replicas started at the same moment, on the same (possibly empty) database.
+    async fn replicas(&self, count: u32) -> Vec<Gateway> {
+        let starts = (1..=count).map(|run| self.replica(run));
+        futures_util::future::join_all(starts).await
+    }
+
+    async fn replica(&self, run: u32) -> Gateway {
+        start(self.dir.path(), &self.config, &self.db.url, run).await
+    }
+
+    async fn post_webhook(&self, gateway: &Gateway, body: &Value) -> reqwest::StatusCode {
+        let raw = serde_json::to_vec(body).expect("json");
+        self.http
+            .post(format!("{}/webhooks/whatsapp", gateway.base))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", sign(APP_SECRET.as_bytes(), &raw))
+            .body(raw)
+            .send()
+            .await
+            .expect("webhook POST")
+            .status()
+    }
+
+    /// Creates a group through `gateway` (Meta answers `meta_request`), without waiting.
+    async fn request_creation(&self, gateway: &Gateway, subject: &str) -> Value {
+        self.http
+            .post(format!("{}/v1/phone-numbers/{PN}/groups", gateway.base))
+            .bearer_auth(&self.token)
+            .json(&json!({"subject": subject}))
+            .send()
+            .await
+            .expect("create")
+            .json()
+            .await
+            .expect("json")
+    }
+}
+
+fn creation_webhook(meta_request: &str, group_id: &str, subject: &str) -> Value {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [
+        {"field": "group_lifecycle_update", "value": {
+            "metadata": {"phone_number_id": PN},
+            "groups": [{"timestamp": "1755548877", "group_id": group_id, "type": "group_create",
+                "request_id": meta_request, "subject": subject,
+                "invite_link": "https://chat.whatsapp.com/F"}]}}]}]})
+}
+
+async fn meta_accepts_creations(meta: &MockServer, meta_request: &str, delay: Duration) {
+    Mock::given(method("POST"))
+        .and(path(format!("/{API_VERSION}/{PN}/groups")))
+        .respond_with(
+            ResponseTemplate::new(200).set_delay(delay).set_body_json(
+                json!({"messaging_product": "whatsapp", "request_id": meta_request}),
+            ),
+        )
+        .mount(meta)
+        .await;
+}
+
+fn wa_id(i: usize) -> String {
+    format!("1666{i:07}")
+}
+
+/// POST number `i`: someone joins one of the groups.
+fn join_post(i: usize, groups: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA", "changes": [{"field": "group_participants_update", "value": {
+            "metadata": {"phone_number_id": PN},
+            "groups": [{"timestamp": (1_755_700_000 + i).to_string(), "group_id": groups[i % groups.len()],
+                "type": "group_participants_add", "reason": "invite_link",
+                "added_participants": [{"wa_id": wa_id(i)}]}]}}]}]
+    }))
+    .expect("json")
+}
+
+/// Follows `GET /v1/events` from the start, a page at a time, as a consumer does: every
+/// event in the order read, until `stop` says so and the feed has nothing more.
+async fn follow_feed(
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<Value> {
+    let mut read = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/events?limit=50");
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let page: Value = match http.get(&url).bearer_auth(&token).send().await {
+            Ok(res) => res.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        let done = *stop.borrow();
+        read.extend(events.iter().cloned());
+        match page["paging"]["after"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => {
+                // The cursor of the last event read is where the next look starts.
+                if let Some(last) = events.last() {
+                    after = last["id"].as_str().map(str::to_owned);
+                }
+                if done && events.is_empty() {
+                    return read;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn three_replicas_share_the_inbox_the_feed_and_the_deliveries_even_when_one_dies() {
+    const POSTS: usize = 600;
+    const GROUPS: usize = 3;
+    let meta = MockServer::start().await;
+    let receiver = Receiver::start().await;
+    let fleet = Fleet::new(
+        &meta,
+        &format!(
+            "[delivery]\nfirst_retry_ms = 100\nbackoff_factor = 2.0\nmax_retry_delay_ms = 1000\n\
+             max_attempts = 50\nrequest_timeout_ms = 1000\npoll_interval_ms = 100\n{}",
+            receiver.team_toml("sales", "ok")
+        ),
+    )
+    .await;
+    // Started together on an empty database: they take turns at the migrations.
+    let mut replicas = fleet.replicas(3).await;
+
+    // The team's groups: created on the first replica, completed by webhooks to the second.
+    let mut groups = Vec::new();
+    for n in 0..GROUPS {
+        let meta_request = format!("FLEET-{n}-{}", uuid());
+        let guard = Mock::given(method("POST"))
+            .and(path(format!("/{API_VERSION}/{PN}/groups")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"messaging_product": "whatsapp", "request_id": meta_request}),
+            ))
+            .mount_as_scoped(&meta)
+            .await;
+        fleet
+            .request_creation(&replicas[0], &format!("Fleet {n}"))
+            .await;
+        drop(guard);
+        let group_id = format!("GFLEET{n}{}", uuid());
+        let creation = creation_webhook(&meta_request, &group_id, &format!("Fleet {n}"));
+        assert_eq!(fleet.post_webhook(&replicas[1], &creation).await, 200);
+        groups.push(group_id);
+    }
+
+    // A consumer follows the feed on the third replica the whole time.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let reader = tokio::spawn(follow_feed(
+        fleet.http.clone(),
+        replicas[2].base.clone(),
+        fleet.token.clone(),
+        stopped,
+    ));
+
+    // The burst, spread over the replicas; the second is killed a third of the way in and
+    // never comes back.
+    let bodies: Vec<Vec<u8>> = (0..POSTS).map(|i| join_post(i, &groups)).collect();
+    let mut acknowledged = BTreeSet::new();
+    for (round, chunk) in (0..POSTS).collect::<Vec<_>>().chunks(POSTS / 6).enumerate() {
+        if round == 2 {
+            replicas[1].child.kill().expect("SIGKILL");
+            let _ = replicas[1].child.wait();
+        }
+        let mut by_replica: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for &i in chunk {
+            by_replica.entry(i % 3).or_default().push(i);
+        }
+        let sends = by_replica
+            .iter()
+            .map(|(r, which)| burst(&fleet.http, &replicas[*r].base, &bodies, which, |_, _| {}));
+        for answers in futures_util::future::join_all(sends).await {
+            acknowledged.extend(answers.into_iter().filter(|a| a.1).map(|a| a.0));
+        }
+    }
+    assert!(
+        acknowledged.len() >= POSTS * 2 / 3 && acknowledged.len() < POSTS,
+        "{} acknowledged: the kill did not land mid-burst",
+        acknowledged.len()
+    );
+
+    // Every acknowledged POST becomes one event, which the consumer reads exactly once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = BTreeMap::new();
+    while seen.len() < acknowledged.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} acknowledged POSTs are in the feed\n{}",
+            seen.len(),
+            acknowledged.len(),
+            log_tail(&replicas[0].log)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        seen = crate::fleet::feed(&fleet.http, &replicas[0].base, &fleet.token).await;
+    }
+    stop.send(true).expect("reader alive");
+    let read = reader.await.expect("reader");
+    let mut read_ids = BTreeSet::new();
+    for event in &read {
+        let id = event["id"].as_str().expect("id").to_owned();
+        assert!(read_ids.insert(id.clone()), "the consumer read {id} twice");
+    }
+    let joins: BTreeSet<String> = read
+        .iter()
+        .filter(|e| e["type"] == "group.participants_added")
+        .map(|e| {
+            e["data"]["added_participants"][0]["wa_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    for i in &acknowledged {
+        assert!(
+            joins.contains(&wa_id(*i)),
+            "the consumer following the cursor never saw POST {i}"
+        );
+        assert_eq!(seen[&wa_id(*i)].len(), 1, "POST {i} became several events");
+    }
+
+    // Each event is delivered to the team's webhook, by one replica: at most a few sent twice
+    // (those the killed replica had in flight), never once per replica.
+    let wanted: BTreeSet<String> = read
+        .iter()
+        .map(|e| e["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    receiver
+        .wait_until("every event delivered", Duration::from_secs(60), |hits| {
+            let delivered: BTreeSet<&str> = hits
+                .iter()
+                .filter(|h| h.answered == 200)
+                .map(|h| h.webhook_id.as_str())
+                .collect();
+            wanted.iter().all(|id| delivered.contains(id.as_str()))
+        })
+        .await;
+    let hits = receiver.hits_for("sales");
+    let mut per_event: BTreeMap<&str, usize> = BTreeMap::new();
+    for hit in hits.iter().filter(|h| h.answered == 200) {
+        *per_event.entry(hit.webhook_id.as_str()).or_default() += 1;
+    }
+    let repeated = per_event.values().filter(|n| **n > 1).count();
+    assert!(
+        repeated <= 16,
+        "{repeated} events were delivered more than once"
+    );
+    assert!(per_event.values().all(|n| *n <= 2), "{per_event:?}");
+}
+
+#[tokio::test]
+async fn a_creation_started_on_one_replica_answers_when_the_webhook_lands_on_another() {
+    let meta = MockServer::start().await;
+    let fleet = Fleet::new(&meta, "").await;
+    let replicas = fleet.replicas(2).await;
+    let meta_request = format!("WAIT-{}", uuid());
+    meta_accepts_creations(&meta, &meta_request, Duration::ZERO).await;
+
+    let started = Instant::now();
+    let waiting = fleet
+        .http
+        .post(format!(
+            "{}/v1/phone-numbers/{PN}/groups?wait_seconds=20",
+            replicas[0].base
+        ))
+        .bearer_auth(&fleet.token)
+        .json(&json!({"subject": "Across"}))
+        .send();
+    let webhook = async {
+        // Once Meta was asked, its webhook arrives at the other replica.
+        while meta
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let group = format!("GWAIT{}", uuid());
+        let body = creation_webhook(&meta_request, &group, "Across");
+        assert_eq!(fleet.post_webhook(&replicas[1], &body).await, 200);
+        group
+    };
+    let (answer, group) = tokio::join!(waiting, webhook);
+    let answer = answer.expect("create answers");
+    assert_eq!(answer.status(), 201);
+    let body: Value = answer.json().await.expect("json");
+    assert_eq!(body["status"], "created", "{body}");
+    assert_eq!(body["group_id"], group.as_str());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered after {:?}: the waiter was not woken",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_same_new_idempotency_key_at_two_replicas_at_once_reaches_meta_once() {
+    let meta = MockServer::start().await;
+    let fleet = Fleet::new(&meta, "").await;
+    let replicas = fleet.replicas(2).await;
+    // Meta takes its time, so the second request arrives while the first is running.
+    meta_accepts_creations(
+        &meta,
+        &format!("IDEM-{}", uuid()),
+        Duration::from_millis(500),
+    )
+    .await;
+    let key = format!("key-{}", uuid());
+    let send = |gateway: &Gateway| {
+        fleet
+            .http
+            .post(format!("{}/v1/phone-numbers/{PN}/groups", gateway.base))
+            .bearer_auth(&fleet.token)
+            .header("Idempotency-Key", &key)
+            .json(&json!({"subject": "Once"}))
+            .send()
+    };
+    let (a, b) = tokio::join!(send(&replicas[0]), send(&replicas[1]));
+    let (a, b) = (a.expect("answer"), b.expect("answer"));
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (202, 202));
+    let replayed = [&a, &b]
+        .iter()
+        .filter(|r| r.headers().get("idempotent-replayed").is_some())
+        .count();
+    assert_eq!(replayed, 1, "one answer is the replay of the other");
+    let (a, b): (Value, Value) = (a.json().await.unwrap(), b.json().await.unwrap());
+    assert_eq!(a["request_id"], b["request_id"]);
+    let creations = meta
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(creations, 1, "Meta was asked {creations} times");
+}
+
+#[tokio::test]
+async fn a_token_revoked_on_one_replica_is_refused_by_the_others_within_a_second() {
+    let meta = MockServer::start().await;
+    let fleet = Fleet::new(&meta, "").await;
+    let replicas = fleet.replicas(3).await;
+    let jti = jti_of(&fleet.token);
+    let list = |gateway: &Gateway| {
+        fleet
+            .http
+            .get(format!("{}/v1/phone-numbers/{PN}/groups", gateway.base))
+            .bearer_auth(&fleet.token)
+            .send()
+    };
+    for replica in &replicas {
+        assert_eq!(list(replica).await.expect("answer").status(), 200);
+    }
+    let revoked = fleet
+        .http
+        .delete(format!("{}/v1/admin/tokens/{jti}", replicas[0].base))
+        .bearer_auth(&fleet.admin)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status(), 204);
+    let since = Instant::now();
+    for replica in &replicas[1..] {
+        loop {
+            let status = list(replica).await.expect("answer").status();
+            if status == 401 {
+                break;
+            }
+            assert_eq!(status, 200);
+            assert!(
+                since.elapsed() < Duration::from_secs(1),
+                "{} still accepts the revoked token after {:?}",
+                replica.base,
+                since.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The `jti` claim of a token.
+fn jti_of(token: &str) -> String {
+    use base64::Engine;
+    let claims = token.split('.').nth(1).expect("claims part");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims)
+        .expect("base64");
+    serde_json::from_slice::<Value>(&raw).expect("json")["jti"]
+        .as_str()
+        .expect("jti")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_phone_numbers_rate_limit_holds_across_replicas_through_redis() {
+    let meta = MockServer::start().await;
+    // A number of this test's own: the bucket in Redis is per number.
+    let number = format!(
+        "9{}",
+        &uuid()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect::<String>()
+    );
+    let number: String = number.chars().take(15).collect();
+    // One request id of Meta's per creation, in turn.
+    for _ in 0..4 {
+        Mock::given(method("POST"))
+            .and(path(format!("/{API_VERSION}/{number}/groups")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"messaging_product": "whatsapp", "request_id": format!("RL-{}", uuid())}),
+            ))
+            .up_to_n_times(1)
+            .mount(&meta)
+            .await;
+    }
+    let fleet = Fleet::new(
+        &meta,
+        &format!(
+            "[rate_limit]\nstore = \"redis\"\nredis_url = \"{}\"\n\n\
+             [phone_numbers.{number}]\naccess_token = \"t\"\nrate_limit = {{ per_second = 1, burst = 2 }}\n\n\
+             [teams.sales_rl]\nphone_numbers = [\"{number}\"]\n",
+            crate::pg::redis_url()
+        ),
+    )
+    .await;
+    let replicas = fleet.replicas(2).await;
+    let settings =
+        Settings::from_toml_overrides(&std::fs::read_to_string(&fleet.config).expect("config"))
+            .expect("valid");
+    let token = TokenIssuer::new(&settings.auth, None)
+        .expect("key")
+        .issue("sales_rl", &[Scope::GroupsWrite], None, 3600)
+        .expect("token")
+        .token;
+    let create = |gateway: &Gateway| {
+        fleet
+            .http
+            .post(format!("{}/v1/phone-numbers/{number}/groups", gateway.base))
+            .bearer_auth(&token)
+            .json(&json!({"subject": "Limited"}))
+            .send()
+    };
+    // Two calls take the bucket's two tokens, one on each replica; a third on either is
+    // refused, although each replica alone saw at most two.
+    assert_eq!(create(&replicas[0]).await.unwrap().status(), 202);
+    assert_eq!(create(&replicas[1]).await.unwrap().status(), 202);
+    let refused = create(&replicas[1]).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().get("retry-after").is_some());
+    // Refill: a token a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(create(&replicas[0]).await.unwrap().status(), 202);
+    let ready: Value = fleet
+        .http
+        .get(format!("{}/readyz", replicas[0].base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["dependencies"]["redis"], "ok", "{ready}");
+}
+
+#[tokio::test]
+async fn without_redis_a_replica_keeps_serving_on_its_own_buckets_and_says_so() {
+    // Nothing listens on port 1: Redis is unreachable from the start.
+    let app = crate::helpers::spawn_app_with(
+        "[rate_limit]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:1\"\n\n\
+         [phone_numbers.333333]\naccess_token = \"t\"\nrate_limit = { per_second = 1, burst = 1 }\n\n\
+         [teams.limited]\nphone_numbers = [\"333333\"]\n",
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/{API_VERSION}/333333/groups")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"messaging_product": "whatsapp", "request_id": format!("NR-{}", uuid())}),
+        ))
+        .up_to_n_times(1)
+        .mount(&app.meta)
+        .await;
+    let token = app.token("limited", &["groups:write"]);
+    let create = || {
+        app.http
+            .post(app.url("/v1/phone-numbers/333333/groups"))
+            .bearer_auth(&token)
+            .json(&json!({"subject": "No Redis"}))
+            .send()
+    };
+    // Served, and still limited: by this replica's own bucket.
+    assert_eq!(create().await.unwrap().status(), 202);
+    assert_eq!(create().await.unwrap().status(), 429);
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["dependencies"]["storage"], "ok");
+    assert!(
+        ready["dependencies"]["redis"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("unreachable"),
+        "{ready}"
+    );
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("wagw_rate_limit_local_fallbacks_total{limit=\"phone_number\"}")),
+        "{metrics}"
+    );
+}

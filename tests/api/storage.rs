@@ -1,0 +1,290 @@
+//! The storage layer on both backends: each scenario runs on SQLite and on PostgreSQL, and
+//! what only PostgreSQL's concurrent writers can do (several transactions at once) is shown
+//! on PostgreSQL.
+
+use serde_json::json;
+use wa_groups_gateway::domain::events::{EventType, NewWebhookEvent, TeamEvent};
+use wa_groups_gateway::domain::{FeedPosition, GroupId, PhoneNumberId};
+use wa_groups_gateway::storage::{
+    Claim, FeedPage, InboxOutcome, KeyClaim, NewOwner, NewTeamEvent, Storage,
+};
+
+use crate::helpers::uuid;
+use crate::pg::TestDatabase;
+
+/// A fresh storage of each backend (the tempdir and database live as long as the storage).
+async fn backends() -> Vec<(&'static str, Storage, Box<dyn std::any::Any>)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = Storage::connect(&format!("sqlite://{}/s.db", dir.path().display()), 1)
+        .await
+        .expect("sqlite");
+    let db = TestDatabase::create().await;
+    let postgres = Storage::connect(&db.url, 5).await.expect("postgres");
+    vec![
+        ("sqlite", sqlite, Box::new(dir)),
+        ("postgres", postgres, Box::new(db)),
+    ]
+}
+
+fn event(key: &str) -> NewWebhookEvent {
+    NewWebhookEvent {
+        event_key: key.to_owned(),
+        field: "group_status_update".into(),
+        event_type: "group_suspend".into(),
+        phone_number_id: Some("1".into()),
+        group_id: Some("G".into()),
+        meta_request_id: None,
+        occurred_at: None,
+        payload: json!({}),
+    }
+}
+
+fn team_event(id: &str) -> TeamEvent {
+    TeamEvent {
+        id: id.to_owned(),
+        event_type: EventType::Suspended,
+        occurred_at: "2026-12-01T00:00:00Z".into(),
+        phone_number_id: "1".into(),
+        group_id: Some("G".into()),
+        request_id: None,
+        data: json!({}),
+    }
+}
+
+/// Stores one Meta event and its team event for `sales` in a transaction left open.
+async fn open_transaction_with_event(
+    storage: &Storage,
+    n: &str,
+) -> Box<dyn wa_groups_gateway::storage::RegistryTx> {
+    let InboxOutcome::Stored(inbox) = storage
+        .inbox
+        .store_post(&uuid(), n.as_bytes())
+        .await
+        .expect("post")
+    else {
+        panic!("a new POST");
+    };
+    let mut tx = storage.begin().await.expect("begin");
+    let stored = tx
+        .insert_webhook_event(inbox, &event(&format!("k{n}")))
+        .await
+        .expect("event")
+        .expect("new");
+    let team_event = team_event(&format!("evt_{n}"));
+    tx.insert_team_event(&NewTeamEvent {
+        source: stored,
+        team: Some("sales"),
+        event: &team_event,
+    })
+    .await
+    .expect("team event");
+    tx
+}
+
+async fn feed_ids(storage: &Storage, after: FeedPosition) -> (Vec<String>, Option<FeedPosition>) {
+    let page = storage
+        .events
+        .list("sales", &["1".to_owned()], FeedPage { after, limit: 100 })
+        .await
+        .expect("feed");
+    let last = page.events.last().map(|e| e.id.clone());
+    let position = match &last {
+        Some(id) => storage.events.position_of("sales", id).await.expect("pos"),
+        None => None,
+    };
+    (page.events.into_iter().map(|e| e.id).collect(), position)
+}
+
+#[tokio::test]
+async fn the_same_post_and_the_same_event_are_stored_once_on_both_backends() {
+    for (name, storage, _keep) in backends().await {
+        assert!(matches!(
+            storage.inbox.store_post("a", b"{}").await.unwrap(),
+            InboxOutcome::Stored(_)
+        ));
+        assert_eq!(
+            storage.inbox.store_post("a", b"{}").await.unwrap(),
+            InboxOutcome::Duplicate,
+            "{name}"
+        );
+        let InboxOutcome::Stored(second) = storage.inbox.store_post("b", b"{ }").await.unwrap()
+        else {
+            panic!("{name}: another body is new");
+        };
+        let mut tx = storage.begin().await.unwrap();
+        assert!(
+            tx.insert_webhook_event(second, &event("k1"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            tx.insert_webhook_event(second, &event("k1"))
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
+        tx.commit().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn adopting_and_moving_a_group_on_both_backends() {
+    for (name, storage, _keep) in backends().await {
+        let g = GroupId::parse("Gadopt").unwrap();
+        let pn = PhoneNumberId::parse("1").unwrap();
+        let owner = |team, subject| NewOwner {
+            group_id: &g,
+            phone_number_id: &pn,
+            team,
+            subject,
+        };
+        assert_eq!(
+            storage
+                .groups
+                .set_owner(&owner("sales", Some("Found")))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            storage
+                .groups
+                .set_owner(&owner("support", None))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("sales"),
+            "{name}"
+        );
+        let record = storage.groups.group(&g).await.unwrap().unwrap();
+        assert_eq!(record.owner_team.as_deref(), Some("support"), "{name}");
+        assert_eq!(record.subject.as_deref(), Some("Found"), "{name}");
+        let owners = storage
+            .groups
+            .owners(&["Gadopt".into(), "Gother".into()])
+            .await
+            .unwrap();
+        assert_eq!(owners.len(), 1, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_is_claimed_once_on_both_backends() {
+    for (name, storage, _keep) in backends().await {
+        let claim = |fingerprint| KeyClaim {
+            team: "sales",
+            key: "k",
+            fingerprint,
+            expired_before: "2000-01-01T00:00:00.000Z",
+            abandoned_before: "2000-01-01T00:00:00.000Z",
+        };
+        let first = storage.idempotency.claim(&claim("f1")).await.unwrap();
+        assert!(matches!(first, Claim::Claimed), "{name}");
+        match storage.idempotency.claim(&claim("f1")).await.unwrap() {
+            Claim::Held {
+                fingerprint,
+                answer: None,
+            } => assert_eq!(fingerprint, "f1", "{name}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_feed_reads_in_commit_order_on_both_backends() {
+    for (name, storage, _keep) in backends().await {
+        for n in ["1", "2"] {
+            open_transaction_with_event(&storage, n)
+                .await
+                .commit()
+                .await
+                .unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let (ids, position) = loop {
+            let read = feed_ids(&storage, FeedPosition::default()).await;
+            if read.0.len() == 2 || std::time::Instant::now() > deadline {
+                break read;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert_eq!(ids, ["evt_1", "evt_2"], "{name}");
+        let (after, _) = feed_ids(&storage, position.unwrap()).await;
+        assert!(after.is_empty(), "{name}: {after:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_reader_never_passes_an_event_whose_transaction_is_still_running() {
+    let db = TestDatabase::create().await;
+    let storage = Storage::connect(&db.url, 5).await.expect("postgres");
+    // The first writer takes its seq and keeps its transaction open...
+    let slow = open_transaction_with_event(&storage, "slow").await;
+    // ...while a second writer commits a later seq.
+    open_transaction_with_event(&storage, "fast")
+        .await
+        .commit()
+        .await
+        .unwrap();
+    // A reader sees nothing yet: showing the later event would move its cursor past the
+    // earlier one, which it would then never read.
+    let (ids, position) = feed_ids(&storage, FeedPosition::default()).await;
+    assert!(ids.is_empty(), "{ids:?}");
+    assert!(position.is_none());
+    slow.commit().await.unwrap();
+    // Transactions are counted across the whole server: another test's open transaction may
+    // hold the feed back a moment longer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let ids = loop {
+        let (ids, _) = feed_ids(&storage, FeedPosition::default()).await;
+        if !ids.is_empty() || std::time::Instant::now() > deadline {
+            break ids;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(ids, ["evt_slow", "evt_fast"]);
+}
+
+#[tokio::test]
+async fn replicas_processing_the_inbox_never_take_the_same_post() {
+    let db = TestDatabase::create().await;
+    let storage = Storage::connect(&db.url, 5).await.expect("postgres");
+    for n in 0..4 {
+        storage
+            .inbox
+            .store_post(&format!("h{n}"), format!("{n}").as_bytes())
+            .await
+            .unwrap();
+    }
+    let mut first = storage.begin().await.unwrap();
+    let taken: Vec<i64> = first
+        .claim_posts(2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    let mut second = storage.begin().await.unwrap();
+    let others: Vec<i64> = second
+        .claim_posts(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(taken.len(), 2);
+    assert_eq!(others.len(), 2);
+    assert!(
+        taken.iter().all(|id| !others.contains(id)),
+        "{taken:?} {others:?}"
+    );
+    // A claim ends with its transaction: rolled back (a replica that died), the POSTs are
+    // free again.
+    drop(first);
+    let mut third = storage.begin().await.unwrap();
+    let freed = third.claim_posts(10).await.unwrap();
+    assert_eq!(freed.len(), 2);
+    drop(second);
+}
