@@ -47,6 +47,22 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Takes the database away under whoever uses it (connections included).
+    pub async fn drop_now(&self) {
+        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+            .await
+            .expect("admin connection");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("DROP DATABASE");
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let name = self.name.clone();

@@ -597,3 +597,32 @@ async fn without_redis_a_replica_keeps_serving_on_its_own_buckets_and_says_so() 
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn without_its_database_a_replica_is_not_ready_and_meta_is_asked_to_send_again() {
+    let meta = MockServer::start().await;
+    let fleet = Fleet::new(&meta, "").await;
+    let replica = fleet.replica(1).await;
+    let ready = fleet
+        .http
+        .get(format!("{}/readyz", replica.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    fleet.db.drop_now().await;
+    let ready = fleet
+        .http
+        .get(format!("{}/readyz", replica.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["dependencies"]["storage"], "unreachable", "{ready}");
+    // A webhook POST that cannot be stored is not acknowledged: Meta sends it again later.
+    let status = fleet
+        .post_webhook(&replica, &creation_webhook("R", "GGONE", "Gone"))
+        .await;
+    assert_eq!(status, 500);
+}
