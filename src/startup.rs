@@ -153,6 +153,10 @@ impl Application {
         ));
         let idempotency = web::Data::new(Idempotency::new(&storage));
         let ownership = web::Data::new(Ownership::new(&storage));
+        // Warmed before the first request: the hot path needs no storage round trip.
+        if let Err(e) = ownership.warm().await {
+            tracing::warn!(error = %e, "cannot read the recent groups; they are read when asked for");
+        }
         let creations = web::Data::new(Creations::new(storage.clone(), waiters));
         let feed = web::Data::new(Feed::new(&storage));
         let group_store = storage.groups.clone();

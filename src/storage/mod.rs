@@ -48,6 +48,8 @@ pub trait GroupStore: Send + Sync {
     async fn set_owner(&self, assignment: &NewOwner<'_>) -> Result<Option<String>>;
     /// The owning team of each of these groups that has one.
     async fn owners(&self, group_ids: &[String]) -> Result<HashMap<String, String>>;
+    /// The most recently created groups that have an owner, at most `limit`.
+    async fn recent_owned_groups(&self, limit: i64) -> Result<Vec<GroupRecord>>;
 }
 
 /// Meta's webhook POSTs, stored before Meta is told 200.
@@ -178,7 +180,22 @@ pub trait Backend:
     /// Calls `on_done` with the request id of each creation another process completes (none
     /// on a backend only one process uses).
     fn watch_creations(&self, on_done: Arc<dyn Fn(&str) + Send + Sync>);
+    /// Calls `on_change` for each group whose record changes, as soon as the change is
+    /// committed here, and (on a shared backend) when another process committed one.
+    fn watch_groups(&self, on_change: GroupWatcher);
 }
+
+/// What changed in the registry's groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupChange {
+    /// This group's record changed.
+    One(String),
+    /// Changes may have been missed (another process's announcements were not followed for
+    /// a while): anything known about any group may be stale.
+    All,
+}
+
+pub type GroupWatcher = Arc<dyn Fn(GroupChange) + Send + Sync>;
 
 /// The gateway's storage, whichever backend `storage.url` names: one handle per concern,
 /// all on the same backend.
@@ -221,5 +238,10 @@ impl Storage {
     /// See `Backend::watch_creations`.
     pub fn watch_creations(&self, on_done: Arc<dyn Fn(&str) + Send + Sync>) {
         self.backend.watch_creations(on_done)
+    }
+
+    /// See `Backend::watch_groups`.
+    pub fn watch_groups(&self, on_change: GroupWatcher) {
+        self.backend.watch_groups(on_change)
     }
 }

@@ -77,22 +77,14 @@ impl GroupStore for SqlStorage {
         .bind(group_id.as_ref())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.and_then(|r| {
-            Some(GroupRecord {
-                group_id: GroupId::parse(r.get::<String, _>(0).as_str()).ok()?,
-                phone_number_id: PhoneNumberId::parse(r.get::<String, _>(1).as_str()).ok()?,
-                owner_team: r.get(2),
-                subject: r.get(3),
-                active: r.get::<String, _>(4) == "active",
-                suspended: r.get::<i64, _>(5) != 0,
-            })
-        }))
+        Ok(row.as_ref().and_then(group_record))
     }
 
     async fn set_group_active(&self, group_id: &str, active: bool) -> Result<()> {
         let status = if active { "active" } else { "deleted" };
         let mut conn = self.pool.acquire().await?;
-        set_group_column(&mut conn, "status = $1", status, group_id).await
+        set_group_column(&mut conn, "status = $1", status, group_id).await?;
+        self.announce_group(group_id).await
     }
 
     async fn set_invite_link(&self, group_id: &str, link: &str) -> Result<()> {
@@ -202,7 +194,19 @@ impl GroupStore for SqlStorage {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.announce_group(group_id.as_ref()).await?;
         Ok(previous)
+    }
+
+    async fn recent_owned_groups(&self, limit: i64) -> Result<Vec<GroupRecord>> {
+        let rows = sqlx::query(
+            "SELECT group_id, phone_number_id, owner_team, subject, status, suspended FROM groups
+             WHERE owner_team IS NOT NULL ORDER BY seq DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().filter_map(group_record).collect())
     }
 
     /// The owning team of each of these groups the registry knows (absent: no owner).
@@ -223,6 +227,18 @@ impl GroupStore for SqlStorage {
         let rows = query.fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
+}
+
+/// A group row (group_id, phone_number_id, owner_team, subject, status, suspended).
+fn group_record(r: &sqlx::any::AnyRow) -> Option<GroupRecord> {
+    Some(GroupRecord {
+        group_id: GroupId::parse(r.get::<String, _>(0).as_str()).ok()?,
+        phone_number_id: PhoneNumberId::parse(r.get::<String, _>(1).as_str()).ok()?,
+        owner_team: r.get(2),
+        subject: r.get(3),
+        active: r.get::<String, _>(4) == "active",
+        suspended: r.get::<i64, _>(5) != 0,
+    })
 }
 
 async fn exists_beyond(

@@ -21,8 +21,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 
 use super::{
-    Backend, CreationOutcome, GroupOwner, NewTeamEvent, PendingCreation, RegistryTx, Result,
-    SeenGroup, StorageError,
+    Backend, CreationOutcome, GroupChange, GroupOwner, GroupWatcher, NewTeamEvent, PendingCreation,
+    RegistryTx, Result, SeenGroup,
 };
 use crate::clock::now;
 use crate::domain::RequestId;
@@ -33,6 +33,17 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 
 /// The PostgreSQL channel on which a completed creation is announced to every replica.
 const CREATIONS_CHANNEL: &str = "wagw_creations";
+/// The PostgreSQL channel on which a changed group record is announced to every replica.
+const GROUPS_CHANNEL: &str = "wagw_groups";
+
+/// Who is told of group changes committed here (the ownership cache).
+type GroupWatcherCell = Arc<std::sync::RwLock<Option<GroupWatcher>>>;
+
+fn tell(watcher: &GroupWatcherCell, change: GroupChange) {
+    if let Some(on_change) = watcher.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        on_change(change);
+    }
+}
 
 /// Where the two databases differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +111,7 @@ pub struct SqlStorage {
     pool: AnyPool,
     dialect: Dialect,
     url: String,
+    group_watcher: GroupWatcherCell,
 }
 
 impl SqlStorage {
@@ -160,7 +172,12 @@ impl SqlStorage {
             .run(&pool)
             .await
             .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
-        Ok(SqlStorage { pool, dialect, url })
+        Ok(SqlStorage {
+            pool,
+            dialect,
+            url,
+            group_watcher: GroupWatcherCell::default(),
+        })
     }
 
     /// The pool, for tests that look at the tables directly.
@@ -171,6 +188,20 @@ impl SqlStorage {
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
+
+    /// Tells this process's watcher, and on PostgreSQL every other replica, that a group's
+    /// record changed (after a change made outside a unit of work).
+    pub(super) async fn announce_group(&self, group_id: &str) -> Result<()> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(GROUPS_CHANNEL)
+                .bind(group_id)
+                .execute(&self.pool)
+                .await?;
+        }
+        tell(&self.group_watcher, GroupChange::One(group_id.to_owned()));
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -180,6 +211,8 @@ impl Backend for SqlStorage {
         Ok(Box::new(SqlTx {
             tx,
             dialect: self.dialect,
+            touched: Vec::new(),
+            group_watcher: self.group_watcher.clone(),
         }))
     }
 
@@ -190,28 +223,59 @@ impl Backend for SqlStorage {
 
     fn watch_creations(&self, on_done: Arc<dyn Fn(&str) + Send + Sync>) {
         if self.dialect == Dialect::Postgres {
-            tokio::spawn(listen_for_creations(self.url.clone(), on_done));
+            let on_payload = move |payload: &str| on_done(payload);
+            tokio::spawn(listen(
+                self.url.clone(),
+                CREATIONS_CHANNEL,
+                on_payload,
+                || {},
+            ));
+        }
+    }
+
+    fn watch_groups(&self, on_change: GroupWatcher) {
+        *self
+            .group_watcher
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(on_change.clone());
+        if self.dialect == Dialect::Postgres {
+            let changed = on_change.clone();
+            let on_payload = move |group_id: &str| changed(GroupChange::One(group_id.to_owned()));
+            // Whatever was announced while the connection was down is unknown.
+            let on_connect = move || on_change(GroupChange::All);
+            tokio::spawn(listen(
+                self.url.clone(),
+                GROUPS_CHANNEL,
+                on_payload,
+                on_connect,
+            ));
         }
     }
 }
 
-/// Follows the creations other replicas complete, so a caller waiting here is answered when
-/// Meta's webhook landed elsewhere. A lost connection is opened again; while it is down,
-/// waiters still see the outcome at the end of their wait.
-async fn listen_for_creations(url: String, on_done: Arc<dyn Fn(&str) + Send + Sync>) {
+/// Follows one PostgreSQL notification channel for good: what other replicas announce (a
+/// creation completed, a group changed) reaches this one. A lost connection is opened again;
+/// `on_connect` runs each time the channel is followed anew.
+async fn listen(
+    url: String,
+    channel: &'static str,
+    on_payload: impl Fn(&str) + Send + 'static,
+    on_connect: impl Fn() + Send + 'static,
+) {
     loop {
         let listened = async {
             let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
-            listener.listen(CREATIONS_CHANNEL).await?;
+            listener.listen(channel).await?;
+            on_connect();
             loop {
                 let notification = listener.recv().await?;
-                on_done(notification.payload());
+                on_payload(notification.payload());
             }
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())
         };
         if let Err(e) = listened.await {
-            tracing::warn!(error = %e, "cannot follow creations completed by other replicas; retrying");
+            tracing::warn!(error = %e, channel, "cannot follow what other replicas announce; retrying");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -221,6 +285,9 @@ async fn listen_for_creations(url: String, on_done: Arc<dyn Fn(&str) + Send + Sy
 struct SqlTx {
     tx: Transaction<'static, Any>,
     dialect: Dialect,
+    /// Groups whose record this unit of work changed, announced once it commits.
+    touched: Vec<String>,
+    group_watcher: GroupWatcherCell,
 }
 
 #[async_trait]
@@ -346,6 +413,7 @@ impl RegistryTx for SqlTx {
                 subject,
                 invite_link,
             } => {
+                self.touched.push(group_id.clone());
                 sqlx::query(
                     "UPDATE create_requests SET status = 'created', group_id = $1, invite_link = $2, updated_at = $3
                      WHERE request_id = $4",
@@ -398,6 +466,7 @@ impl RegistryTx for SqlTx {
     }
 
     async fn note_group(&mut self, group: &SeenGroup<'_>) -> Result<()> {
+        self.touched.push(group.group_id.to_owned());
         let now = now();
         sqlx::query(
             "INSERT INTO groups (group_id, phone_number_id, subject, invite_link, created_at, updated_at)
@@ -416,15 +485,18 @@ impl RegistryTx for SqlTx {
     }
 
     async fn set_group_active(&mut self, group_id: &str, active: bool) -> Result<()> {
+        self.touched.push(group_id.to_owned());
         let status = if active { "active" } else { "deleted" };
         set_group_column(&mut self.tx, "status = $1", status, group_id).await
     }
 
     async fn set_group_subject(&mut self, group_id: &str, subject: &str) -> Result<()> {
+        self.touched.push(group_id.to_owned());
         set_group_column(&mut self.tx, "subject = $1", subject, group_id).await
     }
 
     async fn set_group_suspended(&mut self, group_id: &str, suspended: bool) -> Result<()> {
+        self.touched.push(group_id.to_owned());
         set_group_column(
             &mut self.tx,
             "suspended = $1",
@@ -489,8 +561,24 @@ impl RegistryTx for SqlTx {
         Ok(())
     }
 
-    async fn commit(self: Box<Self>) -> Result<()> {
-        self.tx.commit().await.map_err(StorageError::from)
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        self.touched.sort_unstable();
+        self.touched.dedup();
+        if self.dialect == Dialect::Postgres {
+            // Delivered to the other replicas when (and only if) the transaction commits.
+            for group_id in &self.touched {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(GROUPS_CHANNEL)
+                    .bind(group_id)
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+        }
+        self.tx.commit().await?;
+        for group_id in self.touched {
+            tell(&self.group_watcher, GroupChange::One(group_id));
+        }
+        Ok(())
     }
 }
 
