@@ -114,7 +114,7 @@ pub fn run() -> ExitCode {
             host,
             port,
             webhook_url,
-        } => crate::sandbox::standalone::run(settings, &host, port, webhook_url),
+        } => sandbox(settings, host, port, webhook_url),
         Command::Openapi => match serde_json::to_string_pretty(&crate::openapi::spec()) {
             Ok(json) => {
                 // `openapi | head` closes stdout early: that is not an error worth a panic.
@@ -249,6 +249,17 @@ fn option_of(field: &str) -> &'static str {
         "phone_numbers" => "--phone-number",
         _ => "--ttl",
     }
+}
+
+/// `sandbox`: the simulated Meta alone.
+fn sandbox(settings: Settings, host: String, port: u16, webhook_url: Option<String>) -> ExitCode {
+    use crate::sandbox::standalone;
+    if let Err(e) = standalone::check_webhook_url(webhook_url.as_deref()) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    crate::telemetry::init(&settings.telemetry);
+    run_server(standalone::serve(settings, host, port, webhook_url))
 }
 
 fn serve(settings: Settings) -> ExitCode {
