@@ -64,7 +64,7 @@ pub enum TokenAction {
         /// A team defined in configuration.
         #[arg(long)]
         team: String,
-        /// Scopes: groups:read, groups:write, groups:delete, groups:invite, admin.
+        /// Scopes: groups:read, groups:write, groups:delete, groups:invite, groups:message, admin.
         #[arg(long = "scope", required = true, num_args = 1..)]
         scopes: Vec<String>,
         /// Narrow the token to these of the team's phone numbers.
@@ -285,7 +285,7 @@ fn serve(settings: Settings) -> ExitCode {
         if mode == GraphMode::Sandbox {
             eprintln!(
                 "Sandbox mode: Meta is simulated in process. A demo token:\n  \
-                 TOKEN=$(cargo run -q -- token issue --team {demo_team} --scope groups:read groups:write groups:delete groups:invite)\n\
+                 TOKEN=$(cargo run -q -- token issue --team {demo_team} --scope groups:read groups:write groups:delete groups:invite groups:message)\n\
                  Play the WhatsApp users' side: POST {base}/sandbox/groups/{{group_id}}/join {{\"wa_id\": \"16505551234\"}} \
                  (all sandbox controls: GET {base}/sandbox)"
             );
