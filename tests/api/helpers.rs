@@ -175,6 +175,7 @@ impl TestApp {
                 "groups:write",
                 "groups:delete",
                 "groups:invite",
+                "groups:message",
             ],
         )
     }
