@@ -359,3 +359,247 @@ async fn the_audit_record_names_the_message_but_not_its_content() {
         "the audit log holds the message's content: {audit}"
     );
 }
+
+// ---- what participants write, and the statuses of what the business wrote -----------------
+
+/// Deliveries are looked for often, so a test waits milliseconds, not a poll interval.
+const QUICK_DELIVERY: &str = "[delivery]\npoll_interval_ms = 50\n";
+
+/// A POST of Meta's `messages` field on `pn` with `value`'s `contacts`, `messages` and
+/// `statuses`.
+fn messages_webhook(pn: &str, value: Value) -> Value {
+    let mut value = value;
+    value["messaging_product"] = json!("whatsapp");
+    value["metadata"] = json!({"display_phone_number": "15550001111", "phone_number_id": pn});
+    json!({"object": "whatsapp_business_account",
+        "entry": [{"id": "WABA_ID", "changes": [{"field": "messages", "value": value}]}]})
+}
+
+/// The team's whole feed.
+async fn feed(app: &TestApp, token: &str) -> Vec<Value> {
+    let res = app.get("/v1/events?limit=1000", token).await;
+    assert_eq!(res.status(), 200);
+    res.json::<Value>().await.unwrap()["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Waits until the team's feed holds an event of `event_type` (processing is asynchronous).
+async fn wait_for_type(app: &TestApp, token: &str, event_type: &str) -> Vec<Value> {
+    for _ in 0..250 {
+        let events = feed(app, token).await;
+        if events.iter().any(|e| e["type"] == event_type) {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no {event_type} event arrived");
+}
+
+#[tokio::test]
+async fn a_group_message_and_a_status_become_one_event_each_for_the_owning_team_only() {
+    let receiver = crate::receiver::Receiver::start().await;
+    let app = spawn_app_with(&format!(
+        "{QUICK_DELIVERY}{}{}",
+        receiver.team_toml("sales", "ok"),
+        receiver.team_toml("support", "ok")
+    ))
+    .await;
+    let sales = app.sales();
+    let support = app.token("support", &["groups:read"]);
+    let admin = app.token("platform", &["admin"]);
+    let g = app.create_group(&sales, PN, "Launch crew").await;
+
+    // Meta's sample of a participant writing in a group, beside a 1:1 message to the same
+    // number from the same person.
+    let inbound = messages_webhook(
+        PN,
+        json!({
+            "contacts": [{"profile": {"name": "Tiago Mingo"}, "wa_id": "16505551234"}],
+            "messages": [
+                {"from": "16505551234", "group_id": g, "id": "wamid.GROUP1",
+                 "timestamp": "1744344496", "text": {"body": "What does everyone think about this?"},
+                 "type": "text"},
+                {"from": "16505551234", "id": "wamid.DIRECT1", "timestamp": "1744344497",
+                 "text": {"body": "Only for the business"}, "type": "text"}
+            ]
+        }),
+    );
+    // A participant's delivered status of the business's message (in the spelling of Meta's
+    // single-status samples), beside a 1:1 status.
+    let statuses = messages_webhook(
+        PN,
+        json!({"statuses": [
+            {"id": "wamid.SENT1", "status": "delivered", "timestamp": "1744344500",
+             "recipient_id": g, "recipient_type": "group", "participant_recipient_id": "16505551234",
+             "pricing": {"billable": true, "pricing_model": "PMP", "category": "group_utility", "type": "regular"}},
+            {"id": "wamid.DIRECT2", "status": "read", "timestamp": "1744344501",
+             "recipient_id": "16505551234", "recipient_type": "individual"}
+        ]}),
+    );
+    for post in [&inbound, &statuses, &inbound] {
+        assert_eq!(app.send_webhook(post).await.status(), 200);
+    }
+    // The same group message again in another batch (Meta redelivers in new batches).
+    let mut rebatched = inbound.clone();
+    rebatched["entry"][0]["changes"][0]["value"]["messages"][1]["id"] = json!("wamid.DIRECT3");
+    assert_eq!(app.send_webhook(&rebatched).await.status(), 200);
+    // A marker after everything above: once it is in the feed, all of the above was processed.
+    let marker = webhook(
+        "group_participants_update",
+        PN,
+        vec![
+            json!({"timestamp": "1744344600", "group_id": g, "type": "group_participants_add",
+            "reason": "invite_link", "added_participants": [{"wa_id": "16505559999"}]}),
+        ],
+    );
+    assert_eq!(app.send_webhook(&marker).await.status(), 200);
+    let events = wait_for_type(&app, &sales, "group.participants_added").await;
+
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "group.created",
+            "group.message_received",
+            "group.message_status",
+            "group.participants_added"
+        ]
+    );
+    let received = &events[1];
+    assert_eq!(received["group_id"], g.as_str());
+    assert_eq!(received["phone_number_id"], PN);
+    assert_eq!(received["occurred_at"], "2025-04-11T04:08:16Z");
+    assert_eq!(
+        received["data"],
+        json!({
+            "message_id": "wamid.GROUP1",
+            "from": "16505551234",
+            "type": "text",
+            "text": {"body": "What does everyone think about this?"},
+            "contact": {"profile": {"name": "Tiago Mingo"}, "wa_id": "16505551234"}
+        })
+    );
+    let status = &events[2];
+    assert_eq!(status["group_id"], g.as_str());
+    assert_eq!(
+        status["data"],
+        json!({
+            "message_id": "wamid.SENT1",
+            "status": "delivered",
+            "recipient_participant_id": "16505551234",
+            "pricing": {"billable": true, "pricing_model": "PMP", "category": "group_utility", "type": "regular"}
+        })
+    );
+
+    // Each is delivered once to the team's webhook, signed, with the feed's body.
+    let hits = receiver
+        .wait_until("the four events delivered", Duration::from_secs(10), |h| {
+            h.iter().filter(|x| x.team == "sales").count() >= 4
+        })
+        .await;
+    let sales_hits: Vec<_> = hits.iter().filter(|h| h.team == "sales").collect();
+    assert_eq!(sales_hits.len(), 4);
+    for event in &events {
+        // Deliveries run concurrently, so they are matched by id rather than by order.
+        let hit = sales_hits
+            .iter()
+            .find(|h| h.webhook_id == event["id"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("{} was not delivered", event["type"]));
+        assert_eq!(hit.verified, Ok(()), "{}", event["type"]);
+        assert_eq!(&hit.body, event);
+    }
+
+    // Nobody else sees any of it, and the 1:1 traffic is nobody's event.
+    assert!(feed(&app, &support).await.is_empty());
+    assert!(receiver.hits_for("support").is_empty());
+    let unowned: Value = app
+        .get("/v1/admin/events/unowned", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unowned["events"], json!([]), "{unowned}");
+    let everything = serde_json::to_string(&events).unwrap();
+    for direct in [
+        "wamid.DIRECT1",
+        "wamid.DIRECT2",
+        "wamid.DIRECT3",
+        "Only for the business",
+    ] {
+        assert!(!everything.contains(direct), "{direct} became an event");
+    }
+}
+
+#[tokio::test]
+async fn every_status_and_message_shape_of_a_group_is_an_event() {
+    let app = spawn_app().await;
+    let sales = app.sales();
+    let g = app.create_group(&sales, PN, "Shapes").await;
+    let post = messages_webhook(
+        PN,
+        json!({
+            "contacts": [
+                {"profile": {"name": "Jane", "username": "jane"}, "user_id": "US.13491208655302741918"}
+            ],
+            "messages": [
+                {"from_user_id": "US.13491208655302741918", "group_id": g, "id": "wamid.IMG",
+                 "timestamp": 1744344496, "type": "image",
+                 "image": {"id": "MEDIA1", "mime_type": "image/jpeg", "sha256": "abc", "caption": "Look"}},
+                {"from": "16505551234", "group_id": g, "id": "wamid.UNSUPPORTED", "timestamp": "1744344497",
+                 "type": "unsupported", "errors": [{"code": "130501", "title": "Unsupported message type",
+                 "message": "Message type is not currently supported", "error_data": {"details": "poll"}}]}
+            ],
+            "statuses": [
+                {"id": "wamid.OUT", "recipient_id": g, "recipient_type": "group", "status": "sent",
+                 "timestamp": "1744344500"},
+                {"id": "wamid.OUT", "recipient_id": g, "recipient_type": "group", "status": "read",
+                 "timestamp": "1744344502", "recipient_participant_id": "16505551234"},
+                {"id": "wamid.OUT2", "recipient_id": g, "recipient_type": "group", "status": "failed",
+                 "timestamp": "1744344503", "errors": [{"code": 131020, "title": "Bad Group",
+                 "message": "Cannot send messages to single member groups",
+                 "href": "/documentation/business-messaging/whatsapp/support/error-codes"}]}
+            ]
+        }),
+    );
+    assert_eq!(app.send_webhook(&post).await.status(), 200);
+    let mut events = Vec::new();
+    for _ in 0..250 {
+        events = feed(&app, &sales).await;
+        if events.len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let data: Vec<&Value> = events[1..].iter().map(|e| &e["data"]).collect();
+    assert_eq!(data.len(), 5, "{events:?}");
+    // A username user writes: `from` is the business-scoped user id, the contact names them.
+    assert_eq!(data[0]["from"], "US.13491208655302741918");
+    assert_eq!(data[0]["type"], "image");
+    assert_eq!(data[0]["image"]["caption"], "Look");
+    assert_eq!(data[0]["contact"]["profile"]["username"], "jane");
+    // Content WhatsApp cannot pass on still says who wrote and why nothing came.
+    assert_eq!(data[1]["type"], "unsupported");
+    assert_eq!(data[1]["errors"][0]["code"], 130501);
+    let statuses: Vec<(&str, &str)> = data[2..]
+        .iter()
+        .map(|d| {
+            (
+                d["message_id"].as_str().unwrap(),
+                d["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("wamid.OUT", "sent"),
+            ("wamid.OUT", "read"),
+            ("wamid.OUT2", "failed")
+        ]
+    );
+    assert_eq!(data[3]["recipient_participant_id"], "16505551234");
+    assert_eq!(data[4]["errors"][0]["code"], 131020);
+    assert!(events[1..].iter().all(|e| e["group_id"] == g.as_str()));
+}
