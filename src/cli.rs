@@ -286,7 +286,8 @@ fn serve(settings: Settings) -> ExitCode {
             eprintln!(
                 "Sandbox mode: Meta is simulated in process. A demo token:\n  \
                  TOKEN=$(cargo run -q -- token issue --team {demo_team} --scope groups:read groups:write groups:delete groups:invite groups:message)\n\
-                 Play the WhatsApp users' side: POST {base}/sandbox/groups/{{group_id}}/join {{\"wa_id\": \"16505551234\"}} \
+                 Play the WhatsApp users' side: POST {base}/sandbox/groups/{{group_id}}/join {{\"wa_id\": \"16505551234\"}}, \
+                 then POST {base}/sandbox/groups/{{group_id}}/messages {{\"wa_id\": \"16505551234\", \"text\": \"Hi!\"}} \
                  (all sandbox controls: GET {base}/sandbox)"
             );
         }
