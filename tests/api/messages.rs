@@ -422,7 +422,9 @@ async fn a_group_message_and_a_status_become_one_event_each_for_the_owning_team_
                  "timestamp": "1744344496", "text": {"body": "What does everyone think about this?"},
                  "type": "text"},
                 {"from": "16505551234", "id": "wamid.DIRECT1", "timestamp": "1744344497",
-                 "text": {"body": "Only for the business"}, "type": "text"}
+                 "text": {"body": "Only for the business"}, "type": "text"},
+                {"from": "16505551234", "group_id": "GUNOWNED", "id": "wamid.ELSEWHERE",
+                 "timestamp": "1744344498", "text": {"body": "In a group nobody adopted"}, "type": "text"}
             ]
         }),
     );
@@ -511,7 +513,8 @@ async fn a_group_message_and_a_status_become_one_event_each_for_the_owning_team_
         assert_eq!(&hit.body, event);
     }
 
-    // Nobody else sees any of it, and the 1:1 traffic is nobody's event.
+    // Nobody else sees any of it. A group nobody owns is kept for administrators, like its
+    // other events; the 1:1 traffic is nobody's event at all.
     assert!(feed(&app, &support).await.is_empty());
     assert!(receiver.hits_for("support").is_empty());
     let unowned: Value = app
@@ -520,8 +523,15 @@ async fn a_group_message_and_a_status_become_one_event_each_for_the_owning_team_
         .json()
         .await
         .unwrap();
-    assert_eq!(unowned["events"], json!([]), "{unowned}");
-    let everything = serde_json::to_string(&events).unwrap();
+    let unowned = unowned["events"].as_array().unwrap();
+    assert_eq!(unowned.len(), 1, "{unowned:?}");
+    assert_eq!(unowned[0]["group_id"], "GUNOWNED");
+    assert_eq!(unowned[0]["data"]["message_id"], "wamid.ELSEWHERE");
+    let everything = format!(
+        "{}{}",
+        serde_json::to_string(&events).unwrap(),
+        json!(unowned)
+    );
     for direct in [
         "wamid.DIRECT1",
         "wamid.DIRECT2",

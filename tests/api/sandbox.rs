@@ -1208,6 +1208,8 @@ async fn swagger_ui_renders_the_operations_in_a_real_browser() {
         "get_group_request",
         "/v1/phone-numbers/{phone_number_id}/groups",
         "/v1/groups/{group_id}/join-requests/approve",
+        "send_group_message",
+        "/v1/groups/{group_id}/messages",
     ] {
         assert!(
             dom.contains(expected),
