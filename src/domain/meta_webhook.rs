@@ -77,14 +77,9 @@ pub fn extract_events(body: &[u8]) -> Vec<NewWebhookEvent> {
                 let Some(group) = item.get("group_id").and_then(lenient::as_id) else {
                     continue;
                 };
-                // Meta's contact and `from` name the same participant; a lone contact is
-                // taken even when its ids are spelled differently from `from`.
-                let lone = match contacts {
-                    Some([only]) => Some(only),
-                    _ => None,
-                };
-                let sender =
-                    contact_of(contacts.unwrap_or_default(), item, "from", "from_user_id").or(lone);
+                // Matched by id, never by position: a batch may also carry the contacts of
+                // 1:1 messages, whose people must not be named in a group's event.
+                let sender = contact_of(contacts.unwrap_or_default(), item, "from", "from_user_id");
                 let payload = with_contact(item, sender);
                 events.push(event(GROUP_MESSAGE_ITEM, Some(group), item, payload));
             }
@@ -271,6 +266,20 @@ mod tests {
         assert_eq!(first.payload["contact"]["profile"]["name"], "Tiago Mingo");
         assert_eq!(events[1].group_id.as_deref(), Some("G2"));
         assert_eq!(events[1].payload["contact"]["username"], "jane");
+    }
+
+    #[test]
+    fn a_group_message_never_borrows_another_persons_contact() {
+        let body = messages_post(serde_json::json!({
+            "contacts": [{"profile": {"name": "Only in a 1:1 chat"}, "wa_id": "16505550000"}],
+            "messages": [
+                {"from": "16505550000", "id": "wamid.direct", "type": "text", "text": {"body": "a"}},
+                {"from": "16505551234", "group_id": "G", "id": "wamid.g", "type": "text", "text": {"body": "b"}}
+            ]
+        }));
+        let events = extract_events(&body);
+        assert_eq!(events.len(), 1);
+        assert!(events[0].payload.get("contact").is_none());
     }
 
     #[test]
