@@ -528,12 +528,13 @@ async fn send_message(state: State, req: HttpRequest, path: GraphPath, body: Byt
 fn send_to_group(state: &SandboxState, pn: &str, to: &str, body: &Map<String, Value>) -> Answer {
     let (kind, content) = group_message_content(body)?;
     let message_id = ids::message_id();
-    let events = state
-        .world()
-        .send_to_group(pn, to, kind, content, &message_id, now())?;
+    // Queued while the world is locked, so webhooks leave in the order things happened.
+    let mut world = state.world();
+    let events = world.send_to_group(pn, to, kind, content, &message_id, now())?;
     for event in events {
         state.emitter().emit(event);
     }
+    drop(world);
     // Meta names the group as the contact, and on the message.
     Ok(HttpResponse::Ok().json(json!({
         "messaging_product": "whatsapp",
