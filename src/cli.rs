@@ -64,7 +64,7 @@ pub enum TokenAction {
         /// A team defined in configuration.
         #[arg(long)]
         team: String,
-        /// Scopes: groups:read, groups:write, groups:delete, groups:invite, admin.
+        /// Scopes: groups:read, groups:write, groups:delete, groups:invite, groups:message, admin.
         #[arg(long = "scope", required = true, num_args = 1..)]
         scopes: Vec<String>,
         /// Narrow the token to these of the team's phone numbers.
@@ -114,7 +114,7 @@ pub fn run() -> ExitCode {
             host,
             port,
             webhook_url,
-        } => crate::sandbox::standalone::run(settings, &host, port, webhook_url),
+        } => sandbox(settings, host, port, webhook_url),
         Command::Openapi => match serde_json::to_string_pretty(&crate::openapi::spec()) {
             Ok(json) => {
                 // `openapi | head` closes stdout early: that is not an error worth a panic.
@@ -254,6 +254,17 @@ fn option_of(field: &str) -> &'static str {
     }
 }
 
+/// `sandbox`: the simulated Meta alone.
+fn sandbox(settings: Settings, host: String, port: u16, webhook_url: Option<String>) -> ExitCode {
+    use crate::sandbox::standalone;
+    if let Err(e) = standalone::check_webhook_url(webhook_url.as_deref()) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    crate::telemetry::init(&settings.telemetry);
+    run_server(standalone::serve(settings, host, port, webhook_url))
+}
+
 fn serve(settings: Settings) -> ExitCode {
     crate::telemetry::init(&settings.telemetry);
     run_server(async move {
@@ -277,8 +288,9 @@ fn serve(settings: Settings) -> ExitCode {
         if mode == GraphMode::Sandbox {
             eprintln!(
                 "Sandbox mode: Meta is simulated in process. A demo token:\n  \
-                 TOKEN=$(cargo run -q -- token issue --team {demo_team} --scope groups:read groups:write groups:delete groups:invite)\n\
-                 Play the WhatsApp users' side: POST {base}/sandbox/groups/{{group_id}}/join {{\"wa_id\": \"16505551234\"}} \
+                 TOKEN=$(cargo run -q -- token issue --team {demo_team} --scope groups:read groups:write groups:delete groups:invite groups:message)\n\
+                 Play the WhatsApp users' side: POST {base}/sandbox/groups/{{group_id}}/join {{\"wa_id\": \"16505551234\"}}, \
+                 then POST {base}/sandbox/groups/{{group_id}}/messages {{\"wa_id\": \"16505551234\", \"text\": \"Hi!\"}} \
                  (all sandbox controls: GET {base}/sandbox)"
             );
         }

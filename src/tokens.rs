@@ -172,6 +172,17 @@ mod tests {
     }
 
     #[test]
+    fn the_messaging_scope_can_be_granted() {
+        let ok = approve(
+            &teams(),
+            100,
+            &request("sales", &["groups:read", "groups:message"]),
+        )
+        .unwrap();
+        assert_eq!(ok.scopes, [Scope::GroupsRead, Scope::GroupsMessage]);
+    }
+
+    #[test]
     fn every_broken_field_is_named() {
         let r = TokenRequest {
             team: "ghost".into(),

@@ -41,10 +41,26 @@ pub enum EventType {
     Suspended,
     #[serde(rename = "group.suspension_cleared")]
     SuspensionCleared,
+    /// A participant wrote in the group (Meta's `messages` field, an item with a `group_id`):
+    /// `data` has `message_id`, `from`, `type`, the content under the type's name (`text`,
+    /// `image`, …) and the sender's `contact` (`profile.name`).
+    #[serde(rename = "group.message_received")]
+    MessageReceived,
+    /// A status of a message the business sent to the group: `data` has `message_id`,
+    /// `status` (`sent`, `delivered`, `read`, `failed`), for delivered and read the
+    /// `recipient_participant_id`, and Meta's `errors`, `pricing`, ….
+    #[serde(rename = "group.message_status")]
+    MessageStatus,
 }
 
+/// The `event_type` the webhook reader gives items of Meta's `messages` field (whose own
+/// `type` names the content, not the event): a participant's message in a group…
+pub const GROUP_MESSAGE_ITEM: &str = "message";
+/// …and a status of a message sent to a group.
+pub const GROUP_STATUS_ITEM: &str = "message_status";
+
 impl EventType {
-    pub const ALL: [EventType; 11] = [
+    pub const ALL: [EventType; 13] = [
         EventType::Created,
         EventType::CreateFailed,
         EventType::Deleted,
@@ -56,6 +72,8 @@ impl EventType {
         EventType::SettingsUpdated,
         EventType::Suspended,
         EventType::SuspensionCleared,
+        EventType::MessageReceived,
+        EventType::MessageStatus,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +89,8 @@ impl EventType {
             EventType::SettingsUpdated => "group.settings_updated",
             EventType::Suspended => "group.suspended",
             EventType::SuspensionCleared => "group.suspension_cleared",
+            EventType::MessageReceived => "group.message_received",
+            EventType::MessageStatus => "group.message_status",
         }
     }
 
@@ -97,8 +117,19 @@ impl EventType {
             "group_settings_update" => EventType::SettingsUpdated,
             "group_suspend" => EventType::Suspended,
             "group_suspend_cleared" => EventType::SuspensionCleared,
+            GROUP_MESSAGE_ITEM => EventType::MessageReceived,
+            GROUP_STATUS_ITEM => EventType::MessageStatus,
             _ => return None,
         })
+    }
+
+    /// `data` of a team event of this type made of Meta's `item`.
+    pub fn data(self, item: &Value) -> Value {
+        match self {
+            EventType::MessageReceived => message_data(item),
+            EventType::MessageStatus => status_data(item),
+            _ => event_data(item),
+        }
     }
 
     /// For these `request_id` is the gateway's own (from `create_group`), not Meta's.
@@ -159,6 +190,47 @@ pub fn event_data(item: &Value) -> Value {
     };
     for envelope in ["timestamp", "group_id", "type", "request_id"] {
         data.remove(envelope);
+    }
+    let mut data = Value::Object(data);
+    normalize(&mut data, false);
+    data
+}
+
+/// `data` of `group.message_received`: Meta's message item with its `id` as `message_id`
+/// and `type` kept (it names the content). `from` falls back to the sender's business-scoped
+/// user id, which Meta sends instead of a phone number for username users.
+fn message_data(item: &Value) -> Value {
+    let mut data = item.as_object().cloned().unwrap_or_default();
+    for envelope in ["timestamp", "group_id"] {
+        data.remove(envelope);
+    }
+    if let Some(id) = data.remove("id") {
+        data.insert("message_id".into(), id);
+    }
+    if !data.contains_key("from")
+        && let Some(user) = data.get("from_user_id").cloned()
+    {
+        data.insert("from".into(), user);
+    }
+    let mut data = Value::Object(data);
+    normalize(&mut data, false);
+    data
+}
+
+/// `data` of `group.message_status`: Meta's status item with its `id` as `message_id`; the
+/// group (Meta's `recipient_id`) is the event's `group_id`. Meta spells the participant of a
+/// delivered or read status two ways; the event uses `recipient_participant_id`.
+fn status_data(item: &Value) -> Value {
+    let mut data = item.as_object().cloned().unwrap_or_default();
+    for envelope in ["timestamp", "group_id", "recipient_id", "recipient_type"] {
+        data.remove(envelope);
+    }
+    if let Some(id) = data.remove("id") {
+        data.insert("message_id".into(), id);
+    }
+    if let Some(participant) = data.remove("participant_recipient_id") {
+        data.entry("recipient_participant_id")
+            .or_insert(participant);
     }
     let mut data = Value::Object(data);
     normalize(&mut data, false);
@@ -290,6 +362,12 @@ mod tests {
                 json!({}),
                 Some(EventType::SuspensionCleared),
             ),
+            (
+                GROUP_MESSAGE_ITEM,
+                json!({}),
+                Some(EventType::MessageReceived),
+            ),
+            (GROUP_STATUS_ITEM, json!({}), Some(EventType::MessageStatus)),
             ("group_brand_new", json!({}), None),
             ("unknown", json!(null), None),
         ];
@@ -322,6 +400,54 @@ mod tests {
                 "errors": [{"code": 131201, "title": "t"}],
                 "new_field": {"code": "kept as sent"}
             })
+        );
+    }
+
+    #[test]
+    fn message_data_keeps_the_type_and_names_the_message_and_its_sender() {
+        let item = json!({
+            "from": "16505551234", "group_id": "G", "id": "wamid.1", "timestamp": "1744344496",
+            "type": "text", "text": {"body": "What does everyone think?"},
+            "contact": {"profile": {"name": "Tiago"}, "wa_id": "16505551234"}
+        });
+        assert_eq!(
+            EventType::MessageReceived.data(&item),
+            json!({
+                "from": "16505551234", "message_id": "wamid.1", "type": "text",
+                "text": {"body": "What does everyone think?"},
+                "contact": {"profile": {"name": "Tiago"}, "wa_id": "16505551234"}
+            })
+        );
+        // A username user: no phone number, only the business-scoped user id.
+        let bsuid = json!({"from_user_id": "US.1", "id": "wamid.2", "type": "unsupported",
+            "errors": [{"code": "130501", "title": "Unsupported message type"}]});
+        assert_eq!(
+            EventType::MessageReceived.data(&bsuid),
+            json!({"from": "US.1", "from_user_id": "US.1", "message_id": "wamid.2",
+                "type": "unsupported", "errors": [{"code": 130501, "title": "Unsupported message type"}]})
+        );
+    }
+
+    #[test]
+    fn status_data_has_one_spelling_of_the_participant() {
+        for spelling in ["recipient_participant_id", "participant_recipient_id"] {
+            let mut item = json!({"id": "wamid.1", "status": "read", "timestamp": "1",
+                "recipient_id": "G", "recipient_type": "group",
+                "pricing": {"billable": true, "category": "group_utility"}});
+            item[spelling] = json!("16505551234");
+            assert_eq!(
+                EventType::MessageStatus.data(&item),
+                json!({"message_id": "wamid.1", "status": "read",
+                    "recipient_participant_id": "16505551234",
+                    "pricing": {"billable": true, "category": "group_utility"}}),
+                "{spelling}"
+            );
+        }
+        let failed = json!({"id": "wamid.1", "status": "failed", "recipient_id": "G",
+            "errors": [{"code": "131041", "title": "Group unknown"}]});
+        assert_eq!(
+            EventType::MessageStatus.data(&failed)["errors"][0]["code"],
+            131041
         );
     }
 

@@ -76,6 +76,7 @@ pub mod events;
 mod group_description;
 mod group_field;
 mod group_id;
+mod group_message;
 mod group_subject;
 mod item_error;
 mod join_approval_mode;
@@ -97,6 +98,10 @@ pub use cursor::{
 pub use group_description::GroupDescription;
 pub use group_field::{GroupField, GroupFields};
 pub use group_id::{GroupId, JoinRequestId};
+pub use group_message::{
+    Caption, GroupMessage, MediaFilename, MediaId, MediaKind, MediaLink, MediaSource, MessageText,
+    MessageType, check_template_component,
+};
 pub use group_subject::GroupSubject;
 pub use item_error::ItemError;
 pub use join_approval_mode::JoinApprovalMode;

@@ -6,15 +6,17 @@ pub enum Scope {
     GroupsWrite,
     GroupsDelete,
     GroupsInvite,
+    GroupsMessage,
     Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::GroupsRead,
         Scope::GroupsWrite,
         Scope::GroupsDelete,
         Scope::GroupsInvite,
+        Scope::GroupsMessage,
         Scope::Admin,
     ];
 
@@ -24,6 +26,7 @@ impl Scope {
             Scope::GroupsWrite => "groups:write",
             Scope::GroupsDelete => "groups:delete",
             Scope::GroupsInvite => "groups:invite",
+            Scope::GroupsMessage => "groups:message",
             Scope::Admin => "admin",
         }
     }

@@ -21,8 +21,9 @@ pub use error::{
 use crate::clock::unix_to_rfc3339;
 use crate::context::{self, UpstreamCall};
 use crate::domain::{
-    GroupDescription, GroupFields, GroupId, GroupSubject, ItemError, JoinApprovalMode,
-    JoinRequestId, LanguageCode, ParticipantId, PhoneNumberId, ProfilePicture, TemplateName,
+    GroupDescription, GroupFields, GroupId, GroupMessage, GroupSubject, ItemError,
+    JoinApprovalMode, JoinRequestId, LanguageCode, MediaSource, ParticipantId, PhoneNumberId,
+    ProfilePicture, TemplateName,
 };
 use crate::domain::{Paging, lenient};
 
@@ -549,6 +550,37 @@ impl GraphClient {
             .and_then(lenient::as_id))
     }
 
+    /// `POST /{pn}/messages` into a group: Meta's ordinary send, addressed with
+    /// `recipient_type: "group"` and the group id as `to`. Never replayed: a second attempt
+    /// would post the message twice. The audit record gets the message id, never the content.
+    pub async fn send_group_message(
+        &self,
+        pn: &PhoneNumberId,
+        group: &GroupId,
+        message: &GroupMessage,
+    ) -> Result<Option<String>, UpstreamError> {
+        let kind = message.message_type().as_str();
+        let mut body = json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "group",
+            "to": group.as_ref(),
+            "type": kind,
+        });
+        body[kind] = message_content(message);
+        context::note_detail("message_type", kind);
+        let path = format!("{pn}/messages");
+        let answer = self
+            .call(pn, Operation::post("send_group_message", path, body))
+            .await?;
+        let message_id = answer.body["messages"][0]
+            .get("id")
+            .and_then(lenient::as_id);
+        if let Some(id) = &message_id {
+            context::note_detail("message_id", id.as_str());
+        }
+        Ok(message_id)
+    }
+
     /// `GET /{group_id}/join_requests`.
     pub async fn list_join_requests(
         &self,
@@ -673,6 +705,51 @@ impl GraphClient {
             Payload::Json(body),
         );
         self.accepted(pn, op).await
+    }
+}
+
+/// The object named by the message's `type` in Meta's send body.
+fn message_content(message: &GroupMessage) -> Value {
+    match message {
+        GroupMessage::Text { body, preview_url } => {
+            let mut text = json!({ "body": body.as_ref() });
+            if let Some(preview) = preview_url {
+                text["preview_url"] = json!(preview);
+            }
+            text
+        }
+        GroupMessage::Media {
+            source,
+            caption,
+            filename,
+            ..
+        } => {
+            let mut media = match source {
+                MediaSource::Link(link) => json!({ "link": link.as_ref() }),
+                MediaSource::Id(id) => json!({ "id": id.as_ref() }),
+            };
+            if let Some(caption) = caption {
+                media["caption"] = json!(caption.as_ref());
+            }
+            if let Some(filename) = filename {
+                media["filename"] = json!(filename.as_ref());
+            }
+            media
+        }
+        GroupMessage::Template {
+            name,
+            language,
+            components,
+        } => {
+            let mut template = json!({
+                "name": name.as_ref(),
+                "language": { "code": language.as_ref() },
+            });
+            if let Some(components) = components {
+                template["components"] = Value::Array(components.clone());
+            }
+            template
+        }
     }
 }
 

@@ -36,7 +36,14 @@ pub mod scope {
         )*};
     }
 
-    scopes!(GroupsRead, GroupsWrite, GroupsDelete, GroupsInvite, Admin);
+    scopes!(
+        GroupsRead,
+        GroupsWrite,
+        GroupsDelete,
+        GroupsInvite,
+        GroupsMessage,
+        Admin
+    );
 }
 
 /// How an input's body is read.

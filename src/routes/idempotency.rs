@@ -1,5 +1,5 @@
 //! `Idempotency-Key` for calls Meta cannot make idempotent (creating a group, sending an
-//! invitation): the same key and request from the same team within 24 hours gets the stored
+//! invitation or a group message): the same key and request from the same team within 24 hours gets the stored
 //! answer without a second upstream call.
 
 use std::sync::Arc;

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod groups;
 pub mod health;
 pub mod idempotency;
+pub mod messages;
 pub mod picture;
 pub mod responses;
 pub mod webhooks;
@@ -39,6 +40,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(groups::get_invite_link)
             .service(groups::reset_invite_link)
             .service(groups::send_invitation)
+            .service(messages::send_group_message)
             .service(groups::list_join_requests)
             .service(groups::approve_join_requests)
             .service(groups::reject_join_requests)
@@ -182,6 +184,20 @@ impl<'a> FieldReader<'a> {
 
     pub fn optional_str(&mut self, name: &str) -> Option<&'a str> {
         self.typed(name, Value::as_str, "must be a string")
+    }
+
+    pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
+        self.typed(name, Value::as_bool, "must be true or false")
+    }
+
+    /// Whether the field was sent at all (even as `null`).
+    pub fn contains(&self, name: &str) -> bool {
+        self.obj.contains_key(name)
+    }
+
+    /// The names of the fields sent, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.obj.keys().map(String::as_str)
     }
 
     /// A JSON integer of at least 0; `1.5`, `"60"` and negatives are refused.

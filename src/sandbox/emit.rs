@@ -93,8 +93,8 @@ impl Emitter {
         log.entries.push_back(LogEntry {
             seq,
             field: event.field.as_str(),
-            event_type: event.item["type"].as_str().unwrap_or_default().to_owned(),
-            group_id: event.item["group_id"].as_str().map(str::to_owned),
+            event_type: event.kind().to_owned(),
+            group_id: event.group_id().map(str::to_owned),
             phone_number_id: event.pn.clone(),
             queued_at: crate::clock::now(),
             delivery: delivery.to_owned(),
@@ -141,21 +141,23 @@ impl Emitter {
     }
 }
 
-/// Meta's webhook envelope around one `groups[]` item (meta-groups-notes §2.1).
+/// Meta's webhook envelope around one item (meta-groups-notes §2.1; for the `messages`
+/// field, the group messages webhook reference).
 fn envelope(event: &Event) -> Value {
+    let mut value = json!({
+        "messaging_product": "whatsapp",
+        // The sandbox has no display number; the id stands in for it.
+        "metadata": { "display_phone_number": event.pn, "phone_number_id": event.pn },
+    });
+    if !event.contacts.is_empty() {
+        value["contacts"] = json!(event.contacts);
+    }
+    value[event.list()] = json!([event.item]);
     json!({
         "object": "whatsapp_business_account",
         "entry": [{
             "id": SANDBOX_WABA_ID,
-            "changes": [{
-                "field": event.field.as_str(),
-                "value": {
-                    "messaging_product": "whatsapp",
-                    // The sandbox has no display number; the id stands in for it.
-                    "metadata": { "display_phone_number": event.pn, "phone_number_id": event.pn },
-                    "groups": [event.item],
-                },
-            }],
+            "changes": [{ "field": event.field.as_str(), "value": value }],
         }],
     })
 }

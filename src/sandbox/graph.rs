@@ -509,16 +509,87 @@ async fn remove_participants(
 
 // ---- /{pn}/messages ------------------------------------------------------------------
 
-/// Only what the gateway sends: the group-invite template (and messages to a group). The
-/// group named must exist on the number and not be suspended.
+/// Only what the gateway sends: messages to a group (`recipient_type: "group"`), and the
+/// group-invite template to a person. A group named must exist on the number and not be
+/// suspended; a message to a group is answered with status webhooks.
 async fn send_message(state: State, req: HttpRequest, path: GraphPath, body: Bytes) -> Answer {
     let pn = number_call(&state, &req, path)?;
     let body = whatsapp_body(&body)?;
     let to = required_str(&body, "to")?;
-    let to_group = optional_str(&body, "recipient_type")? == Some("group");
+    match optional_str(&body, "recipient_type")?.unwrap_or("individual") {
+        "group" => send_to_group(&state, &pn, to, &body),
+        "individual" => send_invitation(&state, &pn, to, &body),
+        other => Err(MetaFailure::invalid_parameter(format!(
+            "recipient_type must be individual or group, not {other:?}"
+        ))),
+    }
+}
+
+fn send_to_group(state: &SandboxState, pn: &str, to: &str, body: &Map<String, Value>) -> Answer {
+    let (kind, content) = group_message_content(body)?;
+    let message_id = ids::message_id();
+    // Queued while the world is locked, so webhooks leave in the order things happened.
+    let mut world = state.world();
+    let events = world.send_to_group(pn, to, kind, content, &message_id, now())?;
+    for event in events {
+        state.emitter().emit(event);
+    }
+    drop(world);
+    // Meta names the group as the contact, and on the message.
+    Ok(HttpResponse::Ok().json(json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{ "input": to, "wa_id": to }],
+        "messages": [{ "id": message_id, "group_id": to }],
+    })))
+}
+
+/// The message's `type` and its content object, checked as Meta checks them: the types
+/// groups accept, a text body of at most 4096 characters, media by exactly one of `id` and
+/// `link`, a template with a name and `language.code`.
+fn group_message_content(body: &Map<String, Value>) -> Result<(&str, Value), MetaFailure> {
+    let kind = required_str(body, "type")?;
+    let content = match body.get(kind) {
+        Some(Value::Object(content)) => content,
+        _ => {
+            return Err(MetaFailure::invalid_parameter(format!(
+                "The parameter {kind} is required and must be an object"
+            )));
+        }
+    };
+    let text = |name: &str| content.get(name).and_then(Value::as_str);
+    match kind {
+        "text" => {
+            let ok = text("body").is_some_and(|b| (1..=4096).contains(&b.chars().count()));
+            if !ok {
+                return Err(MetaFailure::invalid_parameter(
+                    "text.body must be 1-4096 characters",
+                ));
+            }
+        }
+        "image" | "video" | "audio" | "document" => {
+            if text("id").is_some() == text("link").is_some() {
+                return Err(MetaFailure::invalid_parameter(format!(
+                    "{kind} needs exactly one of id or link"
+                )));
+            }
+        }
+        "template" => {
+            let language = content.get("language").and_then(|l| l.get("code"));
+            if text("name").is_none() || !language.is_some_and(Value::is_string) {
+                return Err(MetaFailure::invalid_parameter(
+                    "template needs a name and language.code",
+                ));
+            }
+        }
+        other => return Err(MetaFailure::unsupported_in_groups(other)),
+    }
+    Ok((kind, Value::Object(content.clone())))
+}
+
+/// The invite template carries the group as a body parameter of type `group_id`.
+fn send_invitation(state: &SandboxState, pn: &str, to: &str, body: &Map<String, Value>) -> Answer {
     let template = body.get("template");
     let template_name = template.and_then(|t| t.get("name")).and_then(Value::as_str);
-    // The invite template carries the group as a body parameter of type group_id.
     let invited_to = template
         .and_then(|t| t.get("components"))
         .and_then(Value::as_array)
@@ -528,33 +599,24 @@ async fn send_message(state: State, req: HttpRequest, path: GraphPath, body: Byt
         .flatten()
         .find(|p| p.get("type").and_then(Value::as_str) == Some("group_id"))
         .and_then(|p| p.get("group_id").and_then(Value::as_str));
-    let now = now();
     let message_id = ids::message_id();
-    let mut world = state.world();
-    if to_group {
-        world.check_group_for_message(&pn, to)?;
-    }
     if let Some(group_id) = invited_to {
-        world.check_group_for_message(&pn, group_id)?;
+        let mut world = state.world();
+        world.check_group_for_message(pn, group_id)?;
         world.record_invitation(
-            &pn,
+            pn,
             group_id,
             to,
             template_name.unwrap_or_default(),
             &message_id,
-            now,
+            now(),
         )?;
     }
-    drop(world);
     let wa_id = to.trim_start_matches('+');
-    let mut message = json!({ "id": message_id });
-    if to_group {
-        message["group_id"] = json!(to);
-    }
     Ok(HttpResponse::Ok().json(json!({
         "messaging_product": "whatsapp",
         "contacts": [{ "input": to, "wa_id": wa_id }],
-        "messages": [message],
+        "messages": [{ "id": message_id }],
     })))
 }
 

@@ -92,6 +92,24 @@ impl MetaFailure {
         failure
     }
 
+    /// A message to a group where nobody but the business is (no one joined yet).
+    pub fn single_member_group() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            131020,
+            "Bad Group",
+            "Cannot send messages to single member groups; wait until someone joins",
+        )
+    }
+
+    /// A message type Meta's Groups API does not deliver to groups.
+    pub fn unsupported_in_groups(kind: &str) -> Self {
+        Self::invalid_parameter(format!(
+            "messages of type {kind} cannot be sent to a group (text, image, video, audio, \
+             document and template can)"
+        ))
+    }
+
     pub fn unknown_group(group_id: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

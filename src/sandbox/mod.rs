@@ -6,7 +6,7 @@
 //!   makes (DESIGN §4), with Meta's rules, status codes and error envelope, and sends the
 //!   webhooks Meta would send, signed with the app secret;
 //! - `/sandbox/groups/…` plays the WhatsApp users' side: join by link (or ask to join),
-//!   leave, and Meta's own suspension of a group.
+//!   leave, write in a group, and Meta's own suspension of a group.
 //!
 //! In gateway mode the gateway's Graph client points at `/sandbox/graph` on its own port and
 //! webhooks go to its own ingress; `wa-groups-gateway sandbox` serves the simulation alone

@@ -2,7 +2,6 @@
 //! gateway), so other teams can point their own Graph client at it in their tests.
 
 use std::net::TcpListener;
-use std::process::ExitCode;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -56,22 +55,29 @@ impl Standalone {
     }
 }
 
-/// The `sandbox` command.
-pub fn run(settings: Settings, host: &str, port: u16, webhook_url: Option<String>) -> ExitCode {
-    if let Some(url) = &webhook_url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        eprintln!("error: --webhook-url must be an http(s) URL");
-        return ExitCode::from(2);
+/// The `sandbox` command, once its options are checked: serves until stopped. The command
+/// line runs it (`cli::run_server`), so this module needs nothing from the command line.
+pub async fn serve(
+    settings: Settings,
+    host: String,
+    port: u16,
+    webhook_url: Option<String>,
+) -> Result<(), String> {
+    let app = Standalone::build(&settings, &host, port, webhook_url.clone())
+        .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
+    let base = format!("http://{host}:{}", app.port());
+    eprintln!("{}", banner(&settings, &base, webhook_url.as_deref()));
+    app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+/// `--webhook-url` must be an http(s) URL.
+pub fn check_webhook_url(webhook_url: Option<&str>) -> Result<(), String> {
+    match webhook_url {
+        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+            Err("--webhook-url must be an http(s) URL".into())
+        }
+        _ => Ok(()),
     }
-    crate::telemetry::init(&settings.telemetry);
-    crate::cli::run_server(async move {
-        let app = Standalone::build(&settings, host, port, webhook_url.clone())
-            .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
-        let base = format!("http://{host}:{}", app.port());
-        eprintln!("{}", banner(&settings, &base, webhook_url.as_deref()));
-        app.run_until_stopped().await.map_err(|e| e.to_string())
-    })
 }
 
 /// How to use the running simulation. A token is shown only when it is the sandbox's own

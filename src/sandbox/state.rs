@@ -13,6 +13,8 @@ use super::ids;
 use super::meta::MetaFailure;
 use crate::error::ApiError;
 
+/// Messages kept per group for inspection; the oldest go first.
+const MESSAGE_LOG_CAPACITY: usize = 100;
 /// Participants of one group, the business not counted (Meta's limit).
 pub const MAX_PARTICIPANTS: usize = 8;
 /// Groups one business phone number may have (Meta's limit, error 131211).
@@ -45,6 +47,8 @@ pub enum Field {
     Participants,
     Settings,
     Status,
+    /// Meta's `messages` field: what participants write, and statuses of what was sent.
+    Messages,
 }
 
 impl Field {
@@ -54,19 +58,75 @@ impl Field {
             Field::Participants => "group_participants_update",
             Field::Settings => "group_settings_update",
             Field::Status => "group_status_update",
+            Field::Messages => "messages",
         }
     }
 }
 
-/// One item of `value.groups[]` in a webhook, with the number it concerns.
+/// One item of a webhook's `value` (`groups[]`, `messages[]` or `statuses[]`), with the
+/// number it concerns.
 #[derive(Debug, Clone)]
 pub struct Event {
     pub pn: String,
     pub field: Field,
     pub item: Value,
+    /// Meta's `contacts`, sent beside the items: the participant who wrote a message.
+    pub contacts: Vec<Value>,
 }
 
 impl Event {
+    /// The list of `value` the item goes in.
+    pub fn list(&self) -> &'static str {
+        match self.field {
+            Field::Messages if self.item.get("status").is_some() => "statuses",
+            Field::Messages => "messages",
+            _ => "groups",
+        }
+    }
+
+    /// What kind of item this is: its `type`, or a status's `status`.
+    pub fn kind(&self) -> &str {
+        self.item["type"]
+            .as_str()
+            .or_else(|| self.item["status"].as_str())
+            .unwrap_or_default()
+    }
+
+    /// The group the item is about: its `group_id`, or a status's recipient.
+    pub fn group_id(&self) -> Option<&str> {
+        self.item["group_id"]
+            .as_str()
+            .or_else(|| self.item["recipient_id"].as_str())
+    }
+
+    /// A status of message `message_id` sent to group `group_id`; `participant` for the
+    /// statuses Meta reports per participant (delivered, read).
+    fn status(
+        pn: &str,
+        group_id: &str,
+        message_id: &str,
+        status: &str,
+        participant: Option<&str>,
+        now: i64,
+    ) -> Self {
+        let mut item = json!({
+            "id": message_id,
+            "recipient_id": group_id,
+            "recipient_type": "group",
+            "status": status,
+            "timestamp": now.to_string(),
+        });
+        if let Some(p) = participant {
+            item["recipient_participant_id"] = json!(p);
+        }
+        Event {
+            pn: pn.to_owned(),
+            field: Field::Messages,
+            item,
+            contacts: Vec::new(),
+        }
+    }
+
     /// A change of kind `kind` (the item's `type`) to group `group_id` at `now`: every item
     /// carries those three; `details`, a JSON object, adds what that kind of change carries.
     fn about_group(
@@ -85,6 +145,7 @@ impl Event {
             pn: pn.to_owned(),
             field,
             item,
+            contacts: Vec::new(),
         }
     }
 }
@@ -137,6 +198,16 @@ pub struct Invitation {
     pub sent_at: i64,
 }
 
+/// A message written in a group, by the business (`from: None`) or a participant.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    pub from: Option<String>,
+    pub kind: String,
+    pub content: Value,
+    pub at: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Group {
     pub id: String,
@@ -160,6 +231,8 @@ pub struct Group {
     pub suspended: bool,
     pub picture: Option<Picture>,
     pub invitations: Vec<Invitation>,
+    /// The latest messages, oldest first.
+    pub messages: Vec<Message>,
 }
 
 impl Group {
@@ -186,6 +259,13 @@ impl Group {
 
     fn invite_link(&self) -> String {
         ids::invite_link(&self.invite_code)
+    }
+
+    fn record_message(&mut self, message: Message) {
+        self.messages.push(message);
+        if self.messages.len() > MESSAGE_LOG_CAPACITY {
+            self.messages.remove(0);
+        }
     }
 
     fn participants_json(&self) -> Value {
@@ -225,6 +305,13 @@ impl Group {
             })),
             "invitations": self.invitations.iter().map(|i| json!({
                 "to": i.to, "template": i.template, "message_id": i.message_id, "sent_at": i.sent_at,
+            })).collect::<Vec<_>>(),
+            "messages": self.messages.iter().map(|m| json!({
+                "message_id": m.id,
+                "from": m.from.as_deref().unwrap_or("business"),
+                "type": m.kind,
+                "content": m.content,
+                "timestamp": m.at,
             })).collect::<Vec<_>>(),
         })
     }
@@ -341,6 +428,12 @@ struct NumberState {
 pub struct World {
     numbers: BTreeMap<String, NumberState>,
     next_seq: u64,
+}
+
+/// The simulated users have no WhatsApp profile; a name from their number stands in.
+fn profile_name(wa_id: &str) -> String {
+    let tail = &wa_id[wa_id.len().saturating_sub(4)..];
+    format!("Sandbox user {tail}")
 }
 
 /// WhatsApp ids are digits; inputs may carry a leading `+`.
@@ -497,6 +590,7 @@ impl World {
             suspended: false,
             picture: None,
             invitations: Vec::new(),
+            messages: Vec::new(),
         };
         let request_id = ids::request_id();
         let event = group.event(
@@ -779,10 +873,44 @@ impl World {
         Ok((request_id, event))
     }
 
-    /// A message naming a group (as recipient or as the invite template's parameter) needs
-    /// the group on this number, not suspended.
+    /// An invitation naming a group (the invite template's parameter) needs the group on
+    /// this number, not suspended.
     pub fn check_group_for_message(&self, pn: &str, id: &str) -> Result<(), MetaFailure> {
         self.group(&[pn.to_owned()], id)?.usable()
+    }
+
+    /// `POST /{pn}/messages` to a group: the message is kept, and Meta's statuses follow —
+    /// `sent` once, then `delivered` and `read` for each participant. A group with nobody but
+    /// the business cannot be written to (Meta's 131020).
+    pub fn send_to_group(
+        &mut self,
+        pn: &str,
+        id: &str,
+        kind: &str,
+        content: Value,
+        message_id: &str,
+        now: i64,
+    ) -> Result<Vec<Event>, MetaFailure> {
+        let group = self.group_mut(&[pn.to_owned()], id)?;
+        group.usable()?;
+        if group.participants.is_empty() {
+            return Err(MetaFailure::single_member_group());
+        }
+        group.record_message(Message {
+            id: message_id.to_owned(),
+            from: None,
+            kind: kind.to_owned(),
+            content,
+            at: now,
+        });
+        let status = |status: &str, participant: Option<&str>| {
+            Event::status(pn, id, message_id, status, participant, now)
+        };
+        let mut events = vec![status("sent", None)];
+        for step in ["delivered", "read"] {
+            events.extend(group.participants.iter().map(|p| status(step, Some(p))));
+        }
+        Ok(events)
     }
 
     /// Keeps the invitation on the group, for inspection.
@@ -883,6 +1011,52 @@ impl World {
                 Ok((JoinOutcome::Joined, event))
             }
         }
+    }
+
+    /// A participant writes in the group; Meta's inbound webhook names the group on the
+    /// message and the writer in `contacts`. Only a participant may write.
+    pub fn write(
+        &mut self,
+        id: &str,
+        wa_id: &str,
+        text: &str,
+        now: i64,
+    ) -> Result<(String, Event), ApiError> {
+        let group = self.any_group_mut(id)?;
+        let wa_id = digits(wa_id);
+        if !group.has_participant(wa_id) {
+            return Err(ApiError::Forbidden(format!(
+                "{wa_id} is not a participant of the group; only participants can write in it"
+            )));
+        }
+        if group.suspended {
+            return Err(ApiError::Conflict(
+                "the group is suspended; nobody can write in it".into(),
+            ));
+        }
+        let message_id = ids::message_id();
+        let content = json!({ "body": text });
+        group.record_message(Message {
+            id: message_id.clone(),
+            from: Some(wa_id.to_owned()),
+            kind: "text".into(),
+            content: content.clone(),
+            at: now,
+        });
+        let event = Event {
+            pn: group.pn.clone(),
+            field: Field::Messages,
+            item: json!({
+                "from": wa_id,
+                "group_id": group.id,
+                "id": message_id,
+                "timestamp": now.to_string(),
+                "text": content,
+                "type": "text",
+            }),
+            contacts: vec![json!({ "profile": { "name": profile_name(wa_id) }, "wa_id": wa_id })],
+        };
+        Ok((message_id, event))
     }
 
     /// A participant leaves, or a user withdraws the request to join.
@@ -1170,6 +1344,71 @@ mod tests {
         );
         let event = w.set_suspended(&id, false, 1).unwrap().unwrap();
         assert_eq!(event.item["type"], "group_suspend_cleared");
+    }
+
+    #[test]
+    fn a_message_to_a_group_is_sent_then_delivered_and_read_by_each_participant() {
+        let (mut w, id) = world_with_group(ApprovalMode::AutoApprove);
+        let text = json!({ "body": "hi" });
+        // Nobody but the business yet: Meta refuses.
+        let err = w
+            .send_to_group(PN, &id, "text", text.clone(), "wamid.1", 5)
+            .unwrap_err();
+        assert_eq!(err.code, 131020);
+        w.join(&id, "16505551234", None, 1).unwrap();
+        w.join(&id, "16505550000", None, 1).unwrap();
+        let events = w
+            .send_to_group(PN, &id, "text", text.clone(), "wamid.2", 5)
+            .unwrap();
+        let statuses: Vec<(&str, Option<&str>)> = events
+            .iter()
+            .map(|e| (e.kind(), e.item["recipient_participant_id"].as_str()))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("sent", None),
+                ("delivered", Some("16505551234")),
+                ("delivered", Some("16505550000")),
+                ("read", Some("16505551234")),
+                ("read", Some("16505550000")),
+            ]
+        );
+        assert!(events.iter().all(|e| e.list() == "statuses"
+            && e.group_id() == Some(id.as_str())
+            && e.item["recipient_type"] == "group"
+            && e.item["id"] == "wamid.2"));
+        assert_eq!(
+            w.inspect(&id).unwrap()["messages"][0]["message_id"],
+            "wamid.2"
+        );
+        // Another number's group is unknown; a suspended one refuses.
+        let err = w.send_to_group("999", &id, "text", text.clone(), "wamid.3", 5);
+        assert_eq!(err.unwrap_err().code, 131041);
+        w.set_suspended(&id, true, 6).unwrap();
+        let err = w.send_to_group(PN, &id, "text", text, "wamid.4", 6);
+        assert_eq!(err.unwrap_err().code, 131207);
+    }
+
+    #[test]
+    fn only_participants_write_and_meta_names_group_and_writer() {
+        let (mut w, id) = world_with_group(ApprovalMode::AutoApprove);
+        let err = w.write(&id, "16505551234", "hello", 1).unwrap_err();
+        assert!(matches!(err, ApiError::Forbidden(_)), "{err}");
+        w.join(&id, "+16505551234", None, 1).unwrap();
+        let (message_id, event) = w.write(&id, "+16505551234", "hello", 2).unwrap();
+        assert_eq!(event.field, Field::Messages);
+        assert_eq!(event.list(), "messages");
+        assert_eq!(event.item["group_id"], id.as_str());
+        assert_eq!(event.item["from"], "16505551234");
+        assert_eq!(event.item["id"], message_id.as_str());
+        assert_eq!(event.item["text"]["body"], "hello");
+        assert_eq!(event.contacts[0]["wa_id"], "16505551234");
+        assert_eq!(event.contacts[0]["profile"]["name"], "Sandbox user 1234");
+        assert!(matches!(
+            w.write("nope", "16505551234", "x", 2).unwrap_err(),
+            ApiError::NotFound(_)
+        ));
     }
 
     #[test]

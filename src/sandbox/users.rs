@@ -1,5 +1,6 @@
 //! `/sandbox/groups/…`: the WhatsApp users' side and WhatsApp's own actions, which no Graph
-//! call can cause (joining by link, leaving, suspension), plus views of the simulated state.
+//! call can cause (joining by link, leaving, writing in a group, suspension), plus views of
+//! the simulated state.
 //! Errors here are the gateway's problem+json: these routes are the sandbox's, not Meta's.
 
 use actix_web::web::{self, Bytes};
@@ -8,7 +9,7 @@ use serde_json::json;
 
 use super::SandboxState;
 use super::state::{JoinOutcome, LeaveOutcome};
-use crate::domain::{FieldErrors, ParticipantId};
+use crate::domain::{FieldErrors, MessageText, ParticipantId};
 use crate::error::ApiError;
 use crate::routes::{JsonObject, finish};
 
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/groups/{group_id}", web::get().to(inspect_group))
         .route("/groups/{group_id}/join", web::post().to(join))
         .route("/groups/{group_id}/leave", web::post().to(leave))
+        .route("/groups/{group_id}/messages", web::post().to(write_message))
         .route("/groups/{group_id}/suspend", web::post().to(suspend))
         .route("/groups/{group_id}/unsuspend", web::post().to(unsuspend))
         .route("/webhooks", web::get().to(webhooks));
@@ -70,6 +72,7 @@ async fn help(state: State) -> HttpResponse {
         "users_side": {
             "POST /sandbox/groups/{group_id}/join": "{\"wa_id\": \"16505551234\", \"invite_link\"?: \"https://chat.whatsapp.com/…\"} joins, or files a join request when approval is required",
             "POST /sandbox/groups/{group_id}/leave": "{\"wa_id\": \"16505551234\"} leaves, or withdraws a pending join request",
+            "POST /sandbox/groups/{group_id}/messages": "{\"wa_id\": \"16505551234\", \"text\": \"Hello!\"} a participant writes in the group; Meta's messages webhook follows",
             "POST /sandbox/groups/{group_id}/suspend": "WhatsApp suspends the group",
             "POST /sandbox/groups/{group_id}/unsuspend": "WhatsApp lifts the suspension",
         },
@@ -121,6 +124,40 @@ async fn join(state: State, req: HttpRequest, path: web::Path<String>, body: Byt
             "join_request_id": join_request_id,
         })),
     })
+}
+
+/// `{wa_id, text}`: a participant writes in the group. Meta's `messages` webhook follows,
+/// and the gateway turns it into a `group.message_received` event of the owning team.
+async fn write_message(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Bytes,
+) -> Answer {
+    let mut errors = FieldErrors::new();
+    let parsed = JsonObject::parse(&req, &body, &mut errors)?;
+    let mut r = parsed.reader(&mut errors);
+    let wa_id = r
+        .required_str("wa_id")
+        .and_then(|s| r.errors.check("wa_id", ParticipantId::parse(s)));
+    let text = r
+        .required_str("text")
+        .and_then(|s| r.errors.check("text", MessageText::parse(s)));
+    r.deny_unknown(&["wa_id", "text"]);
+    finish(errors)?;
+    let (Some(wa_id), Some(text)) = (wa_id, text) else {
+        return Err(ApiError::Internal("validated message missing".into()));
+    };
+    let mut world = state.world();
+    let (message_id, event) = world.write(&path, wa_id.as_ref(), text.as_ref(), now())?;
+    state.emitter().emit(event);
+    drop(world);
+    Ok(HttpResponse::Ok().json(json!({
+        "outcome": "sent",
+        "group_id": path.as_str(),
+        "wa_id": wa_id.digits(),
+        "message_id": message_id,
+    })))
 }
 
 /// A participant leaves; someone still waiting for approval withdraws the request.

@@ -15,7 +15,7 @@ use super::creation::{self, Waiters};
 use super::delivery::DeliveryHandle;
 use crate::clock::now_secs;
 use crate::domain::events::{
-    Completion, EventType, NewWebhookEvent, TeamEvent, event_data, event_id, has_errors,
+    Completion, EventType, NewWebhookEvent, TeamEvent, event_id, has_errors,
 };
 use crate::domain::lenient;
 use crate::domain::meta_webhook::{
@@ -356,7 +356,7 @@ async fn record_team_event(
         phone_number_id,
         group_id: event.group_id.clone(),
         request_id,
-        data: event_data(&event.payload),
+        data: kind.data(&event.payload),
     };
     tx.insert_team_event(&NewTeamEvent {
         source: webhook_event_id,

@@ -13,7 +13,7 @@ use wiremock::{Mock, ResponseTemplate};
 use crate::helpers::*;
 
 const RSA_KID: &str = "rsa-key";
-const ALL_SCOPES: &str = "groups:read groups:write groups:delete groups:invite";
+const ALL_SCOPES: &str = "groups:read groups:write groups:delete groups:invite groups:message";
 
 /// A throwaway RSA key pair generated for these tests only; it protects nothing.
 const RSA_PRIVATE_PEM: &str = r"-----BEGIN PRIVATE KEY-----
@@ -205,6 +205,11 @@ fn every_route(group: &str) -> Vec<Call> {
             Json(
                 json!({"to": "+16505551234", "template": {"name": "group_invite", "language": "en_US"}}),
             ),
+        ),
+        call(
+            M::POST,
+            g("/messages"),
+            Json(json!({"type": "text", "text": {"body": "Hello?"}})),
         ),
         call(M::GET, g("/join-requests"), Empty),
         call(
@@ -574,6 +579,7 @@ async fn missing_scopes_and_grants_are_403_and_nothing_reaches_meta() {
                 "groups:write",
                 "groups:delete",
                 "groups:invite",
+                "groups:message",
             ],
             Some(numbers.iter().map(|n| n.to_string()).collect()),
         )
@@ -624,6 +630,13 @@ async fn missing_scopes_and_grants_are_403_and_nothing_reaches_meta() {
             ),
         )
     };
+    let message = |g: &str| {
+        route(
+            Method::POST,
+            &format!("/v1/groups/{g}/messages"),
+            Payload::Json(json!({"type": "text", "text": {"body": "Hello?"}})),
+        )
+    };
 
     let mut cases: Vec<(String, String, Call)> = vec![
         (
@@ -644,6 +657,24 @@ async fn missing_scopes_and_grants_are_403_and_nothing_reaches_meta() {
         (
             "groups:read+write calling invitations".into(),
             only("sales", &["groups:read", "groups:write"]),
+            invite(&on_pn),
+        ),
+        (
+            "every other group scope calling messages".into(),
+            only(
+                "sales",
+                &[
+                    "groups:read",
+                    "groups:write",
+                    "groups:delete",
+                    "groups:invite",
+                ],
+            ),
+            message(&on_pn),
+        ),
+        (
+            "groups:message calling invitations".into(),
+            only("sales", &["groups:message"]),
             invite(&on_pn),
         ),
         (
@@ -812,6 +843,7 @@ async fn another_teams_group_is_404_exactly_like_an_unknown_one() {
             "groups:write",
             "groups:delete",
             "groups:invite",
+            "groups:message",
         ],
     );
     // Admin does not lift ownership on the team routes either.
@@ -823,6 +855,7 @@ async fn another_teams_group_is_404_exactly_like_an_unknown_one() {
             "groups:write",
             "groups:delete",
             "groups:invite",
+            "groups:message",
         ],
     );
     for token in [&support, &platform] {
@@ -937,6 +970,7 @@ async fn checks_run_in_the_documented_order() {
             "groups:write",
             "groups:delete",
             "groups:invite",
+            "groups:message",
         ],
     );
     let good = good_claims(&app);

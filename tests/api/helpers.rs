@@ -186,6 +186,7 @@ impl TestApp {
                 "groups:write",
                 "groups:delete",
                 "groups:invite",
+                "groups:message",
             ],
         )
     }

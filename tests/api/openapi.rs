@@ -56,6 +56,7 @@ async fn every_contract_operation_is_documented_with_its_scope() {
         ("get_invite_link", "groups:read"),
         ("reset_invite_link", "groups:write"),
         ("send_invitation", "groups:invite"),
+        ("send_group_message", "groups:message"),
         ("list_join_requests", "groups:read"),
         ("approve_join_requests", "groups:write"),
         ("reject_join_requests", "groups:write"),

@@ -53,6 +53,12 @@ fn calls(g: &str) -> Vec<(&'static str, Method, String, Option<Value>)> {
             ),
         ),
         (
+            "send_group_message",
+            Method::POST,
+            format!("/v1/groups/{g}/messages"),
+            Some(json!({"type": "text", "text": {"body": "Hello"}})),
+        ),
+        (
             "list_join_requests",
             Method::GET,
             format!("/v1/groups/{g}/join-requests"),
@@ -119,7 +125,7 @@ async fn run_all(answer: ResponseTemplate) -> Vec<(&'static str, u16, Value)> {
         .unwrap();
     let status = picture.status().as_u16();
     out.push(("set_group_profile_picture", status, problem(picture).await));
-    assert_eq!(out.len(), 12, "every route that calls Meta");
+    assert_eq!(out.len(), 13, "every route that calls Meta");
     out
 }
 

@@ -25,11 +25,12 @@ use crate::helpers::spawn_app;
 /// The demo phone number of config/sandbox-demo.toml.
 const PN: &str = "12784358810";
 const V: &str = "v23.0";
-const ALL_GROUP_SCOPES: [&str; 4] = [
+const ALL_GROUP_SCOPES: [&str; 5] = [
     "groups:read",
     "groups:write",
     "groups:delete",
     "groups:invite",
+    "groups:message",
 ];
 
 struct SandboxApp {
@@ -736,6 +737,223 @@ async fn the_simulations_webhooks_become_the_teams_events() {
     assert_eq!(seen, expected);
 }
 
+// ---- group messaging ---------------------------------------------------------------------
+
+impl SandboxApp {
+    /// The team's events of `group_id`, once at least `n` of them satisfy `wanted`.
+    async fn events_where(
+        &self,
+        group_id: &str,
+        n: usize,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let mut found = Vec::new();
+        for _ in 0..200 {
+            let events = json_of(self.get("/v1/events?limit=1000").await).await;
+            found = events["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["group_id"] == group_id && wanted(e))
+                .cloned()
+                .collect();
+            if found.len() >= n {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "only {} matching events of {group_id}: {found:?}",
+            found.len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_sandbox_records_each_message_type_and_answers_with_statuses() {
+    let app = spawn_sandbox().await;
+    let (group_id, _) = app.create_group(json!({ "subject": "Talkative" })).await;
+    let send = |body: Value| {
+        let path = format!("/v1/groups/{group_id}/messages");
+        let app = &app;
+        async move { app.post(&path, &body).await }
+    };
+    let hello = json!({ "type": "text", "text": { "body": "Hello, crew!" } });
+
+    // Nobody joined yet: Meta refuses to write to a group of one.
+    let res = send(hello.clone()).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(json_of(res).await["upstream"]["code"], 131020);
+
+    for wa_id in ["16505551234", "16505550000"] {
+        assert_eq!(app.join(&group_id, wa_id).await.status(), 200);
+    }
+    let bodies = [
+        hello.clone(),
+        json!({"type": "image", "image": {"link": "https://example.com/a.jpg", "caption": "Launch day"}}),
+        json!({"type": "video", "video": {"id": "2037543291543636"}}),
+        json!({"type": "audio", "audio": {"id": "1166846181421424"}}),
+        json!({"type": "document", "document": {"link": "https://example.com/agenda.pdf", "filename": "agenda.pdf"}}),
+        json!({"type": "template", "template": {"name": "launch_update", "language": "en_US",
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "Friday"}]}]}}),
+    ];
+    let mut ids = Vec::new();
+    for body in &bodies {
+        let res = send(body.clone()).await;
+        assert_eq!(res.status(), 202, "{body}");
+        ids.push(
+            json_of(res).await["message_id"]
+                .as_str()
+                .expect("message_id")
+                .to_owned(),
+        );
+    }
+    // What reached the simulated Meta, message by message: Meta's shapes (the template's
+    // language as an object) on the group it was addressed to.
+    let state = json_of(app.sandbox_state(&group_id).await).await;
+    let recorded = state["messages"].as_array().expect("messages");
+    assert_eq!(recorded.len(), bodies.len());
+    let mut expected_template = bodies[5]["template"].clone();
+    expected_template["language"] = json!({"code": "en_US"});
+    for (i, (message, body)) in recorded.iter().zip(&bodies).enumerate() {
+        let kind = body["type"].as_str().unwrap();
+        assert_eq!(message["message_id"], ids[i].as_str());
+        assert_eq!(message["from"], "business");
+        assert_eq!(message["type"], kind);
+        let expected = if kind == "template" {
+            expected_template.clone()
+        } else {
+            body[kind].clone()
+        };
+        assert_eq!(message["content"], expected, "{kind}");
+    }
+
+    // Each message: sent once, then delivered and read by each of the two participants.
+    let first = ids[0].clone();
+    let statuses = app
+        .events_where(&group_id, 5, |e| {
+            e["type"] == "group.message_status" && e["data"]["message_id"] == first.as_str()
+        })
+        .await;
+    let mut seen: Vec<(String, String)> = statuses
+        .iter()
+        .map(|e| {
+            (
+                e["data"]["status"].as_str().unwrap().to_owned(),
+                e["data"]["recipient_participant_id"]
+                    .as_str()
+                    .unwrap_or("-")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let expected: Vec<(String, String)> = [
+        ("delivered", "16505550000"),
+        ("delivered", "16505551234"),
+        ("read", "16505550000"),
+        ("read", "16505551234"),
+        ("sent", "-"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(seen, expected);
+    app.events_where(&group_id, 5 * bodies.len(), |e| {
+        e["type"] == "group.message_status"
+    })
+    .await;
+
+    // A suspended group is Meta's 403.
+    assert_eq!(
+        app.user("suspend", &group_id, &json!({})).await.status(),
+        200
+    );
+    let res = send(hello).await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(json_of(res).await["upstream"]["code"], 131207);
+}
+
+#[tokio::test]
+async fn a_participant_writes_and_the_team_sees_it() {
+    let app = spawn_sandbox().await;
+    let (group_id, _) = app.create_group(json!({ "subject": "Chatty" })).await;
+    let write = |wa_id: &'static str, text: &'static str| {
+        let (app, group_id) = (&app, &group_id);
+        async move {
+            app.user(
+                "messages",
+                group_id,
+                &json!({ "wa_id": wa_id, "text": text }),
+            )
+            .await
+        }
+    };
+    // Only a participant may write.
+    let res = write("16505551234", "Anyone here?").await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(app.join(&group_id, "16505551234").await.status(), 200);
+    let res = write("+16505551234", "What does everyone think?").await;
+    assert_eq!(res.status(), 200);
+    let sent = json_of(res).await;
+    assert_eq!(sent["outcome"], "sent");
+    assert_eq!(sent["wa_id"], "16505551234");
+    let message_id = sent["message_id"].as_str().expect("message_id").to_owned();
+
+    let hook = app.webhook_delivered(&group_id, "text").await;
+    let value = &hook["payload"]["entry"][0]["changes"][0];
+    assert_eq!(value["field"], "messages");
+    assert_eq!(value["value"]["messages"][0]["group_id"], group_id.as_str());
+
+    let received = app
+        .events_where(&group_id, 1, |e| e["type"] == "group.message_received")
+        .await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["phone_number_id"], PN);
+    assert_eq!(
+        received[0]["data"],
+        json!({
+            "message_id": message_id,
+            "from": "16505551234",
+            "type": "text",
+            "text": {"body": "What does everyone think?"},
+            "contact": {"profile": {"name": "Sandbox user 1234"}, "wa_id": "16505551234"}
+        })
+    );
+
+    // The control's own refusals: every broken field, an unknown group, a suspended group.
+    let res = app
+        .user(
+            "messages",
+            &group_id,
+            &json!({ "wa_id": "12", "colour": "red" }),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    let problem = json_of(res).await;
+    let mut fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    fields.sort();
+    assert_eq!(fields, ["colour", "text", "wa_id"]);
+    let res = app
+        .user(
+            "messages",
+            "NoSuchGroup",
+            &json!({ "wa_id": "16505551234", "text": "hi" }),
+        )
+        .await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(
+        app.user("suspend", &group_id, &json!({})).await.status(),
+        200
+    );
+    assert_eq!(write("16505551234", "Still here?").await.status(), 409);
+}
+
 // ---- the simulated Graph API itself ------------------------------------------------------
 
 #[tokio::test]
@@ -990,6 +1208,8 @@ async fn swagger_ui_renders_the_operations_in_a_real_browser() {
         "get_group_request",
         "/v1/phone-numbers/{phone_number_id}/groups",
         "/v1/groups/{group_id}/join-requests/approve",
+        "send_group_message",
+        "/v1/groups/{group_id}/messages",
     ] {
         assert!(
             dom.contains(expected),
@@ -1003,7 +1223,7 @@ async fn swagger_ui_renders_the_operations_in_a_real_browser() {
 async fn the_readme_walkthrough_works() {
     let app = spawn_sandbox().await;
     // TOKEN=$(cargo run -q -- token issue --team sales --scope groups:read groups:write
-    //         groups:delete groups:invite)
+    //         groups:delete groups:invite groups:message)
     let cli = Cli::try_parse_from([
         "wa-groups-gateway",
         "token",
@@ -1015,6 +1235,7 @@ async fn the_readme_walkthrough_works() {
         "groups:write",
         "groups:delete",
         "groups:invite",
+        "groups:message",
     ])
     .expect("the README's command parses");
     let Some(CliCommand::Token {
@@ -1088,7 +1309,87 @@ async fn the_readme_walkthrough_works() {
         .expect("request");
     assert_eq!(res.status(), 200);
 
-    let group = read(token, group_url).await;
+    let group = read(token.clone(), group_url).await;
     assert_eq!(group["participants"], json!([{ "wa_id": "16505551234" }]));
     assert_eq!(group["total_participant_count"], 1);
+
+    // curl -X POST localhost:8080/v1/groups/$GROUP_ID/messages -H "Authorization: Bearer $TOKEN" \
+    //   -H 'content-type: application/json' -d '{"type":"text","text":{"body":"Welcome aboard!"}}'
+    let res = app
+        .http
+        .post(app.url(&format!("/v1/groups/{group_id}/messages")))
+        .header("Authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(r#"{"type":"text","text":{"body":"Welcome aboard!"}}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 202);
+    let welcome = json_of(res).await["message_id"]
+        .as_str()
+        .expect("message_id")
+        .to_owned();
+
+    // curl -X POST localhost:8080/sandbox/groups/$GROUP_ID/messages \
+    //   -H 'content-type: application/json' -d '{"wa_id":"16505551234","text":"Thanks! When do we start?"}'
+    let res = app
+        .http
+        .post(app.url(&format!("/sandbox/groups/{group_id}/messages")))
+        .header("content-type", "application/json")
+        .body(r#"{"wa_id":"16505551234","text":"Thanks! When do we start?"}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+
+    // curl localhost:8080/v1/events -H "Authorization: Bearer $TOKEN"
+    let events_url = app.url("/v1/events");
+    let mut types = Vec::new();
+    let mut events = Value::Null;
+    for _ in 0..200 {
+        events = read(token.clone(), events_url.clone()).await;
+        types = events["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| {
+                let status = e["data"]["status"].as_str().map(|s| format!(" {s}"));
+                format!(
+                    "{}{}",
+                    e["type"].as_str().unwrap(),
+                    status.unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>();
+        if types.len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        types,
+        [
+            "group.created",
+            "group.participants_added",
+            "group.message_status sent",
+            "group.message_status delivered",
+            "group.message_status read",
+            "group.message_received",
+        ],
+        "the README's list of events"
+    );
+    let all = events["events"].as_array().expect("events");
+    assert!(
+        all[2..5]
+            .iter()
+            .all(|e| e["data"]["message_id"] == welcome.as_str())
+    );
+    let reply = &all[5];
+    assert_eq!(reply["group_id"], group_id.as_str());
+    assert_eq!(reply["data"]["from"], "16505551234");
+    assert_eq!(reply["data"]["text"]["body"], "Thanks! When do we start?");
+    assert_eq!(
+        reply["data"]["contact"]["profile"]["name"],
+        "Sandbox user 1234"
+    );
 }

@@ -1,0 +1,383 @@
+//! A message the business sends into a group (DESIGN §4 "Group messaging"): the kinds Meta's
+//! Groups API accepts there (text, the four media types, templates), each part checked
+//! before Meta is called so a broken message never costs upstream quota.
+//!
+//! Interactive messages, reactions, locations, contacts and authentication templates are
+//! not accepted: Meta does not support them in groups.
+
+use serde_json::Value;
+
+use super::{LanguageCode, TemplateName};
+
+/// A text message's body, kept exactly as sent (whitespace is part of a message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageText(String);
+
+string_newtype!(MessageText);
+
+impl MessageText {
+    /// Meta's limit, in characters.
+    pub const MAX_CHARS: usize = 4096;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if !(1..=Self::MAX_CHARS).contains(&raw.chars().count()) {
+            return Err(format!("must be 1-{} characters", Self::MAX_CHARS));
+        }
+        if raw.trim().is_empty() {
+            return Err("must not be blank".to_owned());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+}
+
+/// The caption of an image, video or document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caption(String);
+
+string_newtype!(Caption);
+
+impl Caption {
+    /// Meta's limit, in characters.
+    pub const MAX_CHARS: usize = 1024;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if !(1..=Self::MAX_CHARS).contains(&raw.chars().count()) {
+            return Err(format!("must be 1-{} characters", Self::MAX_CHARS));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+}
+
+/// The file name a document is shown with; WhatsApp picks its icon from the extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaFilename(String);
+
+string_newtype!(MediaFilename);
+
+impl MediaFilename {
+    const MAX_CHARS: usize = 255;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let ok = (1..=Self::MAX_CHARS).contains(&raw.chars().count())
+            && !raw.trim().is_empty()
+            && !raw.chars().any(|c| c.is_control() || c == '/' || c == '\\');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(
+                "must be 1-255 characters, not blank, without '/', '\\' or control characters"
+                    .to_owned(),
+            )
+        }
+    }
+}
+
+/// Media Meta fetches from the caller's server. Only https: Meta downloads the file from
+/// the open internet, and a plain-http or internal URL would only fail there, after the
+/// quota was spent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaLink(String);
+
+string_newtype!(MediaLink);
+
+impl MediaLink {
+    const MAX_BYTES: usize = 2048;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let host = raw
+            .get(..8)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
+            .map(|_| &raw[8..])
+            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+        let ok = raw.len() <= Self::MAX_BYTES
+            && host.is_some_and(|h| !h.is_empty() && !h.starts_with(':') && !h.contains('@'))
+            && raw.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(
+                "must be an https:// URL of at most 2048 characters, with a host and no spaces"
+                    .to_owned(),
+            )
+        }
+    }
+}
+
+/// The id Meta's media upload (`POST /{phone_number_id}/media`) answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaId(String);
+
+string_newtype!(MediaId);
+
+impl MediaId {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        super::of_alphabet(
+            raw,
+            1..=128,
+            |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'='),
+            "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.', ':' or '='",
+        )
+        .map(Self)
+    }
+}
+
+/// Where Meta takes a media file from: exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaSource {
+    Link(MediaLink),
+    Id(MediaId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Image,
+    Video,
+    Audio,
+    Document,
+}
+
+impl MediaKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Image => "image",
+            MediaKind::Video => "video",
+            MediaKind::Audio => "audio",
+            MediaKind::Document => "document",
+        }
+    }
+
+    /// Meta's audio messages carry no caption.
+    pub fn allows_caption(self) -> bool {
+        self != MediaKind::Audio
+    }
+
+    /// Only a document is shown with a file name.
+    pub fn allows_filename(self) -> bool {
+        self == MediaKind::Document
+    }
+}
+
+wire_enum!(MediaKind);
+
+/// The message types the route accepts, as `type` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageType {
+    Text,
+    Media(MediaKind),
+    Template,
+}
+
+impl MessageType {
+    pub const ALL: [MessageType; 6] = [
+        MessageType::Text,
+        MessageType::Media(MediaKind::Image),
+        MessageType::Media(MediaKind::Video),
+        MessageType::Media(MediaKind::Audio),
+        MessageType::Media(MediaKind::Document),
+        MessageType::Template,
+    ];
+
+    /// Also the name of the object that carries the content, in the request and upstream.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Text => "text",
+            MessageType::Media(kind) => kind.as_str(),
+            MessageType::Template => "template",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == raw)
+            .ok_or_else(|| {
+                "must be one of text, image, video, audio, document, template".to_owned()
+            })
+    }
+}
+
+wire_enum!(MessageType);
+
+/// A message for a group, every part valid.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupMessage {
+    Text {
+        body: MessageText,
+        /// Whether WhatsApp previews the first URL of the body; Meta's default when absent.
+        preview_url: Option<bool>,
+    },
+    Media {
+        kind: MediaKind,
+        source: MediaSource,
+        caption: Option<Caption>,
+        filename: Option<MediaFilename>,
+    },
+    Template {
+        name: TemplateName,
+        language: LanguageCode,
+        /// Meta's template components (header, body and button parameters), as sent; each is
+        /// an object with a `type` (see [`check_template_component`]).
+        components: Option<Vec<Value>>,
+    },
+}
+
+impl GroupMessage {
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            GroupMessage::Text { .. } => MessageType::Text,
+            GroupMessage::Media { kind, .. } => MessageType::Media(*kind),
+            GroupMessage::Template { .. } => MessageType::Template,
+        }
+    }
+}
+
+/// One template component as Meta reads it: an object whose `type` names the part of the
+/// template (`header`, `body`, `button`, …) and whose `parameters`, when present, are a list
+/// of objects. Deeper rules depend on the approved template and are Meta's to check.
+/// Answers the broken part (a suffix of the component's field name) and why.
+pub fn check_template_component(component: &Value) -> Result<(), (&'static str, String)> {
+    let Some(object) = component.as_object() else {
+        return Err(("", "must be an object".to_owned()));
+    };
+    let type_ok = object.get("type").and_then(Value::as_str).is_some_and(|t| {
+        (1..=32).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    });
+    if !type_ok {
+        return Err((
+            ".type",
+            "must be a component type such as header, body or button".to_owned(),
+        ));
+    }
+    match object.get("parameters") {
+        None => Ok(()),
+        Some(Value::Array(items)) if items.iter().all(Value::is_object) => Ok(()),
+        Some(_) => Err((".parameters", "must be an array of objects".to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn text_is_one_to_4096_characters_and_not_blank() {
+        assert!(MessageText::parse("hi").is_ok());
+        assert!(MessageText::parse(&"é".repeat(4096)).is_ok());
+        assert!(MessageText::parse(&"é".repeat(4097)).is_err());
+        assert!(MessageText::parse("").is_err());
+        assert!(MessageText::parse(" \n\t").is_err());
+        // Kept exactly as sent.
+        assert_eq!(
+            MessageText::parse("  indented\n").unwrap().as_str(),
+            "  indented\n"
+        );
+    }
+
+    #[test]
+    fn captions_and_file_names_have_meta_limits() {
+        assert!(Caption::parse(&"c".repeat(1024)).is_ok());
+        assert!(Caption::parse(&"c".repeat(1025)).is_err());
+        assert!(Caption::parse("").is_err());
+        for good in ["report.pdf", "Q3 results (final).xlsx", "ü.txt"] {
+            assert!(MediaFilename::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "  ",
+            "a/b.pdf",
+            "a\\b.pdf",
+            "a\nb.pdf",
+            &"f".repeat(256),
+        ] {
+            assert!(MediaFilename::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn links_must_be_https_with_a_host() {
+        for good in [
+            "https://example.com/a.jpg",
+            "HTTPS://cdn.example.com:8443/x?y=1#z",
+            "https://example.com",
+        ] {
+            assert!(MediaLink::parse(good).is_ok(), "{good}");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(2048));
+        for bad in [
+            "http://example.com/a.jpg",
+            "ftp://example.com/a",
+            "https://",
+            "https:///path",
+            "https://:443/x",
+            "https://user@example.com/x",
+            "https://example.com/a b.jpg",
+            "example.com/a.jpg",
+            "",
+            long.as_str(),
+        ] {
+            assert!(MediaLink::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn media_ids_are_metas_alphabet() {
+        assert!(MediaId::parse("1037543291543636").is_ok());
+        for bad in ["", "12 3", "a/b", "é", &"1".repeat(129)] {
+            assert!(MediaId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_documents_have_file_names_and_audio_has_no_caption() {
+        let kinds = [
+            MediaKind::Image,
+            MediaKind::Video,
+            MediaKind::Audio,
+            MediaKind::Document,
+        ];
+        let captions: Vec<bool> = kinds.iter().map(|k| k.allows_caption()).collect();
+        let names: Vec<bool> = kinds.iter().map(|k| k.allows_filename()).collect();
+        assert_eq!(captions, [true, true, false, true]);
+        assert_eq!(names, [false, false, false, true]);
+    }
+
+    #[test]
+    fn message_types_round_trip() {
+        for t in MessageType::ALL {
+            assert_eq!(MessageType::parse(t.as_str()), Ok(t));
+        }
+        for bad in ["interactive", "reaction", "TEXT", "", "sticker"] {
+            assert!(MessageType::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn template_components_are_objects_with_a_type() {
+        assert!(check_template_component(&json!({"type": "body"})).is_ok());
+        assert!(
+            check_template_component(&json!({"type": "button", "sub_type": "url", "index": "0",
+                "parameters": [{"type": "text", "text": "x"}]}))
+            .is_ok()
+        );
+        assert_eq!(check_template_component(&json!("body")).unwrap_err().0, "");
+        assert_eq!(
+            check_template_component(&json!({"parameters": []}))
+                .unwrap_err()
+                .0,
+            ".type"
+        );
+        assert_eq!(
+            check_template_component(&json!({"type": "Body"}))
+                .unwrap_err()
+                .0,
+            ".type"
+        );
+        assert_eq!(
+            check_template_component(&json!({"type": "body", "parameters": ["x"]}))
+                .unwrap_err()
+                .0,
+            ".parameters"
+        );
+    }
+}

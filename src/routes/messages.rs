@@ -1,0 +1,332 @@
+//! `/v1/groups/{group_id}/messages`: the business writes into a group it owns (DESIGN §4
+//! "Group messaging"). What participants write, and the statuses of what the business
+//! wrote, arrive as team events (`group.message_received`, `group.message_status`).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, post, web};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::FieldReader;
+use super::JsonObject;
+use super::extract::scope::GroupsMessage;
+use super::extract::{BodyKind, Input, OwnedGroup, Parts};
+use super::idempotency::{self, Idempotency, IdempotencyKey, StoredResponse};
+use super::responses::{
+    BodyRefusals, GroupRefusals, IdempotencyRefusals, Refusals, UpstreamFailures,
+};
+use crate::domain::{
+    Caption, FieldErrors, GroupMessage, LanguageCode, MediaFilename, MediaId, MediaKind, MediaLink,
+    MediaSource, MessageText, MessageType, TemplateName, check_template_component,
+};
+use crate::error::ApiError;
+use crate::graph::GraphClient;
+
+// ---- documentation types (the wire shapes; validation reads the JSON field by field) ----
+
+#[derive(Deserialize, ToSchema)]
+pub struct TextContent {
+    /// 1–4096 characters, not blank; sent as written.
+    pub body: String,
+    /// Let WhatsApp preview the first http(s) URL of the body.
+    pub preview_url: Option<bool>,
+}
+
+/// Exactly one of `link` and `id`.
+#[derive(Deserialize, ToSchema)]
+pub struct MediaContent {
+    /// An https URL Meta downloads the file from.
+    pub link: Option<String>,
+    /// The id of media uploaded to Meta (`POST /{phone_number_id}/media`).
+    pub id: Option<String>,
+    /// At most 1024 characters.
+    pub caption: Option<String>,
+}
+
+/// Exactly one of `link` and `id`; audio has no caption.
+#[derive(Deserialize, ToSchema)]
+pub struct AudioContent {
+    pub link: Option<String>,
+    pub id: Option<String>,
+}
+
+/// Exactly one of `link` and `id`.
+#[derive(Deserialize, ToSchema)]
+pub struct DocumentContent {
+    pub link: Option<String>,
+    pub id: Option<String>,
+    /// At most 1024 characters.
+    pub caption: Option<String>,
+    /// The name shown for the file (its extension picks the icon); at most 255 characters.
+    pub filename: Option<String>,
+}
+
+/// An approved text- or media-based template (authentication templates are not allowed in
+/// groups).
+#[derive(Deserialize, ToSchema)]
+pub struct TemplateContent {
+    #[schema(example = "order_update")]
+    pub name: String,
+    /// The template's language code (sent to Meta as `{"code": …}`).
+    #[schema(example = "en_US")]
+    pub language: String,
+    /// Meta's template components, forwarded as sent: objects with a `type` (`header`,
+    /// `body`, `button`, …) and, when the template has variables, `parameters`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub components: Option<Vec<Value>>,
+}
+
+/// `type` names the message type; the object of the same name carries the content, and no
+/// other content object may be sent.
+#[derive(Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum GroupMessageBody {
+    Text { text: TextContent },
+    Image { image: MediaContent },
+    Video { video: MediaContent },
+    Audio { audio: AudioContent },
+    Document { document: DocumentContent },
+    Template { template: TemplateContent },
+}
+
+/// Meta accepted the message; its statuses arrive as `group.message_status` events.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"message_id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3"}))]
+pub struct GroupMessageSent {
+    /// Meta's id of the message (`wamid.…`): the `message_id` of its status events.
+    pub message_id: Option<String>,
+}
+
+// ---- input ----------------------------------------------------------------------------------
+
+pub struct SendGroupMessage {
+    message: GroupMessage,
+    idempotency_key: Option<IdempotencyKey>,
+}
+
+impl Input for SendGroupMessage {
+    const BODY: BodyKind = BodyKind::Json;
+
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        // Fingerprinted over the raw bytes, before they are interpreted.
+        let idempotency_key = IdempotencyKey::from_request(parts.req, &parts.body);
+        let body = JsonObject::parse(parts.req, &parts.body, errors)?;
+        let mut r = body.reader(errors);
+        let kind = r
+            .required_str("type")
+            .and_then(|s| r.errors.check("type", MessageType::parse(s)));
+        let stray: Vec<&str> = r
+            .keys()
+            .filter(|k| *k != "type" && Some(*k) != kind.map(MessageType::as_str))
+            .collect();
+        for key in stray {
+            let is_content = MessageType::ALL.iter().any(|t| t.as_str() == key);
+            match kind {
+                Some(kind) if is_content => r
+                    .errors
+                    .push(key, format!("does not go with type \"{kind}\"")),
+                // Without a valid type, which content object belongs is unknown.
+                None if is_content => {}
+                _ => r.errors.push(key, "is not a known field"),
+            }
+        }
+        let message = kind.and_then(|kind| {
+            let content = r.required_object(kind.as_str())?;
+            read_content(kind, content, r.errors)
+        });
+        let idempotency_key = errors.check(idempotency::HEADER_NAME, idempotency_key);
+        Ok((|| {
+            Some(SendGroupMessage {
+                message: message?,
+                idempotency_key: idempotency_key?,
+            })
+        })())
+    }
+}
+
+/// Reads `object` with a reader of its own; its errors are named `{prefix}.{field}`.
+fn nested<T>(
+    errors: &mut FieldErrors,
+    prefix: &str,
+    object: &Map<String, Value>,
+    read: impl FnOnce(&mut FieldReader<'_>) -> T,
+) -> T {
+    let mut inner = FieldErrors::new();
+    let out = read(&mut FieldReader::nested(object, &mut inner));
+    for e in inner.into_vec() {
+        errors.push(format!("{prefix}.{}", e.field), e.message);
+    }
+    out
+}
+
+/// The content object of a message of type `kind`.
+fn read_content(
+    kind: MessageType,
+    content: &Map<String, Value>,
+    errors: &mut FieldErrors,
+) -> Option<GroupMessage> {
+    nested(errors, kind.as_str(), content, |r| match kind {
+        MessageType::Text => read_text(r),
+        MessageType::Media(media) => read_media(media, r),
+        MessageType::Template => read_template(r),
+    })
+}
+
+fn read_text(r: &mut FieldReader<'_>) -> Option<GroupMessage> {
+    let body = r
+        .required_str("body")
+        .and_then(|s| r.errors.check("body", MessageText::parse(s)));
+    let preview_url = r.optional_bool("preview_url");
+    r.deny_unknown(&["body", "preview_url"]);
+    Some(GroupMessage::Text {
+        body: body?,
+        preview_url,
+    })
+}
+
+fn read_media(kind: MediaKind, r: &mut FieldReader<'_>) -> Option<GroupMessage> {
+    let link = r
+        .optional_str("link")
+        .and_then(|s| r.errors.check("link", MediaLink::parse(s)));
+    let id = r
+        .optional_str("id")
+        .and_then(|s| r.errors.check("id", MediaId::parse(s)));
+    let source = match (r.contains("link"), r.contains("id")) {
+        (true, true) => {
+            r.errors.push("id", "cannot be sent together with link");
+            None
+        }
+        (false, false) => {
+            r.errors.push(
+                "link",
+                "is required (an https URL), unless id names uploaded media",
+            );
+            None
+        }
+        _ => link.map(MediaSource::Link).or(id.map(MediaSource::Id)),
+    };
+    let caption = if kind.allows_caption() {
+        r.optional_str("caption")
+            .and_then(|s| r.errors.check("caption", Caption::parse(s)))
+    } else {
+        if r.contains("caption") {
+            r.errors
+                .push("caption", format!("is not allowed for {kind} messages"));
+        }
+        None
+    };
+    let filename = if kind.allows_filename() {
+        r.optional_str("filename")
+            .and_then(|s| r.errors.check("filename", MediaFilename::parse(s)))
+    } else {
+        if r.contains("filename") {
+            r.errors
+                .push("filename", "is only allowed for document messages");
+        }
+        None
+    };
+    r.deny_unknown(&["link", "id", "caption", "filename"]);
+    Some(GroupMessage::Media {
+        kind,
+        source: source?,
+        caption,
+        filename,
+    })
+}
+
+fn read_template(r: &mut FieldReader<'_>) -> Option<GroupMessage> {
+    let name = r
+        .required_str("name")
+        .and_then(|s| r.errors.check("name", TemplateName::parse(s)));
+    let language = r
+        .required_str("language")
+        .and_then(|s| r.errors.check("language", LanguageCode::parse(s)));
+    let components = r.optional_array("components").map(|items| {
+        for (i, component) in items.iter().enumerate() {
+            if let Err((part, message)) = check_template_component(component) {
+                r.errors.push(format!("components[{i}]{part}"), message);
+            }
+        }
+        items.clone()
+    });
+    r.deny_unknown(&["name", "language", "components"]);
+    Some(GroupMessage::Template {
+        name: name?,
+        language: language?,
+        components,
+    })
+}
+
+// ---- handler --------------------------------------------------------------------------------
+
+/// Send a message into the group: text, an image, video, audio or document (by https link
+/// or uploaded media id), or an approved template. Participants' replies and the message's
+/// sent/delivered/read statuses arrive as team events.
+#[utoipa::path(
+    tag = "messages",
+    operation_id = "send_group_message",
+    params(
+        ("group_id" = String, Path, description = "Group ID"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body within 24 h returns the first answer (header Idempotent-Replayed: true) without sending the message again; the same key with another body is 422"),
+    ),
+    request_body(
+        description = "One message; `type` names the object that carries it",
+        content((GroupMessageBody = "application/json", examples(
+            ("text" = (summary = "Text", value = json!({
+                "type": "text",
+                "text": {"body": "Welcome aboard! The schedule is at https://example.com/schedule", "preview_url": true}
+            }))),
+            ("image_by_link" = (summary = "Image by link", value = json!({
+                "type": "image",
+                "image": {"link": "https://example.com/images/launch.jpg", "caption": "Launch day"}
+            }))),
+            ("image_by_id" = (summary = "Image by uploaded media id", value = json!({
+                "type": "image",
+                "image": {"id": "1037543291543636", "caption": "Launch day"}
+            }))),
+            ("video" = (summary = "Video", value = json!({
+                "type": "video",
+                "video": {"link": "https://example.com/videos/walkthrough.mp4", "caption": "Two-minute walkthrough"}
+            }))),
+            ("audio" = (summary = "Audio (no caption)", value = json!({
+                "type": "audio",
+                "audio": {"id": "1166846181421424"}
+            }))),
+            ("document" = (summary = "Document with a file name", value = json!({
+                "type": "document",
+                "document": {"link": "https://example.com/docs/agenda.pdf", "filename": "agenda.pdf", "caption": "Tomorrow's agenda"}
+            }))),
+            ("template" = (summary = "Template with a body parameter", value = json!({
+                "type": "template",
+                "template": {"name": "order_update", "language": "en_US",
+                    "components": [{"type": "body", "parameters": [{"type": "text", "text": "#1042"}]}]}
+            }))),
+        ))),
+    ),
+    responses(
+        (status = 202, description = "Meta accepted the message", body = GroupMessageSent),
+        Refusals, GroupRefusals, BodyRefusals, IdempotencyRefusals, UpstreamFailures,
+    ),
+    security(("bearer" = ["groups:message"]))
+)]
+#[post("/groups/{group_id}/messages")]
+pub async fn send_group_message(
+    call: OwnedGroup<GroupsMessage, SendGroupMessage>,
+    graph: web::Data<GraphClient>,
+    idempotency: web::Data<Idempotency>,
+) -> Result<HttpResponse, ApiError> {
+    let (group, input) = (&call.resource, call.input);
+    idempotency
+        .run(&call.principal.team, input.idempotency_key, async {
+            let message_id = graph
+                .send_group_message(&group.phone_number_id, &group.group_id, &input.message)
+                .await?;
+            Ok(StoredResponse::json(
+                StatusCode::ACCEPTED,
+                None,
+                &GroupMessageSent { message_id },
+            ))
+        })
+        .await
+}
