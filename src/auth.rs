@@ -80,15 +80,14 @@ impl Principal {
 struct VerificationKey {
     key: DecodingKey,
     algorithm: Algorithm,
+    /// What a token signed with this key must satisfy; built once, not per request.
+    validation: Validation,
 }
 
 /// Verifies tokens. Keys are chosen by `kid`, and each key accepts only its own algorithm,
 /// so a token cannot pick `none` or trick an RSA key into HMAC.
 pub struct Authenticator {
     keys: HashMap<String, VerificationKey>,
-    issuer: String,
-    audience: String,
-    leeway: u64,
     teams: Arc<BTreeMap<String, TeamSettings>>,
     revoked: Option<RevocationList>,
 }
@@ -129,6 +128,17 @@ fn decoding_key(k: &KeySettings) -> Result<DecodingKey, KeyError> {
     }
 }
 
+/// The checks of DESIGN §3 for a token of `algorithm`.
+fn validation(auth: &AuthSettings, algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.set_issuer(&[&auth.issuer]);
+    validation.set_audience(&[&auth.audience]);
+    validation.leeway = auth.leeway_seconds;
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation
+}
+
 impl Authenticator {
     pub fn new(
         auth: &AuthSettings,
@@ -141,14 +151,12 @@ impl Authenticator {
                 VerificationKey {
                     key: decoding_key(k)?,
                     algorithm: algorithm_of(k.algorithm),
+                    validation: validation(auth, algorithm_of(k.algorithm)),
                 },
             );
         }
         Ok(Authenticator {
             keys,
-            issuer: auth.issuer.clone(),
-            audience: auth.audience.clone(),
-            leeway: auth.leeway_seconds,
             teams,
             revoked: None,
         })
@@ -174,25 +182,20 @@ impl Authenticator {
         if header.alg != key.algorithm {
             return Err(unauthorized("the token's algorithm does not match its key"));
         }
-        let mut validation = Validation::new(key.algorithm);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.leeway = self.leeway;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            let reason = match e.kind() {
-                K::ExpiredSignature => "the token has expired",
-                K::ImmatureSignature => "the token is not valid yet",
-                K::InvalidIssuer => "the token's issuer is wrong",
-                K::InvalidAudience => "the token's audience is wrong",
-                K::InvalidSignature => "the token's signature is invalid",
-                K::MissingRequiredClaim(_) | K::Json(_) => "the token lacks a required claim",
-                _ => "the token is invalid",
-            };
-            unauthorized(reason)
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                let reason = match e.kind() {
+                    K::ExpiredSignature => "the token has expired",
+                    K::ImmatureSignature => "the token is not valid yet",
+                    K::InvalidIssuer => "the token's issuer is wrong",
+                    K::InvalidAudience => "the token's audience is wrong",
+                    K::InvalidSignature => "the token's signature is invalid",
+                    K::MissingRequiredClaim(_) | K::Json(_) => "the token lacks a required claim",
+                    _ => "the token is invalid",
+                };
+                unauthorized(reason)
+            })?;
         let claims = data.claims;
         if self
             .revoked

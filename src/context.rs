@@ -41,13 +41,15 @@ pub struct Notes {
     pub details: Map<String, Value>,
 }
 
-/// Runs `fut` as the request `id`.
-pub async fn scope<F: Future>(id: String, fut: F) -> F::Output {
+/// Runs `fut` as the request `id`; answers its output and the notes it took.
+pub async fn scope<F: Future>(id: String, fut: F) -> (F::Output, Notes) {
     let context = Arc::new(RequestContext {
         id,
         notes: Mutex::default(),
     });
-    CONTEXT.scope(context, fut).await
+    let output = CONTEXT.scope(context.clone(), fut).await;
+    let notes = std::mem::take(&mut *context.notes.lock().unwrap_or_else(|p| p.into_inner()));
+    (output, notes)
 }
 
 /// The id of the request being served; "none" outside a request.
@@ -111,7 +113,7 @@ mod tests {
     async fn notes_stay_within_their_request() {
         note_group("outside");
         assert!(notes().group_id.is_none());
-        let inside = scope("r1".into(), async {
+        let (inside, _) = scope("r1".into(), async {
             note_group("G1");
             note_upstream(UpstreamCall {
                 status: Some(400),

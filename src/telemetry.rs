@@ -35,6 +35,29 @@ pub fn init(settings: &TelemetrySettings) {
     };
 }
 
+/// Metric labels are static strings: no allocation per request.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn status_label(status: u16) -> &'static str {
+    static LABELS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let labels = LABELS.get_or_init(|| (0..600).map(|s| s.to_string()).collect());
+    labels
+        .get(usize::from(status))
+        .map_or("other", String::as_str)
+}
+
 /// A caller's id is kept only when it is short and plain, so it cannot inject into logs.
 fn sane_request_id(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
@@ -60,9 +83,10 @@ pub async fn request_context(
     let span = tracing::info_span!("request", request_id = %id);
     // Handlers render their errors inside this context, so problem bodies carry the id. (The
     // request must not be cloned here: routing needs sole ownership of it.)
-    let mut res = crate::context::scope(id.clone(), next.call(req))
+    let (res, notes) = crate::context::scope(id.clone(), next.call(req))
         .instrument(span.clone())
-        .await?;
+        .await;
+    let mut res = res?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
@@ -78,23 +102,29 @@ pub async fn request_context(
         .unwrap_or_else(|| "unmatched".to_owned());
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
+    let method = method_label(&method);
     metrics::counter!(
         crate::metrics::HTTP_REQUESTS,
         "route" => route.clone(),
-        "method" => method.to_string(),
-        "status" => status.to_string(),
+        "method" => method,
+        "status" => status_label(status),
         "team" => team.clone()
     )
     .increment(1);
-    metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => route.clone(), "method" => method.to_string())
+    metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => route.clone(), "method" => method)
         .record(elapsed.as_secs_f64());
+    // The one line of the request, with what Meta answered to it, if it was asked.
+    let upstream = notes.upstream.unwrap_or_default();
     span.in_scope(|| {
         tracing::info!(
             target: "access",
-            %method,
+            method,
             route,
             status,
             team,
+            upstream_status = upstream.status,
+            meta_code = upstream.code,
+            fbtrace_id = upstream.fbtrace_id,
             elapsed_ms = elapsed.as_millis() as u64,
             "request served"
         );

@@ -805,7 +805,9 @@ fn record_attempt(
         .increment(1);
     metrics::histogram!(crate::metrics::UPSTREAM_DURATION, "operation" => op)
         .record(elapsed.as_secs_f64());
-    tracing::info!(
+    // The request's access line carries Meta's answer; failures are logged where they are
+    // answered (`UpstreamError::log`).
+    tracing::debug!(
         operation = op,
         attempt,
         upstream_status = %status,
