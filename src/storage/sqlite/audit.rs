@@ -5,7 +5,9 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::SqliteStorage;
-use crate::storage::{AuditFilter, AuditPage, AuditRecord, AuditStore, NewAuditEntry, Result};
+use crate::storage::{
+    AuditFilter, AuditPage, AuditRecord, AuditStore, NewAuditEntry, PruneBatch, Result,
+};
 
 #[async_trait]
 impl AuditStore for SqliteStorage {
@@ -119,5 +121,16 @@ impl AuditStore for SqliteStorage {
             records: records.into_iter().map(|(_, r)| r).collect(),
             next,
         })
+    }
+    async fn prune_audit(&self, batch: &PruneBatch<'_>) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM audit_log WHERE seq IN (
+               SELECT seq FROM audit_log WHERE occurred_at < ? ORDER BY seq LIMIT ?)",
+        )
+        .bind(batch.before)
+        .bind(i64::from(batch.limit))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 }

@@ -11,7 +11,7 @@ use crate::clock::{ms_to_rfc3339, now, now_ms};
 use crate::domain::events::{EventType, TeamEvent};
 use crate::storage::{
     DeliveryRecord, DeliveryStatus, DueDelivery, EndpointRecord, EventPage, EventStore,
-    FailedAttempt, FeedPage, Lease, Result,
+    FailedAttempt, FeedPage, Lease, PruneBatch, Result,
 };
 
 const EVENT_COLUMNS: &str =
@@ -397,6 +397,37 @@ impl EventStore for SqliteStorage {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+    async fn prune_events(&self, batch: &PruneBatch<'_>) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let seqs: Vec<i64> = sqlx::query_scalar(
+            "SELECT te.seq FROM team_events te
+             WHERE te.created_at < ?
+               AND NOT EXISTS (SELECT 1 FROM event_deliveries d
+                               WHERE d.event_seq = te.seq AND d.status = 'pending')
+             ORDER BY te.seq LIMIT ?",
+        )
+        .bind(batch.before)
+        .bind(i64::from(batch.limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        let seqs = serde_json::to_string(&seqs).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "DELETE FROM event_deliveries WHERE event_seq IN (SELECT value FROM json_each(?))",
+        )
+        .bind(&seqs)
+        .execute(&mut *tx)
+        .await?;
+        let done =
+            sqlx::query("DELETE FROM team_events WHERE seq IN (SELECT value FROM json_each(?))")
+                .bind(&seqs)
+                .execute(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -13,7 +13,7 @@ use crate::domain::{
 };
 use crate::storage::{
     CreateRequest, GroupPage, GroupRecord, GroupStore, GroupSummary, GroupsPage, NewOwner,
-    PendingCreation, RequestStatus, Result,
+    PendingCreation, PruneBatch, RequestStatus, Result,
 };
 
 #[async_trait]
@@ -230,6 +230,44 @@ impl GroupStore for SqliteStorage {
         }
         let rows = query.fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn stale_creations(&self, created_before: &str, limit: u32) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT request_id FROM create_requests
+             WHERE status = 'pending' AND meta_request_id IS NULL AND outcome_unknown = 0
+               AND created_at < ?
+             ORDER BY created_at LIMIT ?",
+        )
+        .bind(created_before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn expire_creations(&self, created_before: &str, error: &Value) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "UPDATE create_requests SET status = 'failed', error = ?, updated_at = ?
+             WHERE status = 'pending' AND created_at < ? RETURNING request_id",
+        )
+        .bind(error.to_string())
+        .bind(now())
+        .bind(created_before)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn prune_creations(&self, batch: &PruneBatch<'_>) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM create_requests WHERE request_id IN (
+               SELECT request_id FROM create_requests
+               WHERE status IN ('created', 'failed') AND updated_at < ? LIMIT ?)",
+        )
+        .bind(batch.before)
+        .bind(i64::from(batch.limit))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 }
 

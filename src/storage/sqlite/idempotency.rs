@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::SqliteStorage;
 use crate::clock::now;
-use crate::storage::{Claim, IdempotencyStore, KeyClaim, Result, StoredAnswer};
+use crate::storage::{Claim, IdempotencyStore, KeyClaim, PruneBatch, Result, StoredAnswer};
 
 #[async_trait]
 impl IdempotencyStore for SqliteStorage {
@@ -17,9 +17,13 @@ impl IdempotencyStore for SqliteStorage {
             expired_before,
             abandoned_before,
         } = *claim;
+        // A claim without an answer is taken for dead after a while, unless it is linked to
+        // a creation that exists: that one may have reached Meta, and a retry answers it.
         sqlx::query(
             "DELETE FROM idempotency_keys WHERE team = ? AND idem_key = ?
-             AND (created_at < ? OR (completed_at IS NULL AND created_at < ?))",
+             AND (created_at < ? OR (completed_at IS NULL AND created_at < ?
+               AND (request_id IS NULL OR NOT EXISTS (
+                 SELECT 1 FROM create_requests c WHERE c.request_id = idempotency_keys.request_id))))",
         )
         .bind(team)
         .bind(key)
@@ -90,5 +94,38 @@ impl IdempotencyStore for SqliteStorage {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn link(&self, team: &str, key: &str, request_id: &str) -> Result<()> {
+        sqlx::query("UPDATE idempotency_keys SET request_id = ? WHERE team = ? AND idem_key = ?")
+            .bind(request_id)
+            .bind(team)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn linked(&self, team: &str, key: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT request_id FROM idempotency_keys WHERE team = ? AND idem_key = ?",
+        )
+        .bind(team)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten())
+    }
+
+    async fn prune_keys(&self, batch: &PruneBatch<'_>) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE rowid IN (
+               SELECT rowid FROM idempotency_keys WHERE created_at < ? LIMIT ?)",
+        )
+        .bind(batch.before)
+        .bind(i64::from(batch.limit))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 }

@@ -330,6 +330,73 @@ impl RegistryTx for SqliteTx {
     async fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit().await.map_err(StorageError::from)
     }
+    async fn mark_outcome_unknown(&mut self, request_id: &str) -> Result<Option<PendingCreation>> {
+        let row = sqlx::query(
+            "UPDATE create_requests SET outcome_unknown = 1, updated_at = ?
+             WHERE request_id = ? AND status = 'pending' AND meta_request_id IS NULL
+             RETURNING request_id, team, phone_number_id, subject",
+        )
+        .bind(now())
+        .bind(request_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.map(|r| pending_from_row(&r)))
+    }
+
+    async fn waiting_creation(
+        &mut self,
+        phone_number_id: &str,
+        subject: &str,
+        meta_request_id: &str,
+    ) -> Result<Option<PendingCreation>> {
+        let row = sqlx::query(
+            "SELECT request_id, team, phone_number_id, subject FROM create_requests
+             WHERE status = 'pending' AND meta_request_id IS NULL AND outcome_unknown = 1
+               AND phone_number_id = ? AND subject = ?
+               AND NOT EXISTS (SELECT 1 FROM create_requests c WHERE c.meta_request_id = ?)
+             ORDER BY created_at, rowid LIMIT 1",
+        )
+        .bind(phone_number_id)
+        .bind(subject)
+        .bind(meta_request_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.map(|r| pending_from_row(&r)))
+    }
+
+    async fn unclaimed_creation_event(
+        &mut self,
+        creation: &PendingCreation,
+    ) -> Result<Option<(String, Value)>> {
+        let row = sqlx::query(
+            "SELECT we.meta_request_id, we.payload FROM webhook_events we
+             WHERE we.event_type = 'group_create' AND we.phone_number_id = ?
+               AND we.meta_request_id IS NOT NULL
+               AND json_extract(we.payload, '$.subject') = ?
+               AND we.received_at >= (SELECT created_at FROM create_requests WHERE request_id = ?)
+               AND NOT EXISTS (SELECT 1 FROM create_requests c
+                               WHERE c.meta_request_id = we.meta_request_id)
+             ORDER BY we.id LIMIT 1",
+        )
+        .bind(&creation.phone_number_id)
+        .bind(&creation.subject)
+        .bind(&creation.request_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.and_then(|r| {
+            let payload: String = r.get(1);
+            Some((r.get(0), serde_json::from_str(&payload).ok()?))
+        }))
+    }
+}
+
+fn pending_from_row(r: &sqlx::sqlite::SqliteRow) -> PendingCreation {
+    PendingCreation {
+        request_id: r.get(0),
+        team: r.get(1),
+        phone_number_id: r.get(2),
+        subject: r.get(3),
+    }
 }
 
 /// `UPDATE groups SET <assignment>, updated_at = now WHERE group_id = ?`, binding `value` to
