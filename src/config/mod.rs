@@ -283,7 +283,7 @@ fn default_max_body_bytes() -> usize {
 }
 
 fn default_max_in_flight_bytes() -> usize {
-    48 * 1024 * 1024
+    32 * 1024 * 1024
 }
 
 fn default_creation_timeout() -> u64 {

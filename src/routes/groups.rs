@@ -10,9 +10,7 @@ use utoipa::ToSchema;
 use super::extract::scope::{GroupsDelete, GroupsInvite, GroupsRead, GroupsWrite};
 use super::extract::{Authorized, BodyKind, Granted, Input, NoInput, OwnedGroup, Parts};
 use super::idempotency::{self, Begin, Idempotency, IdempotencyKey, StoredResponse};
-use super::responses::{
-    BodyRefusals, GroupRefusals, IdempotencyRefusals, Refusals, UpstreamFailures,
-};
+use super::responses::{BodyRefusals, IdempotencyRefusals, Refusals, UpstreamFailures};
 use super::{FieldReader, JsonObject, parse_list};
 use crate::domain::{
     FieldErrors, GroupDescription, GroupFields, GroupSubject, JoinApprovalMode, JoinRequestId,
@@ -598,7 +596,7 @@ pub async fn list_groups(
     ),
     responses(
         (status = 200, description = "The group, with the requested fields", body = GroupInfo),
-        Refusals, GroupRefusals, UpstreamFailures,
+        Refusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:read"]))
 )]
@@ -622,7 +620,7 @@ pub async fn get_group(
     request_body = UpdateGroupBody,
     responses(
         (status = 202, description = "Meta accepted the change; the outcome arrives as a group event", body = Accepted),
-        Refusals, GroupRefusals, BodyRefusals, UpstreamFailures,
+        Refusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
@@ -658,7 +656,7 @@ pub async fn update_group(
     ),
     responses(
         (status = 202, description = "Meta accepted the picture; the outcome arrives as a group event", body = Accepted),
-        Refusals, GroupRefusals, BodyRefusals, UpstreamFailures,
+        Refusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
@@ -681,7 +679,7 @@ pub async fn set_group_profile_picture(
     params(("group_id" = String, Path, description = "Group ID")),
     responses(
         (status = 204, description = "Deleted"),
-        Refusals, GroupRefusals, UpstreamFailures,
+        Refusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:delete"]))
 )]
@@ -701,7 +699,7 @@ pub async fn delete_group(
     params(("group_id" = String, Path, description = "Group ID")),
     responses(
         (status = 200, description = "The link", body = InviteLink),
-        Refusals, GroupRefusals, UpstreamFailures,
+        Refusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:read"]))
 )]
@@ -724,7 +722,7 @@ pub async fn get_invite_link(
     params(("group_id" = String, Path, description = "Group ID")),
     responses(
         (status = 200, description = "The new link", body = InviteLink),
-        Refusals, GroupRefusals, UpstreamFailures,
+        Refusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
@@ -748,7 +746,7 @@ pub async fn reset_invite_link(
     request_body = InvitationBody,
     responses(
         (status = 202, description = "Meta accepted the message", body = InvitationSent),
-        Refusals, GroupRefusals, BodyRefusals, IdempotencyRefusals, UpstreamFailures,
+        Refusals, BodyRefusals, IdempotencyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:invite"]))
 )]
@@ -792,7 +790,7 @@ pub async fn send_invitation(
     ),
     responses(
         (status = 200, description = "Open join requests", body = JoinRequestPage),
-        Refusals, GroupRefusals, UpstreamFailures,
+        Refusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:read"]))
 )]
@@ -816,7 +814,7 @@ pub async fn list_join_requests(
     request_body = JoinRequestIdsBody,
     responses(
         (status = 200, description = "Approved, and those Meta could not approve", body = ApprovedJoinRequests),
-        Refusals, GroupRefusals, BodyRefusals, UpstreamFailures,
+        Refusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
@@ -843,7 +841,7 @@ pub async fn approve_join_requests(
     request_body = JoinRequestIdsBody,
     responses(
         (status = 200, description = "Rejected, and those Meta could not reject", body = RejectedJoinRequests),
-        Refusals, GroupRefusals, BodyRefusals, UpstreamFailures,
+        Refusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
@@ -870,7 +868,7 @@ pub async fn reject_join_requests(
     request_body = RemoveParticipantsBody,
     responses(
         (status = 202, description = "Meta accepted the removal; the outcome arrives as a group event", body = Accepted),
-        Refusals, GroupRefusals, BodyRefusals, UpstreamFailures,
+        Refusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
@@ -907,7 +905,7 @@ impl Input for RequestPath {
     params(("request_id" = String, Path, description = "The id answered by create_group")),
     responses(
         (status = 200, description = "The creation", body = CreateRequest),
-        Refusals, GroupRefusals,
+        Refusals,
     ),
     security(("bearer" = ["groups:read"]))
 )]

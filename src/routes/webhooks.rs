@@ -41,6 +41,7 @@ pub struct Handshake {
     params(Handshake),
     responses(
         (status = 200, description = "The challenge, echoed", content_type = "text/plain", body = String),
+        (status = 400, description = "A malformed query string", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Wrong verify token or mode", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]

@@ -292,6 +292,32 @@ impl TestApp {
         res.json().await.expect("json")
     }
 
+    /// A creation on `PN` whose Meta call is answered: its request id.
+    pub async fn request_creation_answered(&self, token: &str) -> String {
+        let _guard = Mock::given(method("POST"))
+            .and(path(format!("/{API_VERSION}/{PN}/groups")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"request_id": uuid()})))
+            .mount_as_scoped(&self.meta)
+            .await;
+        let created = self.request_creation(token, PN, "Answered").await;
+        created["request_id"]
+            .as_str()
+            .expect("request_id")
+            .to_owned()
+    }
+
+    /// `create_group` on `PN` as sent; answers the status.
+    pub async fn request_creation_raw(&self, token: &str) -> u16 {
+        self.post_json(
+            &format!("/v1/phone-numbers/{PN}/groups"),
+            token,
+            &json!({ "subject": "Raw" }),
+        )
+        .await
+        .status()
+        .as_u16()
+    }
+
     /// Meta's creation webhook for `created` (Meta's id `meta_request`), and the wait until
     /// the gateway has applied it.
     pub async fn complete_creation(

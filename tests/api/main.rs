@@ -9,6 +9,7 @@ mod config_layers;
 mod crash;
 mod events;
 mod groups;
+mod hardening;
 mod openapi;
 mod resilience;
 mod route_faults;
