@@ -280,7 +280,7 @@ fn serve(mut settings: Settings) -> ExitCode {
         .any(|k| k.starts_with("auth.keys"))
         .then(|| demo_token(&settings))
         .flatten();
-    run_server(async move {
+    crate::process::run_server(async move {
         let mode = settings.graph.mode;
         let host = settings.server.host.clone();
         // The demo's team when configured, else any non-admin team, for the hint below.
@@ -339,16 +339,4 @@ fn demo_token(settings: &Settings) -> Option<(String, String)> {
         .ok()?
         .token;
     Some((team, token))
-}
-
-/// Runs a server command (`serve`, `sandbox`) on actix's runtime until the server stops; an
-/// error, from starting or from serving, is printed and the exit code says failure.
-pub(crate) fn run_server(server: impl Future<Output = Result<(), String>>) -> ExitCode {
-    match actix_web::rt::System::new().block_on(server) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
 }

@@ -673,6 +673,9 @@ impl Settings {
     /// are refused as unknown.
     pub fn replace_development_secrets(&mut self) -> Vec<String> {
         let replaced = self.exposed_development_secrets();
+        if replaced.is_empty() {
+            return replaced;
+        }
         for key in &mut self.auth.keys {
             if key
                 .secret
@@ -1049,6 +1052,25 @@ mod tests {
             "[graph]\nmode = \"live\"\n[phone_numbers.1]\naccess_token = \"t\"\n",
             "auth.keys[0].secret",
         );
+    }
+
+    #[test]
+    fn development_secrets_are_replaced_only_beyond_loopback() {
+        let mut local = Settings::from_toml_overrides("").unwrap();
+        assert!(local.replace_development_secrets().is_empty());
+        assert_eq!(local.auth.keys[0].kid, "local-dev");
+        let mut exposed = Settings::from_toml_overrides("[server]\nhost = \"0.0.0.0\"\n").unwrap();
+        let replaced = exposed.replace_development_secrets();
+        assert_eq!(
+            replaced,
+            [
+                "auth.keys[0].secret",
+                "webhooks.app_secret",
+                "webhooks.verify_token"
+            ]
+        );
+        assert_ne!(exposed.auth.keys[0].kid, "local-dev");
+        assert!(exposed.exposed_development_secrets().is_empty());
     }
 
     #[test]

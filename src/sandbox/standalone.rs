@@ -65,7 +65,7 @@ pub fn run(settings: Settings, host: &str, port: u16, webhook_url: Option<String
         return ExitCode::from(2);
     }
     crate::telemetry::init(&settings.telemetry);
-    crate::cli::run_server(async move {
+    crate::process::run_server(async move {
         let app = Standalone::build(&settings, host, port, webhook_url.clone())
             .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
         let base = format!("http://{host}:{}", app.port());
