@@ -3,9 +3,11 @@
 # Build:  docker build -t wa-groups-gateway .
 # Run:    docker run --rm -p 8080:8080 -v wagw-data:/app/data wa-groups-gateway
 #
-# Without configuration the container runs the sandbox (Meta simulated in process). For
-# production, mount config/production.toml (see config/production.example.toml) or point
-# WAGW_CONFIG at a mounted file, and pass secrets as environment variables.
+# Without configuration the container runs the sandbox (Meta simulated in process); as it
+# listens on 0.0.0.0, the public development key and secrets are replaced at start by random
+# ones and a demo token is printed (see `docker logs`). For production, mount
+# config/production.toml (see config/production.example.toml) or point WAGW_CONFIG at a
+# mounted file, and pass secrets as environment variables.
 
 ARG RUST_IMAGE=rust:1.95-slim-bookworm
 

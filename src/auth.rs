@@ -232,11 +232,36 @@ impl Authenticator {
     }
 }
 
-/// The caller of `req`: 401 without a valid token, 429 past its team's rate limit.
+/// The caller of `req`: 401 without a valid token, 429 past its team's rate limit. A call
+/// refused for its token also costs its client address a token of the anonymous bucket;
+/// once that is empty the answer is 429 (nothing of the call is stored either way).
 pub async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     let auth = req
         .app_data::<web::Data<Authenticator>>()
         .ok_or_else(|| ApiError::Internal("authenticator missing".into()))?;
+    let principal = match bearer_principal(req, auth) {
+        Ok(principal) => principal,
+        Err(refused) => return Err(charge_anonymous(req, refused)),
+    };
+    context::note_caller(&principal.team, &principal.jti);
+    req.extensions_mut()
+        .insert(AuthenticatedTeam(principal.team.clone()));
+    let limits = req.app_data::<web::Data<TeamLimits>>().cloned();
+    if let Some(limits) = limits
+        && let Err(refusal) = limits.check(&principal.team).await
+    {
+        metrics::counter!(crate::metrics::RATE_LIMITED, "scope" => "team", "team" => principal.team.clone())
+            .increment(1);
+        return Err(ApiError::RateLimited {
+            retry_after_seconds: refusal.retry_after.as_secs().max(1),
+            limit: refusal.limit,
+        });
+    }
+    Ok(principal)
+}
+
+/// The principal of the request's bearer token, or why there is none.
+fn bearer_principal(req: &HttpRequest, auth: &Authenticator) -> Result<Principal, ApiError> {
     // Only the header: tokens in URLs end up in proxies' and browsers' logs.
     let header = req
         .headers()
@@ -255,22 +280,31 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         .ok_or_else(|| {
             ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
         })?;
-    let principal = auth.verify(token)?;
-    context::note_caller(&principal.team, &principal.jti);
-    req.extensions_mut()
-        .insert(AuthenticatedTeam(principal.team.clone()));
-    let limits = req.app_data::<web::Data<TeamLimits>>().cloned();
-    if let Some(limits) = limits
-        && let Err(refusal) = limits.check(&principal.team).await
-    {
-        metrics::counter!(crate::metrics::RATE_LIMITED, "scope" => "team", "team" => principal.team.clone())
-            .increment(1);
-        return Err(ApiError::RateLimited {
-            retry_after_seconds: refusal.retry_after.as_secs().max(1),
-            limit: refusal.limit,
-        });
+    auth.verify(token)
+}
+
+/// Client addresses' buckets for calls without a valid token.
+pub type AnonymousLimits = crate::ratelimit::AddressBuckets;
+
+/// Charges the client's address for a refused call: its own refusal while the address has
+/// tokens left, 429 after.
+fn charge_anonymous(req: &HttpRequest, refused: ApiError) -> ApiError {
+    let Some(limits) = req.app_data::<web::Data<AnonymousLimits>>() else {
+        return refused;
+    };
+    let Some(peer) = req.peer_addr() else {
+        return refused;
+    };
+    match limits.check(peer.ip()) {
+        Ok(()) => refused,
+        Err(refusal) => {
+            metrics::counter!(crate::metrics::RATE_LIMITED, "scope" => "anonymous").increment(1);
+            ApiError::AnonymousRateLimited {
+                retry_after_seconds: refusal.retry_after.as_secs().max(1),
+                limit: refusal.limit,
+            }
+        }
     }
-    Ok(principal)
 }
 
 /// Each team's token bucket, checked once a caller is authenticated.

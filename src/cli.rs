@@ -208,6 +208,18 @@ pub fn issue_token(
     ttl: Option<&str>,
     kid: Option<&str>,
 ) -> Result<crate::auth::IssuedToken, String> {
+    if let Some(key) = settings
+        .exposed_development_secrets()
+        .into_iter()
+        .find(|k| k.starts_with("auth.keys"))
+    {
+        return Err(format!(
+            "{key} is the public development key, accepted only while server.host is loopback ({} is not): \
+             a gateway listening there made its own key at start (and printed a demo token); \
+             set your own key to mint tokens",
+            settings.server.host
+        ));
+    }
     let ttl_seconds = ttl
         .map(|t| parse_ttl(t).map_err(|m| format!("--ttl: {m}")))
         .transpose()?;
@@ -262,12 +274,27 @@ fn sandbox(settings: Settings, host: String, port: u16, webhook_url: Option<Stri
         return ExitCode::from(2);
     }
     crate::telemetry::init(&settings.telemetry);
-    run_server(standalone::serve(settings, host, port, webhook_url))
+    crate::process::run_server(standalone::serve(settings, host, port, webhook_url))
 }
 
-fn serve(settings: Settings) -> ExitCode {
+fn serve(mut settings: Settings) -> ExitCode {
     crate::telemetry::init(&settings.telemetry);
-    run_server(async move {
+    // The public development secrets work only on loopback. Beyond it (the container
+    // without configuration), the sandbox runs with secrets of its own, made for this run.
+    let replaced = settings.replace_development_secrets();
+    if !replaced.is_empty() {
+        tracing::warn!(
+            keys = replaced.join(", "),
+            host = settings.server.host,
+            "the public development secrets are accepted only on loopback: replaced by random ones for this run (set your own to keep tokens valid across restarts)"
+        );
+    }
+    let demo_token = replaced
+        .iter()
+        .any(|k| k.starts_with("auth.keys"))
+        .then(|| demo_token(&settings))
+        .flatten();
+    crate::process::run_server(async move {
         let mode = settings.graph.mode;
         let host = settings.server.host.clone();
         // The demo's team when configured, else any non-admin team, for the hint below.
@@ -285,7 +312,13 @@ fn serve(settings: Settings) -> ExitCode {
         let base = format!("http://{host}:{}", app.port());
         tracing::info!(mode = ?mode, "wa-groups-gateway listening on {base}");
         eprintln!("Swagger UI: {base}/swagger-ui/");
-        if mode == GraphMode::Sandbox {
+        if let Some((team, token)) = &demo_token {
+            // Printed once, on stdout, for whoever started the container: the key it is
+            // signed with exists only in this process.
+            println!(
+                "A demo token for team {team} (groups:read groups:write groups:delete groups:invite, valid 24 h; the signing key was generated at start):\nTOKEN={token}"
+            );
+        } else if mode == GraphMode::Sandbox {
             eprintln!(
                 "Sandbox mode: Meta is simulated in process. A demo token:\n  \
                  TOKEN=$(cargo run -q -- token issue --team {demo_team} --scope groups:read groups:write groups:delete groups:invite groups:message)\n\
@@ -298,14 +331,27 @@ fn serve(settings: Settings) -> ExitCode {
     })
 }
 
-/// Runs a server command (`serve`, `sandbox`) on actix's runtime until the server stops; an
-/// error, from starting or from serving, is printed and the exit code says failure.
-pub(crate) fn run_server(server: impl Future<Output = Result<(), String>>) -> ExitCode {
-    match actix_web::rt::System::new().block_on(server) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+/// A token for the demo's non-admin team with every group scope, signed with a key made at
+/// start: without it nobody could use a container started without configuration.
+fn demo_token(settings: &Settings) -> Option<(String, String)> {
+    let team = match settings.teams.contains_key("sales") {
+        true => "sales".to_owned(),
+        false => settings
+            .teams
+            .iter()
+            .find(|(_, t)| !t.admin)
+            .map(|(name, _)| name.clone())?,
+    };
+    let scopes = [
+        crate::auth::Scope::GroupsRead,
+        crate::auth::Scope::GroupsWrite,
+        crate::auth::Scope::GroupsDelete,
+        crate::auth::Scope::GroupsInvite,
+    ];
+    let token = TokenIssuer::new(&settings.auth, None)
+        .ok()?
+        .issue(&team, &scopes, None, 24 * 3600)
+        .ok()?
+        .token;
+    Some((team, token))
 }

@@ -7,6 +7,15 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// The instant `age` ago, in the stored form (cut-offs compared with stored timestamps).
+pub fn ago(age: std::time::Duration) -> String {
+    let age = chrono::Duration::from_std(age).unwrap_or_else(|_| chrono::Duration::days(36_500));
+    chrono::Utc::now()
+        .checked_sub_signed(age)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// Now, in Unix milliseconds (delivery schedules compare numbers).
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -65,6 +65,16 @@ pub enum ApiError {
         retry_after_seconds: u64,
         limit: u32,
     },
+    /// Too many calls without a valid token from one client address.
+    #[error("too many unauthenticated calls from this address; retry in {retry_after_seconds} s")]
+    AnonymousRateLimited {
+        retry_after_seconds: u64,
+        limit: u32,
+    },
+    /// The gateway refuses work it has no room for now (webhook bodies in flight); the
+    /// caller is expected to retry, as Meta does.
+    #[error("the gateway is busy; retry in {retry_after_seconds} s")]
+    Overloaded { retry_after_seconds: u64 },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error("internal error: {0}")]
@@ -112,6 +122,10 @@ impl ApiError {
             ApiError::Unprocessable(_) => ("idempotency-conflict", "Idempotency-Key reused"),
             ApiError::RequestTimeout => ("request-timeout", "Request timeout"),
             ApiError::RateLimited { .. } => ("rate-limited", "Team rate limit reached"),
+            ApiError::AnonymousRateLimited { .. } => {
+                ("rate-limited", "Too many unauthenticated calls")
+            }
+            ApiError::Overloaded { .. } => ("overloaded", "The gateway is busy"),
             ApiError::Upstream(e) => e.kind(),
             ApiError::Internal(_) | ApiError::Storage(_) => ("internal", "Internal error"),
         }
@@ -157,7 +171,10 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::AnonymousRateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(e) => e.status(),
             ApiError::Internal(_) | ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -183,7 +200,17 @@ impl ResponseError for ApiError {
         {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
+        if let ApiError::Overloaded {
+            retry_after_seconds,
+        } = self
+        {
+            response.insert_header((header::RETRY_AFTER, retry_after_seconds.to_string()));
+        }
         if let ApiError::RateLimited {
+            retry_after_seconds,
+            limit,
+        }
+        | ApiError::AnonymousRateLimited {
             retry_after_seconds,
             limit,
         } = self

@@ -8,7 +8,8 @@
 //! 3. `storage` (all SQL), `graph` (all Graph calls);
 //! 4. `error`, `services`, `tokens`;
 //! 5. HTTP: `auth`, `telemetry`, `routes`;
-//! 6. composition: `startup`, `openapi`, `cli`, `config_check`, `sandbox`.
+//! 6. composition: `process` (running a server command), `startup`, `openapi`, `cli`,
+//!    `config_check`, `sandbox`.
 
 pub mod clock;
 pub mod context;
@@ -32,5 +33,6 @@ pub mod telemetry;
 pub mod cli;
 pub mod config_check;
 pub mod openapi;
+pub mod process;
 pub mod sandbox;
 pub mod startup;

@@ -15,6 +15,9 @@ pub const UPSTREAM_CREDENTIAL_FAILURES: &str = "wagw_upstream_credential_failure
 pub const WEBHOOK_POSTS: &str = "wagw_webhook_posts_total";
 pub const WEBHOOK_EVENTS: &str = "wagw_webhook_events_total";
 pub const RATE_LIMITED: &str = "wagw_rate_limited_total";
+/// Calls refused before authentication (no or bad token, bad webhook signature, the
+/// anonymous rate limit, a busy webhook ingress), by route template and status.
+pub const UNAUTHENTICATED: &str = "wagw_unauthenticated_requests_total";
 pub const EVENT_DELIVERIES: &str = "wagw_event_deliveries_total";
 pub const ENDPOINTS_DISABLED: &str = "wagw_webhook_endpoints_disabled_total";
 pub const IDEMPOTENT_REPLAYS: &str = "wagw_idempotent_replays_total";

@@ -19,10 +19,11 @@ use crate::domain::url::without_password;
 use crate::error::{self, ApiError};
 use crate::graph::GraphClient;
 use crate::openapi::{ApiDoc, spec};
-use crate::ratelimit::{Limiter, Rate, RedisStore};
+use crate::ratelimit::{AddressBuckets, Limiter, Rate, RedisStore};
 use crate::routes::admin::AdminContext;
+use crate::routes::body::BodyBudget;
 use crate::routes::idempotency::Idempotency;
-use crate::routes::webhooks::VerifyToken;
+use crate::routes::webhooks::{IngressLimits, VerifyToken};
 use crate::routes::{self, JSON_LIMIT};
 use crate::services::audit::AuditLog;
 use crate::services::creation::{Creations, Waiters};
@@ -113,6 +114,13 @@ impl Application {
         let body_timeout = web::Data::new(routes::body::BodyTimeout(Duration::from_millis(
             settings.server.body_timeout_ms,
         )));
+        let anonymous_limits = web::Data::new(AddressBuckets::new(rate(
+            &settings.server.anonymous_rate_limit,
+        )));
+        let ingress_limits = web::Data::new(IngressLimits {
+            max_body: settings.webhooks.max_body_bytes,
+            budget: BodyBudget::new(settings.webhooks.max_in_flight_bytes),
+        });
         let teams = Arc::new(settings.teams.clone());
         // Revoked tokens are refused from the first request on; other replicas' revocations
         // arrive with the background refresh.
@@ -158,6 +166,12 @@ impl Application {
             tracing::warn!(error = %e, "cannot read the recent groups; they are read when asked for");
         }
         let creations = web::Data::new(Creations::new(storage.clone(), waiters));
+        // A call to Meta takes at most graph.timeout_ms; a margin covers clocks and commits.
+        creations.spawn_watchdog(
+            timeout + Duration::from_secs(5),
+            Duration::from_secs(settings.webhooks.creation_timeout_seconds),
+        );
+        crate::services::retention::spawn(&settings.retention, &storage);
         let feed = web::Data::new(Feed::new(&storage));
         let group_store = storage.groups.clone();
         let storage = web::Data::new(storage);
@@ -199,6 +213,8 @@ impl Application {
                 .app_data(team_limits.clone())
                 .app_data(readiness.clone())
                 .app_data(body_timeout.clone())
+                .app_data(anonymous_limits.clone())
+                .app_data(ingress_limits.clone())
                 .app_data(idempotency.clone())
                 .app_data(verify_token.clone())
                 .app_data(ingress.clone())

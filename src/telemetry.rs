@@ -1,6 +1,7 @@
 //! Logging setup, request ids and the access log.
 
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -113,6 +114,12 @@ pub async fn request_context(
     .increment(1);
     metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => route.clone(), "method" => method)
         .record(elapsed.as_secs_f64());
+    if team.is_empty() && is_refusal(status) {
+        // Anyone can send these, as fast as they like: counted, and summarised in the log
+        // at a bounded rate instead of one line each.
+        note_anonymous_refusal(&route, status);
+        return Ok(res);
+    }
     // The one line of the request, with what Meta answered to it, if it was asked.
     let upstream = notes.upstream.unwrap_or_default();
     span.in_scope(|| {
@@ -130,4 +137,52 @@ pub async fn request_context(
         );
     });
     Ok(res)
+}
+
+/// Statuses that refuse a caller who did not authenticate: no or bad token (401), a bad
+/// webhook handshake (403), an oversized webhook POST (413), the anonymous rate limit (429),
+/// a busy webhook ingress (503).
+fn is_refusal(status: u16) -> bool {
+    matches!(status, 401 | 403 | 413 | 429 | 503)
+}
+
+/// At most one log line per this long about calls refused before authentication.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+struct RefusalLog {
+    last_line: Option<Instant>,
+    /// Refusals since the last line.
+    unlogged: u64,
+}
+
+static REFUSALS: Mutex<RefusalLog> = Mutex::new(RefusalLog {
+    last_line: None,
+    unlogged: 0,
+});
+
+fn note_anonymous_refusal(route: &str, status: u16) {
+    metrics::counter!(
+        crate::metrics::UNAUTHENTICATED,
+        "route" => route.to_owned(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    let now = Instant::now();
+    let mut log = REFUSALS.lock().unwrap_or_else(|p| p.into_inner());
+    log.unlogged += 1;
+    if log
+        .last_line
+        .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_EVERY)
+    {
+        return;
+    }
+    tracing::warn!(
+        target: "access",
+        refused = log.unlogged,
+        route,
+        status,
+        "calls refused before authentication (counted in wagw_unauthenticated_requests_total; logged at most every 10 s)"
+    );
+    log.last_line = Some(now);
+    log.unlogged = 0;
 }

@@ -1,6 +1,7 @@
 //! `[delivery]`: how team events are pushed to the teams' webhooks, and the parsed
 //! `whsec_` key each team's deliveries are signed with.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use base64::Engine;
@@ -150,9 +151,88 @@ pub fn signing_key(secret: &str) -> Result<SigningKey, String> {
     Ok(SigningKey(key))
 }
 
+/// Why a team's webhook must never reach `ip`, if it must not: link-local addresses
+/// (169.254.0.0/16, fe80::/10) hold the clouds' instance metadata services (credentials of
+/// the machine itself), and a few metadata services live elsewhere. Internal addresses are
+/// allowed: internal apps live there. IPv4 written as IPv6 is judged as IPv4.
+pub fn forbidden_address(ip: IpAddr) -> Option<&'static str> {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) if v4.is_link_local() => Some("link-local (cloud metadata) address"),
+        // Alibaba Cloud's metadata service.
+        IpAddr::V4(v4) if v4 == Ipv4Addr::new(100, 100, 100, 200) => Some("cloud metadata address"),
+        IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => Some("link-local address"),
+        // AWS's metadata service over IPv6.
+        IpAddr::V6(v6) if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) => {
+            Some("cloud metadata address")
+        }
+        _ => None,
+    }
+}
+
+/// Host names that name a metadata service wherever they resolve.
+const METADATA_HOSTS: &[&str] = &["metadata.google.internal", "metadata.goog", "metadata"];
+
+/// Refuses a team webhook URL whose host is a forbidden address or a metadata host name.
+/// Other names are checked when connecting, on the address actually reached (DNS may
+/// change between this check and a delivery).
+pub fn check_webhook_host(url: &str) -> Result<(), String> {
+    let uri: actix_web::http::Uri = url.parse().map_err(|_| "is not a valid URL".to_owned())?;
+    let host = uri
+        .host()
+        .ok_or_else(|| "has no host".to_owned())?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    if METADATA_HOSTS.contains(&host.as_str()) {
+        return Err(format!(
+            "{host} is a cloud metadata service; team webhooks may not point there"
+        ));
+    }
+    if let Ok(ip) = host.parse::<IpAddr>()
+        && let Some(why) = forbidden_address(ip)
+    {
+        return Err(format!(
+            "{ip} is a {why}; team webhooks may not point there"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_and_link_local_hosts_are_refused_and_internal_ones_are_not() {
+        for url in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://169.254.0.1:8080/x",
+            "http://[fe80::1]/hooks",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[fd00:ec2::254]/",
+            "http://100.100.100.200/",
+            "http://metadata.google.internal/computeMetadata/v1/",
+        ] {
+            assert!(check_webhook_host(url).is_err(), "{url}");
+        }
+        for url in [
+            "http://127.0.0.1:9100/hooks",
+            "https://10.1.2.3/hooks",
+            "http://[::1]:9000/",
+            "https://sales.internal/hooks",
+            "http://192.168.1.20/",
+        ] {
+            assert!(check_webhook_host(url).is_ok(), "{url}");
+        }
+    }
 
     #[test]
     fn the_default_schedule_starts_within_ten_seconds_and_spans_about_a_day() {

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use crate::domain::PhoneNumberId;
 mod delivery;
 
-pub use delivery::{DeliverySettings, SigningKey, signing_key};
+pub use delivery::{
+    DeliverySettings, SigningKey, check_webhook_host, forbidden_address, signing_key,
+};
 
 /// The defaults are compiled in so the binary runs from any directory.
 const DEFAULTS: &str = include_str!("../../config/default.toml");
@@ -102,6 +104,8 @@ struct RawSettings {
     #[serde(default)]
     rate_limit: RateLimitStoreSettings,
     #[serde(default)]
+    retention: RetentionSettings,
+    #[serde(default)]
     phone_numbers: BTreeMap<String, RawPhoneNumber>,
     #[serde(default)]
     teams: BTreeMap<String, RawTeam>,
@@ -126,6 +130,28 @@ pub struct ServerSettings {
     /// Token bucket for teams without their own `rate_limit`; none when absent.
     #[serde(default)]
     pub default_team_rate_limit: Option<RateLimitSettings>,
+    /// Token bucket per client address for calls refused before authentication.
+    #[serde(default = "default_anonymous_rate_limit")]
+    pub anonymous_rate_limit: RateLimitSettings,
+}
+
+fn default_anonymous_rate_limit() -> RateLimitSettings {
+    RateLimitSettings {
+        per_second: 1,
+        burst: 20,
+    }
+}
+
+impl ServerSettings {
+    /// Whether the gateway listens on loopback only: then nobody else can reach it, and the
+    /// public development secrets are harmless.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
 }
 
 fn default_client_request_timeout() -> u64 {
@@ -273,12 +299,100 @@ pub struct RateLimitStoreSettings {
 struct RawWebhookSettings {
     verify_token: SecretSource,
     app_secret: SecretSource,
+    #[serde(default = "default_max_body_bytes")]
+    max_body_bytes: usize,
+    #[serde(default = "default_max_in_flight_bytes")]
+    max_in_flight_bytes: usize,
+    #[serde(default = "default_creation_timeout")]
+    creation_timeout_seconds: u64,
+}
+
+fn default_max_body_bytes() -> usize {
+    // Meta batches up to 1,000 changes in one POST; this leaves room for that.
+    16 * 1024 * 1024
+}
+
+fn default_max_in_flight_bytes() -> usize {
+    32 * 1024 * 1024
+}
+
+fn default_creation_timeout() -> u64 {
+    24 * 3600
 }
 
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
     pub verify_token: SecretString,
     pub app_secret: SecretString,
+    /// Largest POST accepted from Meta.
+    pub max_body_bytes: usize,
+    /// Bytes of webhook bodies held at once, by every POST being received together.
+    pub max_in_flight_bytes: usize,
+    /// A creation without Meta's `group_create` webhook after this long is failed.
+    pub creation_timeout_seconds: u64,
+}
+
+/// `[retention]`: how long rows that grow with traffic are kept, and how they are pruned.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    pub audit_days: u32,
+    /// Meta's stored POSTs and the events read from them (processed or set aside).
+    pub webhook_inbox_days: u32,
+    /// Team events (`GET /v1/events`) and their deliveries.
+    pub team_events_days: u32,
+    pub idempotency_keys_days: u32,
+    /// Creations that ended (created or failed).
+    pub creations_days: u32,
+    /// How often a pruning pass runs.
+    pub interval_seconds: u64,
+    /// Rows deleted per statement, so a pass never holds the database for long.
+    pub batch_size: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            audit_days: 365,
+            webhook_inbox_days: 30,
+            team_events_days: 30,
+            idempotency_keys_days: 30,
+            creations_days: 30,
+            interval_seconds: 600,
+            batch_size: 500,
+        }
+    }
+}
+
+impl RetentionSettings {
+    /// Checks the settings; the error names the offending key under `retention.`.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (key, days) in [
+            ("audit_days", self.audit_days),
+            ("team_events_days", self.team_events_days),
+            ("idempotency_keys_days", self.idempotency_keys_days),
+            ("creations_days", self.creations_days),
+        ] {
+            if days == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
+        }
+        // Meta redelivers a POST for up to 7 days: what is pruned earlier would be taken
+        // for new and processed twice.
+        if self.webhook_inbox_days < 8 {
+            return Err((
+                "webhook_inbox_days",
+                "must be at least 8 (Meta redelivers for up to 7 days)".into(),
+            ));
+        }
+        if self.interval_seconds == 0 {
+            return Err(("interval_seconds", "must be greater than 0".into()));
+        }
+        if self.batch_size == 0 {
+            return Err(("batch_size", "must be greater than 0".into()));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -396,6 +510,7 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     /// `[rate_limit]`: where buckets are counted.
     pub rate_limit: RateLimitStoreSettings,
+    pub retention: RetentionSettings,
     pub phone_numbers: BTreeMap<PhoneNumberId, SecretString>,
     pub phone_number_rate_limits: BTreeMap<PhoneNumberId, RateLimitSettings>,
     pub teams: BTreeMap<String, TeamSettings>,
@@ -524,36 +639,96 @@ impl Settings {
     }
 }
 
-/// The development secrets are public (they are in this repository): live mode must not
-/// start with them, or anyone could mint tokens or forge Meta's webhooks.
+/// The public development values of the compiled-in defaults (they are in this repository).
+const DEVELOPMENT_KEY_SECRET: &str = "change-me-local-only";
+const DEVELOPMENT_APP_SECRET: &str = "local-app-secret";
+const DEVELOPMENT_VERIFY_TOKEN: &str = "local-verify-token";
+
+/// The keys of `auth` and `webhooks` that hold one of the public development values.
+fn development_secret_keys(auth: &AuthSettings, webhooks: &WebhookSettings) -> Vec<String> {
+    let mut keys: Vec<String> = auth
+        .keys
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| {
+            k.secret
+                .as_ref()
+                .is_some_and(|s| s.expose_secret() == DEVELOPMENT_KEY_SECRET)
+        })
+        .map(|(i, _)| format!("auth.keys[{i}].secret"))
+        .collect();
+    if webhooks.app_secret.expose_secret() == DEVELOPMENT_APP_SECRET {
+        keys.push("webhooks.app_secret".into());
+    }
+    if webhooks.verify_token.expose_secret() == DEVELOPMENT_VERIFY_TOKEN {
+        keys.push("webhooks.verify_token".into());
+    }
+    keys
+}
+
+/// The development secrets are public: with them, anyone could mint tokens or forge Meta's
+/// webhooks. Live mode never accepts them; the sandbox only while it listens on loopback,
+/// unless `serve` replaces them (`Settings::replace_development_secrets`).
 fn refuse_development_secrets(
     auth: &AuthSettings,
     webhooks: &WebhookSettings,
 ) -> Result<(), ConfigError> {
-    const DEV_KEY: &str = "change-me-local-only";
-    if let Some((i, _)) = auth.keys.iter().enumerate().find(|(_, k)| {
-        k.secret
-            .as_ref()
-            .is_some_and(|s| s.expose_secret() == DEV_KEY)
-    }) {
-        return Err(ConfigError::invalid(
-            format!("auth.keys[{i}].secret"),
-            "is the public development secret; set your own for live mode",
-        ));
+    match development_secret_keys(auth, webhooks).into_iter().next() {
+        Some(key) => Err(ConfigError::invalid(
+            key,
+            "is the public development value; set your own for live mode",
+        )),
+        None => Ok(()),
     }
-    if webhooks.app_secret.expose_secret() == "local-app-secret" {
-        return Err(ConfigError::invalid(
-            "webhooks.app_secret",
-            "is the development value; set Meta's app secret for live mode",
-        ));
+}
+
+/// Random text for a generated secret (256 bits, URL-safe).
+fn generated_secret() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl Settings {
+    /// The keys that hold a public development value while the gateway listens beyond
+    /// loopback: where they must not be used.
+    pub fn exposed_development_secrets(&self) -> Vec<String> {
+        if self.server.is_loopback() {
+            return Vec::new();
+        }
+        development_secret_keys(&self.auth, &self.webhooks)
     }
-    if webhooks.verify_token.expose_secret() == "local-verify-token" {
-        return Err(ConfigError::invalid(
-            "webhooks.verify_token",
-            "is the development value; choose your own for live mode",
-        ));
+
+    /// Replaces every public development value by a random one for this run (the sandbox
+    /// started beyond loopback without configuration, as in the container): answers the
+    /// keys replaced. A replaced signing key gets a new `kid`, so tokens of the public key
+    /// are refused as unknown.
+    pub fn replace_development_secrets(&mut self) -> Vec<String> {
+        let replaced = self.exposed_development_secrets();
+        if replaced.is_empty() {
+            return replaced;
+        }
+        for key in &mut self.auth.keys {
+            if key
+                .secret
+                .as_ref()
+                .is_some_and(|s| s.expose_secret() == DEVELOPMENT_KEY_SECRET)
+            {
+                key.secret = Some(SecretString::from(generated_secret()));
+                key.kid = format!(
+                    "generated-{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                );
+            }
+        }
+        if self.webhooks.app_secret.expose_secret() == DEVELOPMENT_APP_SECRET {
+            self.webhooks.app_secret = SecretString::from(generated_secret());
+        }
+        if self.webhooks.verify_token.expose_secret() == DEVELOPMENT_VERIFY_TOKEN {
+            self.webhooks.verify_token = SecretString::from(generated_secret());
+        }
+        replaced
     }
-    Ok(())
 }
 
 /// The demo applies to a sandbox that would otherwise have no phone number to play with.
@@ -572,6 +747,36 @@ impl RawSettings {
         let sandbox = self.graph.mode == GraphMode::Sandbox;
         if let Err((key, message)) = self.delivery.validate() {
             return Err(ConfigError::invalid(format!("delivery.{key}"), message));
+        }
+        if let Err((key, message)) = self.retention.validate() {
+            return Err(ConfigError::invalid(format!("retention.{key}"), message));
+        }
+        let anonymous = &self.server.anonymous_rate_limit;
+        if anonymous.per_second == 0 || anonymous.burst == 0 {
+            return Err(ConfigError::invalid(
+                "server.anonymous_rate_limit",
+                "per_second and burst must be greater than 0",
+            ));
+        }
+        if self.webhooks.max_body_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "webhooks.max_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        // A body larger than SMALL_BODY may use at most 3/4 of the budget (the rest is kept
+        // for small POSTs): the largest accepted POST must still fit.
+        if self.webhooks.max_body_bytes > self.webhooks.max_in_flight_bytes / 4 * 3 {
+            return Err(ConfigError::invalid(
+                "webhooks.max_in_flight_bytes",
+                "must be at least 4/3 of webhooks.max_body_bytes",
+            ));
+        }
+        if self.webhooks.creation_timeout_seconds == 0 {
+            return Err(ConfigError::invalid(
+                "webhooks.creation_timeout_seconds",
+                "must be greater than 0",
+            ));
         }
         if self.graph.attempt_timeout_ms == 0 {
             return Err(ConfigError::invalid(
@@ -698,6 +903,12 @@ impl RawSettings {
                             "must be an http(s) URL",
                         ));
                     }
+                    if let Err(message) = check_webhook_host(&hook.url) {
+                        return Err(ConfigError::invalid(
+                            format!("teams.{name}.webhook.url"),
+                            message,
+                        ));
+                    }
                     Some(TeamWebhook {
                         url: hook.url,
                         secret,
@@ -723,6 +934,9 @@ impl RawSettings {
                 .verify_token
                 .resolve("webhooks.verify_token")?,
             app_secret: self.webhooks.app_secret.resolve("webhooks.app_secret")?,
+            max_body_bytes: self.webhooks.max_body_bytes,
+            max_in_flight_bytes: self.webhooks.max_in_flight_bytes,
+            creation_timeout_seconds: self.webhooks.creation_timeout_seconds,
         };
         if !sandbox {
             refuse_development_secrets(&auth, &webhooks)?;
@@ -744,6 +958,7 @@ impl RawSettings {
             telemetry: self.telemetry,
             delivery: self.delivery,
             rate_limit: self.rate_limit,
+            retention: self.retention,
             phone_numbers,
             phone_number_rate_limits,
             teams,
@@ -892,6 +1107,25 @@ mod tests {
             "[graph]\nmode = \"live\"\n[phone_numbers.1]\naccess_token = \"t\"\n",
             "auth.keys[0].secret",
         );
+    }
+
+    #[test]
+    fn development_secrets_are_replaced_only_beyond_loopback() {
+        let mut local = Settings::from_toml_overrides("").unwrap();
+        assert!(local.replace_development_secrets().is_empty());
+        assert_eq!(local.auth.keys[0].kid, "local-dev");
+        let mut exposed = Settings::from_toml_overrides("[server]\nhost = \"0.0.0.0\"\n").unwrap();
+        let replaced = exposed.replace_development_secrets();
+        assert_eq!(
+            replaced,
+            [
+                "auth.keys[0].secret",
+                "webhooks.app_secret",
+                "webhooks.verify_token"
+            ]
+        );
+        assert_ne!(exposed.auth.keys[0].kid, "local-dev");
+        assert!(exposed.exposed_development_secrets().is_empty());
     }
 
     #[test]

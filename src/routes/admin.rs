@@ -346,7 +346,6 @@ pub async fn admin_list_groups(
     request_body = SetOwnerBody,
     responses(
         (status = 200, description = "The group now belongs to the team", body = GroupOwnership),
-        (status = 404, description = "Meta does not know the group on that number (upstream code 131041)", body = crate::error::Problem, content_type = "application/problem+json"),
         Refusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["admin"]))

@@ -1,7 +1,11 @@
-//! The audit middleware: every mutating call under `/v1` (POST, PUT, PATCH, DELETE) and
-//! every admin call gets one record, written once the answer is known, from what the request
-//! noted on the way (`context`): the caller, the phone number and group, a creation's
-//! request id, Meta's status and fbtrace_id.
+//! The audit middleware: every authenticated mutating call under `/v1` (POST, PUT, PATCH,
+//! DELETE) and every authenticated admin call gets one record, written once the answer is
+//! known, from what the request noted on the way (`context`): the caller, the phone number
+//! and group, a creation's request id, Meta's status and fbtrace_id.
+//!
+//! Calls refused before authentication leave no record: anyone could send them as fast as
+//! they like and fill the database. They are counted and logged at a bounded rate instead
+//! (`telemetry`).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -25,7 +29,7 @@ fn is_audited(method: &Method, path: &str) -> bool {
     (path.starts_with("/v1/") && mutating) || path.starts_with("/v1/admin/")
 }
 
-/// Writes one audit row per audited request, after the handler answered and before the
+/// Writes one audit row per authenticated audited request, after the handler answered and before the
 /// answer leaves, so a caller that reads the audit log next finds its own call. Runs inside
 /// `telemetry::request_context`, whose request id it records.
 pub async fn record(
@@ -41,6 +45,9 @@ pub async fn record(
     let raw_path = req.path().to_owned();
     let result = next.call(req).await;
     let notes = context::notes();
+    if notes.team.is_none() {
+        return result;
+    }
     let (route, status, request) = match &result {
         Ok(res) => match res.request().match_pattern() {
             Some(route) => (route, res.status().as_u16(), Some(res.request())),

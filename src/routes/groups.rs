@@ -9,15 +9,13 @@ use utoipa::ToSchema;
 
 use super::extract::scope::{GroupsDelete, GroupsInvite, GroupsRead, GroupsWrite};
 use super::extract::{Authorized, BodyKind, Granted, Input, NoInput, OwnedGroup, Parts};
-use super::idempotency::{self, Idempotency, IdempotencyKey, StoredResponse};
-use super::responses::{
-    BodyRefusals, GroupRefusals, IdempotencyRefusals, Refusals, UpstreamFailures,
-};
+use super::idempotency::{self, Begin, Idempotency, IdempotencyKey, StoredResponse};
+use super::responses::{BodyRefusals, IdempotencyRefusals, Refusals, UpstreamFailures};
 use super::{FieldReader, JsonObject, parse_list};
 use crate::domain::{
     FieldErrors, GroupDescription, GroupFields, GroupSubject, JoinApprovalMode, JoinRequestId,
-    LanguageCode, PageCursor, Paging, ParticipantId, ProfilePicture, RequestId, TemplateName,
-    WaitSeconds, decode_cursor, parse_limit,
+    LanguageCode, PageCursor, Paging, ParticipantId, PhoneNumberId, ProfilePicture, RequestId,
+    TemplateName, WaitSeconds, decode_cursor, parse_limit,
 };
 use crate::error::ApiError;
 use crate::graph::GraphClient;
@@ -481,27 +479,76 @@ pub async fn create_group(
     idempotency: web::Data<Idempotency>,
 ) -> Result<HttpResponse, ApiError> {
     let (team, pn, input) = (&call.principal.team, &call.resource, call.input);
-    idempotency
-        .run(team, input.idempotency_key, async {
+    let wait = input.wait.as_duration();
+    let Some(key) = &input.idempotency_key else {
+        let creation = creations.record(team, pn, &input.subject).await?;
+        let sent = creations
+            .send(
+                &graph,
+                &creation,
+                &input.subject,
+                input.description.as_ref(),
+                input.mode,
+                wait,
+            )
+            .await?;
+        return Ok(creation_answer(&sent).into_response(false));
+    };
+    match idempotency.begin(team, key).await? {
+        Begin::Proceed => {}
+        Begin::Replay(answer) => return Ok(answer.into_response(true)),
+        Begin::Linked(request_id) => {
             let creation = creations
-                .create(
-                    &graph,
-                    team,
-                    pn,
-                    &input.subject,
-                    input.description.as_ref(),
-                    input.mode,
-                    input.wait.as_duration(),
-                )
-                .await?;
-            let status = match creation.status {
-                RequestStatus::Pending => StatusCode::ACCEPTED,
-                _ => StatusCode::CREATED,
-            };
-            let location = format!("/v1/group-requests/{}", creation.request_id);
-            Ok(StoredResponse::json(status, Some(location), &creation))
-        })
+                .current(team, &request_id, wait)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::Conflict(
+                        "the creation of this Idempotency-Key is no longer kept".into(),
+                    )
+                })?;
+            return Ok(creation_answer(&creation).into_response(true));
+        }
+    }
+    // The key names the creation before Meta is asked, so a retry after a lost answer or a
+    // crash answers this creation instead of asking Meta again.
+    let creation = match creations.record(team, pn, &input.subject).await {
+        Ok(creation) => creation,
+        Err(e) => {
+            idempotency.abandon(team, key).await?;
+            return Err(e);
+        }
+    };
+    if let Err(e) = idempotency.link(team, key, &creation.request_id).await {
+        creations
+            .abandon(&creation, "the creation could not be recorded")
+            .await?;
+        idempotency.abandon(team, key).await?;
+        return Err(e);
+    }
+    let sent = creations
+        .send(
+            &graph,
+            &creation,
+            &input.subject,
+            input.description.as_ref(),
+            input.mode,
+            wait,
+        )
+        .await;
+    idempotency
+        .settle(team, key, sent.map(|c| creation_answer(&c)))
         .await
+}
+
+/// A creation as `create_group` answers it: 202 while pending, 201 once Meta's webhook
+/// ended it; `Location` is where to poll.
+fn creation_answer(creation: &CreateRequest) -> StoredResponse {
+    let status = match creation.status {
+        RequestStatus::Pending => StatusCode::ACCEPTED,
+        _ => StatusCode::CREATED,
+    };
+    let location = format!("/v1/group-requests/{}", creation.request_id);
+    StoredResponse::json(status, Some(location), creation)
 }
 
 /// The caller's active groups on a number, from the registry, in creation order.
@@ -549,7 +596,7 @@ pub async fn list_groups(
     ),
     responses(
         (status = 200, description = "The group, with the requested fields", body = GroupInfo),
-        Refusals, GroupRefusals, UpstreamFailures,
+        Refusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:read"]))
 )]
@@ -573,7 +620,7 @@ pub async fn get_group(
     request_body = UpdateGroupBody,
     responses(
         (status = 202, description = "Meta accepted the change; the outcome arrives as a group event", body = Accepted),
-        Refusals, GroupRefusals, BodyRefusals, UpstreamFailures,
+        Refusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
@@ -609,7 +656,7 @@ pub async fn update_group(
     ),
     responses(
         (status = 202, description = "Meta accepted the picture; the outcome arrives as a group event", body = Accepted),
-        Refusals, GroupRefusals, BodyRefusals, UpstreamFailures,
+        Refusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
@@ -632,7 +679,7 @@ pub async fn set_group_profile_picture(
     params(("group_id" = String, Path, description = "Group ID")),
     responses(
         (status = 204, description = "Deleted"),
-        Refusals, GroupRefusals, UpstreamFailures,
+        Refusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:delete"]))
 )]
@@ -652,7 +699,7 @@ pub async fn delete_group(
     params(("group_id" = String, Path, description = "Group ID")),
     responses(
         (status = 200, description = "The link", body = InviteLink),
-        Refusals, GroupRefusals, UpstreamFailures,
+        Refusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:read"]))
 )]
@@ -675,7 +722,7 @@ pub async fn get_invite_link(
     params(("group_id" = String, Path, description = "Group ID")),
     responses(
         (status = 200, description = "The new link", body = InviteLink),
-        Refusals, GroupRefusals, UpstreamFailures,
+        Refusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
@@ -699,7 +746,7 @@ pub async fn reset_invite_link(
     request_body = InvitationBody,
     responses(
         (status = 202, description = "Meta accepted the message", body = InvitationSent),
-        Refusals, GroupRefusals, BodyRefusals, IdempotencyRefusals, UpstreamFailures,
+        Refusals, BodyRefusals, IdempotencyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:invite"]))
 )]
@@ -743,7 +790,7 @@ pub async fn send_invitation(
     ),
     responses(
         (status = 200, description = "Open join requests", body = JoinRequestPage),
-        Refusals, GroupRefusals, UpstreamFailures,
+        Refusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:read"]))
 )]
@@ -767,7 +814,7 @@ pub async fn list_join_requests(
     request_body = JoinRequestIdsBody,
     responses(
         (status = 200, description = "Approved, and those Meta could not approve", body = ApprovedJoinRequests),
-        Refusals, GroupRefusals, BodyRefusals, UpstreamFailures,
+        Refusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
@@ -794,7 +841,7 @@ pub async fn approve_join_requests(
     request_body = JoinRequestIdsBody,
     responses(
         (status = 200, description = "Rejected, and those Meta could not reject", body = RejectedJoinRequests),
-        Refusals, GroupRefusals, BodyRefusals, UpstreamFailures,
+        Refusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
@@ -821,7 +868,7 @@ pub async fn reject_join_requests(
     request_body = RemoveParticipantsBody,
     responses(
         (status = 202, description = "Meta accepted the removal; the outcome arrives as a group event", body = Accepted),
-        Refusals, GroupRefusals, BodyRefusals, UpstreamFailures,
+        Refusals, BodyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]
@@ -858,7 +905,7 @@ impl Input for RequestPath {
     params(("request_id" = String, Path, description = "The id answered by create_group")),
     responses(
         (status = 200, description = "The creation", body = CreateRequest),
-        Refusals, GroupRefusals,
+        Refusals,
     ),
     security(("bearer" = ["groups:read"]))
 )]
@@ -872,5 +919,10 @@ pub async fn get_group_request(
         .get(&call.principal.team, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("group request {id} not found")))?;
+    // Like a group route: the team's own creation, on a number this token may use (a token
+    // narrowed by `phone_numbers` must not read another number's invite links).
+    let pn = PhoneNumberId::parse(&request.phone_number_id)
+        .map_err(|_| ApiError::Internal("a stored creation has a malformed number".into()))?;
+    call.principal.require_number(&pn)?;
     Ok(web::Json(request))
 }

@@ -17,7 +17,8 @@ pub const HEADER: &str = "idempotency-key";
 pub const HEADER_NAME: &str = "Idempotency-Key";
 /// How long an answer is kept for replay.
 const RETENTION: chrono::Duration = chrono::Duration::hours(24);
-/// A first request still "running" after this long died with its process; a retry takes over.
+/// A first request still "running" after this long died with its process; a retry takes
+/// over, unless the request is linked to a creation (which may have reached Meta).
 const ABANDONED_AFTER: chrono::Duration = chrono::Duration::minutes(2);
 /// How long a concurrent duplicate waits for the first request's answer.
 const WAIT_FOR_FIRST: Duration = Duration::from_secs(45);
@@ -95,6 +96,9 @@ pub enum Begin {
     /// First use of the key: go ahead, then `complete` or `abandon`.
     Proceed,
     Replay(StoredResponse),
+    /// The key's first request works on this creation (`link`): answer it as it stands,
+    /// whether that request finished, is still running, or died with its process.
+    Linked(String),
 }
 
 /// Keys and their answers, shared by every worker.
@@ -143,6 +147,12 @@ impl Idempotency {
                     "this Idempotency-Key was used with a different request".into(),
                 ));
             }
+            // A refusal is replayed as it was; a creation is answered as it stands now.
+            let refused = answer.as_ref().is_some_and(|a| a.status >= 400);
+            if !refused && let Some(request_id) = self.store.linked(team, &key.key).await? {
+                metrics::counter!(crate::metrics::IDEMPOTENT_REPLAYS).increment(1);
+                return Ok(Begin::Linked(request_id));
+            }
             if let Some(answer) = answer {
                 metrics::counter!(crate::metrics::IDEMPOTENT_REPLAYS).increment(1);
                 return Ok(Begin::Replay(StoredResponse {
@@ -184,6 +194,47 @@ impl Idempotency {
         Ok(self.store.abandon(team, &key.key).await?)
     }
 
+    /// Ties the key to the creation its request works on, before Meta is asked: from then
+    /// on a retry answers that creation, and the key is never freed for a second call.
+    pub async fn link(
+        &self,
+        team: &str,
+        key: &IdempotencyKey,
+        request_id: &str,
+    ) -> Result<(), ApiError> {
+        Ok(self.store.link(team, &key.key, request_id).await?)
+    }
+
+    /// Stores the outcome of the key's first request and answers it: its answer, or its
+    /// error (freeing the key instead when the error proves nothing reached Meta).
+    pub async fn settle(
+        &self,
+        team: &str,
+        key: &IdempotencyKey,
+        outcome: Result<StoredResponse, ApiError>,
+    ) -> Result<HttpResponse, ApiError> {
+        match outcome {
+            Ok(answer) => {
+                self.complete(team, key, &answer).await?;
+                Ok(answer.into_response(false))
+            }
+            Err(e) if nothing_sent(&e) => {
+                self.abandon(team, key).await?;
+                Err(e)
+            }
+            Err(e) => {
+                let problem = StoredResponse {
+                    status: actix_web::ResponseError::status_code(&e),
+                    location: None,
+                    body: serde_json::to_vec(&e.problem()).unwrap_or_default(),
+                    content_type: "application/problem+json",
+                };
+                self.complete(team, key, &problem).await?;
+                Err(e)
+            }
+        }
+    }
+
     /// Runs `work` at most once per key: replays a stored answer, or runs and stores it.
     /// Errors that prove nothing reached Meta free the key instead of being stored.
     pub async fn run<F>(
@@ -198,28 +249,12 @@ impl Idempotency {
         let Some(key) = key else {
             return work.await.map(|answer| answer.into_response(false));
         };
-        if let Begin::Replay(answer) = self.begin(team, &key).await? {
-            return Ok(answer.into_response(true));
-        }
-        match work.await {
-            Ok(answer) => {
-                self.complete(team, &key, &answer).await?;
-                Ok(answer.into_response(false))
-            }
-            Err(e) if nothing_sent(&e) => {
-                self.abandon(team, &key).await?;
-                Err(e)
-            }
-            Err(e) => {
-                let problem = StoredResponse {
-                    status: actix_web::ResponseError::status_code(&e),
-                    location: None,
-                    body: serde_json::to_vec(&e.problem()).unwrap_or_default(),
-                    content_type: "application/problem+json",
-                };
-                self.complete(team, &key, &problem).await?;
-                Err(e)
-            }
+        match self.begin(team, &key).await? {
+            Begin::Replay(answer) => Ok(answer.into_response(true)),
+            Begin::Linked(_) => Err(ApiError::Internal(
+                "an Idempotency-Key of this route is linked to a creation".into(),
+            )),
+            Begin::Proceed => self.settle(team, &key, work.await).await,
         }
     }
 }

@@ -13,9 +13,7 @@ use super::JsonObject;
 use super::extract::scope::GroupsMessage;
 use super::extract::{BodyKind, Input, OwnedGroup, Parts};
 use super::idempotency::{self, Idempotency, IdempotencyKey, StoredResponse};
-use super::responses::{
-    BodyRefusals, GroupRefusals, IdempotencyRefusals, Refusals, UpstreamFailures,
-};
+use super::responses::{BodyRefusals, IdempotencyRefusals, Refusals, UpstreamFailures};
 use crate::domain::{
     Caption, FieldErrors, GroupMessage, LanguageCode, MediaFilename, MediaId, MediaKind, MediaLink,
     MediaSource, MessageText, MessageType, TemplateName, check_template_component,
@@ -306,7 +304,7 @@ fn read_template(r: &mut FieldReader<'_>) -> Option<GroupMessage> {
     ),
     responses(
         (status = 202, description = "Meta accepted the message", body = GroupMessageSent),
-        Refusals, GroupRefusals, BodyRefusals, IdempotencyRefusals, UpstreamFailures,
+        Refusals, BodyRefusals, IdempotencyRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:message"]))
 )]

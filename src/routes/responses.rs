@@ -7,7 +7,9 @@ use utoipa::IntoResponses;
 
 use crate::error::Problem;
 
-/// Every authenticated route: the checks of `extract` (and a storage failure).
+/// Every authenticated route: the checks of `extract` (and a storage failure). A route
+/// lists this set whole: any of them can answer each of these (404 included, for a path
+/// whose parameters do not match the route at all).
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum Refusals {
@@ -20,22 +22,17 @@ pub enum Refusals {
     /// The token lacks the scope, or may not use the phone number.
     #[response(status = 403, content_type = "application/problem+json")]
     Forbidden(Problem),
-    /// The team's or the phone number's rate limit was reached, or Meta is throttling:
-    /// `Retry-After` says when to try again.
+    /// No such route, or no such group or creation of the team (other teams' look the same).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// The team's or the phone number's rate limit was reached, Meta is throttling, or this
+    /// address sent too many calls without a valid token: `Retry-After` says when to try
+    /// again.
     #[response(status = 429, content_type = "application/problem+json")]
     RateLimited(Problem),
     /// The gateway failed (details are in its logs, under the request id).
     #[response(status = 500, content_type = "application/problem+json")]
     Internal(Problem),
-}
-
-/// Routes on `/groups/{group_id}`: the group must be the team's.
-#[derive(IntoResponses)]
-#[allow(dead_code)]
-pub enum GroupRefusals {
-    /// No such active group owned by the team (other teams' groups look the same).
-    #[response(status = 404, content_type = "application/problem+json")]
-    NotFound(Problem),
 }
 
 /// Routes that read a request body.

@@ -7,13 +7,17 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use utoipa::IntoParams;
 
-use super::body::Body;
+use super::body::{BodyBudget, deadline_of, read_reserved};
 use crate::domain::meta_webhook::SIGNATURE_HEADER;
 use crate::error::ApiError;
 use crate::services::processing::{Ingress, IngressError};
 
-/// Meta batches up to 1,000 changes in one POST; this leaves room for that.
-pub const WEBHOOK_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// How much of Meta's POSTs the ingress holds: each at most `max_body`, all together at
+/// most the budget (`webhooks.max_body_bytes`, `webhooks.max_in_flight_bytes`).
+pub struct IngressLimits {
+    pub max_body: usize,
+    pub budget: BodyBudget,
+}
 
 /// The token Meta's verification handshake must present.
 pub struct VerifyToken(pub SecretString);
@@ -37,6 +41,7 @@ pub struct Handshake {
     params(Handshake),
     responses(
         (status = 200, description = "The challenge, echoed", content_type = "text/plain", body = String),
+        (status = 400, description = "A malformed query string", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Wrong verify token or mode", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -61,31 +66,78 @@ pub async fn verify_subscription(
 }
 
 /// Receives Meta's group webhooks. The body is stored before the 200; processing follows.
+///
+/// Memory is bounded for the whole process: a POST without a well-formed signature is
+/// refused before its body is read; the others reserve their declared size from a budget
+/// shared by every POST in flight (refused with 503 and `Retry-After`, which Meta retries,
+/// when there is no room), and the HMAC runs over the chunks as they arrive.
 #[utoipa::path(
     tag = "webhooks",
     request_body(content = Object, description = "Meta's webhook payload, signed with the app secret", content_type = "application/json"),
     params(("X-Hub-Signature-256" = String, Header, description = "sha256=<hex HMAC-SHA256 of the raw body with the app secret>")),
     responses(
-        (status = 200, description = "Stored (or recognised as a redelivery)"),
+        (status = 200, description = "Stored (or recognised as a redelivery)", body = WebhookReceipt),
+        (status = 400, description = "The body could not be read", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong signature", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within `server.body_timeout_ms`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than `webhooks.max_body_bytes`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The POST could not be stored (Meta retries it)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No room for the body now: retry after `Retry-After` (Meta does)", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/webhooks/whatsapp")]
 pub async fn receive(
     req: HttpRequest,
-    body: Body<WEBHOOK_BODY_LIMIT>,
+    payload: web::Payload,
     ingress: web::Data<Ingress>,
+    limits: web::Data<IngressLimits>,
 ) -> Result<HttpResponse, ApiError> {
+    let refused = |e: IngressError| match e {
+        IngressError::BadSignature => ApiError::Unauthorized(e.to_string()),
+        IngressError::Storage(e) => ApiError::Storage(e),
+    };
     let signature = req
         .headers()
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
-    let duplicate = ingress
-        .accept(signature, &body)
-        .await
-        .map_err(|e| match e {
-            IngressError::BadSignature => ApiError::Unauthorized(e.to_string()),
-            IngressError::Storage(e) => ApiError::Storage(e),
-        })?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "received": true, "duplicate": duplicate })))
+    let mut check = ingress.signature_check(signature).map_err(refused)?;
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limits.max_body) {
+        return Err(ApiError::PayloadTooLarge {
+            limit: limits.max_body,
+        });
+    }
+    let mut reservation =
+        limits
+            .budget
+            .reserve(declared.unwrap_or(0))
+            .ok_or(ApiError::Overloaded {
+                retry_after_seconds: 1,
+            })?;
+    let body = read_reserved(
+        payload,
+        limits.max_body,
+        deadline_of(&req),
+        &mut reservation,
+        |chunk| check.update(chunk),
+    )
+    .await?;
+    let duplicate = ingress.accept(check, &body).await.map_err(refused)?;
+    drop(reservation);
+    Ok(HttpResponse::Ok().json(WebhookReceipt {
+        received: true,
+        duplicate,
+    }))
+}
+
+/// What Meta is answered for a stored POST.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct WebhookReceipt {
+    pub received: bool,
+    /// The POST was stored before (Meta's redelivery): it is processed once.
+    pub duplicate: bool,
 }

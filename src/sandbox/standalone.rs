@@ -56,7 +56,7 @@ impl Standalone {
 }
 
 /// The `sandbox` command, once its options are checked: serves until stopped. The command
-/// line runs it (`cli::run_server`), so this module needs nothing from the command line.
+/// line runs it (`process::run_server`), so this module needs nothing from the command line.
 pub async fn serve(
     settings: Settings,
     host: String,

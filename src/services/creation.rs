@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use crate::clock::ago;
 use crate::context;
 use crate::domain::events::Completion;
 use crate::domain::events::has_errors;
@@ -18,7 +19,7 @@ use crate::domain::{
     GroupDescription, GroupSubject, ItemError, JoinApprovalMode, PhoneNumberId, RequestId,
 };
 use crate::error::ApiError;
-use crate::graph::GraphClient;
+use crate::graph::{GraphClient, UpstreamError};
 use crate::storage::{
     CreateRequest, CreationOutcome, GroupStore, PendingCreation, RegistryTx, RequestStatus, Storage,
 };
@@ -63,6 +64,33 @@ pub struct Creations {
     waiters: Waiters,
 }
 
+/// What became of the call that asks Meta for a group.
+enum Sent {
+    /// Meta accepted it and named its request: its webhook will name it too.
+    Named(String),
+    /// Meta may have created the group, but its request id never arrived (no answer in
+    /// time, the connection dropped after the request was sent, an answer without an id).
+    Unknown,
+}
+
+/// Whether Meta may have acted on a creation whose call failed this way. Only Meta's own
+/// refusal (its error envelope), or a call that never left (unreachable, a local budget),
+/// is known to have created nothing.
+fn outcome_unknown(e: &UpstreamError) -> bool {
+    match e {
+        UpstreamError::Timeout => true,
+        // 0: the connection broke after the request went out; 2xx: Meta said yes, unreadably.
+        UpstreamError::BadResponse { http_status, .. } => {
+            *http_status == 0 || (200..300).contains(http_status)
+        }
+        _ => false,
+    }
+}
+
+/// How often the watchdog looks for creations whose call died with its process, and for
+/// creations that waited too long for Meta's webhook.
+const WATCH_EVERY: Duration = Duration::from_secs(5);
+
 impl Creations {
     pub fn new(storage: Storage, waiters: Waiters) -> Self {
         Creations {
@@ -85,31 +113,59 @@ impl Creations {
             .filter(|r| r.team == team))
     }
 
-    /// Records the creation, asks Meta, and waits up to `wait` for the webhook that
-    /// completes it. Answers the creation as it then stands (pending, created or failed).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn create(
+    /// Records a new creation, before Meta is asked for anything.
+    pub async fn record(
         &self,
-        graph: &GraphClient,
         team: &str,
         pn: &PhoneNumberId,
         subject: &GroupSubject,
-        description: Option<&GroupDescription>,
-        mode: Option<JoinApprovalMode>,
-        wait: Duration,
-    ) -> Result<CreateRequest, ApiError> {
-        let request_id = RequestId::new();
+    ) -> Result<PendingCreation, ApiError> {
         let creation = PendingCreation {
-            request_id: request_id.to_string(),
+            request_id: RequestId::new().to_string(),
             team: team.to_owned(),
             phone_number_id: pn.to_string(),
             subject: subject.to_string(),
         };
         self.groups.insert_creation(&creation).await?;
-        context::note_create_request(request_id.as_ref());
+        context::note_create_request(&creation.request_id);
+        Ok(creation)
+    }
+
+    /// Marks a recorded creation failed before Meta was asked (nothing left the gateway).
+    pub async fn abandon(&self, creation: &PendingCreation, why: &str) -> Result<(), ApiError> {
+        let request_id = RequestId::parse(&creation.request_id).map_err(ApiError::Internal)?;
+        self.groups
+            .fail_creation(&request_id, &ItemError::new(0, why.to_owned()))
+            .await?;
+        Ok(())
+    }
+
+    /// Asks Meta for the recorded creation, once, and waits up to `wait` for the webhook that
+    /// completes it. Answers the creation as it then stands (pending, created or failed).
+    ///
+    /// Meta is never asked twice. When its answer is lost (timeout, dropped connection), the
+    /// creation stays pending and is resolved by Meta's webhook, matched by number and
+    /// subject; only Meta's refusal (or no webhook in time) makes it failed.
+    pub async fn send(
+        &self,
+        graph: &GraphClient,
+        creation: &PendingCreation,
+        subject: &GroupSubject,
+        description: Option<&GroupDescription>,
+        mode: Option<JoinApprovalMode>,
+        wait: Duration,
+    ) -> Result<CreateRequest, ApiError> {
+        let request_id = RequestId::parse(&creation.request_id).map_err(ApiError::Internal)?;
+        let pn = PhoneNumberId::parse(&creation.phone_number_id).map_err(ApiError::Internal)?;
         // Subscribed before Meta is called, so a webhook that beats its answer still wakes us.
         let notify = self.waiters.subscribe(request_id.as_ref());
-        match graph.create_group(pn, subject, description, mode).await {
+        let sent = match graph.create_group(&pn, subject, description, mode).await {
+            Ok(Some(meta_id)) => Sent::Named(meta_id),
+            Ok(None) => Sent::Unknown,
+            Err(e) if outcome_unknown(&e) => {
+                tracing::warn!(error = %e, request_id = %request_id, "Meta's answer to a creation was lost: it is not sent again and waits for Meta's webhook");
+                Sent::Unknown
+            }
             Err(e) => {
                 let item = match e.problem() {
                     Some(p) => ItemError::new(p.code, p.message),
@@ -119,16 +175,37 @@ impl Creations {
                 self.waiters.release(request_id.as_ref(), notify);
                 return Err(e.into());
             }
-            Ok(Some(meta_id)) => self.attach_meta_request_id(&request_id, &meta_id).await?,
-            Ok(None) => {
-                tracing::warn!(
-                    "Meta accepted a creation without a request_id; it cannot be completed"
-                )
-            }
+        };
+        match sent {
+            Sent::Named(meta_id) => self.attach_meta_request_id(&request_id, &meta_id).await?,
+            Sent::Unknown => self.await_webhook(request_id.as_ref()).await?,
         }
         let current = self.wait(request_id.as_ref(), &notify, wait).await;
         self.waiters.release(request_id.as_ref(), notify);
         current
+    }
+
+    /// The team's creation `request_id` as it stands, waiting up to `wait` while it is
+    /// pending (a retry with the creation's `Idempotency-Key`). None when it is not kept.
+    pub async fn current(
+        &self,
+        team: &str,
+        request_id: &str,
+        wait: Duration,
+    ) -> Result<Option<CreateRequest>, ApiError> {
+        let Some(creation) = self.groups.creation(request_id).await? else {
+            return Ok(None);
+        };
+        if creation.team != team {
+            return Ok(None);
+        }
+        if creation.status != RequestStatus::Pending || wait.is_zero() {
+            return Ok(Some(creation));
+        }
+        let notify = self.waiters.subscribe(request_id);
+        let current = self.wait(request_id, &notify, wait).await;
+        self.waiters.release(request_id, notify);
+        current.map(Some)
     }
 
     async fn wait(
@@ -184,6 +261,72 @@ impl Creations {
         }
         Ok(())
     }
+
+    /// Marks a creation whose outcome is unknown as waiting for Meta's webhook by number and
+    /// subject, and applies such a webhook when it already arrived (kept ownerless until
+    /// now, since its request id named no creation).
+    async fn await_webhook(&self, request_id: &str) -> Result<(), ApiError> {
+        let mut tx = self.storage.begin().await?;
+        let mut completed = None;
+        if let Some(waiting) = tx.mark_outcome_unknown(request_id).await?
+            && let Some((meta_id, item)) = tx.unclaimed_creation_event(&waiting).await?
+        {
+            let id = RequestId::parse(&waiting.request_id).map_err(ApiError::Internal)?;
+            tx.attach_meta_request_id(&id, &meta_id).await?;
+            completed =
+                complete(tx.as_mut(), &meta_id, Some(&waiting.phone_number_id), &item).await?;
+            if let Some(done) = &completed {
+                tx.claim_for_creation(done).await?;
+            }
+        }
+        tx.commit().await?;
+        if let Some(done) = completed {
+            self.waiters.wake(&done.request_id);
+        }
+        Ok(())
+    }
+
+    /// Starts the watchdog on the current runtime: creations whose call to Meta died with
+    /// its process (older than `call_bound`, the longest a call may take, and still without
+    /// Meta's request id) wait for the webhook like any whose outcome is unknown; creations
+    /// without a webhook after `give_up_after` are failed.
+    pub fn spawn_watchdog(&self, call_bound: Duration, give_up_after: Duration) {
+        let creations = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = creations.watch(call_bound, give_up_after).await {
+                    tracing::error!(error = %e, "creation watchdog failed; will retry");
+                }
+                tokio::time::sleep(WATCH_EVERY).await;
+            }
+        });
+    }
+
+    async fn watch(&self, call_bound: Duration, give_up_after: Duration) -> Result<(), ApiError> {
+        for request_id in self.groups.stale_creations(&ago(call_bound), 100).await? {
+            tracing::warn!(
+                request_id,
+                "a creation's call to Meta ended with its process: it is not sent again and waits for Meta's webhook"
+            );
+            self.await_webhook(&request_id).await?;
+        }
+        let error = serde_json::json!({
+            "code": 0,
+            "message": format!("Meta's group_create webhook did not arrive within {} s", give_up_after.as_secs()),
+        });
+        for request_id in self
+            .groups
+            .expire_creations(&ago(give_up_after), &error)
+            .await?
+        {
+            tracing::warn!(
+                request_id,
+                "a creation got no webhook from Meta in time and is failed"
+            );
+            self.waiters.wake(&request_id);
+        }
+        Ok(())
+    }
 }
 
 /// Applies a `group_create` event to the creation Meta's `request_id` names: the group now
@@ -196,8 +339,23 @@ pub(crate) async fn complete(
     event_pn: Option<&str>,
     item: &Value,
 ) -> crate::storage::Result<Option<Completion>> {
-    let Some(pending) = tx.pending_creation(meta_request_id).await? else {
-        return Ok(None);
+    let pending = match tx.pending_creation(meta_request_id).await? {
+        Some(pending) => pending,
+        // Meta's answer, with this request id, never reached the gateway: the creation waits
+        // among those whose outcome is unknown, found by number and subject.
+        None => {
+            let subject = item.get("subject").and_then(Value::as_str);
+            let (Some(pn), Some(subject)) = (event_pn, subject) else {
+                return Ok(None);
+            };
+            let Some(waiting) = tx.waiting_creation(pn, subject, meta_request_id).await? else {
+                return Ok(None);
+            };
+            if let Ok(id) = RequestId::parse(&waiting.request_id) {
+                tx.attach_meta_request_id(&id, meta_request_id).await?;
+            }
+            waiting
+        }
     };
     let group_id = item.get("group_id").and_then(lenient::as_id);
     let outcome = match group_id {

@@ -22,7 +22,7 @@ use sha2::Sha256;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::clock::now_ms;
-use crate::config::{DeliverySettings, SigningKey, TeamSettings};
+use crate::config::{DeliverySettings, SigningKey, TeamSettings, forbidden_address};
 use crate::domain::url::without_credentials as redacted;
 use crate::storage::{DueDelivery, EventStore, FailedAttempt, Lease, Storage};
 
@@ -98,6 +98,7 @@ pub fn spawn(
                     .timeout(Duration::from_millis(settings.request_timeout_ms))
                     .connector(
                         awc::Connector::new()
+                            .connector(GuardedConnector::default())
                             .timeout(Duration::from_millis(settings.connect_timeout_ms))
                             .conn_keep_alive(Duration::from_secs(30)),
                     )
@@ -140,7 +141,66 @@ enum Outcome {
         status: StatusCode,
         retry_after: Option<Duration>,
     },
-    Unreachable(String),
+    /// No answer: the class of failure (what administrators see) and the error itself (for
+    /// the log line only).
+    Unreachable(&'static str, String),
+}
+
+/// The TCP connector under the delivery client, refusing connections that reached a
+/// forbidden address (`config::forbidden_address`): checked on the address actually
+/// connected to, since DNS may name another address than at `config check`, or a different
+/// one each time. Nothing is sent on such a connection.
+#[derive(Clone, Default)]
+struct GuardedConnector {
+    inner: actix_tls::connect::ConnectorService,
+}
+
+impl actix_service::Service<actix_tls::connect::ConnectInfo<awc::http::Uri>> for GuardedConnector {
+    type Response = actix_tls::connect::Connection<awc::http::Uri, tokio::net::TcpStream>;
+    type Error = actix_tls::connect::ConnectError;
+    type Future =
+        futures_util::future::LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    // The inner connector is always ready.
+    actix_service::always_ready!();
+
+    fn call(&self, req: actix_tls::connect::ConnectInfo<awc::http::Uri>) -> Self::Future {
+        let connecting = self.inner.call(req);
+        Box::pin(async move {
+            let connection = connecting.await?;
+            let peer = connection
+                .io_ref()
+                .peer_addr()
+                .map_err(actix_tls::connect::ConnectError::Io)?;
+            if let Some(why) = forbidden_address(peer.ip()) {
+                return Err(actix_tls::connect::ConnectError::Io(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("{} is a {why}: team webhooks may not reach it", peer.ip()),
+                )));
+            }
+            Ok(connection)
+        })
+    }
+}
+
+/// What administrators are shown of a failed attempt: its class, never the receiver's words
+/// or the network's details (a webhook URL must not become a probe of the internal network).
+fn failure_class(e: &awc::error::SendRequestError) -> &'static str {
+    use awc::error::{ConnectError as C, SendRequestError as S};
+    match e {
+        S::Timeout | S::Connect(C::Timeout) => "timeout",
+        S::Connect(C::Resolver(_) | C::NoRecords | C::Unresolved) => "dns failure",
+        S::Connect(C::Io(io)) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+            "forbidden address"
+        }
+        S::Connect(C::Io(io)) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused"
+        }
+        S::Connect(C::SslIsNotSupported) => "tls failure",
+        S::Connect(_) => "connection failed",
+        S::Response(_) => "invalid response",
+        _ => "connection dropped",
+    }
 }
 
 impl Worker {
@@ -230,7 +290,12 @@ impl Worker {
     async fn send(&self, endpoint: &Endpoint, due: &DueDelivery) -> Outcome {
         let body = match serde_json::to_vec(&due.event) {
             Ok(body) => body,
-            Err(e) => return Outcome::Unreachable(format!("the event cannot be encoded: {e}")),
+            Err(e) => {
+                return Outcome::Unreachable(
+                    "unencodable event",
+                    format!("the event cannot be encoded: {e}"),
+                );
+            }
         };
         let timestamp = chrono::Utc::now().timestamp();
         let signature = sign(endpoint.key.as_bytes(), &due.event.id, timestamp, &body);
@@ -258,7 +323,7 @@ impl Worker {
                     retry_after,
                 }
             }
-            Err(e) => Outcome::Unreachable(e.to_string()),
+            Err(e) => Outcome::Unreachable(failure_class(&e), e.to_string()),
         }
     }
 
@@ -269,7 +334,7 @@ impl Worker {
         outcome: Outcome,
     ) -> crate::storage::Result<()> {
         let store = &self.store;
-        let (status, error, retry_after) = match outcome {
+        let (status, error, detail, retry_after) = match outcome {
             Outcome::Answered { status, .. } if status.is_success() => {
                 tracing::debug!(team = %endpoint.team, event_id = %due.event.id, attempt = due.attempt, "event delivered");
                 metrics::counter!(crate::metrics::EVENT_DELIVERIES, "team" => endpoint.team.clone(), "outcome" => "delivered").increment(1);
@@ -294,10 +359,12 @@ impl Worker {
                 } else {
                     format!("answered {status}")
                 };
-                (Some(status.as_u16()), error, retry_after)
+                (Some(status.as_u16()), error, None, retry_after)
             }
-            Outcome::Unreachable(error) => (None, error, None),
+            Outcome::Unreachable(class, detail) => (None, class.to_owned(), Some(detail), None),
         };
+        // Stored and shown: the class. Logged: the details, for the operator.
+        let detail = detail.unwrap_or_else(|| error.clone());
         let now = now_ms();
         let failing_since = store.endpoint_failed(&endpoint.team, now, &error).await?;
         let window = i64::try_from(self.settings.disable_after_seconds)
@@ -338,7 +405,7 @@ impl Worker {
             endpoint = %redacted(&endpoint.url),
             event_id = %due.event.id,
             attempt = due.attempt,
-            error = %error,
+            error = %detail,
             retry_in_ms = wait.as_millis() as u64,
             "webhook delivery failed; will retry"
         );

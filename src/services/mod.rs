@@ -9,7 +9,8 @@
 //! - `events`: the team events feed, and what administrators see of it;
 //! - `ownership`: which team owns a group;
 //! - `revocation`: revoked tokens, held in memory;
-//! - `audit`: the audit log.
+//! - `audit`: the audit log;
+//! - `retention`: pruning what grows with traffic, in the background.
 
 pub mod audit;
 pub mod creation;
@@ -18,4 +19,5 @@ pub mod events;
 pub mod groups;
 pub mod ownership;
 pub mod processing;
+pub mod retention;
 pub mod revocation;

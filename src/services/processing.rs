@@ -19,7 +19,7 @@ use crate::domain::events::{
 };
 use crate::domain::lenient;
 use crate::domain::meta_webhook::{
-    KNOWN_FIELDS, KNOWN_TYPES, extract_events, known_label, verify_signature,
+    KNOWN_FIELDS, KNOWN_TYPES, SignatureCheck, extract_events, known_label,
 };
 use crate::storage::{
     InboxOutcome, InboxStore, NewTeamEvent, RegistryTx, Result, SeenGroup, Storage, StorageError,
@@ -50,14 +50,29 @@ impl Ingress {
         }
     }
 
-    /// Stores a correctly signed POST; answers whether it was a redelivery.
+    /// The check a POST's body must pass, from its `X-Hub-Signature-256`: refused at once
+    /// when the header is missing or malformed, before any of the body is read.
+    pub fn signature_check(
+        &self,
+        header: Option<&str>,
+    ) -> std::result::Result<SignatureCheck, IngressError> {
+        SignatureCheck::new(self.app_secret.expose_secret().as_bytes(), header).ok_or_else(|| {
+            metrics::counter!(crate::metrics::WEBHOOK_POSTS, "outcome" => "bad_signature")
+                .increment(1);
+            IngressError::BadSignature
+        })
+    }
+
+    /// Stores a POST whose body passed `check` (fed every chunk as it arrived); answers
+    /// whether it was a redelivery.
     pub async fn accept(
         &self,
-        signature: Option<&str>,
+        check: SignatureCheck,
         body: &[u8],
     ) -> std::result::Result<bool, IngressError> {
-        if !verify_signature(self.app_secret.expose_secret().as_bytes(), body, signature) {
-            tracing::warn!("webhook refused: missing or wrong X-Hub-Signature-256");
+        if !check.verify() {
+            // Not logged here: anyone can send these; the HTTP layer counts them and logs
+            // them at a bounded rate.
             metrics::counter!(crate::metrics::WEBHOOK_POSTS, "outcome" => "bad_signature")
                 .increment(1);
             return Err(IngressError::BadSignature);

@@ -50,6 +50,16 @@ pub trait GroupStore: Send + Sync {
     async fn owners(&self, group_ids: &[String]) -> Result<HashMap<String, String>>;
     /// The most recently created groups that have an owner, at most `limit`.
     async fn recent_owned_groups(&self, limit: i64) -> Result<Vec<GroupRecord>>;
+    /// Pending creations that have no Meta request id and are not marked
+    /// `mark_outcome_unknown`, created before `created_before`: their call to Meta cannot
+    /// still be running (its process died mid-call). Oldest first, `limit` at most.
+    async fn stale_creations(&self, created_before: &str, limit: u32) -> Result<Vec<String>>;
+    /// Marks failed, with `error`, the creations still pending that were created before
+    /// `created_before` (no webhook came in time); answers their request ids.
+    async fn expire_creations(&self, created_before: &str, error: &Value) -> Result<Vec<String>>;
+    /// Deletes up to `batch.limit` creations that ended (created or failed) before
+    /// `batch.before`; answers how many.
+    async fn prune_creations(&self, batch: &PruneBatch<'_>) -> Result<u64>;
 }
 
 /// Meta's webhook POSTs, stored before Meta is told 200.
@@ -58,6 +68,10 @@ pub trait InboxStore: Send + Sync {
     async fn store_post(&self, body_sha256: &str, body: &[u8]) -> Result<InboxOutcome>;
     /// Counts a failed attempt at processing a POST; true when it is now set aside.
     async fn record_failure(&self, id: i64, error: &str, max_attempts: i64) -> Result<bool>;
+    /// Deletes up to `batch.limit` POSTs processed or set aside before `batch.before`, and
+    /// up to `batch.limit` of Meta's events received before it that no team event refers to;
+    /// answers how many rows. Unprocessed POSTs are never pruned.
+    async fn prune_inbox(&self, batch: &PruneBatch<'_>) -> Result<u64>;
 }
 
 /// Team events, their deliveries, and the teams' webhook endpoints.
@@ -90,6 +104,9 @@ pub trait EventStore: Send + Sync {
     async fn attempt_failed(&self, id: i64, failure: &FailedAttempt<'_>) -> Result<()>;
     /// Disables the endpoint; true when it was enabled until now.
     async fn disable_endpoint(&self, team: &str, reason: &str) -> Result<bool>;
+    /// Deletes up to `batch.limit` team events stored before `batch.before` whose delivery
+    /// is not pending, with their delivery rows; answers how many events.
+    async fn prune_events(&self, batch: &PruneBatch<'_>) -> Result<u64>;
 }
 
 /// The audit log.
@@ -98,6 +115,9 @@ pub trait AuditStore: Send + Sync {
     async fn insert(&self, entry: &NewAuditEntry) -> Result<()>;
     /// Newest first, `limit` at most.
     async fn list(&self, filter: &AuditFilter, limit: u32) -> Result<AuditPage>;
+    /// Deletes up to `batch.limit` records that occurred before `batch.before`; answers how
+    /// many.
+    async fn prune_audit(&self, batch: &PruneBatch<'_>) -> Result<u64>;
 }
 
 /// Revoked token ids.
@@ -113,11 +133,19 @@ pub trait TokenStore: Send + Sync {
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     /// Frees the key when its answer expired or its first request died, then claims it for
-    /// this request or reports who holds it.
+    /// this request or reports who holds it. A claim linked (`link`) to a creation that
+    /// exists is never taken for dead: Meta may have been asked already.
     async fn claim(&self, claim: &KeyClaim<'_>) -> Result<Claim>;
     async fn complete(&self, team: &str, key: &str, answer: &StoredAnswer) -> Result<()>;
     /// Frees a claim whose request did nothing upstream.
     async fn abandon(&self, team: &str, key: &str) -> Result<()>;
+    /// Records the creation (its `request_id`) the key's request works on, before Meta is
+    /// asked.
+    async fn link(&self, team: &str, key: &str, request_id: &str) -> Result<()>;
+    /// The creation the key's request works on, if linked.
+    async fn linked(&self, team: &str, key: &str) -> Result<Option<String>>;
+    /// Deletes up to `batch.limit` keys claimed before `batch.before`; answers how many.
+    async fn prune_keys(&self, batch: &PruneBatch<'_>) -> Result<u64>;
 }
 
 /// One unit of work over the registry: it commits whole, or not at all.
@@ -168,6 +196,25 @@ pub trait RegistryTx: Send {
     /// group), re-queued at the end of the feed so no cursor handed out skips them.
     async fn claim_for_creation(&mut self, completion: &Completion) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;
+    /// Marks a creation whose call to Meta ended without telling its outcome: still
+    /// pending, without a Meta request id, it now waits for Meta's webhook by number and
+    /// subject (`waiting_creation`). Answers it when it is such a creation.
+    async fn mark_outcome_unknown(&mut self, request_id: &str) -> Result<Option<PendingCreation>>;
+    /// The oldest creation marked `mark_outcome_unknown` on `phone_number_id` with this
+    /// subject, provided no creation holds `meta_request_id` already.
+    async fn waiting_creation(
+        &mut self,
+        phone_number_id: &str,
+        subject: &str,
+        meta_request_id: &str,
+    ) -> Result<Option<PendingCreation>>;
+    /// A stored `group_create` event on the creation's number, with its subject, received
+    /// since the creation was made, whose Meta request id names no creation: (Meta request
+    /// id, item). The oldest such.
+    async fn unclaimed_creation_event(
+        &mut self,
+        creation: &PendingCreation,
+    ) -> Result<Option<(String, Value)>>;
 }
 
 /// Every concern of one backend.

@@ -373,3 +373,11 @@ pub struct StoredAnswer {
     pub location: Option<String>,
     pub body: Vec<u8>,
 }
+
+/// One batch of pruning: rows older than `before` (RFC 3339, the stored form), at most
+/// `limit` of them.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneBatch<'a> {
+    pub before: &'a str,
+    pub limit: u32,
+}

@@ -977,7 +977,8 @@ async fn every_mutating_call_leaves_one_audit_record_with_its_details() {
     .await
     .expect("request");
     assert_eq!(res.status(), 400);
-    // A read is not audited; a refused attempt without a token is.
+    // A read is not audited; nor is an attempt without a token (anyone could send those as
+    // fast as they like: they are counted, not stored).
     let res = with_request_id(&app, Method::GET, &g("/invite-link"), "audit-read")
         .bearer_auth(&sales)
         .send()
@@ -1052,14 +1053,13 @@ async fn every_mutating_call_leaves_one_audit_record_with_its_details() {
     assert_eq!(refused[0]["upstream_status"], 400);
     assert_eq!(refused[0]["upstream_code"], 131203);
     assert_eq!(refused[0]["fbtrace_id"], "AbCdEfTrace");
-    let anonymous = by_id("audit-anonymous");
-    assert_eq!(anonymous.len(), 1);
-    assert_eq!(anonymous[0]["status"], 401);
-    assert!(anonymous[0].get("team").is_none() && anonymous[0].get("jti").is_none());
-    assert!(anonymous[0].get("upstream_status").is_none());
+    assert!(
+        by_id("audit-anonymous").is_empty(),
+        "no record without a token"
+    );
 
-    // Newest first, ids unique; the group's records are the 11 calls above.
-    assert_eq!(records.len(), 11, "{records:#?}");
+    // Newest first, ids unique; the group's records are the 10 authenticated calls above.
+    assert_eq!(records.len(), 10, "{records:#?}");
     let ids: Vec<i64> = records
         .iter()
         .map(|r| r["id"].as_str().unwrap().parse().unwrap())

@@ -53,6 +53,7 @@ pub fn tuned_config(
 host = "127.0.0.1"
 port = 0
 workers = 1
+{anonymous}
 {server_lines}
 
 [graph]
@@ -92,7 +93,13 @@ phone_numbers = ["{PN}"]
 admin = true
 {extra}
 "#,
-        db = db_dir.display()
+        db = db_dir.display(),
+        // Tests send many refused calls on purpose; those about this limit set their own.
+        anonymous = if server_lines.contains("anonymous_rate_limit") {
+            ""
+        } else {
+            "anonymous_rate_limit = { per_second = 10000, burst = 10000 }"
+        },
     )
 }
 
@@ -295,6 +302,32 @@ impl TestApp {
             res.text().await.unwrap_or_default()
         );
         res.json().await.expect("json")
+    }
+
+    /// A creation on `PN` whose Meta call is answered: its request id.
+    pub async fn request_creation_answered(&self, token: &str) -> String {
+        let _guard = Mock::given(method("POST"))
+            .and(path(format!("/{API_VERSION}/{PN}/groups")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"request_id": uuid()})))
+            .mount_as_scoped(&self.meta)
+            .await;
+        let created = self.request_creation(token, PN, "Answered").await;
+        created["request_id"]
+            .as_str()
+            .expect("request_id")
+            .to_owned()
+    }
+
+    /// `create_group` on `PN` as sent; answers the status.
+    pub async fn request_creation_raw(&self, token: &str) -> u16 {
+        self.post_json(
+            &format!("/v1/phone-numbers/{PN}/groups"),
+            token,
+            &json!({ "subject": "Raw" }),
+        )
+        .await
+        .status()
+        .as_u16()
     }
 
     /// Meta's creation webhook for `created` (Meta's id `meta_request`), and the wait until

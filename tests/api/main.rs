@@ -11,6 +11,7 @@ mod config_layers;
 mod crash;
 mod events;
 mod groups;
+mod hardening;
 mod messages;
 mod openapi;
 mod replicas;

@@ -1,6 +1,8 @@
 //! The committed spec is the served spec, and Swagger UI is served from the binary.
 
 use serde_json::Value;
+use wiremock::matchers::any;
+use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::*;
 
@@ -87,4 +89,226 @@ async fn swagger_ui_is_served_offline_and_redirects_without_slash() {
         .await
         .unwrap();
     assert!(init.text().await.unwrap().contains("/openapi.json"));
+}
+
+/// A valid body for each operation that takes one (`g` is a group the caller owns).
+fn valid_body(operation: &str) -> Option<Value> {
+    let body = match operation {
+        "create_group" => serde_json::json!({"subject": "Statuses"}),
+        "update_group" => serde_json::json!({"subject": "New"}),
+        "reset_invite_link" => serde_json::json!({}),
+        "send_invitation" => {
+            serde_json::json!({"to": "16505551234", "template": {"name": "group_invite", "language": "en"}})
+        }
+        "approve_join_requests" | "reject_join_requests" => {
+            serde_json::json!({"join_request_ids": ["JR1"]})
+        }
+        "remove_participants" => serde_json::json!({"participants": ["16505551234"]}),
+        "admin_set_group_owner" => serde_json::json!({"team": "sales", "phone_number_id": PN}),
+        "admin_issue_token" => serde_json::json!({"team": "sales", "scopes": ["groups:read"]}),
+        _ => return None,
+    };
+    Some(body)
+}
+
+struct Operation {
+    id: String,
+    method: reqwest::Method,
+    template: String,
+    documented: std::collections::BTreeSet<u16>,
+}
+
+fn operations(spec: &Value) -> Vec<Operation> {
+    let mut out = Vec::new();
+    for (template, ops) in spec["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let Some(id) = op["operationId"].as_str() else {
+                continue;
+            };
+            let documented = op["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            out.push(Operation {
+                id: id.to_owned(),
+                method: method.to_uppercase().parse().unwrap(),
+                template: template.clone(),
+                documented,
+            });
+        }
+    }
+    out
+}
+
+/// The path with its parameters filled in: each from `values`, or `fallback`.
+fn fill(template: &str, values: &[(&str, &str)], fallback: Option<&str>) -> String {
+    let mut path = template.to_owned();
+    for (name, value) in values {
+        path = path.replace(&format!("{{{name}}}"), fallback.unwrap_or(value));
+    }
+    path
+}
+
+/// Every operation of the served document is driven into each answer a caller can provoke
+/// (no token, no scope, broken input, an unknown group, a body of the wrong type or size,
+/// Meta failing, refusing or unreachable) and every status it answers must be documented
+/// for it: the document and the handlers cannot drift apart.
+#[tokio::test]
+async fn every_status_an_operation_answers_is_documented() {
+    let app = spawn_app_with("[teams.support.rate_limit]\nper_second = 1\nburst = 1\n").await;
+    let dead = spawn_app_against("http://127.0.0.1:9", "").await;
+    let spec: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sales = app.sales();
+    let g = app.create_group(&sales, PN, "Statuses").await;
+    let created = app.request_creation_answered(&sales).await;
+    let dead_sales = dead.sales();
+    let dead_g = {
+        let created = dead.request_creation_raw(&dead_sales).await;
+        assert_eq!(created, 503, "Meta unreachable");
+        "GDEAD".to_owned()
+    };
+    let values = [
+        ("phone_number_id", PN),
+        ("group_id", g.as_str()),
+        ("request_id", created.as_str()),
+        ("jti", "0b8f6c1e-9d1a-4c5b-8f3e-1a2b3c4d5e6f"),
+    ];
+    let full = |op: &str| {
+        if op.starts_with("admin_") {
+            app.token("platform", &["admin"])
+        } else {
+            sales.clone()
+        }
+    };
+    let mut undocumented = Vec::new();
+    for op in operations(&spec) {
+        if !op.template.starts_with("/v1/") {
+            continue;
+        }
+        let body = valid_body(&op.id);
+        let send = |base: &TestApp,
+                    path: String,
+                    token: Option<String>,
+                    body: Option<(&'static str, Vec<u8>)>| {
+            let mut req = base.http.request(op.method.clone(), base.url(&path));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            if let Some((ct, bytes)) = body {
+                req = req.header("content-type", ct).body(bytes);
+            }
+            async move { req.send().await.unwrap().status().as_u16() }
+        };
+        let json = |v: &Option<Value>| {
+            v.as_ref()
+                .map(|v| ("application/json", serde_json::to_vec(v).unwrap()))
+        };
+        let path = fill(&op.template, &values, None);
+        let mut seen = Vec::new();
+        // Meta answers every call with one failure after the other.
+        for answer in [
+            ResponseTemplate::new(500).set_body_json(meta_error(1, "down")),
+            ResponseTemplate::new(400).set_body_json(meta_error(131041, "unknown")),
+            ResponseTemplate::new(403).set_body_json(meta_error(131207, "suspended")),
+            ResponseTemplate::new(400).set_body_json(meta_error(131208, "throttled")),
+            ResponseTemplate::new(200).set_body_string("<html>"),
+        ] {
+            let guard = Mock::given(any())
+                .respond_with(answer)
+                .mount_as_scoped(&app.meta)
+                .await;
+            seen.push(send(&app, path.clone(), Some(full(&op.id)), json(&body)).await);
+            drop(guard);
+        }
+        seen.push(send(&app, path.clone(), None, json(&body)).await);
+        seen.push(send(&app, path.clone(), Some("x.y.z".into()), json(&body)).await);
+        let scopeless = app.token_for_numbers(
+            if op.id.starts_with("admin_") {
+                "platform"
+            } else {
+                "sales"
+            },
+            &[],
+            None,
+        );
+        seen.push(send(&app, path.clone(), Some(scopeless), json(&body)).await);
+        let support = app.token(
+            "support",
+            &[
+                "groups:read",
+                "groups:write",
+                "groups:delete",
+                "groups:invite",
+            ],
+        );
+        for _ in 0..2 {
+            seen.push(send(&app, path.clone(), Some(support.clone()), json(&body)).await);
+        }
+        if op.template.contains('{') {
+            let broken = fill(&op.template, &values, Some("bad!id"));
+            seen.push(send(&app, broken, Some(full(&op.id)), json(&body)).await);
+            let unknown = op.template.replace("{group_id}", "GUNKNOWN");
+            let unknown = fill(&unknown, &values, None);
+            seen.push(send(&app, unknown, Some(full(&op.id)), json(&body)).await);
+        }
+        if body.is_some() {
+            seen.push(
+                send(
+                    &app,
+                    path.clone(),
+                    Some(full(&op.id)),
+                    Some(("text/plain", b"x".to_vec())),
+                )
+                .await,
+            );
+            seen.push(
+                send(
+                    &app,
+                    path.clone(),
+                    Some(full(&op.id)),
+                    Some(("application/json", b"{".to_vec())),
+                )
+                .await,
+            );
+            let big = vec![b' '; 70 * 1024];
+            seen.push(
+                send(
+                    &app,
+                    path.clone(),
+                    Some(full(&op.id)),
+                    Some(("application/json", big)),
+                )
+                .await,
+            );
+        }
+        let dead_path = fill(&op.template.replace("{group_id}", &dead_g), &values, None);
+        let dead_token = if op.id.starts_with("admin_") {
+            dead.token("platform", &["admin"])
+        } else {
+            dead_sales.clone()
+        };
+        seen.push(send(&dead, dead_path, Some(dead_token), json(&body)).await);
+        for status in seen {
+            if !op.documented.contains(&status) {
+                undocumented.push(format!("{} {} answered {status}", op.id, op.template));
+            }
+        }
+    }
+    undocumented.sort();
+    undocumented.dedup();
+    assert!(
+        undocumented.is_empty(),
+        "answers missing from the OpenAPI document:\n{}",
+        undocumented.join("\n")
+    );
 }

@@ -5,7 +5,9 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::SqlStorage;
-use crate::storage::{AuditFilter, AuditPage, AuditRecord, AuditStore, NewAuditEntry, Result};
+use crate::storage::{
+    AuditFilter, AuditPage, AuditRecord, AuditStore, NewAuditEntry, PruneBatch, Result,
+};
 
 #[async_trait]
 impl AuditStore for SqlStorage {
@@ -99,5 +101,16 @@ impl AuditStore for SqlStorage {
             records: records.into_iter().map(|(_, r)| r).collect(),
             next,
         })
+    }
+    async fn prune_audit(&self, batch: &PruneBatch<'_>) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM audit_log WHERE seq IN (
+               SELECT seq FROM audit_log WHERE occurred_at < $1 ORDER BY seq LIMIT $2)",
+        )
+        .bind(batch.before)
+        .bind(i64::from(batch.limit))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 }

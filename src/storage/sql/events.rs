@@ -12,7 +12,7 @@ use crate::domain::FeedPosition;
 use crate::domain::events::{EventType, TeamEvent};
 use crate::storage::{
     DeliveryRecord, DeliveryStatus, DueDelivery, EndpointRecord, EventPage, EventStore,
-    FailedAttempt, FeedPage, Lease, Result,
+    FailedAttempt, FeedPage, Lease, PruneBatch, Result,
 };
 
 const EVENT_COLUMNS: &str =
@@ -423,6 +423,39 @@ impl EventStore for SqlStorage {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+    async fn prune_events(&self, batch: &PruneBatch<'_>) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let seqs: Vec<i64> = sqlx::query_scalar(
+            "SELECT te.seq FROM team_events te
+             WHERE te.created_at < $1
+               AND NOT EXISTS (SELECT 1 FROM event_deliveries d
+                               WHERE d.event_seq = te.seq AND d.status = 'pending')
+             ORDER BY te.seq LIMIT $2",
+        )
+        .bind(batch.before)
+        .bind(i64::from(batch.limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        // Only numbered placeholders are spliced in; the seqs are bound.
+        let list = placeholders(1, seqs.len());
+        let mut deliveries = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM event_deliveries WHERE event_seq IN ({list})"
+        )));
+        let mut events = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM team_events WHERE seq IN ({list})"
+        )));
+        for seq in &seqs {
+            deliveries = deliveries.bind(*seq);
+            events = events.bind(*seq);
+        }
+        deliveries.execute(&mut *tx).await?;
+        let done = events.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 }
 

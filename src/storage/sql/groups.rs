@@ -13,7 +13,7 @@ use crate::domain::{
 };
 use crate::storage::{
     CreateRequest, GroupPage, GroupRecord, GroupStore, GroupSummary, GroupsPage, NewOwner,
-    PendingCreation, RequestStatus, Result,
+    PendingCreation, PruneBatch, RequestStatus, Result,
 };
 
 #[async_trait]
@@ -226,6 +226,44 @@ impl GroupStore for SqlStorage {
         }
         let rows = query.fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn stale_creations(&self, created_before: &str, limit: u32) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT request_id FROM create_requests
+             WHERE status = 'pending' AND meta_request_id IS NULL AND outcome_unknown = 0
+               AND created_at < $1
+             ORDER BY created_at LIMIT $2",
+        )
+        .bind(created_before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn expire_creations(&self, created_before: &str, error: &Value) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "UPDATE create_requests SET status = 'failed', error = $1, updated_at = $2
+             WHERE status = 'pending' AND created_at < $3 RETURNING request_id",
+        )
+        .bind(error.to_string())
+        .bind(now())
+        .bind(created_before)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn prune_creations(&self, batch: &PruneBatch<'_>) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM create_requests WHERE request_id IN (
+               SELECT request_id FROM create_requests
+               WHERE status IN ('created', 'failed') AND updated_at < $1 LIMIT $2)",
+        )
+        .bind(batch.before)
+        .bind(i64::from(batch.limit))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::SqlStorage;
 use crate::clock::now;
-use crate::storage::{Claim, IdempotencyStore, KeyClaim, Result, StoredAnswer};
+use crate::storage::{Claim, IdempotencyStore, KeyClaim, PruneBatch, Result, StoredAnswer};
 
 #[async_trait]
 impl IdempotencyStore for SqlStorage {
@@ -17,9 +17,13 @@ impl IdempotencyStore for SqlStorage {
             expired_before,
             abandoned_before,
         } = *claim;
+        // A claim without an answer is taken for dead after a while, unless it is linked to
+        // a creation that exists: that one may have reached Meta, and a retry answers it.
         sqlx::query(
             "DELETE FROM idempotency_keys WHERE team = $1 AND idem_key = $2
-             AND (created_at < $3 OR (completed_at IS NULL AND created_at < $4))",
+             AND (created_at < $3 OR (completed_at IS NULL AND created_at < $4
+               AND (request_id IS NULL OR NOT EXISTS (
+                 SELECT 1 FROM create_requests c WHERE c.request_id = idempotency_keys.request_id))))",
         )
         .bind(team)
         .bind(key)
@@ -90,5 +94,40 @@ impl IdempotencyStore for SqlStorage {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn link(&self, team: &str, key: &str, request_id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET request_id = $1 WHERE team = $2 AND idem_key = $3",
+        )
+        .bind(request_id)
+        .bind(team)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn linked(&self, team: &str, key: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT request_id FROM idempotency_keys WHERE team = $1 AND idem_key = $2",
+        )
+        .bind(team)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten())
+    }
+
+    async fn prune_keys(&self, batch: &PruneBatch<'_>) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE (team, idem_key) IN (
+               SELECT team, idem_key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+        )
+        .bind(batch.before)
+        .bind(i64::from(batch.limit))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 }

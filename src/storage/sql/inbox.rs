@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::SqlStorage;
 use crate::clock::now;
-use crate::storage::{InboxOutcome, InboxStore, Result};
+use crate::storage::{InboxOutcome, InboxStore, PruneBatch, Result};
 
 #[async_trait]
 impl InboxStore for SqlStorage {
@@ -43,5 +43,30 @@ impl InboxStore for SqlStorage {
         .fetch_optional(&self.pool)
         .await?;
         Ok(set_aside == Some(1))
+    }
+    async fn prune_inbox(&self, batch: &PruneBatch<'_>) -> Result<u64> {
+        let posts = sqlx::query(
+            "DELETE FROM webhook_inbox WHERE id IN (
+               SELECT id FROM webhook_inbox
+               WHERE received_at < $1 AND (processed_at IS NOT NULL OR failed_at IS NOT NULL)
+               ORDER BY id LIMIT $2)",
+        )
+        .bind(batch.before)
+        .bind(i64::from(batch.limit))
+        .execute(&self.pool)
+        .await?;
+        // Events a team event still refers to stay until that one is pruned.
+        let events = sqlx::query(
+            "DELETE FROM webhook_events WHERE id IN (
+               SELECT we.id FROM webhook_events we
+               WHERE we.received_at < $1
+                 AND NOT EXISTS (SELECT 1 FROM team_events te WHERE te.webhook_event_id = we.id)
+               ORDER BY we.id LIMIT $2)",
+        )
+        .bind(batch.before)
+        .bind(i64::from(batch.limit))
+        .execute(&self.pool)
+        .await?;
+        Ok(posts.rows_affected() + events.rows_affected())
     }
 }

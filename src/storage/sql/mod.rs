@@ -90,6 +90,14 @@ impl Dialect {
         }
     }
 
+    /// The text of `field` in the JSON object stored as text in `column`.
+    fn json_text(self, column: &str, field: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract({column}, '$.{field}')"),
+            Dialect::Postgres => format!("({column}::json ->> '{field}')"),
+        }
+    }
+
     fn migrator(self) -> &'static sqlx::migrate::Migrator {
         match self {
             Dialect::Sqlite => &SQLITE_MIGRATOR,
@@ -561,6 +569,66 @@ impl RegistryTx for SqlTx {
         Ok(())
     }
 
+    async fn mark_outcome_unknown(&mut self, request_id: &str) -> Result<Option<PendingCreation>> {
+        let row = sqlx::query(
+            "UPDATE create_requests SET outcome_unknown = 1, updated_at = $1
+             WHERE request_id = $2 AND status = 'pending' AND meta_request_id IS NULL
+             RETURNING request_id, team, phone_number_id, subject",
+        )
+        .bind(now())
+        .bind(request_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.as_ref().map(pending_from_row))
+    }
+
+    async fn waiting_creation(
+        &mut self,
+        phone_number_id: &str,
+        subject: &str,
+        meta_request_id: &str,
+    ) -> Result<Option<PendingCreation>> {
+        let row = sqlx::query(
+            "SELECT request_id, team, phone_number_id, subject FROM create_requests
+             WHERE status = 'pending' AND meta_request_id IS NULL AND outcome_unknown = 1
+               AND phone_number_id = $1 AND subject = $2
+               AND NOT EXISTS (SELECT 1 FROM create_requests c WHERE c.meta_request_id = $3)
+             ORDER BY created_at, request_id LIMIT 1",
+        )
+        .bind(phone_number_id)
+        .bind(subject)
+        .bind(meta_request_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.as_ref().map(pending_from_row))
+    }
+
+    async fn unclaimed_creation_event(
+        &mut self,
+        creation: &PendingCreation,
+    ) -> Result<Option<(String, Value)>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT we.meta_request_id, we.payload FROM webhook_events we
+             WHERE we.event_type = 'group_create' AND we.phone_number_id = $1
+               AND we.meta_request_id IS NOT NULL
+               AND {subject} = $2
+               AND we.received_at >= (SELECT created_at FROM create_requests WHERE request_id = $3)
+               AND NOT EXISTS (SELECT 1 FROM create_requests c
+                               WHERE c.meta_request_id = we.meta_request_id)
+             ORDER BY we.id LIMIT 1",
+            subject = self.dialect.json_text("we.payload", "subject"),
+        )))
+        .bind(&creation.phone_number_id)
+        .bind(&creation.subject)
+        .bind(&creation.request_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.and_then(|r| {
+            let payload: String = r.get(1);
+            Some((r.get(0), serde_json::from_str(&payload).ok()?))
+        }))
+    }
+
     async fn commit(mut self: Box<Self>) -> Result<()> {
         self.touched.sort_unstable();
         self.touched.dedup();
@@ -608,4 +676,14 @@ where
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// A creation row (request_id, team, phone_number_id, subject).
+fn pending_from_row(r: &sqlx::any::AnyRow) -> PendingCreation {
+    PendingCreation {
+        request_id: r.get(0),
+        team: r.get(1),
+        phone_number_id: r.get(2),
+        subject: r.get(3),
+    }
 }

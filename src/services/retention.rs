@@ -1,0 +1,80 @@
+//! Retention (DESIGN §7 `[retention]`): every table that grows with traffic is pruned in the
+//! background, in small batches, so the database stays bounded and no pass holds SQLite's
+//! write lock for long (webhook ingress and API calls keep their latency meanwhile).
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::clock::ago;
+use crate::config::RetentionSettings;
+use crate::storage::{PruneBatch, Result, Storage};
+
+/// Pause between two batches: the rest of the gateway gets the database in between.
+const BETWEEN_BATCHES: Duration = Duration::from_millis(50);
+/// The first pass runs this long after start, out of the way of the start itself.
+const FIRST_PASS_AFTER: Duration = Duration::from_secs(5);
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// Starts pruning on the current runtime, every `retention.interval_seconds`.
+pub fn spawn(settings: &RetentionSettings, storage: &Storage) {
+    let settings = settings.clone();
+    let storage = storage.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(FIRST_PASS_AFTER).await;
+        loop {
+            match prune(&settings, &storage).await {
+                Ok(0) => {}
+                Ok(rows) => tracing::info!(rows, "retention: old rows pruned"),
+                Err(e) => tracing::error!(error = %e, "retention pass failed; will retry"),
+            }
+            tokio::time::sleep(Duration::from_secs(settings.interval_seconds)).await;
+        }
+    });
+}
+
+/// One pass over every table: answers the rows deleted.
+pub async fn prune(settings: &RetentionSettings, storage: &Storage) -> Result<u64> {
+    let limit = settings.batch_size;
+    let cutoff = |days: u32| ago(DAY * days);
+    let (events, inbox, audit, keys, creations) = (
+        cutoff(settings.team_events_days),
+        cutoff(settings.webhook_inbox_days),
+        cutoff(settings.audit_days),
+        cutoff(settings.idempotency_keys_days),
+        cutoff(settings.creations_days),
+    );
+    let batch = |before| PruneBatch { before, limit };
+    let (events, inbox, audit, keys, creations) = (
+        batch(&events),
+        batch(&inbox),
+        batch(&audit),
+        batch(&keys),
+        batch(&creations),
+    );
+    let mut rows = 0;
+    // Team events first: Meta's events they refer to are pruned only after them.
+    rows += drain(limit, || storage.events.prune_events(&events)).await?;
+    rows += drain(limit, || storage.inbox.prune_inbox(&inbox)).await?;
+    rows += drain(limit, || storage.audit.prune_audit(&audit)).await?;
+    rows += drain(limit, || storage.idempotency.prune_keys(&keys)).await?;
+    rows += drain(limit, || storage.groups.prune_creations(&creations)).await?;
+    Ok(rows)
+}
+
+/// Runs `batch` until it deletes fewer than `limit` rows, pausing between batches.
+async fn drain<F, Fut>(limit: u32, mut batch: F) -> Result<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64>>,
+{
+    let mut total = 0;
+    loop {
+        let deleted = batch().await?;
+        total += deleted;
+        if deleted < u64::from(limit) {
+            return Ok(total);
+        }
+        tokio::time::sleep(BETWEEN_BATCHES).await;
+    }
+}
