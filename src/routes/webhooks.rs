@@ -126,7 +126,7 @@ pub async fn receive(
         |chunk| check.update(chunk),
     )
     .await?;
-    let duplicate = ingress.accept(check, &body).await.map_err(refused)?;
+    let duplicate = ingress.accept(check, body).await.map_err(refused)?;
     drop(reservation);
     Ok(HttpResponse::Ok().json(WebhookReceipt {
         received: true,

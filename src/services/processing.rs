@@ -7,9 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::web::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::creation::{self, Waiters};
 use super::delivery::DeliveryHandle;
@@ -34,20 +35,31 @@ pub enum IngressError {
     Storage(#[from] StorageError),
 }
 
+/// A verified POST waiting to be written, and who waits for the outcome.
+struct PostToStore {
+    digest: String,
+    body: Bytes,
+    stored: oneshot::Sender<Result<InboxOutcome>>,
+}
+
+/// Most POSTs written in one transaction.
+const POSTS_PER_COMMIT: usize = 256;
+
 /// The webhook ingress: checks Meta's signature, stores the POST, wakes the processor.
+///
+/// POSTs are written by one task, in group commits: every POST that arrived while the last
+/// transaction was being written goes into the next one, so many concurrent POSTs cost one
+/// write to disk, and each is still answered only once its own transaction committed.
 pub struct Ingress {
     app_secret: SecretString,
-    inbox: Arc<dyn InboxStore>,
-    processor: ProcessorHandle,
+    writer: mpsc::Sender<PostToStore>,
 }
 
 impl Ingress {
     pub fn new(app_secret: SecretString, storage: &Storage, processor: ProcessorHandle) -> Self {
-        Ingress {
-            app_secret,
-            inbox: storage.inbox.clone(),
-            processor,
-        }
+        let (writer, queue) = mpsc::channel(4 * POSTS_PER_COMMIT);
+        tokio::spawn(write_posts(storage.inbox.clone(), queue, processor));
+        Ingress { app_secret, writer }
     }
 
     /// The check a POST's body must pass, from its `X-Hub-Signature-256`: refused at once
@@ -68,7 +80,7 @@ impl Ingress {
     pub async fn accept(
         &self,
         check: SignatureCheck,
-        body: &[u8],
+        body: Bytes,
     ) -> std::result::Result<bool, IngressError> {
         if !check.verify() {
             // Not logged here: anyone can send these; the HTTP layer counts them and logs
@@ -77,17 +89,59 @@ impl Ingress {
                 .increment(1);
             return Err(IngressError::BadSignature);
         }
-        let digest = hex::encode(Sha256::digest(body));
-        let duplicate = self.inbox.store_post(&digest, body).await? == InboxOutcome::Duplicate;
+        let digest = hex::encode(Sha256::digest(&body));
+        let (stored, outcome) = oneshot::channel();
+        let post = PostToStore {
+            digest,
+            body,
+            stored,
+        };
+        let gone = || StorageError::from(sqlx::Error::PoolClosed);
+        self.writer.send(post).await.map_err(|_| gone())?;
+        let duplicate = outcome.await.map_err(|_| gone())?? == InboxOutcome::Duplicate;
         metrics::counter!(
             crate::metrics::WEBHOOK_POSTS,
             "outcome" => if duplicate { "duplicate" } else { "stored" }
         )
         .increment(1);
-        if !duplicate {
-            self.processor.kick();
-        }
         Ok(duplicate)
+    }
+}
+
+/// Writes queued POSTs in group commits until the ingress is dropped.
+async fn write_posts(
+    inbox: Arc<dyn InboxStore>,
+    mut queue: mpsc::Receiver<PostToStore>,
+    processor: ProcessorHandle,
+) {
+    let mut batch = Vec::with_capacity(POSTS_PER_COMMIT);
+    while queue.recv_many(&mut batch, POSTS_PER_COMMIT).await > 0 {
+        let posts: Vec<(&str, &[u8])> = batch
+            .iter()
+            .map(|p| (p.digest.as_str(), p.body.as_ref()))
+            .collect();
+        let written = inbox.store_posts(&posts).await;
+        let outcomes = match written {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            // One bad POST must not fail the others: each is written on its own.
+            Err(_) if batch.len() > 1 => {
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for (digest, body) in &posts {
+                    outcomes.push(inbox.store_post(digest, body).await);
+                }
+                outcomes
+            }
+            Err(e) => vec![Err(e)],
+        };
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Ok(InboxOutcome::Stored(_))))
+        {
+            processor.kick();
+        }
+        for (post, outcome) in batch.drain(..).zip(outcomes) {
+            let _ = post.stored.send(outcome);
+        }
     }
 }
 

@@ -65,7 +65,16 @@ pub trait GroupStore: Send + Sync {
 /// Meta's webhook POSTs, stored before Meta is told 200.
 #[async_trait]
 pub trait InboxStore: Send + Sync {
-    async fn store_post(&self, body_sha256: &str, body: &[u8]) -> Result<InboxOutcome>;
+    /// Stores POSTs (SHA-256 of the body, body) in one transaction; a body stored before,
+    /// or earlier in the same list, is a duplicate.
+    async fn store_posts(&self, posts: &[(&str, &[u8])]) -> Result<Vec<InboxOutcome>>;
+    async fn store_post(&self, body_sha256: &str, body: &[u8]) -> Result<InboxOutcome> {
+        let outcomes = self.store_posts(&[(body_sha256, body)]).await?;
+        Ok(outcomes
+            .into_iter()
+            .next()
+            .unwrap_or(InboxOutcome::Duplicate))
+    }
     /// Counts a failed attempt at processing a POST; true when it is now set aside.
     async fn record_failure(&self, id: i64, error: &str, max_attempts: i64) -> Result<bool>;
     /// Deletes up to `batch.limit` POSTs processed or set aside before `batch.before`, and

@@ -10,20 +10,28 @@ use crate::storage::{InboxOutcome, InboxStore, PruneBatch, Result};
 
 #[async_trait]
 impl InboxStore for SqlStorage {
-    async fn store_post(&self, body_sha256: &str, body: &[u8]) -> Result<InboxOutcome> {
-        let result = sqlx::query(
-            "INSERT INTO webhook_inbox (body_sha256, body, received_at) VALUES ($1, $2, $3)
-             ON CONFLICT (body_sha256) DO NOTHING RETURNING id",
-        )
-        .bind(body_sha256)
-        .bind(body)
-        .bind(now())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match result {
-            Some(row) => InboxOutcome::Stored(row.get(0)),
-            None => InboxOutcome::Duplicate,
-        })
+    async fn store_posts(&self, posts: &[(&str, &[u8])]) -> Result<Vec<InboxOutcome>> {
+        // One transaction, so one write to disk, for all of them.
+        let mut tx = self.pool.begin_with(self.dialect.begin()).await?;
+        let now = now();
+        let mut outcomes = Vec::with_capacity(posts.len());
+        for (body_sha256, body) in posts {
+            let stored = sqlx::query(
+                "INSERT INTO webhook_inbox (body_sha256, body, received_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (body_sha256) DO NOTHING RETURNING id",
+            )
+            .bind(*body_sha256)
+            .bind(*body)
+            .bind(&now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            outcomes.push(match stored {
+                Some(row) => InboxOutcome::Stored(row.get(0)),
+                None => InboxOutcome::Duplicate,
+            });
+        }
+        tx.commit().await?;
+        Ok(outcomes)
     }
 
     /// Counts a failed attempt at processing a stored POST; after `max_attempts` the POST is
