@@ -297,15 +297,8 @@ fn serve(mut settings: Settings) -> ExitCode {
     crate::process::run_server(async move {
         let mode = settings.graph.mode;
         let host = settings.server.host.clone();
-        // The demo's team when configured, else any non-admin team, for the hint below.
-        let demo_team = match settings.teams.contains_key("sales") {
-            true => "sales".to_owned(),
-            false => settings
-                .teams
-                .iter()
-                .find(|(_, t)| !t.admin)
-                .map_or_else(|| "sales".to_owned(), |(name, _)| name.clone()),
-        };
+        // For the hint below; `sales` when there is no non-admin team at all.
+        let demo_team = demo_team(&settings).unwrap_or_else(|| "sales".to_owned());
         let app = Application::build(settings)
             .await
             .map_err(|e| e.to_string())?;
@@ -331,17 +324,22 @@ fn serve(mut settings: Settings) -> ExitCode {
     })
 }
 
-/// A token for the demo's non-admin team with every group scope, signed with a key made at
-/// start: without it nobody could use a container started without configuration.
-fn demo_token(settings: &Settings) -> Option<(String, String)> {
-    let team = match settings.teams.contains_key("sales") {
-        true => "sales".to_owned(),
+/// The demo's team: `sales` when configured, else any non-admin team.
+fn demo_team(settings: &Settings) -> Option<String> {
+    match settings.teams.contains_key("sales") {
+        true => Some("sales".to_owned()),
         false => settings
             .teams
             .iter()
             .find(|(_, t)| !t.admin)
-            .map(|(name, _)| name.clone())?,
-    };
+            .map(|(name, _)| name.clone()),
+    }
+}
+
+/// A token for the demo's non-admin team with every group scope, signed with a key made at
+/// start: without it nobody could use a container started without configuration.
+fn demo_token(settings: &Settings) -> Option<(String, String)> {
+    let team = demo_team(settings)?;
     let scopes = [
         crate::auth::Scope::GroupsRead,
         crate::auth::Scope::GroupsWrite,

@@ -742,6 +742,27 @@ fn needs_demo(config: &config::Config) -> bool {
     sandbox && !has_numbers
 }
 
+const GREATER_THAN_0: &str = "must be greater than 0";
+
+/// A setting's rule: `Err` naming `key` with `message` unless `ok`. `resolve` checks the
+/// rules in a fixed order and reports the first one broken.
+fn ensure(ok: bool, key: impl Into<String>, message: &str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(key, message))
+    }
+}
+
+/// A rate limit must let something through.
+fn check_rate(key: impl Into<String>, limit: &RateLimitSettings) -> Result<(), ConfigError> {
+    ensure(
+        limit.per_second > 0 && limit.burst > 0,
+        key,
+        "per_second and burst must be greater than 0",
+    )
+}
+
 impl RawSettings {
     fn resolve(self) -> Result<Settings, ConfigError> {
         let sandbox = self.graph.mode == GraphMode::Sandbox;
@@ -751,83 +772,64 @@ impl RawSettings {
         if let Err((key, message)) = self.retention.validate() {
             return Err(ConfigError::invalid(format!("retention.{key}"), message));
         }
-        let anonymous = &self.server.anonymous_rate_limit;
-        if anonymous.per_second == 0 || anonymous.burst == 0 {
-            return Err(ConfigError::invalid(
-                "server.anonymous_rate_limit",
-                "per_second and burst must be greater than 0",
-            ));
-        }
-        if self.webhooks.max_body_bytes == 0 {
-            return Err(ConfigError::invalid(
-                "webhooks.max_body_bytes",
-                "must be greater than 0",
-            ));
-        }
+        check_rate(
+            "server.anonymous_rate_limit",
+            &self.server.anonymous_rate_limit,
+        )?;
+        ensure(
+            self.webhooks.max_body_bytes > 0,
+            "webhooks.max_body_bytes",
+            GREATER_THAN_0,
+        )?;
         // A body larger than SMALL_BODY may use at most 3/4 of the budget (the rest is kept
         // for small POSTs): the largest accepted POST must still fit.
-        if self.webhooks.max_body_bytes > self.webhooks.max_in_flight_bytes / 4 * 3 {
-            return Err(ConfigError::invalid(
-                "webhooks.max_in_flight_bytes",
-                "must be at least 4/3 of webhooks.max_body_bytes",
-            ));
+        ensure(
+            self.webhooks.max_body_bytes <= self.webhooks.max_in_flight_bytes / 4 * 3,
+            "webhooks.max_in_flight_bytes",
+            "must be at least 4/3 of webhooks.max_body_bytes",
+        )?;
+        ensure(
+            self.webhooks.creation_timeout_seconds > 0,
+            "webhooks.creation_timeout_seconds",
+            GREATER_THAN_0,
+        )?;
+        ensure(
+            self.graph.attempt_timeout_ms > 0,
+            "graph.attempt_timeout_ms",
+            GREATER_THAN_0,
+        )?;
+        if let Some(rl) = &self.server.default_team_rate_limit {
+            check_rate("server.default_team_rate_limit", rl)?;
         }
-        if self.webhooks.creation_timeout_seconds == 0 {
-            return Err(ConfigError::invalid(
-                "webhooks.creation_timeout_seconds",
-                "must be greater than 0",
-            ));
-        }
-        if self.graph.attempt_timeout_ms == 0 {
-            return Err(ConfigError::invalid(
-                "graph.attempt_timeout_ms",
-                "must be greater than 0",
-            ));
-        }
-        if let Some(rl) = &self.server.default_team_rate_limit
-            && (rl.per_second == 0 || rl.burst == 0)
-        {
-            return Err(ConfigError::invalid(
-                "server.default_team_rate_limit",
-                "per_second and burst must be greater than 0",
-            ));
-        }
-        if self.graph.timeout_ms == 0 {
-            return Err(ConfigError::invalid(
-                "graph.timeout_ms",
-                "must be greater than 0",
-            ));
-        }
-        if !(self.graph.base_url.starts_with("http://")
-            || self.graph.base_url.starts_with("https://"))
-        {
-            return Err(ConfigError::invalid(
-                "graph.base_url",
-                "must be an http(s) URL",
-            ));
-        }
-        if self.graph.api_version.is_empty() || self.graph.api_version.contains('/') {
-            return Err(ConfigError::invalid(
-                "graph.api_version",
-                "must look like v23.0",
-            ));
-        }
+        ensure(
+            self.graph.timeout_ms > 0,
+            "graph.timeout_ms",
+            GREATER_THAN_0,
+        )?;
+        ensure(
+            self.graph.base_url.starts_with("http://")
+                || self.graph.base_url.starts_with("https://"),
+            "graph.base_url",
+            "must be an http(s) URL",
+        )?;
+        ensure(
+            !(self.graph.api_version.is_empty() || self.graph.api_version.contains('/')),
+            "graph.api_version",
+            "must look like v23.0",
+        )?;
         let url = &self.storage.url;
-        if !["sqlite:", "postgres://", "postgresql://"]
-            .iter()
-            .any(|scheme| url.starts_with(scheme))
-        {
-            return Err(ConfigError::invalid(
-                "storage.url",
-                "must start with sqlite: or postgres://",
-            ));
-        }
-        if self.storage.max_connections == 0 {
-            return Err(ConfigError::invalid(
-                "storage.max_connections",
-                "must be greater than 0",
-            ));
-        }
+        ensure(
+            ["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme)),
+            "storage.url",
+            "must start with sqlite: or postgres://",
+        )?;
+        ensure(
+            self.storage.max_connections > 0,
+            "storage.max_connections",
+            GREATER_THAN_0,
+        )?;
         if self.rate_limit.store == RateLimitStore::Redis
             && !self
                 .rate_limit
@@ -857,12 +859,7 @@ impl RawSettings {
                 return Err(ConfigError::invalid(key, "must not be empty"));
             }
             if let Some(limit) = number.rate_limit {
-                if limit.per_second == 0 || limit.burst == 0 {
-                    return Err(ConfigError::invalid(
-                        format!("phone_numbers.{id}.rate_limit"),
-                        "per_second and burst must be greater than 0",
-                    ));
-                }
+                check_rate(format!("phone_numbers.{id}.rate_limit"), &limit)?;
                 phone_number_rate_limits.insert(pn.clone(), limit);
             }
             phone_numbers.insert(pn, token);
@@ -882,13 +879,8 @@ impl RawSettings {
                 }
                 numbers.push(pn);
             }
-            if let Some(rl) = &team.rate_limit
-                && (rl.per_second == 0 || rl.burst == 0)
-            {
-                return Err(ConfigError::invalid(
-                    format!("teams.{name}.rate_limit"),
-                    "per_second and burst must be greater than 0",
-                ));
+            if let Some(rl) = &team.rate_limit {
+                check_rate(format!("teams.{name}.rate_limit"), rl)?;
             }
             let webhook = match team.webhook {
                 None => None,

@@ -50,70 +50,88 @@ impl LanguageCode {
 mod tests {
     use super::*;
 
+    /// `parse` keeps each of `raws` as sent.
+    fn accepts<T: AsRef<str>>(parse: fn(&str) -> Result<T, String>, raws: &[&str]) {
+        for raw in raws {
+            assert_eq!(parse(raw).expect("valid").as_ref(), *raw);
+        }
+    }
+
+    /// `parse` refuses each of `raws`.
+    fn refuses<T>(parse: fn(&str) -> Result<T, String>, raws: &[&str]) {
+        for raw in raws {
+            assert!(parse(raw).is_err(), "{raw:?} accepted");
+        }
+    }
+
     #[test]
     fn template_name_accepts_meta_alphabet() {
-        for raw in ["a", "hello_world", "order_update_2", "_", "0"] {
-            assert_eq!(TemplateName::parse(raw).expect("valid").as_str(), raw);
-        }
+        accepts(
+            TemplateName::parse,
+            &["a", "hello_world", "order_update_2", "_", "0"],
+        );
         assert!(TemplateName::parse(&"a".repeat(512)).is_ok());
     }
 
     #[test]
     fn template_name_rejects_others() {
-        for raw in [
-            "",
-            "Hello",
-            "hello-world",
-            "hello world",
-            "héllo",
-            "a/b",
-            "a.b",
-        ] {
-            assert!(TemplateName::parse(raw).is_err(), "{raw:?} accepted");
-        }
+        refuses(
+            TemplateName::parse,
+            &[
+                "",
+                "Hello",
+                "hello-world",
+                "hello world",
+                "héllo",
+                "a/b",
+                "a.b",
+            ],
+        );
         assert!(TemplateName::parse(&"a".repeat(513)).is_err());
     }
 
     #[test]
     fn language_code_accepts_common_locales() {
-        for raw in [
-            "en",
-            "fil",
-            "en_US",
-            "pt_BR",
-            "zh_Hant_HK",
-            "zh_CN",
-            "en_us",
-            "sr_Latn",
-        ] {
-            assert_eq!(LanguageCode::parse(raw).expect("valid").as_str(), raw);
-        }
+        accepts(
+            LanguageCode::parse,
+            &[
+                "en",
+                "fil",
+                "en_US",
+                "pt_BR",
+                "zh_Hant_HK",
+                "zh_CN",
+                "en_us",
+                "sr_Latn",
+            ],
+        );
         assert!(LanguageCode::parse("abc_ABCD_abcd").is_ok());
     }
 
     #[test]
     fn language_code_rejects_malformed() {
-        for raw in [
-            "",
-            "e",
-            "engl",
-            "EN",
-            "En_US",
-            "en_",
-            "_US",
-            "en__US",
-            "en_U",
-            "en_USABC",
-            "en-US",
-            "en_419",
-            "en_US_X",
-            "a_b_c_d",
-            "zh_Hant_HK_x",
-            "zh_Hant_HK_XX",
-            "en US",
-            "en_US ",
-        ] {
-            assert!(LanguageCode::parse(raw).is_err(), "{raw:?} accepted");
-        }
+        refuses(
+            LanguageCode::parse,
+            &[
+                "",
+                "e",
+                "engl",
+                "EN",
+                "En_US",
+                "en_",
+                "_US",
+                "en__US",
+                "en_U",
+                "en_USABC",
+                "en-US",
+                "en_419",
+                "en_US_X",
+                "a_b_c_d",
+                "zh_Hant_HK_x",
+                "zh_Hant_HK_XX",
+                "en US",
+                "en_US ",
+            ],
+        );
     }
 }

@@ -10,12 +10,12 @@ use actix_web::{HttpResponse, delete, get, post, put, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::JsonObject;
 use super::events::{EventList, event_list};
 use super::extract::scope::Admin;
-use super::extract::{Authorized, BodyKind, Granted, Input, NoInput, Parts};
+use super::extract::{Authorized, BodyKind, Granted, Input, JsonInput, NoInput, Parts};
 use super::groups::meta_page;
 use super::responses::{BodyRefusals, Refusals, UpstreamFailures};
+use super::{FieldReader, JsonObject};
 use crate::auth::{IssuedToken, TokenIssuer};
 use crate::config::TeamSettings;
 use crate::context;
@@ -162,9 +162,7 @@ impl Input for SetOwner {
         let body = JsonObject::parse(parts.req, &parts.body, errors)?;
         let mut r = body.reader(errors);
         let team = r.required_str("team").map(str::to_owned);
-        let pn = r
-            .required_str("phone_number_id")
-            .and_then(|s| r.errors.check("phone_number_id", PhoneNumberId::parse(s)));
+        let pn = r.required_parsed("phone_number_id", PhoneNumberId::parse);
         r.deny_unknown(&["team", "phone_number_id"]);
         Ok((|| {
             Some(SetOwner {
@@ -229,12 +227,8 @@ impl Input for AuditQuery {
 
 pub struct IssueToken(TokenRequest);
 
-impl Input for IssueToken {
-    const BODY: BodyKind = BodyKind::Json;
-
-    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
-        let body = JsonObject::parse(parts.req, &parts.body, errors)?;
-        let mut r = body.reader(errors);
+impl JsonInput for IssueToken {
+    fn read(r: &mut FieldReader<'_>) -> Option<Self> {
         let team = r.required_str("team").map(str::to_owned);
         let scopes = r
             .required_array("scopes")
@@ -244,14 +238,12 @@ impl Input for IssueToken {
             .map(|items| strings(r.errors, "phone_numbers", items));
         let ttl_seconds = r.optional_u64("ttl_seconds");
         r.deny_unknown(&["team", "scopes", "phone_numbers", "ttl_seconds"]);
-        Ok((|| {
-            Some(IssueToken(TokenRequest {
-                team: team?,
-                scopes: scopes?,
-                phone_numbers,
-                ttl_seconds,
-            }))
-        })())
+        Some(IssueToken(TokenRequest {
+            team: team?,
+            scopes: scopes?,
+            phone_numbers,
+            ttl_seconds,
+        }))
     }
 }
 

@@ -12,7 +12,7 @@ use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use super::body::{deadline_of, read_within};
-use super::{JSON_LIMIT, QueryMap, finish};
+use super::{FieldReader, JSON_LIMIT, JsonObject, QueryMap, finish};
 use crate::auth::{Principal, authenticate};
 use crate::domain::{FieldErrors, GroupId, PhoneNumberId, Scope};
 use crate::error::ApiError;
@@ -79,6 +79,21 @@ impl Parts<'_> {
 pub trait Input: Sized + 'static {
     const BODY: BodyKind = BodyKind::None;
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError>;
+}
+
+/// An input that is a JSON object body and nothing else, read field by field; a body that
+/// is not declared JSON is a 415 before any field is read.
+pub trait JsonInput: Sized + 'static {
+    fn read(r: &mut FieldReader<'_>) -> Option<Self>;
+}
+
+impl<T: JsonInput> Input for T {
+    const BODY: BodyKind = BodyKind::Json;
+
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let body = JsonObject::parse(parts.req, &parts.body, errors)?;
+        Ok(T::read(&mut body.reader(errors)))
+    }
 }
 
 /// No input beyond the path.

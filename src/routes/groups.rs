@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::scope::{GroupsDelete, GroupsInvite, GroupsRead, GroupsWrite};
-use super::extract::{Authorized, BodyKind, Granted, Input, NoInput, OwnedGroup, Parts};
-use super::idempotency::{self, Begin, Idempotency, IdempotencyKey, StoredResponse};
+use super::extract::{Authorized, BodyKind, Granted, Input, JsonInput, NoInput, OwnedGroup, Parts};
+use super::idempotency::{Begin, Idempotency, Keyed, StoredResponse};
 use super::responses::{BodyRefusals, IdempotencyRefusals, Refusals, UpstreamFailures};
 use super::{FieldReader, JsonObject, parse_list};
 use crate::domain::{
@@ -193,7 +193,6 @@ pub struct CreateGroup {
     subject: GroupSubject,
     description: Option<GroupDescription>,
     mode: Option<JoinApprovalMode>,
-    idempotency_key: Option<IdempotencyKey>,
 }
 
 impl Input for CreateGroup {
@@ -204,31 +203,18 @@ impl Input for CreateGroup {
             "wait_seconds",
             WaitSeconds::parse(parts.query("wait_seconds")),
         );
-        // Fingerprinted over the raw bytes, before they are interpreted.
-        let idempotency_key = IdempotencyKey::from_request(parts.req, &parts.body);
         let body = JsonObject::parse(parts.req, &parts.body, errors)?;
         let mut r = body.reader(errors);
-        let subject = r
-            .required_str("subject")
-            .and_then(|s| r.errors.check("subject", GroupSubject::parse(s)));
-        let description = r
-            .optional_str("description")
-            .and_then(|s| r.errors.check("description", GroupDescription::parse(s)));
-        let mode = r.optional_str("join_approval_mode").and_then(|s| {
-            r.errors
-                .check("join_approval_mode", JoinApprovalMode::parse(s))
-        });
+        let subject = r.required_parsed("subject", GroupSubject::parse);
+        let description = r.optional_parsed("description", GroupDescription::parse);
+        let mode = r.optional_parsed("join_approval_mode", JoinApprovalMode::parse);
         r.deny_unknown(&["subject", "description", "join_approval_mode"]);
-        let idempotency_key = errors.check(idempotency::HEADER_NAME, idempotency_key);
-        Ok((|| {
-            Some(CreateGroup {
-                wait: wait?,
-                subject: subject?,
-                description,
-                mode,
-                idempotency_key: idempotency_key?,
-            })
-        })())
+        Ok(wait.zip(subject).map(|(wait, subject)| CreateGroup {
+            wait,
+            subject,
+            description,
+            mode,
+        }))
     }
 }
 
@@ -280,12 +266,8 @@ impl Input for UpdateGroup {
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
         let body = JsonObject::parse(parts.req, &parts.body, errors)?;
         let mut r = body.reader(errors);
-        let subject = r
-            .optional_str("subject")
-            .and_then(|s| r.errors.check("subject", GroupSubject::parse(s)));
-        let description = r
-            .optional_str("description")
-            .and_then(|s| r.errors.check("description", GroupDescription::parse(s)));
+        let subject = r.optional_parsed("subject", GroupSubject::parse);
+        let description = r.optional_parsed("description", GroupDescription::parse);
         r.deny_unknown(&["subject", "description"]);
         let sent_any = ["subject", "description"].iter().any(|k| body.contains(k));
         if body.is_valid() && !sent_any {
@@ -318,66 +300,48 @@ pub struct SendInvitation {
     template: TemplateName,
     language: LanguageCode,
     parameters: Vec<String>,
-    idempotency_key: Option<IdempotencyKey>,
 }
 
-impl Input for SendInvitation {
-    const BODY: BodyKind = BodyKind::Json;
-
-    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
-        // Fingerprinted over the raw bytes, before they are interpreted.
-        let idempotency_key = IdempotencyKey::from_request(parts.req, &parts.body);
-        let body = JsonObject::parse(parts.req, &parts.body, errors)?;
-        let mut r = body.reader(errors);
-        let to = r
-            .required_str("to")
-            .and_then(|s| r.errors.check("to", ParticipantId::parse(s)));
+impl JsonInput for SendInvitation {
+    fn read(r: &mut FieldReader<'_>) -> Option<Self> {
+        let to = r.required_parsed("to", ParticipantId::parse);
         let template = r.required_object("template");
         r.deny_unknown(&["to", "template"]);
-        let (mut name, mut language, mut parameters) = (None, None, Vec::new());
-        if let Some(t) = template {
-            let mut nested = FieldErrors::new();
-            let mut tr = FieldReader::nested(t, &mut nested);
-            name = tr
-                .required_str("name")
-                .and_then(|s| tr.errors.check("name", TemplateName::parse(s)));
-            language = tr
-                .required_str("language")
-                .and_then(|s| tr.errors.check("language", LanguageCode::parse(s)));
-            if let Some(list) = tr.optional_array("parameters") {
-                if list.len() > MAX_TEMPLATE_PARAMETERS {
-                    tr.errors.push(
-                        "parameters",
-                        format!("must have at most {MAX_TEMPLATE_PARAMETERS} entries"),
-                    );
-                }
-                for (i, p) in list.iter().enumerate() {
-                    match p.as_str() {
-                        Some(s) if !s.trim().is_empty() && s.chars().count() <= 1024 => {
-                            parameters.push(s.to_owned())
+        let (name, language, parameters) = match template {
+            Some(t) => r.nested("template", t, |tr| {
+                let name = tr.required_parsed("name", TemplateName::parse);
+                let language = tr.required_parsed("language", LanguageCode::parse);
+                let mut parameters = Vec::new();
+                if let Some(list) = tr.optional_array("parameters") {
+                    if list.len() > MAX_TEMPLATE_PARAMETERS {
+                        tr.errors.push(
+                            "parameters",
+                            format!("must have at most {MAX_TEMPLATE_PARAMETERS} entries"),
+                        );
+                    }
+                    for (i, p) in list.iter().enumerate() {
+                        match p.as_str() {
+                            Some(s) if !s.trim().is_empty() && s.chars().count() <= 1024 => {
+                                parameters.push(s.to_owned())
+                            }
+                            _ => tr.errors.push(
+                                format!("parameters[{i}]"),
+                                "must be a non-blank string of at most 1024 characters",
+                            ),
                         }
-                        _ => tr.errors.push(
-                            format!("parameters[{i}]"),
-                            "must be a non-blank string of at most 1024 characters",
-                        ),
                     }
                 }
-            }
-            tr.deny_unknown(&["name", "language", "parameters"]);
-            for e in nested.into_vec() {
-                errors.push(format!("template.{}", e.field), e.message);
-            }
-        }
-        let idempotency_key = errors.check(idempotency::HEADER_NAME, idempotency_key);
-        Ok((|| {
-            Some(SendInvitation {
-                to: to?,
-                template: name?,
-                language: language?,
-                parameters,
-                idempotency_key: idempotency_key?,
-            })
-        })())
+                tr.deny_unknown(&["name", "language", "parameters"]);
+                (name, language, parameters)
+            }),
+            None => (None, None, Vec::new()),
+        };
+        Some(SendInvitation {
+            to: to?,
+            template: name?,
+            language: language?,
+            parameters,
+        })
     }
 }
 
@@ -391,12 +355,8 @@ impl Input for JoinRequestQuery {
 
 pub struct JoinRequestIds(Vec<JoinRequestId>);
 
-impl Input for JoinRequestIds {
-    const BODY: BodyKind = BodyKind::Json;
-
-    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
-        let body = JsonObject::parse(parts.req, &parts.body, errors)?;
-        let mut r = body.reader(errors);
+impl JsonInput for JoinRequestIds {
+    fn read(r: &mut FieldReader<'_>) -> Option<Self> {
         let items = r.required_array("join_request_ids");
         r.deny_unknown(&["join_request_ids"]);
         let ids = items.map(|items| {
@@ -410,18 +370,14 @@ impl Input for JoinRequestIds {
                 JoinRequestId::clone,
             )
         });
-        Ok(Some(JoinRequestIds(ids.unwrap_or_default())))
+        Some(JoinRequestIds(ids.unwrap_or_default()))
     }
 }
 
 pub struct Participants(Vec<ParticipantId>);
 
-impl Input for Participants {
-    const BODY: BodyKind = BodyKind::Json;
-
-    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
-        let body = JsonObject::parse(parts.req, &parts.body, errors)?;
-        let mut r = body.reader(errors);
+impl JsonInput for Participants {
+    fn read(r: &mut FieldReader<'_>) -> Option<Self> {
         let items = r.required_array("participants");
         r.deny_unknown(&["participants"]);
         let participants = items.map(|items| {
@@ -435,7 +391,7 @@ impl Input for Participants {
                 |p| p.digits().to_owned(),
             )
         });
-        Ok(Some(Participants(participants.unwrap_or_default())))
+        Some(Participants(participants.unwrap_or_default()))
     }
 }
 
@@ -473,14 +429,14 @@ fn accepted(
 )]
 #[post("/phone-numbers/{phone_number_id}/groups")]
 pub async fn create_group(
-    call: Granted<GroupsWrite, CreateGroup>,
+    call: Granted<GroupsWrite, Keyed<CreateGroup>>,
     graph: web::Data<GraphClient>,
     creations: web::Data<Creations>,
     idempotency: web::Data<Idempotency>,
 ) -> Result<HttpResponse, ApiError> {
-    let (team, pn, input) = (&call.principal.team, &call.resource, call.input);
+    let (team, pn, Keyed { input, key }) = (&call.principal.team, &call.resource, call.input);
     let wait = input.wait.as_duration();
-    let Some(key) = &input.idempotency_key else {
+    let Some(key) = &key else {
         let creation = creations.record(team, pn, &input.subject).await?;
         let sent = creations
             .send(
@@ -752,28 +708,24 @@ pub async fn reset_invite_link(
 )]
 #[post("/groups/{group_id}/invitations")]
 pub async fn send_invitation(
-    call: OwnedGroup<GroupsInvite, SendInvitation>,
+    call: OwnedGroup<GroupsInvite, Keyed<SendInvitation>>,
     graph: web::Data<GraphClient>,
     idempotency: web::Data<Idempotency>,
 ) -> Result<HttpResponse, ApiError> {
-    let (group, input) = (&call.resource, call.input);
+    let (group, Keyed { input, key }) = (&call.resource, call.input);
+    let send = graph.send_invitation(
+        &group.phone_number_id,
+        &group.group_id,
+        &input.to,
+        &input.template,
+        &input.language,
+        &input.parameters,
+    );
     idempotency
-        .run(&call.principal.team, input.idempotency_key, async {
-            let message_id = graph
-                .send_invitation(
-                    &group.phone_number_id,
-                    &group.group_id,
-                    &input.to,
-                    &input.template,
-                    &input.language,
-                    &input.parameters,
-                )
-                .await?;
-            Ok(StoredResponse::json(
-                StatusCode::ACCEPTED,
-                None,
-                &InvitationSent { message_id },
-            ))
+        .run_accepted(&call.principal.team, key, async {
+            Ok(InvitationSent {
+                message_id: send.await?,
+            })
         })
         .await
 }
@@ -823,14 +775,8 @@ pub async fn approve_join_requests(
     call: OwnedGroup<GroupsWrite, JoinRequestIds>,
     graph: web::Data<GraphClient>,
 ) -> Result<web::Json<ApprovedJoinRequests>, ApiError> {
-    let g = call.group();
-    let outcome = graph
-        .approve_join_requests(&g.phone_number_id, &g.group_id, &call.input.0)
-        .await?;
-    Ok(web::Json(ApprovedJoinRequests {
-        approved: outcome.succeeded,
-        failed: outcome.failed,
-    }))
+    let (approved, failed) = decide_join_requests(&call, &graph, Decision::Approve).await?;
+    Ok(web::Json(ApprovedJoinRequests { approved, failed }))
 }
 
 /// Reject join requests. A partial success is a 200 with `failed` filled in.
@@ -850,14 +796,29 @@ pub async fn reject_join_requests(
     call: OwnedGroup<GroupsWrite, JoinRequestIds>,
     graph: web::Data<GraphClient>,
 ) -> Result<web::Json<RejectedJoinRequests>, ApiError> {
-    let g = call.group();
-    let outcome = graph
-        .reject_join_requests(&g.phone_number_id, &g.group_id, &call.input.0)
-        .await?;
-    Ok(web::Json(RejectedJoinRequests {
-        rejected: outcome.succeeded,
-        failed: outcome.failed,
-    }))
+    let (rejected, failed) = decide_join_requests(&call, &graph, Decision::Reject).await?;
+    Ok(web::Json(RejectedJoinRequests { rejected, failed }))
+}
+
+enum Decision {
+    Approve,
+    Reject,
+}
+
+/// Asks Meta to approve or reject the call's join requests: those decided, and those Meta
+/// could not decide (its partial success).
+async fn decide_join_requests(
+    call: &OwnedGroup<GroupsWrite, JoinRequestIds>,
+    graph: &GraphClient,
+    decision: Decision,
+) -> Result<(Vec<String>, Vec<FailedJoinRequest>), ApiError> {
+    let (g, ids) = (call.group(), &call.input.0);
+    let (pn, group) = (&g.phone_number_id, &g.group_id);
+    let outcome = match decision {
+        Decision::Approve => graph.approve_join_requests(pn, group, ids).await?,
+        Decision::Reject => graph.reject_join_requests(pn, group, ids).await?,
+    };
+    Ok((outcome.succeeded, outcome.failed))
 }
 
 /// Remove participants; they can no longer rejoin through the invite link.

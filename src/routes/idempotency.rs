@@ -9,6 +9,8 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 
+use super::extract::{BodyKind, Input, Parts};
+use crate::domain::FieldErrors;
 use crate::error::ApiError;
 use crate::storage::{Claim, IdempotencyStore, KeyClaim, Storage, StoredAnswer};
 
@@ -53,6 +55,24 @@ impl IdempotencyKey {
             key: key.to_owned(),
             fingerprint: hex::encode(hasher.finalize()),
         }))
+    }
+}
+
+/// An input `I` sent with an optional `Idempotency-Key`. The key is fingerprinted over the raw
+/// body, before it is interpreted; a malformed key is reported after the input's own fields.
+pub struct Keyed<I> {
+    pub input: I,
+    pub key: Option<IdempotencyKey>,
+}
+
+impl<I: Input> Input for Keyed<I> {
+    const BODY: BodyKind = I::BODY;
+
+    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
+        let key = IdempotencyKey::from_request(parts.req, &parts.body);
+        let input = I::parse(parts, errors)?;
+        let key = errors.check(HEADER_NAME, key);
+        Ok(input.zip(key).map(|(input, key)| Keyed { input, key }))
     }
 }
 
@@ -256,6 +276,23 @@ impl Idempotency {
             )),
             Begin::Proceed => self.settle(team, &key, work.await).await,
         }
+    }
+
+    /// `run` for a call that sends one message: 202 with the body `send` answers.
+    pub async fn run_accepted<T: serde::Serialize>(
+        &self,
+        team: &str,
+        key: Option<IdempotencyKey>,
+        send: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<HttpResponse, ApiError> {
+        self.run(team, key, async {
+            Ok(StoredResponse::json(
+                StatusCode::ACCEPTED,
+                None,
+                &send.await?,
+            ))
+        })
+        .await
     }
 }
 

@@ -2,21 +2,19 @@
 //! "Group messaging"). What participants write, and the statuses of what the business
 //! wrote, arrive as team events (`group.message_received`, `group.message_status`).
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, post, web};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::FieldReader;
-use super::JsonObject;
 use super::extract::scope::GroupsMessage;
-use super::extract::{BodyKind, Input, OwnedGroup, Parts};
-use super::idempotency::{self, Idempotency, IdempotencyKey, StoredResponse};
+use super::extract::{JsonInput, OwnedGroup};
+use super::idempotency::{Idempotency, Keyed};
 use super::responses::{BodyRefusals, IdempotencyRefusals, Refusals, UpstreamFailures};
 use crate::domain::{
-    Caption, FieldErrors, GroupMessage, LanguageCode, MediaFilename, MediaId, MediaKind, MediaLink,
-    MediaSource, MessageText, MessageType, TemplateName, check_template_component,
+    Caption, GroupMessage, LanguageCode, MediaFilename, MediaId, MediaKind, MediaLink, MediaSource,
+    MessageText, MessageType, TemplateName, check_template_component,
 };
 use crate::error::ApiError;
 use crate::graph::GraphClient;
@@ -98,22 +96,11 @@ pub struct GroupMessageSent {
 
 // ---- input ----------------------------------------------------------------------------------
 
-pub struct SendGroupMessage {
-    message: GroupMessage,
-    idempotency_key: Option<IdempotencyKey>,
-}
+pub struct SendGroupMessage(GroupMessage);
 
-impl Input for SendGroupMessage {
-    const BODY: BodyKind = BodyKind::Json;
-
-    fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
-        // Fingerprinted over the raw bytes, before they are interpreted.
-        let idempotency_key = IdempotencyKey::from_request(parts.req, &parts.body);
-        let body = JsonObject::parse(parts.req, &parts.body, errors)?;
-        let mut r = body.reader(errors);
-        let kind = r
-            .required_str("type")
-            .and_then(|s| r.errors.check("type", MessageType::parse(s)));
+impl JsonInput for SendGroupMessage {
+    fn read(r: &mut FieldReader<'_>) -> Option<Self> {
+        let kind = r.required_parsed("type", MessageType::parse);
         let stray: Vec<&str> = r
             .keys()
             .filter(|k| *k != "type" && Some(*k) != kind.map(MessageType::as_str))
@@ -131,50 +118,18 @@ impl Input for SendGroupMessage {
         }
         let message = kind.and_then(|kind| {
             let content = r.required_object(kind.as_str())?;
-            read_content(kind, content, r.errors)
-        });
-        let idempotency_key = errors.check(idempotency::HEADER_NAME, idempotency_key);
-        Ok((|| {
-            Some(SendGroupMessage {
-                message: message?,
-                idempotency_key: idempotency_key?,
+            r.nested(kind.as_str(), content, |r| match kind {
+                MessageType::Text => read_text(r),
+                MessageType::Media(media) => read_media(media, r),
+                MessageType::Template => read_template(r),
             })
-        })())
+        });
+        message.map(SendGroupMessage)
     }
-}
-
-/// Reads `object` with a reader of its own; its errors are named `{prefix}.{field}`.
-fn nested<T>(
-    errors: &mut FieldErrors,
-    prefix: &str,
-    object: &Map<String, Value>,
-    read: impl FnOnce(&mut FieldReader<'_>) -> T,
-) -> T {
-    let mut inner = FieldErrors::new();
-    let out = read(&mut FieldReader::nested(object, &mut inner));
-    for e in inner.into_vec() {
-        errors.push(format!("{prefix}.{}", e.field), e.message);
-    }
-    out
-}
-
-/// The content object of a message of type `kind`.
-fn read_content(
-    kind: MessageType,
-    content: &Map<String, Value>,
-    errors: &mut FieldErrors,
-) -> Option<GroupMessage> {
-    nested(errors, kind.as_str(), content, |r| match kind {
-        MessageType::Text => read_text(r),
-        MessageType::Media(media) => read_media(media, r),
-        MessageType::Template => read_template(r),
-    })
 }
 
 fn read_text(r: &mut FieldReader<'_>) -> Option<GroupMessage> {
-    let body = r
-        .required_str("body")
-        .and_then(|s| r.errors.check("body", MessageText::parse(s)));
+    let body = r.required_parsed("body", MessageText::parse);
     let preview_url = r.optional_bool("preview_url");
     r.deny_unknown(&["body", "preview_url"]);
     Some(GroupMessage::Text {
@@ -184,12 +139,8 @@ fn read_text(r: &mut FieldReader<'_>) -> Option<GroupMessage> {
 }
 
 fn read_media(kind: MediaKind, r: &mut FieldReader<'_>) -> Option<GroupMessage> {
-    let link = r
-        .optional_str("link")
-        .and_then(|s| r.errors.check("link", MediaLink::parse(s)));
-    let id = r
-        .optional_str("id")
-        .and_then(|s| r.errors.check("id", MediaId::parse(s)));
+    let link = r.optional_parsed("link", MediaLink::parse);
+    let id = r.optional_parsed("id", MediaId::parse);
     let source = match (r.contains("link"), r.contains("id")) {
         (true, true) => {
             r.errors.push("id", "cannot be sent together with link");
@@ -205,8 +156,7 @@ fn read_media(kind: MediaKind, r: &mut FieldReader<'_>) -> Option<GroupMessage> 
         _ => link.map(MediaSource::Link).or(id.map(MediaSource::Id)),
     };
     let caption = if kind.allows_caption() {
-        r.optional_str("caption")
-            .and_then(|s| r.errors.check("caption", Caption::parse(s)))
+        r.optional_parsed("caption", Caption::parse)
     } else {
         if r.contains("caption") {
             r.errors
@@ -215,8 +165,7 @@ fn read_media(kind: MediaKind, r: &mut FieldReader<'_>) -> Option<GroupMessage> 
         None
     };
     let filename = if kind.allows_filename() {
-        r.optional_str("filename")
-            .and_then(|s| r.errors.check("filename", MediaFilename::parse(s)))
+        r.optional_parsed("filename", MediaFilename::parse)
     } else {
         if r.contains("filename") {
             r.errors
@@ -234,12 +183,8 @@ fn read_media(kind: MediaKind, r: &mut FieldReader<'_>) -> Option<GroupMessage> 
 }
 
 fn read_template(r: &mut FieldReader<'_>) -> Option<GroupMessage> {
-    let name = r
-        .required_str("name")
-        .and_then(|s| r.errors.check("name", TemplateName::parse(s)));
-    let language = r
-        .required_str("language")
-        .and_then(|s| r.errors.check("language", LanguageCode::parse(s)));
+    let name = r.required_parsed("name", TemplateName::parse);
+    let language = r.required_parsed("language", LanguageCode::parse);
     let components = r.optional_array("components").map(|items| {
         for (i, component) in items.iter().enumerate() {
             if let Err((part, message)) = check_template_component(component) {
@@ -310,21 +255,17 @@ fn read_template(r: &mut FieldReader<'_>) -> Option<GroupMessage> {
 )]
 #[post("/groups/{group_id}/messages")]
 pub async fn send_group_message(
-    call: OwnedGroup<GroupsMessage, SendGroupMessage>,
+    call: OwnedGroup<GroupsMessage, Keyed<SendGroupMessage>>,
     graph: web::Data<GraphClient>,
     idempotency: web::Data<Idempotency>,
 ) -> Result<HttpResponse, ApiError> {
-    let (group, input) = (&call.resource, call.input);
+    let (group, Keyed { input, key }) = (&call.resource, call.input);
+    let send = graph.send_group_message(&group.phone_number_id, &group.group_id, &input.0);
     idempotency
-        .run(&call.principal.team, input.idempotency_key, async {
-            let message_id = graph
-                .send_group_message(&group.phone_number_id, &group.group_id, &input.message)
-                .await?;
-            Ok(StoredResponse::json(
-                StatusCode::ACCEPTED,
-                None,
-                &GroupMessageSent { message_id },
-            ))
+        .run_accepted(&call.principal.team, key, async {
+            Ok(GroupMessageSent {
+                message_id: send.await?,
+            })
         })
         .await
 }

@@ -186,6 +186,27 @@ impl<'a> FieldReader<'a> {
         self.typed(name, Value::as_str, "must be a string")
     }
 
+    /// A required string field turned into a domain value by `parse`; its refusal is
+    /// reported under the field's name.
+    pub fn required_parsed<T>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        self.required(name, |r, name| r.optional_parsed(name, parse))
+    }
+
+    /// An optional string field turned into a domain value by `parse`, like
+    /// `required_parsed`.
+    pub fn optional_parsed<T>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let raw = self.optional_str(name)?;
+        self.errors.check(name, parse(raw))
+    }
+
     pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
         self.typed(name, Value::as_bool, "must be true or false")
     }
@@ -228,13 +249,24 @@ impl<'a> FieldReader<'a> {
         }
     }
 
-    /// A nested reader for a sub-object; field names get `prefix.`.
-    pub fn nested(obj: &'a Map<String, Value>, errors: &'a mut FieldErrors) -> FieldReader<'a> {
-        FieldReader {
-            obj,
-            errors,
+    /// Reads the sub-object `object` with a reader of its own; its errors are named
+    /// `{prefix}.{field}` in this reader's errors.
+    pub fn nested<T>(
+        &mut self,
+        prefix: &str,
+        object: &Map<String, Value>,
+        read: impl FnOnce(&mut FieldReader<'_>) -> T,
+    ) -> T {
+        let mut inner = FieldErrors::new();
+        let out = read(&mut FieldReader {
+            obj: object,
+            errors: &mut inner,
             quiet: false,
+        });
+        for e in inner.into_vec() {
+            self.errors.push(format!("{prefix}.{}", e.field), e.message);
         }
+        out
     }
 }
 

@@ -530,6 +530,15 @@ impl World {
             .ok_or_else(|| ApiError::NotFound(format!("the sandbox has no group {id}")))
     }
 
+    /// The group a user acts on (join, write, leave) and the user's number as digits.
+    fn user_side<'a>(
+        &mut self,
+        id: &str,
+        wa_id: &'a str,
+    ) -> Result<(&mut Group, &'a str), ApiError> {
+        Ok((self.any_group_mut(id)?, digits(wa_id)))
+    }
+
     pub fn inspect(&self, id: &str) -> Option<Value> {
         self.numbers
             .values()
@@ -943,8 +952,7 @@ impl World {
         invite_link: Option<&str>,
         now: i64,
     ) -> Result<(JoinOutcome, Event), ApiError> {
-        let group = self.any_group_mut(id)?;
-        let wa_id = digits(wa_id);
+        let (group, wa_id) = self.user_side(id, wa_id)?;
         if let Some(link) = invite_link {
             let code = link.trim().trim_end_matches('/');
             let code = code.strip_prefix(ids::INVITE_LINK_PREFIX).unwrap_or(code);
@@ -1022,8 +1030,7 @@ impl World {
         text: &str,
         now: i64,
     ) -> Result<(String, Event), ApiError> {
-        let group = self.any_group_mut(id)?;
-        let wa_id = digits(wa_id);
+        let (group, wa_id) = self.user_side(id, wa_id)?;
         if !group.has_participant(wa_id) {
             return Err(ApiError::Forbidden(format!(
                 "{wa_id} is not a participant of the group; only participants can write in it"
@@ -1066,8 +1073,7 @@ impl World {
         wa_id: &str,
         now: i64,
     ) -> Result<(LeaveOutcome, Event), ApiError> {
-        let group = self.any_group_mut(id)?;
-        let wa_id = digits(wa_id);
+        let (group, wa_id) = self.user_side(id, wa_id)?;
         if group.has_participant(wa_id) {
             group.participants.retain(|p| p != wa_id);
             let event = group.event(

@@ -43,9 +43,7 @@ fn user_body(
     let mut errors = FieldErrors::new();
     let parsed = JsonObject::parse(req, body, &mut errors)?;
     let mut r = parsed.reader(&mut errors);
-    let wa_id = r
-        .required_str("wa_id")
-        .and_then(|s| r.errors.check("wa_id", ParticipantId::parse(s)));
+    let wa_id = r.required_parsed("wa_id", ParticipantId::parse);
     let link = if with_link {
         r.optional_str("invite_link").map(str::to_owned)
     } else {
@@ -137,12 +135,8 @@ async fn write_message(
     let mut errors = FieldErrors::new();
     let parsed = JsonObject::parse(&req, &body, &mut errors)?;
     let mut r = parsed.reader(&mut errors);
-    let wa_id = r
-        .required_str("wa_id")
-        .and_then(|s| r.errors.check("wa_id", ParticipantId::parse(s)));
-    let text = r
-        .required_str("text")
-        .and_then(|s| r.errors.check("text", MessageText::parse(s)));
+    let wa_id = r.required_parsed("wa_id", ParticipantId::parse);
+    let text = r.required_parsed("text", MessageText::parse);
     r.deny_unknown(&["wa_id", "text"]);
     finish(errors)?;
     let (Some(wa_id), Some(text)) = (wa_id, text) else {

@@ -248,18 +248,11 @@ impl Creations {
         let mut tx = self.storage.begin().await?;
         tx.attach_meta_request_id(request_id, meta_request_id)
             .await?;
-        let mut completed = None;
-        if let Some((pn, item)) = tx.early_creation_event(meta_request_id).await? {
-            completed = complete(tx.as_mut(), meta_request_id, pn.as_deref(), &item).await?;
-            if let Some(done) = &completed {
-                tx.claim_for_creation(done).await?;
-            }
-        }
-        tx.commit().await?;
-        if let Some(done) = completed {
-            self.waiters.wake(&done.request_id);
-        }
-        Ok(())
+        let early = tx.early_creation_event(meta_request_id).await?;
+        let event = early
+            .as_ref()
+            .map(|(pn, item)| (meta_request_id, pn.as_deref(), item));
+        self.complete_and_commit(tx, event).await
     }
 
     /// Marks a creation whose outcome is unknown as waiting for Meta's webhook by number and
@@ -267,14 +260,35 @@ impl Creations {
     /// now, since its request id named no creation).
     async fn await_webhook(&self, request_id: &str) -> Result<(), ApiError> {
         let mut tx = self.storage.begin().await?;
-        let mut completed = None;
+        let mut arrived = None;
         if let Some(waiting) = tx.mark_outcome_unknown(request_id).await?
             && let Some((meta_id, item)) = tx.unclaimed_creation_event(&waiting).await?
         {
             let id = RequestId::parse(&waiting.request_id).map_err(ApiError::Internal)?;
             tx.attach_meta_request_id(&id, &meta_id).await?;
-            completed =
-                complete(tx.as_mut(), &meta_id, Some(&waiting.phone_number_id), &item).await?;
+            arrived = Some((waiting, meta_id, item));
+        }
+        let event = arrived.as_ref().map(|(waiting, meta_id, item)| {
+            (
+                meta_id.as_str(),
+                Some(waiting.phone_number_id.as_str()),
+                item,
+            )
+        });
+        self.complete_and_commit(tx, event).await
+    }
+
+    /// Applies a creation's webhook `event` (Meta's request id, the event's number, the
+    /// item) when there is one and claims the group for the creation, then commits; the
+    /// creation's waiters are woken only after the commit, so they read it.
+    async fn complete_and_commit(
+        &self,
+        mut tx: Box<dyn RegistryTx>,
+        event: Option<(&str, Option<&str>, &Value)>,
+    ) -> Result<(), ApiError> {
+        let mut completed = None;
+        if let Some((meta_request_id, pn, item)) = event {
+            completed = complete(tx.as_mut(), meta_request_id, pn, item).await?;
             if let Some(done) = &completed {
                 tx.claim_for_creation(done).await?;
             }
