@@ -164,9 +164,11 @@ impl SqlStorage {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
+                        // Checkpoints run in the background (below), never in a commit: a
+                        // commit that had to copy the WAL back would hold every writer up.
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                             PRAGMA foreign_keys = ON;",
+                             PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;",
                         )
                         .await?;
                     }
@@ -180,6 +182,9 @@ impl SqlStorage {
             .run(&pool)
             .await
             .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+        if dialect == Dialect::Sqlite && !in_memory {
+            tokio::spawn(checkpoint_wal(pool.clone()));
+        }
         Ok(SqlStorage {
             pool,
             dialect,
@@ -257,6 +262,25 @@ impl Backend for SqlStorage {
                 on_payload,
                 on_connect,
             ));
+        }
+    }
+}
+
+/// Copies SQLite's write-ahead log back into the database every second, without waiting
+/// for readers or writers (PASSIVE), so the log stays small and no commit pays for it.
+async fn checkpoint_wal(pool: AnyPool) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "WAL checkpoint skipped");
         }
     }
 }
