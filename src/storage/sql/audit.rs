@@ -35,7 +35,7 @@ impl AuditStore for SqlStorage {
         .bind(&e.fbtrace_id)
         .bind(i64::from(e.status))
         .bind(e.details.as_ref().map(Value::to_string))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -109,7 +109,7 @@ impl AuditStore for SqlStorage {
         )
         .bind(batch.before)
         .bind(i64::from(batch.limit))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }

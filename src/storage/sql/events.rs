@@ -205,7 +205,7 @@ impl EventStore for SqlStorage {
         .bind(team)
         .bind(url)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -247,7 +247,7 @@ impl EventStore for SqlStorage {
         for team in &configured {
             update = update.bind(*team);
         }
-        Ok(update.execute(&self.pool).await?.rows_affected())
+        Ok(update.execute(&self.writer).await?.rows_affected())
     }
 
     /// Pending deliveries of a team whose endpoint is disabled are skipped.
@@ -268,7 +268,7 @@ impl EventStore for SqlStorage {
         .bind(reason)
         .bind(now())
         .bind(team)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
@@ -303,7 +303,7 @@ impl EventStore for SqlStorage {
         .bind(team)
         .bind(now_ms)
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await?
         .into_iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
@@ -347,7 +347,7 @@ impl EventStore for SqlStorage {
 
     async fn delivered(&self, id: i64, team: &str, http_status: u16) -> Result<()> {
         let now = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "UPDATE event_deliveries SET status = 'delivered', last_status = $1, last_error = NULL,
                delivered_at = $2, updated_at = $3 WHERE id = $4",
@@ -383,7 +383,7 @@ impl EventStore for SqlStorage {
         .bind(error)
         .bind(&now)
         .bind(team)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         Ok(since.unwrap_or(now_ms))
     }
@@ -404,7 +404,7 @@ impl EventStore for SqlStorage {
         .bind(failure.error)
         .bind(now())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -420,12 +420,12 @@ impl EventStore for SqlStorage {
         .bind(reason)
         .bind(&now)
         .bind(team)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
     async fn prune_events(&self, batch: &PruneBatch<'_>) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let seqs: Vec<i64> = sqlx::query_scalar(
             "SELECT te.seq FROM team_events te
              WHERE te.created_at < $1

@@ -30,7 +30,7 @@ impl GroupStore for SqlStorage {
         .bind(&creation.subject)
         .bind(&now)
         .bind(&now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -42,7 +42,7 @@ impl GroupStore for SqlStorage {
         .bind(serde_json::to_string(error).unwrap_or_default())
         .bind(now())
         .bind(request_id.as_ref())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -82,13 +82,13 @@ impl GroupStore for SqlStorage {
 
     async fn set_group_active(&self, group_id: &str, active: bool) -> Result<()> {
         let status = if active { "active" } else { "deleted" };
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         set_group_column(&mut conn, "status = $1", status, group_id).await?;
         self.announce_group(group_id).await
     }
 
     async fn set_invite_link(&self, group_id: &str, link: &str) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         set_group_column(&mut conn, "invite_link = $1", link, group_id).await
     }
 
@@ -113,7 +113,7 @@ impl GroupStore for SqlStorage {
                 .bind(pn.as_ref())
                 .bind(from)
                 .bind(i64::from(limit) + 1)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.writer)
                 .await?
                 .into_iter()
                 .map(|r| {
@@ -168,7 +168,7 @@ impl GroupStore for SqlStorage {
             team,
             subject,
         } = *assignment;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let previous: Option<String> =
             sqlx::query("SELECT owner_team FROM groups WHERE group_id = $1")
                 .bind(group_id.as_ref())
@@ -261,7 +261,7 @@ impl GroupStore for SqlStorage {
         )
         .bind(batch.before)
         .bind(i64::from(batch.limit))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }

@@ -29,7 +29,7 @@ impl IdempotencyStore for SqlStorage {
         .bind(key)
         .bind(expired_before)
         .bind(abandoned_before)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         let claimed = sqlx::query(
             "INSERT INTO idempotency_keys (team, idem_key, fingerprint, created_at) VALUES ($1, $2, $3, $4)
@@ -39,7 +39,7 @@ impl IdempotencyStore for SqlStorage {
         .bind(key)
         .bind(fingerprint)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if claimed.rows_affected() == 1 {
             return Ok(Claim::Claimed);
@@ -49,7 +49,7 @@ impl IdempotencyStore for SqlStorage {
         )
         .bind(team)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         // Freed between the insert and the read: the next claim will take it.
         let Some(row) = row else {
@@ -80,7 +80,7 @@ impl IdempotencyStore for SqlStorage {
         .bind(now())
         .bind(team)
         .bind(key)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -91,7 +91,7 @@ impl IdempotencyStore for SqlStorage {
         )
         .bind(team)
         .bind(key)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -103,7 +103,7 @@ impl IdempotencyStore for SqlStorage {
         .bind(request_id)
         .bind(team)
         .bind(key)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -126,7 +126,7 @@ impl IdempotencyStore for SqlStorage {
         )
         .bind(batch.before)
         .bind(i64::from(batch.limit))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }

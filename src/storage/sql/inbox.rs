@@ -12,7 +12,7 @@ use crate::storage::{InboxOutcome, InboxStore, PruneBatch, Result};
 impl InboxStore for SqlStorage {
     async fn store_posts(&self, posts: &[(&str, &[u8])]) -> Result<Vec<InboxOutcome>> {
         // One transaction, so one write to disk, for all of them.
-        let mut tx = self.pool.begin_with(self.dialect.begin()).await?;
+        let mut tx = self.writer.begin_with(self.dialect.begin()).await?;
         let now = now();
         let mut outcomes = Vec::with_capacity(posts.len());
         for (body_sha256, body) in posts {
@@ -48,7 +48,7 @@ impl InboxStore for SqlStorage {
         .bind(max_attempts)
         .bind(&now)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         Ok(set_aside == Some(1))
     }
@@ -61,7 +61,7 @@ impl InboxStore for SqlStorage {
         )
         .bind(batch.before)
         .bind(i64::from(batch.limit))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         // Events a team event still refers to stay until that one is pruned.
         let events = sqlx::query(
@@ -73,7 +73,7 @@ impl InboxStore for SqlStorage {
         )
         .bind(batch.before)
         .bind(i64::from(batch.limit))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(posts.rows_affected() + events.rows_affected())
     }

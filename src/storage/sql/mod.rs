@@ -45,6 +45,12 @@ fn tell(watcher: &GroupWatcherCell, change: GroupChange) {
     }
 }
 
+/// Every SQLite connection: write-ahead log, foreign keys, a wait for the write lock, and
+/// checkpoints in the background (`checkpoint_wal`), never inside a commit, where copying the
+/// log back would hold every writer up.
+const SQLITE_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+     PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;";
+
 /// Where the two databases differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -116,7 +122,12 @@ pub(super) fn placeholders(from: usize, count: usize) -> String {
 
 #[derive(Clone)]
 pub struct SqlStorage {
+    /// Reads (and, on PostgreSQL, everything).
     pool: AnyPool,
+    /// Writes. SQLite has one writer at a time: its writes queue here, in this process, for
+    /// one connection, instead of waking up by turns inside SQLite's busy handler (which
+    /// sleeps up to 100 ms between tries).
+    writer: AnyPool,
     dialect: Dialect,
     url: String,
     group_watcher: GroupWatcherCell,
@@ -164,13 +175,7 @@ impl SqlStorage {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
-                        // Checkpoints run in the background (below), never in a commit: a
-                        // commit that had to copy the WAL back would hold every writer up.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                             PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;",
-                        )
-                        .await?;
+                        conn.execute(SQLITE_SETUP).await?;
                     }
                     Ok(())
                 })
@@ -182,11 +187,15 @@ impl SqlStorage {
             .run(&pool)
             .await
             .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
-        if dialect == Dialect::Sqlite && !in_memory {
+        let writer = if dialect == Dialect::Sqlite && !in_memory {
             tokio::spawn(checkpoint_wal(pool.clone()));
-        }
+            sqlite_writer(&url).await?
+        } else {
+            pool.clone()
+        };
         Ok(SqlStorage {
             pool,
+            writer,
             dialect,
             url,
             group_watcher: GroupWatcherCell::default(),
@@ -209,7 +218,7 @@ impl SqlStorage {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(GROUPS_CHANNEL)
                 .bind(group_id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         }
         tell(&self.group_watcher, GroupChange::One(group_id.to_owned()));
@@ -220,7 +229,7 @@ impl SqlStorage {
 #[async_trait]
 impl Backend for SqlStorage {
     async fn begin(&self) -> Result<Box<dyn RegistryTx>> {
-        let tx = self.pool.begin_with(self.dialect.begin()).await?;
+        let tx = self.writer.begin_with(self.dialect.begin()).await?;
         Ok(Box::new(SqlTx {
             tx,
             dialect: self.dialect,
@@ -264,6 +273,21 @@ impl Backend for SqlStorage {
             ));
         }
     }
+}
+
+/// The one connection SQLite's writes go through (see `SqlStorage::writer`).
+async fn sqlite_writer(url: &str) -> Result<AnyPool> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(SQLITE_SETUP).await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?)
 }
 
 /// Copies SQLite's write-ahead log back into the database every second, without waiting

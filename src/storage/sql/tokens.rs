@@ -17,7 +17,7 @@ impl TokenStore for SqlStorage {
         .bind(jti)
         .bind(now())
         .bind(by)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
