@@ -96,7 +96,7 @@ impl Ingress {
             body,
             stored,
         };
-        let gone = || StorageError::from(sqlx::Error::PoolClosed);
+        let gone = StorageError::closed;
         self.writer.send(post).await.map_err(|_| gone())?;
         let duplicate = outcome.await.map_err(|_| gone())?? == InboxOutcome::Duplicate;
         metrics::counter!(

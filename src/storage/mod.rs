@@ -26,6 +26,13 @@ pub struct StorageError(#[from] sqlx::Error);
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
+impl StorageError {
+    /// Storage was shut down (the process is stopping).
+    pub fn closed() -> Self {
+        StorageError(sqlx::Error::PoolClosed)
+    }
+}
+
 /// Groups, their owners and the creations that produce them.
 #[async_trait]
 pub trait GroupStore: Send + Sync {
