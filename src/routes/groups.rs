@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::extract::scope::{GroupsDelete, GroupsInvite, GroupsRead, GroupsWrite};
 use super::extract::{Authorized, BodyKind, Granted, Input, JsonInput, NoInput, OwnedGroup, Parts};
-use super::idempotency::{Begin, Idempotency, Keyed, StoredResponse};
+use super::idempotency::{Begin, Idempotency, IdempotencyKey, Keyed, StoredResponse};
 use super::responses::{BodyRefusals, IdempotencyRefusals, Refusals, UpstreamFailures};
 use super::{FieldReader, JsonObject, parse_list};
 use crate::domain::{
@@ -22,7 +22,7 @@ use crate::graph::GraphClient;
 use crate::graph::{FailedJoinRequest, JoinRequestPage, MetaPage};
 use crate::services::creation::Creations;
 use crate::services::groups::Groups;
-use crate::storage::{CreateRequest, GroupSummary, RequestStatus};
+use crate::storage::{CreateRequest, GroupSummary, PendingCreation, RequestStatus};
 
 /// Most template parameters after the group id that one invitation may carry.
 const MAX_TEMPLATE_PARAMETERS: usize = 10;
@@ -435,65 +435,102 @@ pub async fn create_group(
     idempotency: web::Data<Idempotency>,
 ) -> Result<HttpResponse, ApiError> {
     let (team, pn, Keyed { input, key }) = (&call.principal.team, &call.resource, call.input);
-    let wait = input.wait.as_duration();
-    let Some(key) = &key else {
-        let creation = creations.record(team, pn, &input.subject).await?;
-        let sent = creations
+    let order = Order {
+        creations: &creations,
+        graph: &graph,
+        team,
+        pn,
+        input: &input,
+    };
+    match &key {
+        None => Ok(creation_answer(&order.send_new().await?).into_response(false)),
+        Some(key) => order.send_once(&idempotency, key).await,
+    }
+}
+
+/// One creation asked for, with what sending it needs.
+struct Order<'a> {
+    creations: &'a Creations,
+    graph: &'a GraphClient,
+    team: &'a str,
+    pn: &'a PhoneNumberId,
+    input: &'a CreateGroup,
+}
+
+impl Order<'_> {
+    /// Records the creation and asks Meta.
+    async fn send_new(&self) -> Result<CreateRequest, ApiError> {
+        let creation = self
+            .creations
+            .record(self.team, self.pn, &self.input.subject)
+            .await?;
+        self.send(&creation).await
+    }
+
+    async fn send(&self, creation: &PendingCreation) -> Result<CreateRequest, ApiError> {
+        let input = self.input;
+        self.creations
             .send(
-                &graph,
-                &creation,
+                self.graph,
+                creation,
                 &input.subject,
                 input.description.as_ref(),
                 input.mode,
-                wait,
+                input.wait.as_duration(),
             )
-            .await?;
-        return Ok(creation_answer(&sent).into_response(false));
-    };
-    match idempotency.begin(team, key).await? {
-        Begin::Proceed => {}
-        Begin::Replay(answer) => return Ok(answer.into_response(true)),
-        Begin::Linked(request_id) => {
-            let creation = creations
-                .current(team, &request_id, wait)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::Conflict(
-                        "the creation of this Idempotency-Key is no longer kept".into(),
-                    )
-                })?;
-            return Ok(creation_answer(&creation).into_response(true));
-        }
+            .await
     }
-    // The key names the creation before Meta is asked, so a retry after a lost answer or a
-    // crash answers this creation instead of asking Meta again.
-    let creation = match creations.record(team, pn, &input.subject).await {
-        Ok(creation) => creation,
-        Err(e) => {
+
+    /// At most one creation per `Idempotency-Key`: a replay answers the stored answer, or the
+    /// creation the key names as it stands now.
+    async fn send_once(
+        &self,
+        idempotency: &Idempotency,
+        key: &IdempotencyKey,
+    ) -> Result<HttpResponse, ApiError> {
+        let team = self.team;
+        match idempotency.begin(team, key).await? {
+            Begin::Proceed => {}
+            Begin::Replay(answer) => return Ok(answer.into_response(true)),
+            Begin::Linked(request_id) => {
+                let wait = self.input.wait.as_duration();
+                let creation = self
+                    .creations
+                    .current(team, &request_id, wait)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::Conflict(
+                            "the creation of this Idempotency-Key is no longer kept".into(),
+                        )
+                    })?;
+                return Ok(creation_answer(&creation).into_response(true));
+            }
+        }
+        // The key names the creation before Meta is asked, so a retry after a lost answer or
+        // a crash answers this creation instead of asking Meta again.
+        let creation = match self
+            .creations
+            .record(team, self.pn, &self.input.subject)
+            .await
+        {
+            Ok(creation) => creation,
+            Err(e) => {
+                idempotency.abandon(team, key).await?;
+                return Err(e);
+            }
+        };
+        if let Err(e) = idempotency.link(team, key, &creation.request_id).await {
+            self.creations
+                .abandon(&creation, "the creation could not be recorded")
+                .await?;
             idempotency.abandon(team, key).await?;
             return Err(e);
         }
-    };
-    if let Err(e) = idempotency.link(team, key, &creation.request_id).await {
-        creations
-            .abandon(&creation, "the creation could not be recorded")
-            .await?;
-        idempotency.abandon(team, key).await?;
-        return Err(e);
+        let sent = self.send(&creation).await;
+        idempotency
+            .settle(team, key, sent.map(|c| creation_answer(&c)))
+            .await
     }
-    let sent = creations
-        .send(
-            &graph,
-            &creation,
-            &input.subject,
-            input.description.as_ref(),
-            input.mode,
-            wait,
-        )
-        .await;
-    idempotency
-        .settle(team, key, sent.map(|c| creation_answer(&c)))
-        .await
 }
 
 /// A creation as `create_group` answers it: 202 while pending, 201 once Meta's webhook

@@ -49,36 +49,50 @@ pub async fn healthz() -> HttpResponse {
 )]
 #[get("/readyz")]
 pub async fn readyz(storage: web::Data<Storage>, others: web::Data<Dependencies>) -> HttpResponse {
-    let mut dependencies = BTreeMap::new();
-    let storage_ok = match storage.ping().await {
-        Ok(()) => {
-            dependencies.insert("storage", "ok".to_owned());
-            true
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed: storage unreachable");
-            dependencies.insert("storage", "unreachable".to_owned());
-            false
-        }
+    let (storage_ok, health) = others.check(&storage).await;
+    let mut response = if storage_ok {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
     };
-    let mut degraded = false;
-    if let Some(redis) = &others.rate_limit_store {
-        let state = match redis.ping().await {
-            Ok(()) => "ok".to_owned(),
+    response.json(health)
+}
+
+impl Dependencies {
+    /// Each dependency, asked now; whether storage answered.
+    async fn check(&self, storage: &Storage) -> (bool, Health) {
+        let mut dependencies = BTreeMap::new();
+        let storage_ok = match storage.ping().await {
+            Ok(()) => true,
             Err(e) => {
-                degraded = true;
-                format!("unreachable ({e}): rate limits counted per replica")
+                tracing::warn!(error = %e, "readiness check failed: storage unreachable");
+                false
             }
         };
-        dependencies.insert("redis", state);
+        dependencies.insert(
+            "storage",
+            if storage_ok { "ok" } else { "unreachable" }.into(),
+        );
+        let mut degraded = false;
+        if let Some(redis) = &self.rate_limit_store {
+            let state = match redis.ping().await {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => {
+                    degraded = true;
+                    format!("unreachable ({e}): rate limits counted per replica")
+                }
+            };
+            dependencies.insert("redis", state);
+        }
+        let status = match (storage_ok, degraded) {
+            (false, _) => "storage unreachable",
+            (true, true) => "degraded",
+            (true, false) => "ready",
+        };
+        let health = Health {
+            status: status.into(),
+            dependencies: Some(dependencies),
+        };
+        (storage_ok, health)
     }
-    let (mut response, status) = match (storage_ok, degraded) {
-        (false, _) => (HttpResponse::ServiceUnavailable(), "storage unreachable"),
-        (true, true) => (HttpResponse::Ok(), "degraded"),
-        (true, false) => (HttpResponse::Ok(), "ready"),
-    };
-    response.json(Health {
-        status: status.into(),
-        dependencies: Some(dependencies),
-    })
 }

@@ -7,8 +7,10 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use utoipa::IntoParams;
 
-use super::body::{BodyBudget, deadline_of, read_reserved};
-use crate::domain::meta_webhook::SIGNATURE_HEADER;
+use actix_web::web::Bytes;
+
+use super::body::{BodyBudget, Reservation, deadline_of, read_reserved};
+use crate::domain::meta_webhook::{SIGNATURE_HEADER, SignatureCheck};
 use crate::error::ApiError;
 use crate::services::processing::{Ingress, IngressError};
 
@@ -17,6 +19,50 @@ use crate::services::processing::{Ingress, IngressError};
 pub struct IngressLimits {
     pub max_body: usize,
     pub budget: BodyBudget,
+}
+
+impl IngressLimits {
+    /// Reads a POST's body within `max_body` and the process-wide budget (held until the
+    /// reservation is dropped), feeding every chunk to the signature check as it arrives.
+    async fn read(
+        &self,
+        req: &HttpRequest,
+        payload: web::Payload,
+        check: &mut SignatureCheck,
+    ) -> Result<(Bytes, Reservation), ApiError> {
+        let declared = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|len| len > self.max_body) {
+            return Err(ApiError::PayloadTooLarge {
+                limit: self.max_body,
+            });
+        }
+        let mut reservation =
+            self.budget
+                .reserve(declared.unwrap_or(0))
+                .ok_or(ApiError::Overloaded {
+                    retry_after_seconds: 1,
+                })?;
+        let body = read_reserved(
+            payload,
+            self.max_body,
+            deadline_of(req),
+            &mut reservation,
+            |chunk| check.update(chunk),
+        )
+        .await?;
+        Ok((body, reservation))
+    }
+}
+
+fn refused(e: IngressError) -> ApiError {
+    match e {
+        IngressError::BadSignature => ApiError::Unauthorized(e.to_string()),
+        IngressError::Storage(e) => ApiError::Storage(e),
+    }
 }
 
 /// The token Meta's verification handshake must present.
@@ -92,40 +138,12 @@ pub async fn receive(
     ingress: web::Data<Ingress>,
     limits: web::Data<IngressLimits>,
 ) -> Result<HttpResponse, ApiError> {
-    let refused = |e: IngressError| match e {
-        IngressError::BadSignature => ApiError::Unauthorized(e.to_string()),
-        IngressError::Storage(e) => ApiError::Storage(e),
-    };
     let signature = req
         .headers()
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
     let mut check = ingress.signature_check(signature).map_err(refused)?;
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limits.max_body) {
-        return Err(ApiError::PayloadTooLarge {
-            limit: limits.max_body,
-        });
-    }
-    let mut reservation =
-        limits
-            .budget
-            .reserve(declared.unwrap_or(0))
-            .ok_or(ApiError::Overloaded {
-                retry_after_seconds: 1,
-            })?;
-    let body = read_reserved(
-        payload,
-        limits.max_body,
-        deadline_of(&req),
-        &mut reservation,
-        |chunk| check.update(chunk),
-    )
-    .await?;
+    let (body, reservation) = limits.read(&req, payload, &mut check).await?;
     let duplicate = ingress.accept(check, body).await.map_err(refused)?;
     drop(reservation);
     Ok(HttpResponse::Ok().json(WebhookReceipt {
