@@ -114,10 +114,12 @@ pub struct IssueTokenBody {
     /// Known scopes; `admin` only for an administrator team.
     pub scopes: Vec<String>,
     /// Narrows the token to these of the team's numbers (claim `phone_numbers`); absent = all.
+    #[schema(nullable = false)]
     pub phone_numbers: Option<Vec<String>>,
     /// Lifetime in seconds: 1 to `auth.max_token_ttl_seconds` (default 90 days); absent =
     /// 30 days, or the maximum when that is shorter.
     #[schema(minimum = 1)]
+    #[schema(nullable = false)]
     pub ttl_seconds: Option<u64>,
 }
 

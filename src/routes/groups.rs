@@ -37,8 +37,10 @@ pub struct CreateGroupBody {
     /// 1–128 characters, not blank; surrounding whitespace is trimmed.
     pub subject: String,
     /// At most 2048 characters.
+    #[schema(nullable = false)]
     pub description: Option<String>,
     /// Default `auto_approve`.
+    #[schema(nullable = false)]
     pub join_approval_mode: Option<JoinApprovalMode>,
 }
 
@@ -74,7 +76,9 @@ pub struct GroupInfo {
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({"subject": "Watch Enthusiasts"}))]
 pub struct UpdateGroupBody {
+    #[schema(nullable = false)]
     pub subject: Option<String>,
+    #[schema(nullable = false)]
     pub description: Option<String>,
 }
 
@@ -112,6 +116,7 @@ pub struct InvitationTemplate {
     #[schema(example = "en_US")]
     pub language: String,
     /// Text parameters that follow the group id in the template body.
+    #[schema(nullable = false)]
     pub parameters: Option<Vec<String>>,
 }
 

@@ -26,6 +26,7 @@ pub struct TextContent {
     /// 1–4096 characters, not blank; sent as written.
     pub body: String,
     /// Let WhatsApp preview the first http(s) URL of the body.
+    #[schema(nullable = false)]
     pub preview_url: Option<bool>,
 }
 
@@ -33,28 +34,37 @@ pub struct TextContent {
 #[derive(Deserialize, ToSchema)]
 pub struct MediaContent {
     /// An https URL Meta downloads the file from.
+    #[schema(nullable = false)]
     pub link: Option<String>,
     /// The id of media uploaded to Meta (`POST /{phone_number_id}/media`).
+    #[schema(nullable = false)]
     pub id: Option<String>,
     /// At most 1024 characters.
+    #[schema(nullable = false)]
     pub caption: Option<String>,
 }
 
 /// Exactly one of `link` and `id`; audio has no caption.
 #[derive(Deserialize, ToSchema)]
 pub struct AudioContent {
+    #[schema(nullable = false)]
     pub link: Option<String>,
+    #[schema(nullable = false)]
     pub id: Option<String>,
 }
 
 /// Exactly one of `link` and `id`.
 #[derive(Deserialize, ToSchema)]
 pub struct DocumentContent {
+    #[schema(nullable = false)]
     pub link: Option<String>,
+    #[schema(nullable = false)]
     pub id: Option<String>,
     /// At most 1024 characters.
+    #[schema(nullable = false)]
     pub caption: Option<String>,
     /// The name shown for the file (its extension picks the icon); at most 255 characters.
+    #[schema(nullable = false)]
     pub filename: Option<String>,
 }
 
@@ -70,6 +80,7 @@ pub struct TemplateContent {
     /// Meta's template components, forwarded as sent: objects with a `type` (`header`,
     /// `body`, `button`, …) and, when the template has variables, `parameters`.
     #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(nullable = false)]
     pub components: Option<Vec<Value>>,
 }
 
@@ -91,6 +102,7 @@ pub enum GroupMessageBody {
 #[schema(example = json!({"message_id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3"}))]
 pub struct GroupMessageSent {
     /// Meta's id of the message (`wamid.…`): the `message_id` of its status events.
+    #[schema(nullable = false)]
     pub message_id: Option<String>,
 }
 
