@@ -12,11 +12,10 @@ use wa_groups_gateway::auth::{Scope, TokenIssuer};
 use wa_groups_gateway::config::Settings;
 use wa_groups_gateway::domain::meta_webhook::sign;
 use wa_groups_gateway::storage::sql::SqlStorage;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
-use crate::fleet::{burst, feed, log_tail, start};
-use crate::helpers::{API_VERSION, APP_SECRET, PN, test_config, uuid};
+use crate::fleet::{burst, feed, log_tail, meta_answers_creation, start};
+use crate::helpers::{APP_SECRET, PN, test_config, uuid};
 use crate::receiver::Receiver;
 
 const POSTS: usize = 1_000;
@@ -95,13 +94,7 @@ poll_interval_ms = 100
     let mut creations = Vec::new();
     for n in 0..GROUPS {
         let meta_request = format!("CRASH-{n}-{}", uuid());
-        let _guard = Mock::given(method("POST"))
-            .and(path(format!("/{API_VERSION}/{PN}/groups")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(
-                json!({"messaging_product": "whatsapp", "request_id": meta_request}),
-            ))
-            .mount_as_scoped(&meta)
-            .await;
+        let _guard = meta_answers_creation(&meta, &meta_request).await;
         let created: Value = http
             .post(format!("{}/v1/phone-numbers/{PN}/groups", gateway.base))
             .bearer_auth(&token)

@@ -9,10 +9,25 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 use wa_groups_gateway::domain::meta_webhook::sign;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockGuard, MockServer, ResponseTemplate};
 
-use crate::helpers::APP_SECRET;
+use crate::helpers::{API_VERSION, APP_SECRET, PN};
+
+/// Meta answers the next creation on `PN` with `meta_request`, for as long as the guard lives.
+pub async fn meta_answers_creation(meta: &MockServer, meta_request: &str) -> MockGuard {
+    Mock::given(method("POST"))
+        .and(path(format!("/{API_VERSION}/{PN}/groups")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"messaging_product": "whatsapp", "request_id": meta_request}),
+            ),
+        )
+        .mount_as_scoped(meta)
+        .await
+}
 
 /// Signed POSTs in flight at once in a burst.
 const CONCURRENCY: usize = 20;

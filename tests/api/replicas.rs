@@ -12,7 +12,7 @@ use wa_groups_gateway::domain::meta_webhook::sign;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::fleet::{Gateway, burst, log_tail, start};
+use crate::fleet::{Gateway, burst, log_tail, meta_answers_creation, start};
 use crate::helpers::{API_VERSION, APP_SECRET, PN, test_config, uuid};
 use crate::pg::TestDatabase;
 use crate::receiver::Receiver;
@@ -204,13 +204,7 @@ async fn three_replicas_share_the_inbox_the_feed_and_the_deliveries_even_when_on
     let mut groups = Vec::new();
     for n in 0..GROUPS {
         let meta_request = format!("FLEET-{n}-{}", uuid());
-        let guard = Mock::given(method("POST"))
-            .and(path(format!("/{API_VERSION}/{PN}/groups")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(
-                json!({"messaging_product": "whatsapp", "request_id": meta_request}),
-            ))
-            .mount_as_scoped(&meta)
-            .await;
+        let guard = meta_answers_creation(&meta, &meta_request).await;
         fleet
             .request_creation(&replicas[0], &format!("Fleet {n}"))
             .await;

@@ -247,6 +247,12 @@ async fn a_reader_never_passes_an_event_whose_transaction_is_still_running() {
     assert_eq!(ids, ["evt_slow", "evt_fast"]);
 }
 
+/// The ids of the stored POSTs `tx` claims, at most `limit`.
+async fn claimed_ids(tx: &mut dyn wa_groups_gateway::storage::RegistryTx, limit: i64) -> Vec<i64> {
+    let claimed = tx.claim_posts(limit).await.unwrap();
+    claimed.into_iter().map(|(id, _)| id).collect()
+}
+
 #[tokio::test]
 async fn replicas_processing_the_inbox_never_take_the_same_post() {
     let db = TestDatabase::create().await;
@@ -259,21 +265,9 @@ async fn replicas_processing_the_inbox_never_take_the_same_post() {
             .unwrap();
     }
     let mut first = storage.begin().await.unwrap();
-    let taken: Vec<i64> = first
-        .claim_posts(2)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.0)
-        .collect();
+    let taken = claimed_ids(first.as_mut(), 2).await;
     let mut second = storage.begin().await.unwrap();
-    let others: Vec<i64> = second
-        .claim_posts(10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.0)
-        .collect();
+    let others = claimed_ids(second.as_mut(), 10).await;
     assert_eq!(taken.len(), 2);
     assert_eq!(others.len(), 2);
     assert!(
@@ -287,13 +281,7 @@ async fn replicas_processing_the_inbox_never_take_the_same_post() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let mut third = storage.begin().await.unwrap();
-        let freed: Vec<i64> = third
-            .claim_posts(10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|p| p.0)
-            .collect();
+        let freed = claimed_ids(third.as_mut(), 10).await;
         if freed.len() == 2 {
             assert_eq!(freed, taken);
             break;
