@@ -1,7 +1,9 @@
-//! Running a server command (`serve`, `sandbox`) as the process: below both the CLI and
-//! the standalone sandbox, so neither imports the other.
+//! Running a server command (`serve`, `sandbox`) as the process, and the bound server it
+//! runs: below both the CLI and the standalone sandbox, so neither imports the other.
 
 use std::process::ExitCode;
+
+use actix_web::dev::Server;
 
 /// Runs a server command (`serve`, `sandbox`) on actix's runtime until the server stops; an
 /// error, from starting or from serving, is printed and the exit code says failure.
@@ -12,5 +14,27 @@ pub fn run_server(server: impl Future<Output = Result<(), String>>) -> ExitCode 
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An HTTP server bound to its port (`serve`'s gateway or `sandbox`'s simulated Meta),
+/// serving once awaited.
+pub struct BoundServer {
+    port: u16,
+    server: Server,
+}
+
+impl BoundServer {
+    pub fn new(port: u16, server: Server) -> BoundServer {
+        BoundServer { port, server }
+    }
+
+    /// The port it listens on: the one picked by the system when port 0 was asked for.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{Server, ServiceResponse};
+use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
@@ -19,6 +19,7 @@ use crate::domain::url::without_password;
 use crate::error::{self, ApiError};
 use crate::graph::GraphClient;
 use crate::openapi::{ApiDoc, spec};
+use crate::process::BoundServer;
 use crate::ratelimit::{AddressBuckets, Limiter, Rate, RedisStore};
 use crate::routes::admin::AdminContext;
 use crate::routes::body::BodyBudget;
@@ -50,14 +51,12 @@ pub enum StartupError {
     RateLimitStore(String),
 }
 
-pub struct Application {
-    port: u16,
-    server: Server,
-}
+/// The gateway: `build` wires config, storage, Meta's client and the routes into a bound server.
+pub struct Application;
 
 impl Application {
     /// Binds (port 0 picks a free port), opens storage, starts the webhook processor.
-    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+    pub async fn build(settings: Settings) -> Result<BoundServer, StartupError> {
         let storage = Storage::connect(&settings.storage.url, settings.storage.max_connections)
             .await
             .map_err(|source| StartupError::Storage {
@@ -266,18 +265,7 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(Application {
-            port,
-            server: server.run(),
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        Ok(BoundServer::new(port, server.run()))
     }
 }
 

@@ -490,11 +490,8 @@ impl GraphClient {
         pn: &PhoneNumberId,
         group: &GroupId,
     ) -> Result<String, UpstreamError> {
-        let path = format!("{group}/invite_link");
-        let answer = self
-            .call(pn, Operation::read("get_invite_link", path))
-            .await?;
-        invite_link_of(&answer)
+        let read = Operation::read("get_invite_link", invite_link_path(group));
+        invite_link_of(&self.call(pn, read).await?)
     }
 
     /// `POST /{group_id}/invite_link`: a new link; the old one stops working.
@@ -503,12 +500,9 @@ impl GraphClient {
         pn: &PhoneNumberId,
         group: &GroupId,
     ) -> Result<String, UpstreamError> {
-        let path = format!("{group}/invite_link");
         let body = json!({ "messaging_product": "whatsapp" });
-        let answer = self
-            .call(pn, Operation::post("reset_invite_link", path, body))
-            .await?;
-        invite_link_of(&answer)
+        let reset = Operation::post("reset_invite_link", invite_link_path(group), body);
+        invite_link_of(&self.call(pn, reset).await?)
     }
 
     /// `POST /{pn}/messages`: the invite template, with the group id as the first body
@@ -604,51 +598,16 @@ impl GraphClient {
         })
     }
 
-    /// `POST /{group_id}/join_requests` (approve). Meta's 206 is a partial success.
-    pub async fn approve_join_requests(
+    /// `POST /{group_id}/join_requests` approves, `DELETE` rejects. Meta's 206 is a partial
+    /// success.
+    pub async fn decide_join_requests(
         &self,
         pn: &PhoneNumberId,
         group: &GroupId,
         ids: &[JoinRequestId],
+        decision: JoinRequestDecision,
     ) -> Result<JoinRequestOutcome, UpstreamError> {
-        self.decide_join_requests(
-            "approve_join_requests",
-            pn,
-            group,
-            ids,
-            Method::POST,
-            "approved_join_requests",
-        )
-        .await
-    }
-
-    /// `DELETE /{group_id}/join_requests` (reject).
-    pub async fn reject_join_requests(
-        &self,
-        pn: &PhoneNumberId,
-        group: &GroupId,
-        ids: &[JoinRequestId],
-    ) -> Result<JoinRequestOutcome, UpstreamError> {
-        self.decide_join_requests(
-            "reject_join_requests",
-            pn,
-            group,
-            ids,
-            Method::DELETE,
-            "rejected_join_requests",
-        )
-        .await
-    }
-
-    async fn decide_join_requests(
-        &self,
-        op: &'static str,
-        pn: &PhoneNumberId,
-        group: &GroupId,
-        ids: &[JoinRequestId],
-        method: Method,
-        succeeded_key: &str,
-    ) -> Result<JoinRequestOutcome, UpstreamError> {
+        let (op, method, succeeded_key) = decision.call();
         let body = json!({
             "messaging_product": "whatsapp",
             "join_requests": ids.iter().map(AsRef::as_ref).collect::<Vec<&str>>(),
@@ -851,6 +810,37 @@ fn ensure_not_refused(answer: &GraphAnswer) -> Result<(), UpstreamError> {
         }),
         _ => Ok(()),
     }
+}
+
+/// What the business decides for pending join requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinRequestDecision {
+    Approve,
+    Reject,
+}
+
+impl JoinRequestDecision {
+    /// The operation's name, Meta's method for it, and the key of Meta's answer that lists the
+    /// requests decided.
+    fn call(self) -> (&'static str, Method, &'static str) {
+        match self {
+            JoinRequestDecision::Approve => (
+                "approve_join_requests",
+                Method::POST,
+                "approved_join_requests",
+            ),
+            JoinRequestDecision::Reject => (
+                "reject_join_requests",
+                Method::DELETE,
+                "rejected_join_requests",
+            ),
+        }
+    }
+}
+
+/// Where a group's invite link is read and reset.
+fn invite_link_path(group: &GroupId) -> String {
+    format!("{group}/invite_link")
 }
 
 fn invite_link_of(answer: &GraphAnswer) -> Result<String, UpstreamError> {

@@ -19,7 +19,7 @@ use crate::domain::{
 };
 use crate::error::ApiError;
 use crate::graph::GraphClient;
-use crate::graph::{FailedJoinRequest, JoinRequestPage, MetaPage};
+use crate::graph::{FailedJoinRequest, JoinRequestDecision, JoinRequestPage, MetaPage};
 use crate::services::creation::Creations;
 use crate::services::groups::Groups;
 use crate::storage::{CreateRequest, GroupSummary, PendingCreation, RequestStatus};
@@ -817,7 +817,8 @@ pub async fn approve_join_requests(
     call: OwnedGroup<GroupsWrite, JoinRequestIds>,
     graph: web::Data<GraphClient>,
 ) -> Result<web::Json<ApprovedJoinRequests>, ApiError> {
-    let (approved, failed) = decide_join_requests(&call, &graph, Decision::Approve).await?;
+    let (approved, failed) =
+        decide_join_requests(&call, &graph, JoinRequestDecision::Approve).await?;
     Ok(web::Json(ApprovedJoinRequests { approved, failed }))
 }
 
@@ -838,13 +839,9 @@ pub async fn reject_join_requests(
     call: OwnedGroup<GroupsWrite, JoinRequestIds>,
     graph: web::Data<GraphClient>,
 ) -> Result<web::Json<RejectedJoinRequests>, ApiError> {
-    let (rejected, failed) = decide_join_requests(&call, &graph, Decision::Reject).await?;
+    let (rejected, failed) =
+        decide_join_requests(&call, &graph, JoinRequestDecision::Reject).await?;
     Ok(web::Json(RejectedJoinRequests { rejected, failed }))
-}
-
-enum Decision {
-    Approve,
-    Reject,
 }
 
 /// Asks Meta to approve or reject the call's join requests: those decided, and those Meta
@@ -852,14 +849,11 @@ enum Decision {
 async fn decide_join_requests(
     call: &OwnedGroup<GroupsWrite, JoinRequestIds>,
     graph: &GraphClient,
-    decision: Decision,
+    decision: JoinRequestDecision,
 ) -> Result<(Vec<String>, Vec<FailedJoinRequest>), ApiError> {
     let (g, ids) = (call.group(), &call.input.0);
     let (pn, group) = (&g.phone_number_id, &g.group_id);
-    let outcome = match decision {
-        Decision::Approve => graph.approve_join_requests(pn, group, ids).await?,
-        Decision::Reject => graph.reject_join_requests(pn, group, ids).await?,
-    };
+    let outcome = graph.decide_join_requests(pn, group, ids, decision).await?;
     Ok((outcome.succeeded, outcome.failed))
 }
 

@@ -3,7 +3,7 @@
 
 use std::net::TcpListener;
 
-use actix_web::dev::Server;
+use crate::process::BoundServer;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use secrecy::ExposeSecret;
@@ -12,10 +12,8 @@ use super::{SandboxOptions, SandboxState};
 use crate::config::Settings;
 use crate::telemetry::request_context;
 
-pub struct Standalone {
-    port: u16,
-    server: Server,
-}
+/// The simulated Meta on its own: `build` binds a server with only the `/sandbox` routes.
+pub struct Standalone;
 
 impl Standalone {
     /// Binds `host:port` (port 0 picks a free one). Webhooks go to `webhook_url`, or are only
@@ -25,7 +23,7 @@ impl Standalone {
         host: &str,
         port: u16,
         webhook_url: Option<String>,
-    ) -> std::io::Result<Standalone> {
+    ) -> std::io::Result<BoundServer> {
         let listener = TcpListener::bind((host, port))?;
         let port = listener.local_addr()?.port();
         let state = SandboxState::new(SandboxOptions::from_settings(settings, webhook_url));
@@ -40,18 +38,7 @@ impl Standalone {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(Standalone {
-            port,
-            server: server.run(),
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        Ok(BoundServer::new(port, server.run()))
     }
 }
 
