@@ -1468,16 +1468,9 @@ async fn every_admin_route_refuses_everyone_but_administrators() {
 // ---- config check ------------------------------------------------------------------------------
 
 fn config_check(dir: &Path, file: &Path) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wa-groups-gateway"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("WAGW") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.args(["config", "check", "--config"])
+    crate::fleet::binary(dir, "admin-test")
+        .args(["config", "check", "--config"])
         .arg(file)
-        .current_dir(dir)
-        .env("APP_ENVIRONMENT", "admin-test")
         .env("WAGW_TEST_META_TOKEN", "CANARY-env-access-token")
         .output()
         .expect("the binary runs")

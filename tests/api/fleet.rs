@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -36,13 +36,40 @@ const CONCURRENCY: usize = 20;
 pub struct Gateway {
     pub child: Child,
     pub base: String,
+    /// Its standard error: the log.
     pub log: PathBuf,
+    pub stdout: PathBuf,
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Resident memory, in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
     }
 }
 
@@ -59,27 +86,27 @@ pub fn log_tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-/// Starts the binary with `--config FILE`, the port and storage from `WAGW__…` variables;
-/// `run` names its log file.
-pub async fn start(dir: &Path, config: &Path, db_url: &str, run: u32) -> Gateway {
-    let port = free_port();
-    let log = dir.join(format!("gateway-{run}.log"));
+/// The gateway binary, run in `dir` with the config profile `environment`; it inherits none
+/// of the test environment's `WAGW…` or `RUST_LOG` variables, so only what a test sets counts.
+pub fn binary(dir: &Path, environment: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wa-groups-gateway"));
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("WAGW") || key == "RUST_LOG" {
             cmd.env_remove(key);
         }
     }
-    let child = cmd
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        // No config/ directory there: the compiled-in defaults, then the file, then env.
-        .current_dir(dir)
-        .env("APP_ENVIRONMENT", "crash-test")
-        .env("WAGW__SERVER__PORT", port.to_string())
-        .env("WAGW__STORAGE__URL", db_url)
-        .stdout(Stdio::null())
+    // No config/ directory in `dir`: the compiled-in defaults, then a file, then env.
+    cmd.current_dir(dir).env("APP_ENVIRONMENT", environment);
+    cmd
+}
+
+/// Runs `serve`, a command that serves on `port`, with its output in files of `dir` named by
+/// `run`, and waits for `/healthz`.
+pub async fn serve(mut serve: Command, dir: &Path, port: u16, run: u32) -> Gateway {
+    let log = dir.join(format!("stderr-{run}.log"));
+    let stdout = dir.join(format!("stdout-{run}.log"));
+    let child = serve
+        .stdout(File::create(&stdout).expect("stdout file"))
         .stderr(File::create(&log).expect("log file"))
         .spawn()
         .expect("the gateway binary starts");
@@ -87,11 +114,12 @@ pub async fn start(dir: &Path, config: &Path, db_url: &str, run: u32) -> Gateway
         child,
         base: format!("http://127.0.0.1:{port}"),
         log,
+        stdout,
     };
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(res) = http.get(format!("{}/healthz", gateway.base)).send().await
+        if let Ok(res) = http.get(gateway.url("/healthz")).send().await
             && res.status() == 200
         {
             return gateway;
@@ -106,6 +134,19 @@ pub async fn start(dir: &Path, config: &Path, db_url: &str, run: u32) -> Gateway
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Starts the binary with `--config FILE`, the port and storage from `WAGW__…` variables;
+/// `run` names its log files.
+pub async fn start(dir: &Path, config: &Path, db_url: &str, run: u32) -> Gateway {
+    let port = free_port();
+    let mut cmd = binary(dir, "crash-test");
+    cmd.arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env("WAGW__SERVER__PORT", port.to_string())
+        .env("WAGW__STORAGE__URL", db_url);
+    serve(cmd, dir, port, run).await
 }
 
 /// Sends the POSTs numbered `which`, `CONCURRENCY` at a time; answers (index, answered 200,

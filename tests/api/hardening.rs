@@ -1,11 +1,10 @@
 //! Issue 12: each attack or fault that was tried against the release binary, run against
 //! the real binary again, and the bound it now meets.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,41 +17,13 @@ use wa_groups_gateway::domain::meta_webhook::sign;
 use wa_groups_gateway::storage::sql::SqlStorage;
 use wiremock::MockServer;
 
+use crate::fleet::{Gateway, binary, free_port, serve};
 use crate::helpers::*;
-
-/// The gateway binary in its own directory; killed when dropped.
-struct Gateway {
-    child: Child,
-    base: String,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// The binary with `args`, run in `dir` with only `envs` of the WAGW variables.
 fn command(dir: &Path, args: &[&str], envs: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wa-groups-gateway"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("WAGW") || key == "RUST_LOG" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.args(args)
-        .current_dir(dir)
-        .env("APP_ENVIRONMENT", "hardening-test");
+    let mut cmd = binary(dir, "hardening-test");
+    cmd.args(args);
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -71,62 +42,7 @@ async fn start(dir: &Path, config: Option<&str>, envs: &[(&str, String)], run: u
         args.extend(["--config", file.to_str().expect("utf-8 path")]);
     }
     args.push("serve");
-    let stdout = dir.join(format!("stdout-{run}.log"));
-    let stderr = dir.join(format!("stderr-{run}.log"));
-    let child = command(dir, &args, &envs)
-        .stdout(File::create(&stdout).expect("log"))
-        .stderr(File::create(&stderr).expect("log"))
-        .spawn()
-        .expect("the binary starts");
-    let mut gateway = Gateway {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        stdout,
-        stderr,
-    };
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(res) = http.get(format!("{}/healthz", gateway.base)).send().await
-            && res.status() == 200
-        {
-            return gateway;
-        }
-        if let Ok(Some(status)) = gateway.child.try_wait() {
-            panic!("the gateway exited ({status}): {}", gateway.stderr());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no /healthz: {}",
-            gateway.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-impl Gateway {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
-    }
-
-    /// Resident memory, in bytes.
-    fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
-    }
+    serve(command(dir, &args, &envs), dir, port, run).await
 }
 
 fn token(
