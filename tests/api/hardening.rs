@@ -1,7 +1,7 @@
 //! Issue 12: each attack or fault that was tried against the release binary, run against
 //! the real binary again, and the bound it now meets.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
@@ -19,6 +19,7 @@ use wiremock::MockServer;
 
 use crate::fleet::{Gateway, binary, free_port, serve};
 use crate::helpers::*;
+use crate::resilience::read_request;
 
 /// The binary with `args`, run in `dir` with only `envs` of the WAGW variables.
 fn command(dir: &Path, args: &[&str], envs: &[(&str, String)]) -> Command {
@@ -283,22 +284,9 @@ fn slow_meta() -> SlowMeta {
             let (seen, wait) = (seen.clone(), wait.clone());
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut first = String::new();
-                if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                let Some(first) = read_request(&mut reader) else {
                     return;
-                }
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0u8; length];
-                let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                };
                 if first.starts_with("POST") && first.contains("/groups ") {
                     seen.fetch_add(1, Ordering::SeqCst);
                 }

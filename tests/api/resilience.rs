@@ -316,7 +316,7 @@ async fn a_slow_attempt_is_cut_short_and_retried_within_the_deadline() {
 
 /// Reads one HTTP/1.1 request (head and `Content-Length` body); answers its request line,
 /// or None when the connection closed or broke.
-fn read_request(reader: &mut impl BufRead) -> Option<String> {
+pub fn read_request(reader: &mut impl BufRead) -> Option<String> {
     let mut first = String::new();
     if reader.read_line(&mut first).unwrap_or(0) == 0 {
         return None;
