@@ -14,7 +14,7 @@ use wa_groups_gateway::domain::meta_webhook::sign;
 use wa_groups_gateway::storage::sql::SqlStorage;
 use wiremock::MockServer;
 
-use crate::fleet::{burst, feed, log_tail, meta_answers_creation, start};
+use crate::fleet::{burst, feed, join_post, joiner, log_tail, meta_answers_creation, start};
 use crate::helpers::{APP_SECRET, PN, test_config, uuid};
 use crate::receiver::Receiver;
 
@@ -22,25 +22,6 @@ const POSTS: usize = 1_000;
 /// The gateway is killed once this many POSTs were acknowledged.
 const KILL_AFTER: usize = 300;
 const GROUPS: usize = 4;
-
-fn wa_id(i: usize) -> String {
-    format!("1555{i:07}")
-}
-
-/// POST number `i`: someone joins one of the team's groups.
-fn post_body(i: usize, groups: &[String]) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "WABA", "changes": [{"field": "group_participants_update", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550001111", "phone_number_id": PN},
-            "groups": [{"timestamp": (1_755_600_000 + i).to_string(), "group_id": groups[i % groups.len()],
-                "type": "group_participants_add", "reason": "invite_link",
-                "added_participants": [{"wa_id": wa_id(i)}]}]
-        }}]}]
-    }))
-    .expect("json")
-}
 
 #[tokio::test]
 async fn a_gateway_killed_mid_burst_loses_no_acknowledged_webhook() {
@@ -148,7 +129,7 @@ poll_interval_ms = 100
         }
     }
     let group_ids: Vec<String> = groups.into_iter().map(|(g, _)| g).collect();
-    let bodies: Vec<Vec<u8>> = (0..POSTS).map(|i| post_body(i, &group_ids)).collect();
+    let bodies: Vec<Vec<u8>> = (0..POSTS).map(|i| join_post(i, &group_ids)).collect();
 
     // The burst, and SIGKILL in the middle of it.
     let mut acknowledged = BTreeSet::new();
@@ -205,10 +186,10 @@ poll_interval_ms = 100
             .collect();
         let missing_event = acknowledged
             .iter()
-            .find(|i| !events.contains_key(&wa_id(**i)));
+            .find(|i| !events.contains_key(&joiner(**i)));
         let missing_delivery = acknowledged.iter().find(|i| {
             events
-                .get(&wa_id(**i))
+                .get(&joiner(**i))
                 .is_none_or(|ids| !ids.iter().any(|id| delivered.contains(id)))
         });
         match (missing_event, missing_delivery) {

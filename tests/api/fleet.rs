@@ -14,7 +14,7 @@ use wa_groups_gateway::domain::meta_webhook::sign;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockGuard, MockServer, ResponseTemplate};
 
-use crate::helpers::{API_VERSION, APP_SECRET, PN};
+use crate::helpers::{API_VERSION, APP_SECRET, PN, webhook};
 
 /// Meta answers the next creation on `PN` with `meta_request`, for as long as the guard lives.
 pub async fn meta_answers_creation(meta: &MockServer, meta_request: &str) -> MockGuard {
@@ -27,6 +27,23 @@ pub async fn meta_answers_creation(meta: &MockServer, meta_request: &str) -> Moc
         )
         .mount_as_scoped(meta)
         .await
+}
+
+/// The WhatsApp user who joins in POST number `i` of a burst.
+pub fn joiner(i: usize) -> String {
+    format!("1555{i:07}")
+}
+
+/// POST number `i` of a burst: `joiner(i)` joins one of `groups` through the invite link.
+pub fn join_post(i: usize, groups: &[String]) -> Vec<u8> {
+    let join = json!({
+        "timestamp": (1_755_600_000 + i).to_string(),
+        "group_id": groups[i % groups.len()],
+        "type": "group_participants_add",
+        "reason": "invite_link",
+        "added_participants": [{"wa_id": joiner(i)}],
+    });
+    serde_json::to_vec(&webhook("group_participants_update", PN, vec![join])).expect("json")
 }
 
 /// Signed POSTs in flight at once in a burst.

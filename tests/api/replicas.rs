@@ -12,7 +12,7 @@ use wa_groups_gateway::domain::meta_webhook::sign;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::fleet::{Gateway, burst, log_tail, meta_answers_creation, start};
+use crate::fleet::{Gateway, burst, join_post, joiner, log_tail, meta_answers_creation, start};
 use crate::helpers::{API_VERSION, APP_SECRET, PN, test_config, uuid};
 use crate::pg::TestDatabase;
 use crate::receiver::Receiver;
@@ -125,23 +125,6 @@ async fn meta_accepts_creations(meta: &MockServer, meta_request: &str, delay: Du
         )
         .mount(meta)
         .await;
-}
-
-fn wa_id(i: usize) -> String {
-    format!("1666{i:07}")
-}
-
-/// POST number `i`: someone joins one of the groups.
-fn join_post(i: usize, groups: &[String]) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "WABA", "changes": [{"field": "group_participants_update", "value": {
-            "metadata": {"phone_number_id": PN},
-            "groups": [{"timestamp": (1_755_700_000 + i).to_string(), "group_id": groups[i % groups.len()],
-                "type": "group_participants_add", "reason": "invite_link",
-                "added_participants": [{"wa_id": wa_id(i)}]}]}}]}]
-    }))
-    .expect("json")
 }
 
 /// Follows `GET /v1/events` from the start, a page at a time, as a consumer does: every
@@ -283,10 +266,10 @@ async fn three_replicas_share_the_inbox_the_feed_and_the_deliveries_even_when_on
         .collect();
     for i in &acknowledged {
         assert!(
-            joins.contains(&wa_id(*i)),
+            joins.contains(&joiner(*i)),
             "the consumer following the cursor never saw POST {i}"
         );
-        assert_eq!(seen[&wa_id(*i)].len(), 1, "POST {i} became several events");
+        assert_eq!(seen[&joiner(*i)].len(), 1, "POST {i} became several events");
     }
 
     // Each event is delivered to the team's webhook, by one replica: at most a few sent twice
