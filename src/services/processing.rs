@@ -157,6 +157,12 @@ impl ProcessorHandle {
     }
 }
 
+/// How long the processor lets stored POSTs gather once woken.
+const GATHER_POSTS_FOR: Duration = Duration::from_millis(5);
+
+/// Most stored POSTs processed in one unit of work.
+const POSTS_PER_UNIT: usize = 50;
+
 /// Attempts at processing one stored POST before it is set aside.
 const MAX_PROCESSING_ATTEMPTS: i64 = 5;
 
@@ -197,6 +203,9 @@ pub fn spawn_processor(
             }
             // Wake on a kick, or poll now and then in case a kick was missed.
             let _ = tokio::time::timeout(Duration::from_secs(2), notify.notified()).await;
+            // While POSTs keep coming, let a few commits of them gather: one unit of work then
+            // processes them all, and the ingress has the database to itself in between.
+            tokio::time::sleep(GATHER_POSTS_FOR).await;
         }
     });
     handle
@@ -208,8 +217,9 @@ impl Processor {
     /// nothing after its transaction is gone, so another one takes the POSTs over.
     async fn drain(&self) -> Result<()> {
         loop {
-            let mut tx = self.storage.begin().await?;
-            let claimed = tx.claim_posts(50).await?;
+            let mut tx = self.storage.begin_derived().await?;
+            let claimed = tx.claim_posts(POSTS_PER_UNIT as i64).await?;
+            let claimed_count = claimed.len();
             if claimed.is_empty() {
                 return Ok(());
             }
@@ -223,6 +233,8 @@ impl Processor {
                 changes += events.len();
                 group.push((id, events));
             }
+            // Fewer than asked for: none was left when they were claimed.
+            let more = claimed_count == POSTS_PER_UNIT || group.len() < claimed_count;
             let mut failure = None;
             match self.process(tx, &group).await {
                 Ok(completed) => self.wake(completed),
@@ -241,12 +253,15 @@ impl Processor {
             if let Some(e) = failure {
                 return Err(e);
             }
+            if !more {
+                return Ok(());
+            }
         }
     }
 
     /// Processes one stored POST on its own, unless it was processed meanwhile.
     async fn process_one(&self, id: i64) -> Result<()> {
-        let mut tx = self.storage.begin().await?;
+        let mut tx = self.storage.begin_derived().await?;
         let Some(body) = tx.claim_post(id).await? else {
             return Ok(());
         };
@@ -290,18 +305,25 @@ impl Processor {
         posts: &[(i64, Vec<NewWebhookEvent>)],
     ) -> Result<Vec<String>> {
         let mut completed = Vec::new();
-        for (inbox_id, events) in posts {
-            for event in events {
-                let Some(stored) = tx.insert_webhook_event(*inbox_id, event).await? else {
-                    tracing::debug!(event_type = %event.event_type, "duplicate webhook event ignored");
-                    continue;
-                };
-                let completion = apply(tx.as_mut(), event).await?;
-                record_team_event(tx.as_mut(), stored, event, completion.as_ref()).await?;
-                if let Some(done) = completion {
-                    completed.push(done.request_id);
-                }
+        // Stored together, in one statement: applying them reads only the Meta events that
+        // already have a team event, which these have not yet.
+        let events: Vec<(i64, &NewWebhookEvent)> = posts
+            .iter()
+            .flat_map(|(inbox_id, events)| events.iter().map(|event| (*inbox_id, event)))
+            .collect();
+        let stored = tx.insert_webhook_events(&events).await?;
+        for ((_, event), stored) in events.iter().zip(stored) {
+            let Some(stored) = stored else {
+                tracing::debug!(event_type = %event.event_type, "duplicate webhook event ignored");
+                continue;
+            };
+            let completion = apply(tx.as_mut(), event).await?;
+            record_team_event(tx.as_mut(), stored, event, completion.as_ref()).await?;
+            if let Some(done) = completion {
+                completed.push(done.request_id);
             }
+        }
+        for (inbox_id, _) in posts {
             tx.mark_inbox_processed(*inbox_id).await?;
         }
         tx.commit().await?;

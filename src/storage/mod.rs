@@ -172,12 +172,21 @@ pub trait RegistryTx: Send {
     async fn claim_posts(&mut self, limit: i64) -> Result<Vec<(i64, Vec<u8>)>>;
     /// Takes one stored POST, if it is still to be processed and nobody else holds it.
     async fn claim_post(&mut self, id: i64) -> Result<Option<Vec<u8>>>;
+    /// Stores Meta's events, each with the stored POST it came in: their row ids, in order,
+    /// None for one stored already.
+    async fn insert_webhook_events(
+        &mut self,
+        events: &[(i64, &NewWebhookEvent)],
+    ) -> Result<Vec<Option<i64>>>;
     /// Stores one of Meta's events; its row id, or None when it was stored already.
     async fn insert_webhook_event(
         &mut self,
         inbox_id: i64,
         event: &NewWebhookEvent,
-    ) -> Result<Option<i64>>;
+    ) -> Result<Option<i64>> {
+        let ids = self.insert_webhook_events(&[(inbox_id, event)]).await?;
+        Ok(ids.into_iter().next().flatten())
+    }
     async fn mark_inbox_processed(&mut self, inbox_id: i64) -> Result<()>;
     async fn attach_meta_request_id(
         &mut self,
@@ -239,6 +248,11 @@ pub trait Backend:
     GroupStore + InboxStore + EventStore + AuditStore + TokenStore + IdempotencyStore
 {
     async fn begin(&self) -> Result<Box<dyn RegistryTx>>;
+    /// A unit of work holding only what can be derived again from data already committed
+    /// (processing stored POSTs): its commit does not wait for the disk. It reaches the disk
+    /// with the next ordinary commit (the log is written in order); a power cut before that
+    /// loses it, and it is derived again.
+    async fn begin_derived(&self) -> Result<Box<dyn RegistryTx>>;
     async fn ping(&self) -> Result<()>;
     /// Calls `on_done` with the request id of each creation another process completes (none
     /// on a backend only one process uses).
@@ -292,6 +306,10 @@ impl Storage {
     /// A unit of work over the registry.
     pub async fn begin(&self) -> Result<Box<dyn RegistryTx>> {
         self.backend.begin().await
+    }
+
+    pub async fn begin_derived(&self) -> Result<Box<dyn RegistryTx>> {
+        self.backend.begin_derived().await
     }
 
     pub async fn ping(&self) -> Result<()> {

@@ -129,6 +129,42 @@ async fn the_same_post_and_the_same_event_are_stored_once_on_both_backends() {
     }
 }
 
+/// The ingress writes concurrent POSTs, and the processor their events, a batch per
+/// statement: each is answered for itself, and a repeat inside the batch is a duplicate.
+#[tokio::test]
+async fn batches_of_posts_and_events_answer_each_one_on_both_backends() {
+    for (name, storage, _keep) in backends().await {
+        let first = storage.inbox.store_post("b", b"[]").await.unwrap();
+        let outcomes = storage
+            .inbox
+            .store_posts(&[("a", b"{}"), ("b", b"[]"), ("c", b"1"), ("a", b"{}")])
+            .await
+            .unwrap();
+        let [
+            InboxOutcome::Stored(a),
+            InboxOutcome::Duplicate,
+            InboxOutcome::Stored(c),
+            InboxOutcome::Duplicate,
+        ] = outcomes[..]
+        else {
+            panic!("{name}: {outcomes:?} after {first:?}");
+        };
+        assert_ne!(a, c, "{name}");
+        let mut tx = storage.begin().await.unwrap();
+        let (k1, k2) = (event("k1"), event("k2"));
+        assert!(tx.insert_webhook_event(a, &k1).await.unwrap().is_some());
+        let ids = tx
+            .insert_webhook_events(&[(a, &k2), (c, &k1), (c, &k2), (c, &event("k3"))])
+            .await
+            .unwrap();
+        assert!(
+            matches!(ids[..], [Some(_), None, None, Some(_)]),
+            "{name}: {ids:?}"
+        );
+        tx.commit().await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn adopting_and_moving_a_group_on_both_backends() {
     for (name, storage, _keep) in backends().await {

@@ -44,6 +44,9 @@ pub(super) fn event_from_row(row: &AnyRow) -> Option<(i64, TeamEvent)> {
     ))
 }
 
+/// Most team events written by one statement (each binds ten values).
+pub(super) const ROWS_PER_INSERT: usize = 500;
+
 /// Stores a team event and, when a team owns it, the row that gets it delivered.
 pub(super) async fn insert(
     conn: &mut AnyConnection,
@@ -51,38 +54,73 @@ pub(super) async fn insert(
     team: Option<&str>,
     event: &TeamEvent,
 ) -> sqlx::Result<()> {
-    let now = now();
-    let seq: i64 = sqlx::query(
-        "INSERT INTO team_events (id, webhook_event_id, team, type, occurred_at, phone_number_id,
-           group_id, request_id, data, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq",
+    insert_many(
+        conn,
+        &[(webhook_event_id, team.map(str::to_owned), event.clone())],
     )
-    .bind(&event.id)
-    .bind(webhook_event_id)
-    .bind(team)
-    .bind(event.event_type.as_str())
-    .bind(&event.occurred_at)
-    .bind(&event.phone_number_id)
-    .bind(&event.group_id)
-    .bind(&event.request_id)
-    .bind(event.data.to_string())
-    .bind(&now)
-    .fetch_one(&mut *conn)
-    .await?
-    .get(0);
-    if let Some(team) = team {
-        sqlx::query(
-            "INSERT INTO event_deliveries (event_seq, team, next_attempt_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(seq)
-        .bind(team)
-        .bind(now_ms())
-        .bind(&now)
-        .bind(&now)
-        .execute(&mut *conn)
-        .await?;
+    .await
+}
+
+/// Stores team events, in order, and for those a team owns the rows that get them
+/// delivered: (stored Meta event, team, event). At most `ROWS_PER_INSERT` at once.
+pub(super) async fn insert_many(
+    conn: &mut AnyConnection,
+    rows: &[(i64, Option<String>, TeamEvent)],
+) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
     }
+    let now = now();
+    // Only numbered placeholders are formatted in; the values are bound.
+    let values = (0..rows.len())
+        .map(|i| format!("($1, {})", placeholders(2 + 9 * i, 9)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO team_events (created_at, id, webhook_event_id, team, type, occurred_at,
+           phone_number_id, group_id, request_id, data)
+         VALUES {values} RETURNING seq, id"
+    )))
+    .bind(&now);
+    for (webhook_event_id, team, event) in rows {
+        insert = insert
+            .bind(&event.id)
+            .bind(*webhook_event_id)
+            .bind(team.as_deref())
+            .bind(event.event_type.as_str())
+            .bind(&event.occurred_at)
+            .bind(&event.phone_number_id)
+            .bind(&event.group_id)
+            .bind(&event.request_id)
+            .bind(event.data.to_string());
+    }
+    let seqs: std::collections::HashMap<String, i64> = insert
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(1)?, r.try_get(0)?)))
+        .collect::<sqlx::Result<_>>()?;
+    let delivered: Vec<(i64, &str)> = rows
+        .iter()
+        .filter_map(|(_, team, event)| Some((*seqs.get(&event.id)?, team.as_deref()?)))
+        .collect();
+    if delivered.is_empty() {
+        return Ok(());
+    }
+    let values = (0..delivered.len())
+        .map(|i| format!("($1, $2, $2, ${}, ${})", 3 + 2 * i, 4 + 2 * i))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO event_deliveries (next_attempt_at, created_at, updated_at, event_seq, team)
+         VALUES {values}"
+    )))
+    .bind(now_ms())
+    .bind(&now);
+    for (seq, team) in delivered {
+        insert = insert.bind(seq).bind(team);
+    }
+    insert.execute(&mut *conn).await?;
     Ok(())
 }
 

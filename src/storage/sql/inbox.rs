@@ -1,6 +1,8 @@
 //! Meta's webhook POSTs and the events read out of them (tables `webhook_inbox`,
 //! `webhook_events`).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use sqlx::Row;
 
@@ -11,27 +13,34 @@ use crate::storage::{InboxOutcome, InboxStore, PruneBatch, Result};
 #[async_trait]
 impl InboxStore for SqlStorage {
     async fn store_posts(&self, posts: &[(&str, &[u8])]) -> Result<Vec<InboxOutcome>> {
-        // One transaction, so one write to disk, for all of them.
-        let mut tx = self.writer.begin_with(self.dialect.begin()).await?;
-        let now = now();
-        let mut outcomes = Vec::with_capacity(posts.len());
+        // One statement, so one round trip to the database, and one write to disk, for all
+        // of them (a single statement is its own transaction).
+        let rows = (0..posts.len())
+            .map(|i| format!("(${}, ${}, $1)", 2 * i + 2, 2 * i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Only numbered placeholders are formatted in; the values are bound.
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO webhook_inbox (body_sha256, body, received_at) VALUES {rows}
+             ON CONFLICT (body_sha256) DO NOTHING
+             RETURNING id, body_sha256"
+        )))
+        .bind(now());
         for (body_sha256, body) in posts {
-            let stored = sqlx::query(
-                "INSERT INTO webhook_inbox (body_sha256, body, received_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (body_sha256) DO NOTHING RETURNING id",
-            )
-            .bind(*body_sha256)
-            .bind(*body)
-            .bind(&now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            outcomes.push(match stored {
-                Some(row) => InboxOutcome::Stored(row.get(0)),
-                None => InboxOutcome::Duplicate,
-            });
+            insert = insert.bind(*body_sha256).bind(*body);
         }
-        tx.commit().await?;
-        Ok(outcomes)
+        let mut stored = HashMap::with_capacity(posts.len());
+        for row in insert.fetch_all(&self.writer).await? {
+            stored.insert(row.try_get::<String, _>(1)?, row.try_get::<i64, _>(0)?);
+        }
+        // The same body twice in one batch is stored once: the first is answered Stored.
+        Ok(posts
+            .iter()
+            .map(|(body_sha256, _)| match stored.remove(*body_sha256) {
+                Some(id) => InboxOutcome::Stored(id),
+                None => InboxOutcome::Duplicate,
+            })
+            .collect())
     }
 
     /// Counts a failed attempt at processing a stored POST; after `max_attempts` the POST is

@@ -6,6 +6,7 @@
 //! running. Each backend has its own embedded migrations.
 
 mod audit;
+mod deferred;
 mod events;
 mod groups;
 mod idempotency;
@@ -78,6 +79,16 @@ impl Dialect {
         }
     }
 
+    /// A unit of work whose commit need not wait for the disk (`Backend::begin_derived`).
+    /// SQLite's setting outlives the transaction: the writer pool sets it back when the
+    /// connection is released (`sqlite_writer`).
+    fn begin_derived(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN; SET LOCAL synchronous_commit = off",
+        }
+    }
+
     /// Rows another replica is working on are passed over, not waited for (SQLite has one
     /// writer at a time: nothing to skip).
     fn skip_locked(self) -> &'static str {
@@ -134,6 +145,17 @@ pub struct SqlStorage {
 }
 
 impl SqlStorage {
+    async fn begin_with(&self, begin: &'static str) -> Result<Box<dyn RegistryTx>> {
+        let tx = self.writer.begin_with(begin).await?;
+        Ok(Box::new(SqlTx {
+            tx,
+            dialect: self.dialect,
+            touched: Vec::new(),
+            group_watcher: self.group_watcher.clone(),
+            deferred: Default::default(),
+        }))
+    }
+
     /// Opens the database `url` names and brings its schema up to date. PostgreSQL pools hold
     /// up to `max_connections`; replicas starting together take turns at the migrations
     /// (sqlx holds an advisory lock while it migrates).
@@ -171,7 +193,7 @@ impl SqlStorage {
             })
             .min_connections(u32::from(single))
             .idle_timeout((!single).then_some(Duration::from_secs(600)))
-            .max_lifetime((!single).then_some(Duration::from_secs(3600)))
+            .max_lifetime((!single).then_some(Duration::from_secs(1)))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
@@ -229,13 +251,11 @@ impl SqlStorage {
 #[async_trait]
 impl Backend for SqlStorage {
     async fn begin(&self) -> Result<Box<dyn RegistryTx>> {
-        let tx = self.writer.begin_with(self.dialect.begin()).await?;
-        Ok(Box::new(SqlTx {
-            tx,
-            dialect: self.dialect,
-            touched: Vec::new(),
-            group_watcher: self.group_watcher.clone(),
-        }))
+        self.begin_with(self.dialect.begin()).await
+    }
+
+    async fn begin_derived(&self) -> Result<Box<dyn RegistryTx>> {
+        self.begin_with(self.dialect.begin_derived()).await
     }
 
     async fn ping(&self) -> Result<()> {
@@ -284,6 +304,14 @@ async fn sqlite_writer(url: &str) -> Result<AnyPool> {
             Box::pin(async move {
                 conn.execute(SQLITE_SETUP).await?;
                 Ok(())
+            })
+        })
+        // Every write waits for the disk, except inside a derived unit of work, which
+        // lowers this for itself (`Dialect::begin_derived`).
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA synchronous = FULL").await?;
+                Ok(true)
             })
         })
         .connect(url)
@@ -344,6 +372,14 @@ struct SqlTx {
     /// Groups whose record this unit of work changed, announced once it commits.
     touched: Vec<String>,
     group_watcher: GroupWatcherCell,
+    deferred: deferred::Deferred,
+}
+
+impl SqlTx {
+    /// Makes the writes held back so far, before a statement that might see them.
+    async fn flush(&mut self) -> Result<()> {
+        self.deferred.flush(&mut self.tx).await
+    }
 }
 
 #[async_trait]
@@ -371,38 +407,48 @@ impl RegistryTx for SqlTx {
         Ok(row.map(|r| r.get(0)))
     }
 
-    async fn insert_webhook_event(
+    async fn insert_webhook_events(
         &mut self,
-        inbox_id: i64,
-        event: &NewWebhookEvent,
-    ) -> Result<Option<i64>> {
-        let result = sqlx::query(
-            "INSERT INTO webhook_events (event_key, inbox_id, field, event_type, phone_number_id, group_id,
-               meta_request_id, occurred_at, payload, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (event_key) DO NOTHING
-             RETURNING id",
-        )
-        .bind(&event.event_key)
-        .bind(inbox_id)
-        .bind(&event.field)
-        .bind(&event.event_type)
-        .bind(&event.phone_number_id)
-        .bind(&event.group_id)
-        .bind(&event.meta_request_id)
-        .bind(&event.occurred_at)
-        .bind(event.payload.to_string())
-        .bind(now())
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        Ok(result.map(|r| r.get(0)))
+        events: &[(i64, &NewWebhookEvent)],
+    ) -> Result<Vec<Option<i64>>> {
+        let mut stored = std::collections::HashMap::with_capacity(events.len());
+        for chunk in events.chunks(events::ROWS_PER_INSERT) {
+            // Only numbered placeholders are formatted in; the values are bound.
+            let values = (0..chunk.len())
+                .map(|i| format!("($1, {})", placeholders(2 + 9 * i, 9)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO webhook_events (received_at, event_key, inbox_id, field, event_type,
+                   phone_number_id, group_id, meta_request_id, occurred_at, payload)
+                 VALUES {values} ON CONFLICT (event_key) DO NOTHING RETURNING id, event_key"
+            )))
+            .bind(now());
+            for (inbox_id, event) in chunk {
+                insert = insert
+                    .bind(&event.event_key)
+                    .bind(*inbox_id)
+                    .bind(&event.field)
+                    .bind(&event.event_type)
+                    .bind(&event.phone_number_id)
+                    .bind(&event.group_id)
+                    .bind(&event.meta_request_id)
+                    .bind(&event.occurred_at)
+                    .bind(event.payload.to_string());
+            }
+            for row in insert.fetch_all(&mut *self.tx).await? {
+                stored.insert(row.try_get::<String, _>(1)?, row.try_get::<i64, _>(0)?);
+            }
+        }
+        // The same event twice among them is stored once: the first one is new.
+        Ok(events
+            .iter()
+            .map(|(_, event)| stored.remove(&event.event_key))
+            .collect())
     }
 
     async fn mark_inbox_processed(&mut self, inbox_id: i64) -> Result<()> {
-        sqlx::query("UPDATE webhook_inbox SET processed_at = $1 WHERE id = $2")
-            .bind(now())
-            .bind(inbox_id)
-            .execute(&mut *self.tx)
-            .await?;
+        self.deferred.processed(inbox_id);
         Ok(())
     }
 
@@ -411,6 +457,7 @@ impl RegistryTx for SqlTx {
         request_id: &RequestId,
         meta_id: &str,
     ) -> Result<()> {
+        self.flush().await?;
         sqlx::query(
             "UPDATE create_requests SET meta_request_id = $1, updated_at = $2 WHERE request_id = $3",
         )
@@ -426,6 +473,7 @@ impl RegistryTx for SqlTx {
         &mut self,
         meta_id: &str,
     ) -> Result<Option<(Option<String>, Value)>> {
+        self.flush().await?;
         let early = sqlx::query(
             "SELECT payload, phone_number_id FROM webhook_events
              WHERE meta_request_id = $1 AND event_type = 'group_create' ORDER BY id LIMIT 1",
@@ -441,6 +489,7 @@ impl RegistryTx for SqlTx {
     }
 
     async fn pending_creation(&mut self, meta_id: &str) -> Result<Option<PendingCreation>> {
+        self.flush().await?;
         let row = sqlx::query(
             "SELECT request_id, team, phone_number_id, subject FROM create_requests
              WHERE meta_request_id = $1 AND status = 'pending'",
@@ -461,6 +510,7 @@ impl RegistryTx for SqlTx {
         pending: &PendingCreation,
         outcome: &CreationOutcome,
     ) -> Result<()> {
+        self.flush().await?;
         let now = now();
         match outcome {
             CreationOutcome::Created {
@@ -522,6 +572,7 @@ impl RegistryTx for SqlTx {
     }
 
     async fn note_group(&mut self, group: &SeenGroup<'_>) -> Result<()> {
+        self.flush().await?;
         self.touched.push(group.group_id.to_owned());
         let now = now();
         sqlx::query(
@@ -541,17 +592,20 @@ impl RegistryTx for SqlTx {
     }
 
     async fn set_group_active(&mut self, group_id: &str, active: bool) -> Result<()> {
+        self.flush().await?;
         self.touched.push(group_id.to_owned());
         let status = if active { "active" } else { "deleted" };
         set_group_column(&mut self.tx, "status = $1", status, group_id).await
     }
 
     async fn set_group_subject(&mut self, group_id: &str, subject: &str) -> Result<()> {
+        self.flush().await?;
         self.touched.push(group_id.to_owned());
         set_group_column(&mut self.tx, "subject = $1", subject, group_id).await
     }
 
     async fn set_group_suspended(&mut self, group_id: &str, suspended: bool) -> Result<()> {
+        self.flush().await?;
         self.touched.push(group_id.to_owned());
         set_group_column(
             &mut self.tx,
@@ -563,29 +617,35 @@ impl RegistryTx for SqlTx {
     }
 
     async fn adjust_participants(&mut self, group_id: &str, delta: i64) -> Result<()> {
-        // Only where the count is known: groups the gateway created start at 0, groups seen
-        // only through events have none.
-        let assignment = "participant_count = CASE WHEN participant_count + $1 < 0 THEN 0
-                                  ELSE participant_count + $1 END";
-        set_group_column(&mut self.tx, assignment, delta, group_id).await
+        self.deferred.participants(group_id, delta);
+        Ok(())
     }
 
     async fn group_owner(&mut self, group_id: &str) -> Result<Option<GroupOwner>> {
+        if let Some(owner) = self.deferred.owners.get(group_id) {
+            return Ok(owner.clone());
+        }
         let row = sqlx::query("SELECT owner_team, phone_number_id FROM groups WHERE group_id = $1")
             .bind(group_id)
             .fetch_optional(&mut *self.tx)
             .await?;
-        Ok(row.map(|r| GroupOwner {
+        let owner = row.map(|r| GroupOwner {
             team: r.get(0),
             phone_number_id: r.get(1),
-        }))
+        });
+        self.deferred
+            .owners
+            .insert(group_id.to_owned(), owner.clone());
+        Ok(owner)
     }
 
     async fn insert_team_event(&mut self, row: &NewTeamEvent<'_>) -> Result<()> {
-        Ok(events::insert(&mut self.tx, row.source, row.team, row.event).await?)
+        self.deferred.team_event(row.source, row.team, row.event);
+        Ok(())
     }
 
     async fn claim_for_creation(&mut self, done: &Completion) -> Result<()> {
+        self.flush().await?;
         let rows = sqlx::query(
             "SELECT te.seq, te.id, te.type, te.occurred_at, te.phone_number_id, te.group_id,
                     te.request_id, te.data, te.webhook_event_id,
@@ -618,6 +678,7 @@ impl RegistryTx for SqlTx {
     }
 
     async fn mark_outcome_unknown(&mut self, request_id: &str) -> Result<Option<PendingCreation>> {
+        self.flush().await?;
         let row = sqlx::query(
             "UPDATE create_requests SET outcome_unknown = 1, updated_at = $1
              WHERE request_id = $2 AND status = 'pending' AND meta_request_id IS NULL
@@ -636,6 +697,7 @@ impl RegistryTx for SqlTx {
         subject: &str,
         meta_request_id: &str,
     ) -> Result<Option<PendingCreation>> {
+        self.flush().await?;
         let row = sqlx::query(
             "SELECT request_id, team, phone_number_id, subject FROM create_requests
              WHERE status = 'pending' AND meta_request_id IS NULL AND outcome_unknown = 1
@@ -655,6 +717,7 @@ impl RegistryTx for SqlTx {
         &mut self,
         creation: &PendingCreation,
     ) -> Result<Option<(String, Value)>> {
+        self.flush().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT we.meta_request_id, we.payload FROM webhook_events we
              WHERE we.event_type = 'group_create' AND we.phone_number_id = $1
@@ -678,6 +741,7 @@ impl RegistryTx for SqlTx {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
+        self.flush().await?;
         self.touched.sort_unstable();
         self.touched.dedup();
         if self.dialect == Dialect::Postgres {
@@ -699,7 +763,7 @@ impl RegistryTx for SqlTx {
 }
 
 /// `UPDATE groups SET <assignment>, updated_at = now WHERE group_id = …`, binding `value` to
-/// the assignment's placeholder `$1`. `adjust_participants` also needs the count known.
+/// the assignment's placeholder `$1`.
 pub(super) async fn set_group_column<'q, T>(
     conn: &mut AnyConnection,
     assignment: &'static str,
@@ -710,13 +774,7 @@ where
     T: sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send + 'q,
 {
     // Only the fixed assignments above are spliced in; every value is bound.
-    let known_count = if assignment.starts_with("participant_count") {
-        " AND participant_count IS NOT NULL"
-    } else {
-        ""
-    };
-    let sql =
-        format!("UPDATE groups SET {assignment}, updated_at = $2 WHERE group_id = $3{known_count}");
+    let sql = format!("UPDATE groups SET {assignment}, updated_at = $2 WHERE group_id = $3");
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(value)
         .bind(now())
