@@ -2,7 +2,7 @@
 //! Authentication is an extractor: a handler that takes a `Principal` cannot forget it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use actix_web::{HttpMessage, HttpRequest, web};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -90,6 +90,50 @@ pub struct Authenticator {
     keys: HashMap<String, VerificationKey>,
     teams: Arc<BTreeMap<String, TeamSettings>>,
     revoked: Option<RevocationList>,
+    verified: VerifiedTokens,
+}
+
+/// Most tokens remembered as verified. Only tokens signed by a configured key get in, so
+/// this bounds callers' live tokens, not what anonymous callers send.
+const MAX_VERIFIED_TOKENS: usize = 10_000;
+
+/// Tokens verified already: a caller sends the same token with every request, and decoding
+/// and checking it again each time was a tenth of the work of a group read. A remembered
+/// token is still refused once it expires (past the leeway) or is revoked.
+#[derive(Default)]
+struct VerifiedTokens {
+    entries: RwLock<HashMap<Box<str>, VerifiedToken>>,
+}
+
+struct VerifiedToken {
+    principal: Principal,
+    /// The last second (Unix time) at which the token is accepted: `exp` plus the leeway.
+    valid_until: u64,
+}
+
+impl VerifiedTokens {
+    fn get(&self, token: &str, now: u64) -> Option<Principal> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let verified = entries.get(token)?;
+        (now <= verified.valid_until).then(|| verified.principal.clone())
+    }
+
+    fn put(&self, token: &str, principal: &Principal, valid_until: u64, now: u64) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= MAX_VERIFIED_TOKENS {
+            entries.retain(|_, v| now <= v.valid_until);
+            if entries.len() >= MAX_VERIFIED_TOKENS {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            token.into(),
+            VerifiedToken {
+                principal: principal.clone(),
+                valid_until,
+            },
+        );
+    }
 }
 
 fn algorithm_of(a: KeyAlgorithm) -> Algorithm {
@@ -159,6 +203,7 @@ impl Authenticator {
             keys,
             teams,
             revoked: None,
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -169,6 +214,29 @@ impl Authenticator {
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let principal = match self.verified.get(token, now) {
+            Some(principal) => principal,
+            None => {
+                let (principal, valid_until) = self.decode(token)?;
+                self.verified.put(token, &principal, valid_until, now);
+                principal
+            }
+        };
+        if self
+            .revoked
+            .as_ref()
+            .is_some_and(|r| r.is_revoked(&principal.jti))
+        {
+            return Err(ApiError::Unauthorized(
+                "the token has been revoked".to_owned(),
+            ));
+        }
+        Ok(principal)
+    }
+
+    /// Checks the token in full: its caller, and until when it may be accepted.
+    fn decode(&self, token: &str) -> Result<(Principal, u64), ApiError> {
         let unauthorized = |m: &str| ApiError::Unauthorized(m.to_owned());
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| unauthorized("the token is malformed"))?;
@@ -197,13 +265,9 @@ impl Authenticator {
                 unauthorized(reason)
             })?;
         let claims = data.claims;
-        if self
-            .revoked
-            .as_ref()
-            .is_some_and(|r| r.is_revoked(&claims.jti))
-        {
-            return Err(unauthorized("the token has been revoked"));
-        }
+        let valid_until = u64::try_from(claims.exp)
+            .unwrap_or_default()
+            .saturating_add(key.validation.leeway);
         let team = self
             .teams
             .get(&claims.sub)
@@ -222,13 +286,14 @@ impl Authenticator {
                 .cloned()
                 .collect(),
         };
-        Ok(Principal {
+        let principal = Principal {
             team: claims.sub,
             jti: claims.jti,
             scopes,
             numbers,
             team_is_admin: team.admin,
-        })
+        };
+        Ok((principal, valid_until))
     }
 }
 
@@ -470,6 +535,50 @@ pub fn parse_ttl(raw: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn no_leeway() -> crate::config::Settings {
+        crate::config::Settings::from_toml_overrides(
+            r#"
+[auth]
+leeway_seconds = 0
+[[auth.keys]]
+kid = "unit"
+algorithm = "HS256"
+secret = "unit-test-signing-secret-0123456789"
+[phone_numbers.1]
+access_token = "unit-test-access-token"
+[teams.sales]
+phone_numbers = ["1"]
+"#,
+        )
+        .expect("settings")
+    }
+
+    /// A remembered token is not trusted past its `exp`: the second check after expiry is
+    /// refused exactly like a first one would be.
+    #[test]
+    fn a_token_accepted_before_is_refused_once_it_expires() {
+        let settings = no_leeway();
+        let auth = Authenticator::new(&settings.auth, Arc::new(settings.teams.clone())).unwrap();
+        let issuer = TokenIssuer::new(&settings.auth, None).unwrap();
+        let token = issuer
+            .issue("sales", &[Scope::GroupsRead], None, 1)
+            .unwrap()
+            .token;
+        let first = auth.verify(&token).expect("fresh token");
+        let again = auth.verify(&token).expect("same token again");
+        assert_eq!((first.team, first.jti), (again.team, again.jti));
+        std::thread::sleep(std::time::Duration::from_millis(2_100));
+        let refused = auth.verify(&token).unwrap_err();
+        assert!(refused.to_string().contains("expired"), "{refused}");
+        // Another caller's token is not mistaken for a remembered one.
+        let other = issuer
+            .issue("sales", &[Scope::GroupsRead], None, 60)
+            .unwrap()
+            .token;
+        assert!(auth.verify(&other).is_ok());
+        assert!(auth.verify(&format!("{other}x")).is_err());
+    }
 
     #[test]
     fn ttls_read_like_people_write_them() {
