@@ -29,6 +29,9 @@ pub const RATE_LIMIT_LOCAL_FALLBACKS: &str = "wagw_rate_limit_local_fallbacks_to
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Installs the process-wide recorder once (several apps in one test process share it).
 pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
@@ -44,6 +47,18 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            // Histogram samples are kept one by one until folded into their buckets, which
+            // otherwise happens only when /metrics is read: memory would grow with every
+            // request between scrapes, or for good where nobody scrapes.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    }
+                });
             metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             Some(handle)
         })
