@@ -5,8 +5,9 @@
 use serde_json::json;
 use wa_groups_gateway::domain::events::{EventType, NewWebhookEvent, TeamEvent};
 use wa_groups_gateway::domain::{FeedPosition, GroupId, PhoneNumberId};
+use wa_groups_gateway::storage::sql::SqlStorage;
 use wa_groups_gateway::storage::{
-    Claim, FeedPage, InboxOutcome, KeyClaim, NewOwner, NewTeamEvent, Storage,
+    Backend, Claim, FeedPage, InboxOutcome, KeyClaim, NewOwner, NewTeamEvent, Storage,
 };
 
 use crate::helpers::uuid;
@@ -163,6 +164,32 @@ async fn batches_of_posts_and_events_answer_each_one_on_both_backends() {
         );
         tx.commit().await.unwrap();
     }
+}
+
+/// Processing commits without waiting for the disk; nothing else may. However a derived unit
+/// of work ends, SQLite's writer waits for the disk again afterwards.
+#[tokio::test]
+async fn only_processing_commits_skip_waiting_for_the_disk_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/s.db", dir.path().display());
+    let storage = SqlStorage::connect(&url, 1).await.expect("sqlite");
+    let full = 2;
+    let synchronous = || async {
+        sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
+            .fetch_one(storage.writer())
+            .await
+            .expect("pragma")
+    };
+    assert_eq!(synchronous().await, full, "before");
+    let committed = storage.begin_derived().await.expect("begin");
+    committed.commit().await.expect("commit");
+    assert_eq!(synchronous().await, full, "after a commit");
+    let abandoned = storage.begin_derived().await.expect("begin");
+    drop(abandoned);
+    assert_eq!(synchronous().await, full, "after a rollback");
+    let ordinary = storage.begin().await.expect("begin");
+    ordinary.commit().await.expect("commit");
+    assert_eq!(synchronous().await, full, "after an ordinary commit");
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ mod inbox;
 mod tokens;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -139,6 +140,9 @@ pub struct SqlStorage {
     /// one connection, instead of waking up by turns inside SQLite's busy handler (which
     /// sleeps up to 100 ms between tries).
     writer: AnyPool,
+    /// Set while SQLite's writer connection commits without waiting for the disk (a derived
+    /// unit of work); the writer pool raises it back when the connection is released.
+    lowered: Arc<AtomicBool>,
     dialect: Dialect,
     url: String,
     group_watcher: GroupWatcherCell,
@@ -209,15 +213,17 @@ impl SqlStorage {
             .run(&pool)
             .await
             .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+        let lowered = Arc::new(AtomicBool::new(false));
         let writer = if dialect == Dialect::Sqlite && !in_memory {
             tokio::spawn(checkpoint_wal(pool.clone()));
-            sqlite_writer(&url).await?
+            sqlite_writer(&url, lowered.clone()).await?
         } else {
             pool.clone()
         };
         Ok(SqlStorage {
             pool,
             writer,
+            lowered,
             dialect,
             url,
             group_watcher: GroupWatcherCell::default(),
@@ -227,6 +233,11 @@ impl SqlStorage {
     /// The pool, for tests that look at the tables directly.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The writer pool, for tests that look at how writes are made.
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -255,7 +266,17 @@ impl Backend for SqlStorage {
     }
 
     async fn begin_derived(&self) -> Result<Box<dyn RegistryTx>> {
-        self.begin_with(self.dialect.begin_derived()).await
+        let begun = self.begin_with(self.dialect.begin_derived()).await;
+        if self.dialect == Dialect::Sqlite {
+            // Set once the connection is this unit of work's, so its release raises the
+            // setting again. A failed begin may have lowered it already: one release of the
+            // connection raises it.
+            self.lowered.store(true, Ordering::SeqCst);
+            if begun.is_err() {
+                drop(self.writer.acquire().await);
+            }
+        }
+        begun
     }
 
     async fn ping(&self) -> Result<()> {
@@ -296,7 +317,7 @@ impl Backend for SqlStorage {
 }
 
 /// The one connection SQLite's writes go through (see `SqlStorage::writer`).
-async fn sqlite_writer(url: &str) -> Result<AnyPool> {
+async fn sqlite_writer(url: &str, lowered: Arc<AtomicBool>) -> Result<AnyPool> {
     Ok(AnyPoolOptions::new()
         .max_connections(1)
         .min_connections(1)
@@ -307,10 +328,13 @@ async fn sqlite_writer(url: &str) -> Result<AnyPool> {
             })
         })
         // Every write waits for the disk, except inside a derived unit of work, which
-        // lowers this for itself (`Dialect::begin_derived`).
-        .after_release(|conn, _| {
+        // lowers this for itself (`Dialect::begin_derived`); other writes pay nothing for it.
+        .after_release(move |conn, _| {
+            let lowered = lowered.clone();
             Box::pin(async move {
-                conn.execute("PRAGMA synchronous = FULL").await?;
+                if lowered.swap(false, Ordering::SeqCst) {
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                }
                 Ok(true)
             })
         })
