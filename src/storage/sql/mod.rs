@@ -197,7 +197,7 @@ impl SqlStorage {
             })
             .min_connections(u32::from(single))
             .idle_timeout((!single).then_some(Duration::from_secs(600)))
-            .max_lifetime((!single).then_some(Duration::from_secs(1)))
+            .max_lifetime((!single).then_some(Duration::from_secs(3600)))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
