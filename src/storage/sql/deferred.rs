@@ -63,10 +63,7 @@ impl Deferred {
             .execute(&mut *conn)
             .await?;
         }
-        let team_events = std::mem::take(&mut self.team_events);
-        for rows in team_events.chunks(events::ROWS_PER_INSERT) {
-            events::insert_many(conn, rows).await?;
-        }
+        events::insert_many(conn, &std::mem::take(&mut self.team_events)).await?;
         let processed = std::mem::take(&mut self.processed);
         if !processed.is_empty() {
             let ids = placeholders(2, processed.len());

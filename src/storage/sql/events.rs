@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{SqlStorage, placeholders};
+use super::{SqlStorage, placeholders, value_rows};
 use crate::clock::{ms_to_rfc3339, now, now_ms};
 use crate::domain::FeedPosition;
 use crate::domain::events::{EventType, TeamEvent};
@@ -62,24 +62,29 @@ pub(super) async fn insert(
 }
 
 /// Stores team events, in order, and for those a team owns the rows that get them
-/// delivered: (stored Meta event, team, event). At most `ROWS_PER_INSERT` at once.
+/// delivered: (stored Meta event, team, event).
 pub(super) async fn insert_many(
     conn: &mut AnyConnection,
     rows: &[(i64, Option<String>, TeamEvent)],
 ) -> sqlx::Result<()> {
-    if rows.is_empty() {
-        return Ok(());
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        insert_chunk(conn, chunk).await?;
     }
+    Ok(())
+}
+
+/// `insert_many` for at most `ROWS_PER_INSERT` rows: two statements.
+async fn insert_chunk(
+    conn: &mut AnyConnection,
+    rows: &[(i64, Option<String>, TeamEvent)],
+) -> sqlx::Result<()> {
     let now = now();
     // Only numbered placeholders are formatted in; the values are bound.
-    let values = (0..rows.len())
-        .map(|i| format!("($1, {})", placeholders(2 + 9 * i, 9)))
-        .collect::<Vec<_>>()
-        .join(", ");
     let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO team_events (created_at, id, webhook_event_id, team, type, occurred_at,
            phone_number_id, group_id, request_id, data)
-         VALUES {values} RETURNING seq, id"
+         VALUES {} RETURNING seq, id",
+        value_rows("$1", 2, 9, rows.len())
     )))
     .bind(&now);
     for (webhook_event_id, team, event) in rows {
@@ -107,13 +112,10 @@ pub(super) async fn insert_many(
     if delivered.is_empty() {
         return Ok(());
     }
-    let values = (0..delivered.len())
-        .map(|i| format!("($1, $2, $2, ${}, ${})", 3 + 2 * i, 4 + 2 * i))
-        .collect::<Vec<_>>()
-        .join(", ");
     let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO event_deliveries (next_attempt_at, created_at, updated_at, event_seq, team)
-         VALUES {values}"
+         VALUES {}",
+        value_rows("$1, $2, $2", 3, 2, delivered.len())
     )))
     .bind(now_ms())
     .bind(&now);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::SqlStorage;
+use super::{SqlStorage, value_rows};
 use crate::clock::now;
 use crate::storage::{InboxOutcome, InboxStore, PruneBatch, Result};
 
@@ -15,15 +15,12 @@ impl InboxStore for SqlStorage {
     async fn store_posts(&self, posts: &[(&str, &[u8])]) -> Result<Vec<InboxOutcome>> {
         // One statement, so one round trip to the database, and one write to disk, for all
         // of them (a single statement is its own transaction).
-        let rows = (0..posts.len())
-            .map(|i| format!("(${}, ${}, $1)", 2 * i + 2, 2 * i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
         // Only numbered placeholders are formatted in; the values are bound.
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO webhook_inbox (body_sha256, body, received_at) VALUES {rows}
+            "INSERT INTO webhook_inbox (received_at, body_sha256, body) VALUES {}
              ON CONFLICT (body_sha256) DO NOTHING
-             RETURNING id, body_sha256"
+             RETURNING id, body_sha256",
+            value_rows("$1", 2, 2, posts.len())
         )))
         .bind(now());
         for (body_sha256, body) in posts {

@@ -132,6 +132,32 @@ pub(super) fn placeholders(from: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// The `VALUES` rows of a multi-row `INSERT`: each row starts with the placeholders `shared`
+/// (values bound once for all rows, numbered before `first`) and goes on with `per_row`
+/// placeholders of its own, numbered from `first` row after row.
+pub(super) fn value_rows(shared: &str, first: usize, per_row: usize, rows: usize) -> String {
+    (0..rows)
+        .map(|i| format!("({shared}, {})", placeholders(first + per_row * i, per_row)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Announces `payload` on a PostgreSQL channel (inside a transaction, once it commits);
+/// nothing on SQLite, which one process uses.
+async fn notify<'e, E>(dialect: Dialect, executor: E, channel: &str, payload: &str) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    if dialect == Dialect::Postgres {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(executor)
+            .await?;
+    }
+    Ok(())
+}
+
 #[derive(Clone)]
 pub struct SqlStorage {
     /// Reads (and, on PostgreSQL, everything).
@@ -247,13 +273,7 @@ impl SqlStorage {
     /// Tells this process's watcher, and on PostgreSQL every other replica, that a group's
     /// record changed (after a change made outside a unit of work).
     pub(super) async fn announce_group(&self, group_id: &str) -> Result<()> {
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(GROUPS_CHANNEL)
-                .bind(group_id)
-                .execute(&self.writer)
-                .await?;
-        }
+        notify(self.dialect, &self.writer, GROUPS_CHANNEL, group_id).await?;
         tell(&self.group_watcher, GroupChange::One(group_id.to_owned()));
         Ok(())
     }
@@ -404,6 +424,21 @@ impl SqlTx {
     async fn flush(&mut self) -> Result<()> {
         self.deferred.flush(&mut self.tx).await
     }
+
+    /// One column of a group's record (`set_group_column`), announced at commit.
+    async fn change_group<'q, T>(
+        &mut self,
+        group_id: &'q str,
+        assignment: &'static str,
+        value: T,
+    ) -> Result<()>
+    where
+        T: sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send + 'q,
+    {
+        self.flush().await?;
+        self.touched.push(group_id.to_owned());
+        set_group_column(&mut self.tx, assignment, value, group_id).await
+    }
 }
 
 #[async_trait]
@@ -438,10 +473,7 @@ impl RegistryTx for SqlTx {
         let mut stored = std::collections::HashMap::with_capacity(events.len());
         for chunk in events.chunks(events::ROWS_PER_INSERT) {
             // Only numbered placeholders are formatted in; the values are bound.
-            let values = (0..chunk.len())
-                .map(|i| format!("($1, {})", placeholders(2 + 9 * i, 9)))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let values = value_rows("$1", 2, 9, chunk.len());
             let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO webhook_events (received_at, event_key, inbox_id, field, event_type,
                    phone_number_id, group_id, meta_request_id, occurred_at, payload)
@@ -585,14 +617,13 @@ impl RegistryTx for SqlTx {
             }
         }
         // Replicas with a caller waiting for this creation wake once the transaction commits.
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CREATIONS_CHANNEL)
-                .bind(&pending.request_id)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
+        notify(
+            self.dialect,
+            &mut *self.tx,
+            CREATIONS_CHANNEL,
+            &pending.request_id,
+        )
+        .await
     }
 
     async fn note_group(&mut self, group: &SeenGroup<'_>) -> Result<()> {
@@ -616,28 +647,17 @@ impl RegistryTx for SqlTx {
     }
 
     async fn set_group_active(&mut self, group_id: &str, active: bool) -> Result<()> {
-        self.flush().await?;
-        self.touched.push(group_id.to_owned());
         let status = if active { "active" } else { "deleted" };
-        set_group_column(&mut self.tx, "status = $1", status, group_id).await
+        self.change_group(group_id, "status = $1", status).await
     }
 
     async fn set_group_subject(&mut self, group_id: &str, subject: &str) -> Result<()> {
-        self.flush().await?;
-        self.touched.push(group_id.to_owned());
-        set_group_column(&mut self.tx, "subject = $1", subject, group_id).await
+        self.change_group(group_id, "subject = $1", subject).await
     }
 
     async fn set_group_suspended(&mut self, group_id: &str, suspended: bool) -> Result<()> {
-        self.flush().await?;
-        self.touched.push(group_id.to_owned());
-        set_group_column(
-            &mut self.tx,
-            "suspended = $1",
-            i64::from(suspended),
-            group_id,
-        )
-        .await
+        self.change_group(group_id, "suspended = $1", i64::from(suspended))
+            .await
     }
 
     async fn adjust_participants(&mut self, group_id: &str, delta: i64) -> Result<()> {
@@ -768,15 +788,9 @@ impl RegistryTx for SqlTx {
         self.flush().await?;
         self.touched.sort_unstable();
         self.touched.dedup();
-        if self.dialect == Dialect::Postgres {
-            // Delivered to the other replicas when (and only if) the transaction commits.
-            for group_id in &self.touched {
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(GROUPS_CHANNEL)
-                    .bind(group_id)
-                    .execute(&mut *self.tx)
-                    .await?;
-            }
+        // Delivered to the other replicas when (and only if) the transaction commits.
+        for group_id in &self.touched {
+            notify(self.dialect, &mut *self.tx, GROUPS_CHANNEL, group_id).await?;
         }
         self.tx.commit().await?;
         for group_id in self.touched {
