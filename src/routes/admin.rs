@@ -14,6 +14,7 @@ use super::events::{EventList, event_list};
 use super::extract::scope::Admin;
 use super::extract::{Authorized, BodyKind, Granted, Input, JsonInput, NoInput, Parts};
 use super::groups::meta_page;
+use super::params::{CursorPaging, GroupPath, LogPaging, PhoneNumberPath};
 use super::responses::{BodyRefusals, Refusals, UpstreamFailures};
 use super::{FieldReader, JsonObject};
 use crate::auth::{IssuedToken, TokenIssuer};
@@ -297,13 +298,7 @@ impl Input for UnownedQuery {
 /// Every active group of the number at Meta (owned by a team or not), with its owner.
 #[utoipa::path(
     tag = "admin",
-    operation_id = "admin_list_groups",
-    params(
-        ("phone_number_id" = String, Path, description = "Business phone number ID", example = "12784358810"),
-        ("limit" = Option<u32>, Query, description = "1–1024, default 25 (passed to Meta)", minimum = 1, maximum = 1024),
-        ("after" = Option<String>, Query, description = "Meta's cursor from `paging.after`"),
-        ("before" = Option<String>, Query, description = "Meta's cursor from `paging.before`"),
-    ),
+    params(PhoneNumberPath, CursorPaging),
     responses(
         (status = 200, description = "One page of Meta's listing, with owners", body = AdminGroupList),
         Refusals, UpstreamFailures,
@@ -335,8 +330,7 @@ pub async fn admin_list_groups(
 /// 131041 for an unknown group, is passed on).
 #[utoipa::path(
     tag = "admin",
-    operation_id = "admin_set_group_owner",
-    params(("group_id" = String, Path, description = "Group ID")),
+    params(GroupPath),
     request_body = SetOwnerBody,
     responses(
         (status = 200, description = "The group now belongs to the team", body = GroupOwnership),
@@ -372,13 +366,11 @@ pub async fn admin_set_group_owner(
 /// the route, the group and Meta's answer.
 #[utoipa::path(
     tag = "admin",
-    operation_id = "admin_list_audit",
     params(
         ("team" = Option<String>, Query, description = "Only calls made by this team"),
         ("group_id" = Option<String>, Query, description = "Only calls about this group, including the creation that produced it"),
         ("since" = Option<String>, Query, description = "Only calls at or after this instant (RFC 3339)", example = "2026-11-26T00:00:00Z"),
-        ("after" = Option<String>, Query, description = "Cursor from `paging.after`: the next (older) page"),
-        ("limit" = Option<u32>, Query, description = "1–1000, default 100", minimum = 1, maximum = 1000),
+        LogPaging,
     ),
     responses(
         (status = 200, description = "One page of audit records", body = AuditList),
@@ -405,7 +397,6 @@ pub async fn admin_list_audit(
 /// grants, a TTL within `auth.max_token_ttl_seconds`.
 #[utoipa::path(
     tag = "admin",
-    operation_id = "admin_issue_token",
     request_body = IssueTokenBody,
     responses(
         (status = 201, description = "The token (shown once; only its jti is kept)", body = IssuedTokenBody),
@@ -446,7 +437,6 @@ pub async fn admin_issue_token(
 /// error (the gateway does not keep the tokens it did not issue).
 #[utoipa::path(
     tag = "admin",
-    operation_id = "admin_revoke_token",
     params(("jti" = String, Path, description = "The token's `jti` claim", example = "0b8f6c1e-9d1a-4c5b-8f3e-1a2b3c4d5e6f")),
     responses(
         (status = 204, description = "Revoked"),
@@ -477,11 +467,7 @@ pub struct WebhookEndpointList {
 /// first. Adopting such a group makes its later events the new owner's.
 #[utoipa::path(
     tag = "admin",
-    operation_id = "admin_list_unowned_events",
-    params(
-        ("after" = Option<String>, Query, description = "Cursor from `paging.after`"),
-        ("limit" = Option<u32>, Query, description = "1–1000, default 100", minimum = 1, maximum = 1000),
-    ),
+    params(LogPaging),
     responses(
         (status = 200, description = "One page of events no team owns", body = EventList),
         Refusals,
@@ -501,7 +487,6 @@ pub async fn admin_list_unowned_events(
 /// success and failure. URLs are shown without credentials or query.
 #[utoipa::path(
     tag = "admin",
-    operation_id = "admin_list_webhook_endpoints",
     responses(
         (status = 200, description = "The teams' endpoints", body = WebhookEndpointList),
         Refusals,

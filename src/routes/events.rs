@@ -101,7 +101,6 @@ pub(crate) fn event_list(page: crate::storage::EventPage) -> EventList {
 /// are shown to nobody.
 #[utoipa::path(
     tag = "events",
-    operation_id = "list_events",
     params(
         ("limit" = Option<u32>, Query, description = "1–1000, default 100", minimum = 1, maximum = 1000),
         ("after" = Option<String>, Query, description = "`paging.after` of the previous page, or the `id` of the last event already handled"),

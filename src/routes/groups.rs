@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::extract::scope::{GroupsDelete, GroupsInvite, GroupsRead, GroupsWrite};
 use super::extract::{Authorized, BodyKind, Granted, Input, JsonInput, NoInput, OwnedGroup, Parts};
 use super::idempotency::{Begin, Idempotency, IdempotencyKey, Keyed, StoredResponse};
+use super::params::{CursorPaging, GroupPath, PhoneNumberPath};
 use super::responses::{BodyRefusals, IdempotencyRefusals, Refusals, UpstreamFailures};
 use super::{FieldReader, JsonObject, parse_list};
 use crate::domain::{
@@ -417,11 +418,10 @@ fn accepted(
 /// arrive by webhook. With `wait_seconds` the call waits for that webhook.
 #[utoipa::path(
     tag = "groups",
-    operation_id = "create_group",
     params(
-        ("phone_number_id" = String, Path, description = "Business phone number ID (1–32 digits)", example = "12784358810"),
+        PhoneNumberPath,
         ("wait_seconds" = Option<u32>, Query, description = "0–30: hold the answer until the creation completes", minimum = 0, maximum = 30),
-        ("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body from the same team within 24 h returns the first answer (header Idempotent-Replayed: true) without creating a second group; the same key with another body is 422"),
+        IdempotencyKey,
     ),
     request_body = CreateGroupBody,
     responses(
@@ -552,13 +552,7 @@ fn creation_answer(creation: &CreateRequest) -> StoredResponse {
 /// The caller's active groups on a number, from the registry, in creation order.
 #[utoipa::path(
     tag = "groups",
-    operation_id = "list_groups",
-    params(
-        ("phone_number_id" = String, Path, description = "Business phone number ID", example = "12784358810"),
-        ("limit" = Option<u32>, Query, description = "1–1024, default 25", minimum = 1, maximum = 1024),
-        ("after" = Option<String>, Query, description = "Cursor from `paging.after`"),
-        ("before" = Option<String>, Query, description = "Cursor from `paging.before`"),
-    ),
+    params(PhoneNumberPath, CursorPaging),
     responses(
         (status = 200, description = "One page of the team's groups", body = GroupList),
         Refusals,
@@ -587,9 +581,8 @@ pub async fn list_groups(
 /// Group info from Meta, limited to `fields`.
 #[utoipa::path(
     tag = "groups",
-    operation_id = "get_group",
     params(
-        ("group_id" = String, Path, description = "Group ID"),
+        GroupPath,
         ("fields" = Option<String>, Query, description = "Comma list of subject, description, participants, join_approval_mode, suspended, creation_timestamp, total_participant_count; absent = all", example = "subject,participants"),
     ),
     responses(
@@ -613,8 +606,7 @@ pub async fn get_group(
 /// Change the subject and/or description.
 #[utoipa::path(
     tag = "groups",
-    operation_id = "update_group",
-    params(("group_id" = String, Path, description = "Group ID")),
+    params(GroupPath),
     request_body = UpdateGroupBody,
     responses(
         (status = 202, description = "Meta accepted the change; the outcome arrives as a group event", body = Accepted),
@@ -643,8 +635,7 @@ pub async fn update_group(
 /// body (`image/jpeg`) or as part `file` of `multipart/form-data`.
 #[utoipa::path(
     tag = "groups",
-    operation_id = "set_group_profile_picture",
-    params(("group_id" = String, Path, description = "Group ID")),
+    params(GroupPath),
     request_body(
         description = "The JPEG as the body, or multipart/form-data with the JPEG in part `file`",
         content(
@@ -673,8 +664,7 @@ pub async fn set_group_profile_picture(
 /// Delete the group; every participant is removed.
 #[utoipa::path(
     tag = "groups",
-    operation_id = "delete_group",
-    params(("group_id" = String, Path, description = "Group ID")),
+    params(GroupPath),
     responses(
         (status = 204, description = "Deleted"),
         Refusals, UpstreamFailures,
@@ -693,8 +683,7 @@ pub async fn delete_group(
 /// The group's current invite link.
 #[utoipa::path(
     tag = "invitations",
-    operation_id = "get_invite_link",
-    params(("group_id" = String, Path, description = "Group ID")),
+    params(GroupPath),
     responses(
         (status = 200, description = "The link", body = InviteLink),
         Refusals, UpstreamFailures,
@@ -716,8 +705,7 @@ pub async fn get_invite_link(
 /// Reset the invite link: earlier links stop working.
 #[utoipa::path(
     tag = "invitations",
-    operation_id = "reset_invite_link",
-    params(("group_id" = String, Path, description = "Group ID")),
+    params(GroupPath),
     responses(
         (status = 200, description = "The new link", body = InviteLink),
         Refusals, UpstreamFailures,
@@ -736,11 +724,7 @@ pub async fn reset_invite_link(
 /// Send the group-invite template to one person (a billable message).
 #[utoipa::path(
     tag = "invitations",
-    operation_id = "send_invitation",
-    params(
-        ("group_id" = String, Path, description = "Group ID"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body within 24 h returns the first answer without sending a second message; the same key with another body is 422"),
-    ),
+    params(GroupPath, IdempotencyKey),
     request_body = InvitationBody,
     responses(
         (status = 202, description = "Meta accepted the message", body = InvitationSent),
@@ -775,13 +759,7 @@ pub async fn send_invitation(
 /// Open join requests (groups that require approval).
 #[utoipa::path(
     tag = "join requests",
-    operation_id = "list_join_requests",
-    params(
-        ("group_id" = String, Path, description = "Group ID"),
-        ("limit" = Option<u32>, Query, description = "1–1024", minimum = 1, maximum = 1024),
-        ("after" = Option<String>, Query, description = "Cursor from `paging.after`"),
-        ("before" = Option<String>, Query, description = "Cursor from `paging.before`"),
-    ),
+    params(GroupPath, CursorPaging),
     responses(
         (status = 200, description = "Open join requests", body = JoinRequestPage),
         Refusals, UpstreamFailures,
@@ -803,8 +781,7 @@ pub async fn list_join_requests(
 /// Approve join requests. A partial success (Meta's 206) is a 200 with `failed` filled in.
 #[utoipa::path(
     tag = "join requests",
-    operation_id = "approve_join_requests",
-    params(("group_id" = String, Path, description = "Group ID")),
+    params(GroupPath),
     request_body = JoinRequestIdsBody,
     responses(
         (status = 200, description = "Approved, and those Meta could not approve", body = ApprovedJoinRequests),
@@ -825,8 +802,7 @@ pub async fn approve_join_requests(
 /// Reject join requests. A partial success is a 200 with `failed` filled in.
 #[utoipa::path(
     tag = "join requests",
-    operation_id = "reject_join_requests",
-    params(("group_id" = String, Path, description = "Group ID")),
+    params(GroupPath),
     request_body = JoinRequestIdsBody,
     responses(
         (status = 200, description = "Rejected, and those Meta could not reject", body = RejectedJoinRequests),
@@ -860,8 +836,7 @@ async fn decide_join_requests(
 /// Remove participants; they can no longer rejoin through the invite link.
 #[utoipa::path(
     tag = "groups",
-    operation_id = "remove_participants",
-    params(("group_id" = String, Path, description = "Group ID")),
+    params(GroupPath),
     request_body = RemoveParticipantsBody,
     responses(
         (status = 202, description = "Meta accepted the removal; the outcome arrives as a group event", body = Accepted),
@@ -898,7 +873,6 @@ impl Input for RequestPath {
 /// (with `group_id` and `invite_link`) or `failed` (with Meta's `error`).
 #[utoipa::path(
     tag = "groups",
-    operation_id = "get_group_request",
     params(("request_id" = String, Path, description = "The id answered by create_group")),
     responses(
         (status = 200, description = "The creation", body = CreateRequest),

@@ -8,6 +8,9 @@ use std::time::Duration;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
+use utoipa::IntoParams;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{ObjectBuilder, Required, Type};
 
 use super::extract::{BodyKind, Input, Parts};
 use crate::domain::FieldErrors;
@@ -55,6 +58,29 @@ impl IdempotencyKey {
             key: key.to_owned(),
             fingerprint: hex::encode(hasher.finalize()),
         }))
+    }
+}
+
+/// The header as the routes that take `Keyed` input document it, beside the rules above.
+impl IntoParams for IdempotencyKey {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let value = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(255));
+        vec![
+            ParameterBuilder::new()
+                .name(HEADER_NAME)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "Retry safely: the same key and body from the same team within 24 h returns \
+                     the first answer (header Idempotent-Replayed: true) without doing it again; \
+                     the same key with another body is 422",
+                ))
+                .schema(Some(value))
+                .build(),
+        ]
     }
 }
 

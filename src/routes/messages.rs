@@ -10,7 +10,8 @@ use utoipa::ToSchema;
 use super::FieldReader;
 use super::extract::scope::GroupsMessage;
 use super::extract::{JsonInput, OwnedGroup};
-use super::idempotency::{Idempotency, Keyed};
+use super::idempotency::{Idempotency, IdempotencyKey, Keyed};
+use super::params::GroupPath;
 use super::responses::{BodyRefusals, IdempotencyRefusals, Refusals, UpstreamFailures};
 use crate::domain::{
     Caption, GroupMessage, LanguageCode, MediaFilename, MediaId, MediaKind, MediaLink, MediaSource,
@@ -220,11 +221,7 @@ fn read_template(r: &mut FieldReader<'_>) -> Option<GroupMessage> {
 /// sent/delivered/read statuses arrive as team events.
 #[utoipa::path(
     tag = "messages",
-    operation_id = "send_group_message",
-    params(
-        ("group_id" = String, Path, description = "Group ID"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body within 24 h returns the first answer (header Idempotent-Replayed: true) without sending the message again; the same key with another body is 422"),
-    ),
+    params(GroupPath, IdempotencyKey),
     request_body(
         description = "One message; `type` names the object that carries it",
         content((GroupMessageBody = "application/json", examples(

@@ -11,6 +11,7 @@ pub mod groups;
 pub mod health;
 pub mod idempotency;
 pub mod messages;
+pub mod params;
 pub mod picture;
 pub mod responses;
 pub mod webhooks;
