@@ -31,39 +31,32 @@ pub struct TextContent {
     pub preview_url: Option<bool>,
 }
 
-/// Exactly one of `link` and `id`.
+/// Where Meta gets the media: exactly one of `link` and `id`. Audio is this alone.
 #[derive(Deserialize, ToSchema)]
-pub struct MediaContent {
+pub struct MediaRef {
     /// An https URL Meta downloads the file from.
     #[schema(nullable = false)]
     pub link: Option<String>,
     /// The id of media uploaded to Meta (`POST /{phone_number_id}/media`).
     #[schema(nullable = false)]
     pub id: Option<String>,
+}
+
+/// An image or a video: its source, and a caption.
+#[derive(Deserialize, ToSchema)]
+pub struct MediaContent {
+    #[serde(flatten)]
+    pub source: MediaRef,
     /// At most 1024 characters.
     #[schema(nullable = false)]
     pub caption: Option<String>,
 }
 
-/// Exactly one of `link` and `id`; audio has no caption.
-#[derive(Deserialize, ToSchema)]
-pub struct AudioContent {
-    #[schema(nullable = false)]
-    pub link: Option<String>,
-    #[schema(nullable = false)]
-    pub id: Option<String>,
-}
-
-/// Exactly one of `link` and `id`.
+/// A document: as an image, and the name shown for the file.
 #[derive(Deserialize, ToSchema)]
 pub struct DocumentContent {
-    #[schema(nullable = false)]
-    pub link: Option<String>,
-    #[schema(nullable = false)]
-    pub id: Option<String>,
-    /// At most 1024 characters.
-    #[schema(nullable = false)]
-    pub caption: Option<String>,
+    #[serde(flatten)]
+    pub media: MediaContent,
     /// The name shown for the file (its extension picks the icon); at most 255 characters.
     #[schema(nullable = false)]
     pub filename: Option<String>,
@@ -93,7 +86,7 @@ pub enum GroupMessageBody {
     Text { text: TextContent },
     Image { image: MediaContent },
     Video { video: MediaContent },
-    Audio { audio: AudioContent },
+    Audio { audio: MediaRef },
     Document { document: DocumentContent },
     Template { template: TemplateContent },
 }
