@@ -72,40 +72,42 @@ impl Dialect {
         }
     }
 
+    /// The SQLite or the PostgreSQL form of one thing.
+    fn pick<T>(self, sqlite: T, postgres: T) -> T {
+        match self {
+            Dialect::Sqlite => sqlite,
+            Dialect::Postgres => postgres,
+        }
+    }
+
     /// SQLite: take the write lock up front rather than fail to upgrade a read later.
     fn begin(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "BEGIN IMMEDIATE",
-            Dialect::Postgres => "BEGIN",
-        }
+        self.pick("BEGIN IMMEDIATE", "BEGIN")
     }
 
     /// A unit of work whose commit need not wait for the disk (`Backend::begin_derived`).
     /// SQLite's setting outlives the transaction: the writer pool sets it back when the
     /// connection is released (`sqlite_writer`).
     fn begin_derived(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
-            Dialect::Postgres => "BEGIN; SET LOCAL synchronous_commit = off",
-        }
+        self.pick(
+            "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
+            "BEGIN; SET LOCAL synchronous_commit = off",
+        )
     }
 
     /// Rows another replica is working on are passed over, not waited for (SQLite has one
     /// writer at a time: nothing to skip).
     fn skip_locked(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "",
-            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
-        }
+        self.pick("", "FOR UPDATE SKIP LOCKED")
     }
 
     /// Only events of transactions older than every transaction still running: a reader
     /// following the feed never passes an event that is yet to be committed.
     fn committed_events(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "",
-            Dialect::Postgres => "AND tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-        }
+        self.pick(
+            "",
+            "AND tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+        )
     }
 
     /// The text of `field` in the JSON object stored as text in `column`.
@@ -117,10 +119,7 @@ impl Dialect {
     }
 
     fn migrator(self) -> &'static sqlx::migrate::Migrator {
-        match self {
-            Dialect::Sqlite => &SQLITE_MIGRATOR,
-            Dialect::Postgres => &POSTGRES_MIGRATOR,
-        }
+        self.pick(&SQLITE_MIGRATOR, &POSTGRES_MIGRATOR)
     }
 }
 
