@@ -383,38 +383,33 @@ impl Worker {
                 )
                 .await;
         }
-        if due.attempt >= self.settings.max_attempts {
-            tracing::warn!(
-                team = %endpoint.team,
-                endpoint = %redacted(&endpoint.url),
-                event_id = %due.event.id,
-                attempts = due.attempt,
-                error = %error,
-                "webhook delivery given up after its last attempt"
-            );
-            metrics::counter!(crate::metrics::EVENT_DELIVERIES, "team" => endpoint.team.clone(), "outcome" => "given_up").increment(1);
-            let last = FailedAttempt::give_up(status, &error);
-            return store.attempt_failed(due.id, &last).await;
-        }
-        metrics::counter!(crate::metrics::EVENT_DELIVERIES, "team" => endpoint.team.clone(), "outcome" => "retry").increment(1);
-        let backoff = self.settings.jittered(self.settings.backoff(due.attempt));
-        let cap = Duration::from_millis(self.settings.max_retry_delay_ms);
-        let wait = backoff.max(retry_after.unwrap_or_default().min(cap));
+        let retry_in = (due.attempt < self.settings.max_attempts).then(|| {
+            let backoff = self.settings.jittered(self.settings.backoff(due.attempt));
+            let cap = Duration::from_millis(self.settings.max_retry_delay_ms);
+            backoff.max(retry_after.unwrap_or_default().min(cap))
+        });
         tracing::warn!(
             team = %endpoint.team,
             endpoint = %redacted(&endpoint.url),
             event_id = %due.event.id,
             attempt = due.attempt,
             error = %detail,
-            retry_in_ms = wait.as_millis() as u64,
-            "webhook delivery failed; will retry"
+            retry_in_ms = retry_in.map(|wait| wait.as_millis() as u64),
+            "webhook delivery failed; {}",
+            if retry_in.is_some() { "will retry" } else { "given up after its last attempt" }
         );
-        let retry = FailedAttempt {
-            retry_at_ms: Some(now + wait.as_millis() as i64),
+        let outcome = if retry_in.is_some() {
+            "retry"
+        } else {
+            "given_up"
+        };
+        metrics::counter!(crate::metrics::EVENT_DELIVERIES, "team" => endpoint.team.clone(), "outcome" => outcome).increment(1);
+        let failed = FailedAttempt {
+            retry_at_ms: retry_in.map(|wait| now + wait.as_millis() as i64),
             http_status: status,
             error: &error,
         };
-        store.attempt_failed(due.id, &retry).await
+        store.attempt_failed(due.id, &failed).await
     }
 
     async fn disable(&self, endpoint: &Endpoint, reason: &str) -> crate::storage::Result<()> {
