@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::{LanguageCode, TemplateName};
+use super::{LanguageCode, TemplateName, accepted, not_blank, within_chars};
 
 /// A text message's body, kept exactly as sent (whitespace is part of a message).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,13 +20,8 @@ impl MessageText {
     pub const MAX_CHARS: usize = 4096;
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        if !(1..=Self::MAX_CHARS).contains(&raw.chars().count()) {
-            return Err(format!("must be 1-{} characters", Self::MAX_CHARS));
-        }
-        if raw.trim().is_empty() {
-            return Err("must not be blank".to_owned());
-        }
-        Ok(Self(raw.to_owned()))
+        let text = within_chars(raw, Self::MAX_CHARS).and_then(not_blank)?;
+        Ok(Self(text.to_owned()))
     }
 }
 
@@ -41,10 +36,7 @@ impl Caption {
     pub const MAX_CHARS: usize = 1024;
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        if !(1..=Self::MAX_CHARS).contains(&raw.chars().count()) {
-            return Err(format!("must be 1-{} characters", Self::MAX_CHARS));
-        }
-        Ok(Self(raw.to_owned()))
+        Ok(Self(within_chars(raw, Self::MAX_CHARS)?.to_owned()))
     }
 }
 
@@ -61,14 +53,9 @@ impl MediaFilename {
         let ok = (1..=Self::MAX_CHARS).contains(&raw.chars().count())
             && !raw.trim().is_empty()
             && !raw.chars().any(|c| c.is_control() || c == '/' || c == '\\');
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(
-                "must be 1-255 characters, not blank, without '/', '\\' or control characters"
-                    .to_owned(),
-            )
-        }
+        let message =
+            "must be 1-255 characters, not blank, without '/', '\\' or control characters";
+        accepted(ok, raw, message).map(Self)
     }
 }
 
@@ -92,14 +79,9 @@ impl MediaLink {
         let ok = raw.len() <= Self::MAX_BYTES
             && host.is_some_and(|h| !h.is_empty() && !h.starts_with(':') && !h.contains('@'))
             && raw.bytes().all(|b| b.is_ascii_graphic());
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(
-                "must be an https:// URL of at most 2048 characters, with a host and no spaces"
-                    .to_owned(),
-            )
-        }
+        let message =
+            "must be an https:// URL of at most 2048 characters, with a host and no spaces";
+        accepted(ok, raw, message).map(Self)
     }
 }
 

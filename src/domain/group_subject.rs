@@ -1,3 +1,5 @@
+use super::{not_blank, within_chars};
+
 /// A group's subject (its name), trimmed the same way Meta trims it so what
 /// we store and echo matches what Meta shows.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
@@ -13,14 +15,8 @@ impl GroupSubject {
     pub fn parse(raw: &str) -> Result<Self, String> {
         // The limit applies to the input as sent: Meta rejects an overlong
         // subject before trimming, so trimming must not rescue it here.
-        if !(1..=Self::MAX_CHARS).contains(&raw.chars().count()) {
-            return Err("must be 1-128 characters".to_owned());
-        }
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
-            return Err("must not be blank".to_owned());
-        }
-        Ok(Self(trimmed.to_owned()))
+        let subject = within_chars(raw, Self::MAX_CHARS).and_then(not_blank)?;
+        Ok(Self(subject.trim().to_owned()))
     }
 }
 

@@ -64,10 +64,38 @@ fn of_alphabet(
     allowed: impl Fn(u8) -> bool,
     message: &str,
 ) -> Result<String, String> {
-    if lengths.contains(&raw.len()) && raw.bytes().all(allowed) {
+    accepted(
+        lengths.contains(&raw.len()) && raw.bytes().all(allowed),
+        raw,
+        message,
+    )
+}
+
+/// `raw`, owned, when `ok`; else the error `message`.
+fn accepted(ok: bool, raw: &str, message: &str) -> Result<String, String> {
+    if ok {
         Ok(raw.to_owned())
     } else {
         Err(message.to_owned())
+    }
+}
+
+/// `raw` when it is 1 to `max` characters long, as sent: Meta counts characters, not bytes,
+/// and checks before it trims.
+fn within_chars(raw: &str, max: usize) -> Result<&str, String> {
+    if (1..=max).contains(&raw.chars().count()) {
+        Ok(raw)
+    } else {
+        Err(format!("must be 1-{max} characters"))
+    }
+}
+
+/// `raw` when it holds more than whitespace.
+fn not_blank(raw: &str) -> Result<&str, String> {
+    if raw.trim().is_empty() {
+        Err("must not be blank".to_owned())
+    } else {
+        Ok(raw)
     }
 }
 

@@ -18,7 +18,7 @@ use crate::clock::now;
 use crate::context::{self, Notes};
 use crate::domain::{GroupId, PhoneNumberId};
 use crate::services::audit::AuditLog;
-use crate::storage::NewAuditEntry;
+use crate::storage::AuditEntry;
 
 /// Mutating calls under /v1, and every admin call (reads included).
 fn is_audited(method: &Method, path: &str) -> bool {
@@ -68,13 +68,13 @@ fn entry(
     status: u16,
     request: Option<&HttpRequest>,
     notes: Notes,
-) -> NewAuditEntry {
+) -> AuditEntry {
     // Path parameters count only when valid: a malformed id is not an id.
     let param = |name: &str| request.and_then(|r| r.match_info().get(name).map(str::to_owned));
     let path_pn = param("phone_number_id").filter(|p| PhoneNumberId::parse(p).is_ok());
     let path_group = param("group_id").filter(|g| GroupId::parse(g).is_ok());
     let upstream = notes.upstream.unwrap_or_default();
-    NewAuditEntry {
+    AuditEntry {
         occurred_at,
         team: notes.team,
         jti: notes.jti,

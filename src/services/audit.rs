@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::storage::{AuditFilter, AuditPage, AuditStore, NewAuditEntry, Result};
+use crate::storage::{AuditEntry, AuditFilter, AuditPage, AuditStore, Result};
 
 /// Counted when a row could not be written (the call itself already happened).
 const AUDIT_WRITE_FAILURES: &str = "wagw_audit_write_failures_total";
@@ -21,7 +21,7 @@ impl AuditLog {
 
     /// Writes the entry; a failure is counted and logged, never passed to the caller, whose
     /// call already happened.
-    pub async fn record(&self, entry: &NewAuditEntry) {
+    pub async fn record(&self, entry: &AuditEntry) {
         if let Err(e) = self.store.insert(entry).await {
             metrics::counter!(AUDIT_WRITE_FAILURES).increment(1);
             tracing::error!(error = %e, route = entry.route, "cannot write the audit record");

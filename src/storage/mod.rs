@@ -128,7 +128,7 @@ pub trait EventStore: Send + Sync {
 /// The audit log.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
-    async fn insert(&self, entry: &NewAuditEntry) -> Result<()>;
+    async fn insert(&self, entry: &AuditEntry) -> Result<()>;
     /// Newest first, `limit` at most.
     async fn list(&self, filter: &AuditFilter, limit: u32) -> Result<AuditPage>;
     /// Deletes up to `batch.limit` records that occurred before `batch.before`; answers how

@@ -156,25 +156,6 @@ pub struct DueDelivery {
     pub event: TeamEvent,
 }
 
-/// One row to write.
-#[derive(Debug, Clone)]
-pub struct NewAuditEntry {
-    pub occurred_at: String,
-    pub team: Option<String>,
-    pub jti: Option<String>,
-    pub method: String,
-    pub route: String,
-    pub phone_number_id: Option<String>,
-    pub group_id: Option<String>,
-    pub create_request_id: Option<String>,
-    pub request_id: String,
-    pub upstream_status: Option<u16>,
-    pub upstream_code: Option<i64>,
-    pub fbtrace_id: Option<String>,
-    pub status: u16,
-    pub details: Option<Value>,
-}
-
 /// One audit record as `GET /v1/admin/audit` answers it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -194,6 +175,14 @@ pub struct NewAuditEntry {
 pub struct AuditRecord {
     /// Stable id of the record.
     pub id: String,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+}
+
+/// One audited call: who made it, what it concerned, and how Meta and the gateway
+/// answered. Written as the call ends; read back in an `AuditRecord`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditEntry {
     /// When the call arrived (RFC 3339, UTC).
     pub occurred_at: String,
     /// The caller's team; absent when the call was not authenticated.

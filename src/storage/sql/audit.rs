@@ -6,12 +6,12 @@ use sqlx::Row;
 
 use super::SqlStorage;
 use crate::storage::{
-    AuditFilter, AuditPage, AuditRecord, AuditStore, NewAuditEntry, PruneBatch, Result,
+    AuditEntry, AuditFilter, AuditPage, AuditRecord, AuditStore, PruneBatch, Result,
 };
 
 #[async_trait]
 impl AuditStore for SqlStorage {
-    async fn insert(&self, e: &NewAuditEntry) -> Result<()> {
+    async fn insert(&self, e: &AuditEntry) -> Result<()> {
         // A creation that completed while the caller waited already knows its group.
         sqlx::query(
             "INSERT INTO audit_log (occurred_at, team, jti, method, route, phone_number_id, group_id,
@@ -58,9 +58,9 @@ impl AuditStore for SqlStorage {
         .bind(&filter.group_id)
         .bind(&filter.since)
         .bind(filter.before_seq)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
-            .await?;
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
         let mut records: Vec<(i64, AuditRecord)> = rows
             .into_iter()
             .map(|r| {
@@ -70,22 +70,24 @@ impl AuditStore for SqlStorage {
                     seq,
                     AuditRecord {
                         id: seq.to_string(),
-                        occurred_at: r.get(1),
-                        team: r.get(2),
-                        jti: r.get(3),
-                        method: r.get(4),
-                        route: r.get(5),
-                        phone_number_id: r.get(6),
-                        group_id: r.get(7),
-                        create_request_id: r.get(8),
-                        request_id: r.get(9),
-                        upstream_status: r
-                            .get::<Option<i64>, _>(10)
-                            .and_then(|s| u16::try_from(s).ok()),
-                        upstream_code: r.get(11),
-                        fbtrace_id: r.get(12),
-                        status: u16::try_from(r.get::<i64, _>(13)).unwrap_or_default(),
-                        details: details.and_then(|d| serde_json::from_str(&d).ok()),
+                        entry: AuditEntry {
+                            occurred_at: r.get(1),
+                            team: r.get(2),
+                            jti: r.get(3),
+                            method: r.get(4),
+                            route: r.get(5),
+                            phone_number_id: r.get(6),
+                            group_id: r.get(7),
+                            create_request_id: r.get(8),
+                            request_id: r.get(9),
+                            upstream_status: r
+                                .get::<Option<i64>, _>(10)
+                                .and_then(|s| u16::try_from(s).ok()),
+                            upstream_code: r.get(11),
+                            fbtrace_id: r.get(12),
+                            status: u16::try_from(r.get::<i64, _>(13)).unwrap_or_default(),
+                            details: details.and_then(|d| serde_json::from_str(&d).ok()),
+                        },
                     },
                 )
             })
