@@ -249,7 +249,7 @@ impl GroupStore for SqlStorage {
         .bind(error.to_string())
         .bind(now())
         .bind(created_before)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await?)
     }
 
