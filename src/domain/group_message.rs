@@ -50,8 +50,9 @@ impl MediaFilename {
     const MAX_CHARS: usize = 255;
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let ok = (1..=Self::MAX_CHARS).contains(&raw.chars().count())
-            && !raw.trim().is_empty()
+        let ok = within_chars(raw, Self::MAX_CHARS)
+            .and_then(not_blank)
+            .is_ok()
             && !raw.chars().any(|c| c.is_control() || c == '/' || c == '\\');
         let message =
             "must be 1-255 characters, not blank, without '/', '\\' or control characters";

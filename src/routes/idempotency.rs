@@ -20,6 +20,8 @@ use crate::storage::{Claim, IdempotencyStore, KeyClaim, Storage, StoredAnswer};
 pub const HEADER: &str = "idempotency-key";
 /// The header as named in field errors.
 pub const HEADER_NAME: &str = "Idempotency-Key";
+/// A key's length in bytes; its alphabet is visible ASCII, so bytes are characters.
+const KEY_MAX_LEN: usize = 255;
 /// How long an answer is kept for replay.
 const RETENTION: chrono::Duration = chrono::Duration::hours(24);
 /// A first request still "running" after this long died with its process; a retry takes
@@ -45,9 +47,10 @@ impl IdempotencyKey {
             .to_str()
             .ok()
             .filter(|k| {
-                (1..=255).contains(&k.len()) && k.bytes().all(|b| (0x21..=0x7e).contains(&b))
+                (1..=KEY_MAX_LEN).contains(&k.len())
+                    && k.bytes().all(|b| (0x21..=0x7e).contains(&b))
             })
-            .ok_or_else(|| "must be 1-255 visible ASCII characters".to_owned())?;
+            .ok_or_else(|| format!("must be 1-{KEY_MAX_LEN} visible ASCII characters"))?;
         let mut hasher = Sha256::new();
         hasher.update(req.method().as_str().as_bytes());
         hasher.update(b" ");
@@ -67,7 +70,7 @@ impl IntoParams for IdempotencyKey {
         let value = ObjectBuilder::new()
             .schema_type(Type::String)
             .min_length(Some(1))
-            .max_length(Some(255));
+            .max_length(Some(KEY_MAX_LEN));
         vec![
             ParameterBuilder::new()
                 .name(HEADER_NAME)

@@ -388,6 +388,10 @@ impl Worker {
             let cap = Duration::from_millis(self.settings.max_retry_delay_ms);
             backoff.max(retry_after.unwrap_or_default().min(cap))
         });
+        let (outcome, verdict) = match retry_in {
+            Some(_) => ("retry", "will retry"),
+            None => ("given_up", "given up after its last attempt"),
+        };
         tracing::warn!(
             team = %endpoint.team,
             endpoint = %redacted(&endpoint.url),
@@ -395,14 +399,8 @@ impl Worker {
             attempt = due.attempt,
             error = %detail,
             retry_in_ms = retry_in.map(|wait| wait.as_millis() as u64),
-            "webhook delivery failed; {}",
-            if retry_in.is_some() { "will retry" } else { "given up after its last attempt" }
+            "webhook delivery failed; {verdict}"
         );
-        let outcome = if retry_in.is_some() {
-            "retry"
-        } else {
-            "given_up"
-        };
         metrics::counter!(crate::metrics::EVENT_DELIVERIES, "team" => endpoint.team.clone(), "outcome" => outcome).increment(1);
         let failed = FailedAttempt {
             retry_at_ms: retry_in.map(|wait| now + wait.as_millis() as i64),
