@@ -164,7 +164,11 @@ impl Application {
         if let Err(e) = ownership.warm().await {
             tracing::warn!(error = %e, "cannot read the recent groups; they are read when asked for");
         }
-        let creations = web::Data::new(Creations::new(storage.clone(), waiters));
+        let creations = web::Data::new(Creations::new(
+            storage.clone(),
+            waiters,
+            timeout.max(Duration::from_secs(1)),
+        ));
         // A call to Meta takes at most graph.timeout_ms; a margin covers clocks and commits.
         creations.spawn_watchdog(
             timeout + Duration::from_secs(5),

@@ -11,7 +11,9 @@ use super::extract::scope::{GroupsDelete, GroupsInvite, GroupsRead, GroupsWrite}
 use super::extract::{Authorized, BodyKind, Granted, Input, JsonInput, NoInput, OwnedGroup, Parts};
 use super::idempotency::{Begin, Idempotency, IdempotencyKey, Keyed, StoredResponse};
 use super::params::{CursorPaging, GroupPath, PhoneNumberPath};
-use super::responses::{BodyRefusals, IdempotencyRefusals, Refusals, UpstreamFailures};
+use super::responses::{
+    BodyRefusals, CreationRefusals, IdempotencyRefusals, Refusals, UpstreamFailures,
+};
 use super::{FieldReader, JsonObject, parse_list};
 use crate::domain::{
     FieldErrors, GroupDescription, GroupFields, GroupSubject, JoinApprovalMode, JoinRequestId,
@@ -428,7 +430,7 @@ fn accepted(
         (status = 201, description = "Creation completed while waiting (see `status`)", body = CreateRequest),
         (status = 202, description = "Creation requested; poll Location", body = CreateRequest,
             headers(("Location" = String, description = "/v1/group-requests/{request_id}"))),
-        Refusals, BodyRefusals, IdempotencyRefusals, UpstreamFailures,
+        Refusals, BodyRefusals, CreationRefusals, UpstreamFailures,
     ),
     security(("bearer" = ["groups:write"]))
 )]

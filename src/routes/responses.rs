@@ -77,3 +77,22 @@ pub enum IdempotencyRefusals {
     #[response(status = 422, content_type = "application/problem+json")]
     Reused(Problem),
 }
+
+/// `create_group`: the refusals of `Idempotency-Key`, and the one creation per phone number
+/// and subject that may wait for Meta's request id at a time (DESIGN §5).
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum CreationRefusals {
+    /// A request with this `Idempotency-Key` is still in progress, or another creation with
+    /// the same phone number and subject (by any team) still waits for Meta's answer
+    /// (type `…/creation-in-progress`, with `Retry-After`): nothing was sent to Meta.
+    #[response(
+        status = 409,
+        content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "Seconds to wait before creating this subject again (creation-in-progress)"))
+    )]
+    InProgress(Problem),
+    /// The key was used with a different request.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Reused(Problem),
+}

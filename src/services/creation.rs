@@ -62,6 +62,9 @@ pub struct Creations {
     storage: Storage,
     groups: Arc<dyn GroupStore>,
     waiters: Waiters,
+    /// What a creation refused for a busy subject is told to wait: the subject is freed
+    /// when the holder's call to Meta ends (at most graph.timeout_ms) or its webhook lands.
+    subject_retry_after: Duration,
 }
 
 /// What became of the call that asks Meta for a group.
@@ -92,11 +95,12 @@ fn outcome_unknown(e: &UpstreamError) -> bool {
 const WATCH_EVERY: Duration = Duration::from_secs(5);
 
 impl Creations {
-    pub fn new(storage: Storage, waiters: Waiters) -> Self {
+    pub fn new(storage: Storage, waiters: Waiters, subject_retry_after: Duration) -> Self {
         Creations {
             groups: storage.groups.clone(),
             storage,
             waiters,
+            subject_retry_after,
         }
     }
 
@@ -113,7 +117,10 @@ impl Creations {
             .filter(|r| r.team == team))
     }
 
-    /// Records a new creation, before Meta is asked for anything.
+    /// Records a new creation, before Meta is asked for anything. 409 while another creation
+    /// (of any team, on any replica) with the same number and subject waits without Meta's
+    /// request id: a webhook matched by number and subject must name one creation only, or
+    /// a team could receive the group (and invite link) made for another.
     pub async fn record(
         &self,
         team: &str,
@@ -126,7 +133,11 @@ impl Creations {
             phone_number_id: pn.to_string(),
             subject: subject.to_string(),
         };
-        self.groups.insert_creation(&creation).await?;
+        if !self.groups.insert_creation(&creation).await? {
+            return Err(ApiError::CreationInProgress {
+                retry_after_seconds: self.subject_retry_after.as_secs().max(1),
+            });
+        }
         context::note_create_request(&creation.request_id);
         Ok(creation)
     }

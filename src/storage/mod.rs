@@ -36,7 +36,9 @@ impl StorageError {
 /// Groups, their owners and the creations that produce them.
 #[async_trait]
 pub trait GroupStore: Send + Sync {
-    async fn insert_creation(&self, creation: &PendingCreation) -> Result<()>;
+    /// Records a pending creation that holds its (phone number, subject) until Meta's request
+    /// id arrives or it ends. `false`, and nothing recorded, when another creation holds them.
+    async fn insert_creation(&self, creation: &PendingCreation) -> Result<bool>;
     /// Marks a still pending creation failed.
     async fn fail_creation(&self, request_id: &RequestId, error: &ItemError) -> Result<()>;
     async fn creation(&self, request_id: &str) -> Result<Option<CreateRequest>>;

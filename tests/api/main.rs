@@ -12,6 +12,7 @@ mod crash;
 mod events;
 mod groups;
 mod hardening;
+mod isolation;
 mod messages;
 mod openapi;
 mod replicas;

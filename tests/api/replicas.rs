@@ -390,6 +390,61 @@ async fn the_same_new_idempotency_key_at_two_replicas_at_once_reaches_meta_once(
     assert_eq!(creations, 1, "Meta was asked {creations} times");
 }
 
+/// Two teams at two replicas create the same subject on the same number at the same moment:
+/// one creation reaches Meta, the other answers 409, round after round (DESIGN §5).
+#[tokio::test]
+async fn the_same_subject_at_two_replicas_at_once_reaches_meta_once() {
+    let meta = MockServer::start().await;
+    let fleet = Fleet::new(&meta, "").await;
+    let replicas = fleet.replicas(2).await;
+    // Meta takes its time and names each creation, so each round's subject is freed again.
+    Mock::given(method("POST"))
+        .and(path(format!("/{API_VERSION}/{PN}/groups")))
+        .respond_with(|_: &wiremock::Request| {
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_millis(300))
+                .set_body_json(json!({"messaging_product": "whatsapp", "request_id": uuid()}))
+        })
+        .mount(&meta)
+        .await;
+    let settings = Settings::from_toml_overrides(
+        &std::fs::read_to_string(&fleet.config).expect("config file"),
+    )
+    .expect("valid configuration");
+    let support = TokenIssuer::new(&settings.auth, None)
+        .expect("signing key")
+        .issue("support", &[Scope::GroupsWrite], None, 3600)
+        .expect("token")
+        .token;
+    let rounds = 5;
+    for round in 0..rounds {
+        let subject = format!("Round {round}");
+        let send = |gateway: &Gateway, token: &str| {
+            fleet
+                .http
+                .post(format!("{}/v1/phone-numbers/{PN}/groups", gateway.base))
+                .bearer_auth(token)
+                .json(&json!({ "subject": subject }))
+                .send()
+        };
+        let (a, b) = tokio::join!(
+            send(&replicas[0], &fleet.token),
+            send(&replicas[1], &support)
+        );
+        let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [202, 409], "round {round}");
+    }
+    let creations = meta
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(creations, rounds, "Meta was asked {creations} times");
+}
+
 #[tokio::test]
 async fn a_token_revoked_on_one_replica_is_refused_by_the_others_within_a_second() {
     let meta = MockServer::start().await;

@@ -18,11 +18,14 @@ use crate::storage::{
 
 #[async_trait]
 impl GroupStore for SqlStorage {
-    async fn insert_creation(&self, creation: &PendingCreation) -> Result<()> {
+    async fn insert_creation(&self, creation: &PendingCreation) -> Result<bool> {
         let now = now();
-        sqlx::query(
-            "INSERT INTO create_requests (request_id, team, phone_number_id, subject, status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6)",
+        // The partial unique index create_requests_one_waiting_per_subject is what refuses a
+        // second holder, atomically across replicas; DO NOTHING turns that into 0 rows.
+        let inserted = sqlx::query(
+            "INSERT INTO create_requests (request_id, team, phone_number_id, subject, status, created_at, updated_at, holds_subject)
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6, 1)
+             ON CONFLICT DO NOTHING",
         )
         .bind(&creation.request_id)
         .bind(&creation.team)
@@ -31,8 +34,9 @@ impl GroupStore for SqlStorage {
         .bind(&now)
         .bind(&now)
         .execute(&self.writer)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
     }
 
     async fn fail_creation(&self, request_id: &RequestId, error: &ItemError) -> Result<()> {
