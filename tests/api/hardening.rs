@@ -555,10 +555,19 @@ async fn a_token_narrowed_to_one_number_cannot_read_creations_on_another() {
 #[tokio::test]
 async fn config_check_refuses_a_team_webhook_at_the_metadata_address() {
     let dir = tempfile::tempdir().unwrap();
+    // The metadata address as written plainly, then in every form a resolver accepts (issue
+    // 19: each of the disguised ones passed `config check` and start).
     for url in [
         "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
         "http://[fe80::1]:8080/hooks",
         "http://metadata.google.internal/computeMetadata/v1/",
+        "http://2852039166/",
+        "http://0xa9fea9fe/",
+        "http://0251.0376.0251.0376/",
+        "http://169.254.43518/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[fe80::1%25eth0]/",
     ] {
         let file = dir.path().join("metadata.toml");
         std::fs::write(
@@ -579,6 +588,13 @@ async fn config_check_refuses_a_team_webhook_at_the_metadata_address() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{args:?} {url}: {stderr}");
             assert!(stderr.contains("teams.sales.webhook.url"), "{stderr}");
+            // The refusal says what the address is, whatever its disguise.
+            assert!(
+                ["169.254.169.254", "link-local", "metadata", "zone id"]
+                    .iter()
+                    .any(|why| stderr.contains(why)),
+                "{url}: {stderr}"
+            );
         }
     }
 }
