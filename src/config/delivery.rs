@@ -246,12 +246,18 @@ fn check_host(host: &url::Host<String>) -> Result<(), String> {
         url::Host::Ipv4(v4) => IpAddr::V4(*v4),
         url::Host::Ipv6(v6) => IpAddr::V6(*v6),
     };
-    match forbidden_address(ip) {
-        Some(why) => Err(format!(
-            "{ip} is a {why}; team webhooks may not point there"
-        )),
-        None => Ok(()),
-    }
+    let Some(why) = forbidden_address(ip) else {
+        return Ok(());
+    };
+    // Say which IPv4 address an IPv6 one carries, so the refusal is understood.
+    let carried = match ip {
+        IpAddr::V6(v6) => embedded_ipv4(v6).map(|v4| format!(" (IPv4 {v4})")),
+        IpAddr::V4(_) => None,
+    };
+    Err(format!(
+        "{ip}{} is a {why}; team webhooks may not point there",
+        carried.unwrap_or_default()
+    ))
 }
 
 #[cfg(test)]
@@ -316,7 +322,10 @@ mod tests {
         let err = check_webhook_host("http://[fe80::1%25eth0]/").unwrap_err();
         assert!(err.contains("zone id"), "{err}");
         let err = check_webhook_host("http://[64:ff9b::a9fe:a9fe]/").unwrap_err();
-        assert!(err.contains("link-local"), "{err}");
+        assert!(
+            err.contains("(IPv4 169.254.169.254) is a link-local"),
+            "{err}"
+        );
     }
 
     #[test]
