@@ -180,11 +180,10 @@ pub fn forbidden_address(ip: IpAddr) -> Option<&'static str> {
 
 /// The IPv4 address an IPv6 address stands for, where the network takes it there.
 fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
-    // `to_ipv4` reads both IPv4-mapped and the deprecated IPv4-compatible form (not `::`
-    // and `::1`, which are not IPv4).
     if let Some(v4) = v6.to_ipv4_mapped() {
         return Some(v4);
     }
+    // The deprecated IPv4-compatible form `::a.b.c.d`; `::` and `::1` are not IPv4.
     if !v6.is_loopback()
         && !v6.is_unspecified()
         && let Some(v4) = v6.to_ipv4()
