@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::io::Write;
 
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 
 use crate::auth::{TokenIssuer, parse_ttl};
 use crate::config::{GraphMode, Settings};
@@ -183,12 +184,9 @@ pub fn revoke_token(settings: &Settings, jti: &str) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
     runtime.block_on(async {
-        let storage = crate::storage::Storage::connect(&settings.storage.url, 1)
+        let storage = crate::storage::Storage::connect(settings.storage.url.expose_secret(), 1)
             .await
-            .map_err(|e| {
-                let url = crate::domain::url::without_password(&settings.storage.url, "***");
-                format!("storage {url} is unusable: {e}")
-            })?;
+            .map_err(|e| format!("storage {} is unusable: {e}", settings.storage.url))?;
         storage
             .tokens
             .revoke(&jti, "cli")

@@ -128,9 +128,7 @@ fn redact(value: Value) -> Value {
         ),
         Value::Array(items) => Value::Array(items.into_iter().map(redact).collect()),
         // A database or Redis URL may carry a password.
-        Value::String(url) if url.contains("://") => {
-            Value::String(without_password(&url, REDACTED))
-        }
+        Value::String(url) if url.contains("://") => Value::String(without_password(&url)),
         other => other,
     }
 }

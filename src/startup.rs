@@ -9,13 +9,13 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
+use secrecy::ExposeSecret;
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{Authenticator, KeyError, TokenIssuer};
 use crate::config::{GraphMode, RateLimitSettings, RateLimitStore, Settings};
-use crate::domain::url::without_password;
 use crate::error::{self, ApiError};
 use crate::graph::GraphClient;
 use crate::openapi::{ApiDoc, spec};
@@ -38,6 +38,7 @@ use crate::telemetry::request_context;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    /// `url` is shown with its password masked (`ServiceUrl`'s `Display`).
     #[error("storage {url} is unusable: {source}")]
     Storage { url: String, source: StorageError },
     #[error("cannot listen on {address}: {source}")]
@@ -57,12 +58,15 @@ pub struct Application;
 impl Application {
     /// Binds (port 0 picks a free port), opens storage, starts the webhook processor.
     pub async fn build(settings: Settings) -> Result<BoundServer, StartupError> {
-        let storage = Storage::connect(&settings.storage.url, settings.storage.max_connections)
-            .await
-            .map_err(|source| StartupError::Storage {
-                url: without_password(&settings.storage.url, "***"),
-                source,
-            })?;
+        let storage = Storage::connect(
+            settings.storage.url.expose_secret(),
+            settings.storage.max_connections,
+        )
+        .await
+        .map_err(|source| StartupError::Storage {
+            url: settings.storage.url.to_string(),
+            source,
+        })?;
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
             address: address.clone(),
@@ -87,8 +91,15 @@ impl Application {
         let shared = match settings.rate_limit.store {
             RateLimitStore::Local => None,
             RateLimitStore::Redis => Some(
-                RedisStore::new(settings.rate_limit.redis_url.as_deref().unwrap_or_default())
-                    .map_err(StartupError::RateLimitStore)?,
+                RedisStore::new(
+                    settings
+                        .rate_limit
+                        .redis_url
+                        .as_ref()
+                        .map(ExposeSecret::expose_secret)
+                        .unwrap_or_default(),
+                )
+                .map_err(StartupError::RateLimitStore)?,
             ),
         };
         let number_limits: crate::graph::NumberLimits = Arc::new(Limiter::new(
@@ -126,7 +137,7 @@ impl Application {
         let revocations = RevocationList::load(storage.tokens.clone())
             .await
             .map_err(|source| StartupError::Storage {
-                url: without_password(&settings.storage.url, "***"),
+                url: settings.storage.url.to_string(),
                 source,
             })?;
         revocations.spawn_refresher(revocation::REFRESH_EVERY);

@@ -154,20 +154,22 @@ pub fn signing_key(secret: &str) -> Result<SigningKey, String> {
 /// Why a team's webhook must never reach `ip`, if it must not: link-local addresses
 /// (169.254.0.0/16, fe80::/10) hold the clouds' instance metadata services (credentials of
 /// the machine itself), and a few metadata services live elsewhere. Internal addresses are
-/// allowed: internal apps live there. IPv4 written as IPv6 is judged as IPv4.
+/// allowed: internal apps live there. An IPv4 address carried inside IPv6 (IPv4-mapped
+/// `::ffff:0:0/96`, IPv4-compatible `::/96`, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`)
+/// is judged as that IPv4 address, since the network delivers it there.
+///
+/// The one predicate for every check: `config check` and start (`check_webhook_host`) and
+/// the delivery connector, on the address actually connected to.
 pub fn forbidden_address(ip: IpAddr) -> Option<&'static str> {
     let ip = match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => embedded_ipv4(v6).map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     };
     match ip {
         IpAddr::V4(v4) if v4.is_link_local() => Some("link-local (cloud metadata) address"),
         // Alibaba Cloud's metadata service.
         IpAddr::V4(v4) if v4 == Ipv4Addr::new(100, 100, 100, 200) => Some("cloud metadata address"),
-        IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => Some("link-local address"),
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => Some("link-local address"),
         // AWS's metadata service over IPv6.
         IpAddr::V6(v6) if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) => {
             Some("cloud metadata address")
@@ -176,61 +178,175 @@ pub fn forbidden_address(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// The IPv4 address an IPv6 address stands for, where the network takes it there.
+fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    // The deprecated IPv4-compatible form `::a.b.c.d`; `::` and `::1` are not IPv4.
+    if !v6.is_loopback()
+        && !v6.is_unspecified()
+        && let Some(v4) = v6.to_ipv4()
+    {
+        return Some(v4);
+    }
+    let [a, b, c, ..] = v6.segments();
+    // NAT64: the well-known prefix (RFC 6052) and the local-use one (RFC 8215), whose
+    // translators put the IPv4 address in the last 32 bits.
+    let nat64 = (a, b) == (0x64, 0xff9b) && (c == 1 || v6.segments()[2..6] == [0; 4]);
+    nat64.then(|| {
+        let octets = v6.octets();
+        Ipv4Addr::new(octets[12], octets[13], octets[14], octets[15])
+    })
+}
+
 /// Host names that name a metadata service wherever they resolve.
 const METADATA_HOSTS: &[&str] = &["metadata.google.internal", "metadata.goog", "metadata"];
 
-/// Refuses a team webhook URL whose host is a forbidden address or a metadata host name.
-/// Other names are checked when connecting, on the address actually reached (DNS may
-/// change between this check and a delivery).
+/// Refuses a team webhook URL whose host is a forbidden address or a metadata host name,
+/// however the address is written. The host is read as a WHATWG URL parser (the `url`
+/// crate) reads it, which turns what resolvers accept for IPv4 (decimal `2852039166`, hex
+/// `0xa9fea9fe`, octal `0251.0376.0251.0376`, shortened `169.254.43518`) into the address;
+/// the host awc will connect to (its `http::Uri`) is read the same way, so the two parsers
+/// cannot be played against each other. Other names are checked when connecting, on the
+/// address actually reached (DNS may change between this check and a delivery).
 pub fn check_webhook_host(url: &str) -> Result<(), String> {
-    let uri: actix_web::http::Uri = url.parse().map_err(|_| "is not a valid URL".to_owned())?;
-    let host = uri
+    let parsed = url::Url::parse(url).map_err(|e| match e {
+        // A zone id (`[fe80::1%25eth0]`) is only meaningful for link-local addresses.
+        url::ParseError::InvalidIpv6Address if url.contains('%') => {
+            "has a zone id (%25…) in its IPv6 host; zone ids name link-local addresses, which team webhooks may not reach".to_owned()
+        }
+        e => format!("is not a valid URL ({e})"),
+    })?;
+    let host = parsed
         .host()
         .ok_or_else(|| "has no host".to_owned())?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    if METADATA_HOSTS.contains(&host.as_str()) {
-        return Err(format!(
-            "{host} is a cloud metadata service; team webhooks may not point there"
-        ));
-    }
-    if let Ok(ip) = host.parse::<IpAddr>()
-        && let Some(why) = forbidden_address(ip)
-    {
-        return Err(format!(
-            "{ip} is a {why}; team webhooks may not point there"
-        ));
-    }
-    Ok(())
+        .to_owned();
+    check_host(&host)?;
+    // What awc connects to: the same host, unless the two parsers disagree.
+    let uri: actix_web::http::Uri = url.parse().map_err(|_| "is not a valid URL".to_owned())?;
+    let uri_host = uri.host().ok_or_else(|| "has no host".to_owned())?;
+    let uri_host = url::Host::parse(uri_host)
+        .map_err(|_| "is not a valid URL (its host cannot be read)".to_owned())?;
+    check_host(&uri_host)
+}
+
+fn check_host(host: &url::Host<String>) -> Result<(), String> {
+    let ip = match host {
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if METADATA_HOSTS.contains(&name.as_str()) {
+                return Err(format!(
+                    "{name} is a cloud metadata service; team webhooks may not point there"
+                ));
+            }
+            return Ok(());
+        }
+        url::Host::Ipv4(v4) => IpAddr::V4(*v4),
+        url::Host::Ipv6(v6) => IpAddr::V6(*v6),
+    };
+    let Some(why) = forbidden_address(ip) else {
+        return Ok(());
+    };
+    // Say which IPv4 address an IPv6 one carries, so the refusal is understood.
+    let carried = match ip {
+        IpAddr::V6(v6) => embedded_ipv4(v6).map(|v4| format!(" (IPv4 {v4})")),
+        IpAddr::V4(_) => None,
+    };
+    Err(format!(
+        "{ip}{} is a {why}; team webhooks may not point there",
+        carried.unwrap_or_default()
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A link-local or metadata address, in every form a resolver accepts.
+    const DISGUISED_METADATA_URLS: &[&str] = &[
+        "http://169.254.169.254/latest/meta-data/",
+        "http://169.254.0.1:8080/x",
+        "http://2852039166/",
+        "http://0xa9fea9fe/",
+        "http://0xA9FEA9FE/",
+        "http://0251.0376.0251.0376/",
+        "http://0251.254.169.254/",
+        "http://169.254.43518/",
+        "http://169.16689662/",
+        "http://169.254.169.254./",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[::ffff:a9fe:a9fe]/",
+        "http://[::169.254.169.254]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[64:ff9b::169.254.169.254]/",
+        "http://[64:ff9b:1::a9fe:a9fe]/",
+        "http://[fe80::1]/hooks",
+        "http://[fe80::1%25eth0]/",
+        "http://[FE80::a9fe:a9fe%eth0]/",
+        "http://[febf::1]/",
+        "http://[fd00:ec2::254]/",
+        "http://100.100.100.200/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://METADATA.google.internal./computeMetadata/v1/",
+        "https://user:pw@169.254.169.254/",
+    ];
+
     #[test]
-    fn metadata_and_link_local_hosts_are_refused_and_internal_ones_are_not() {
-        for url in [
-            "http://169.254.169.254/latest/meta-data/",
-            "http://169.254.0.1:8080/x",
-            "http://[fe80::1]/hooks",
-            "http://[::ffff:169.254.169.254]/",
-            "http://[fd00:ec2::254]/",
-            "http://100.100.100.200/",
-            "http://metadata.google.internal/computeMetadata/v1/",
-        ] {
+    fn metadata_and_link_local_hosts_are_refused_in_every_form_and_internal_ones_are_not() {
+        for url in DISGUISED_METADATA_URLS {
             assert!(check_webhook_host(url).is_err(), "{url}");
         }
         for url in [
             "http://127.0.0.1:9100/hooks",
+            "http://10.0.0.1/",
+            "http://167772161/",
             "https://10.1.2.3/hooks",
             "http://[::1]:9000/",
+            "http://[::ffff:10.0.0.1]/",
+            "http://[64:ff9b::a00:1]/",
             "https://sales.internal/hooks",
+            "http://hooks/",
             "http://192.168.1.20/",
+            "http://169.255.0.1/",
         ] {
-            assert!(check_webhook_host(url).is_ok(), "{url}");
+            assert_eq!(check_webhook_host(url), Ok(()), "{url}");
+        }
+    }
+
+    #[test]
+    fn refusals_say_which_address_was_meant() {
+        let err = check_webhook_host("http://0xa9fea9fe/").unwrap_err();
+        assert!(err.contains("169.254.169.254"), "{err}");
+        let err = check_webhook_host("http://[fe80::1%25eth0]/").unwrap_err();
+        assert!(err.contains("zone id"), "{err}");
+        let err = check_webhook_host("http://[64:ff9b::a9fe:a9fe]/").unwrap_err();
+        assert!(
+            err.contains("(IPv4 169.254.169.254) is a link-local"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_connect_time_predicate_sees_ipv4_inside_ipv6() {
+        for ip in [
+            "169.254.169.254",
+            "::ffff:169.254.169.254",
+            "::169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1:2:3:4:a9fe:a9fe",
+            "fe80::1",
+        ] {
+            assert!(forbidden_address(ip.parse().unwrap()).is_some(), "{ip}");
+        }
+        for ip in [
+            "::1",
+            "::",
+            "10.0.0.1",
+            "::ffff:127.0.0.1",
+            "2001:db8::a9fe:a9fe",
+        ] {
+            assert_eq!(forbidden_address(ip.parse().unwrap()), None, "{ip}");
         }
     }
 

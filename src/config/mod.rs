@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::domain::PhoneNumberId;
+use crate::domain::url::ServiceUrl;
 mod delivery;
 
 pub use delivery::{
@@ -263,8 +264,8 @@ pub struct AuthSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {
-    /// `sqlite://PATH`, `sqlite::memory:` or `postgres://…`.
-    pub url: String,
+    /// `sqlite://PATH`, `sqlite::memory:` or `postgres://…`; its password never shown.
+    pub url: ServiceUrl,
     /// Most connections to PostgreSQL this replica holds.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
@@ -290,8 +291,8 @@ pub enum RateLimitStore {
 pub struct RateLimitStoreSettings {
     #[serde(default)]
     pub store: RateLimitStore,
-    /// `redis://…`; required with `store = "redis"`.
-    pub redis_url: Option<String>,
+    /// `redis://…`; required with `store = "redis"`; its password never shown.
+    pub redis_url: Option<ServiceUrl>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -743,6 +744,8 @@ fn needs_demo(config: &config::Config) -> bool {
 }
 
 const GREATER_THAN_0: &str = "must be greater than 0";
+/// Said without the URL, which may hold a password.
+const UNREADABLE_URL: &str = "is not a valid URL (reserved characters in the user or password, such as / # ? @, must be percent-encoded)";
 
 /// A setting's rule: `Err` naming `key` with `message` unless `ok`. `resolve` checks the
 /// rules in a fixed order and reports the first one broken.
@@ -826,21 +829,27 @@ impl RawSettings {
             "must start with sqlite: or postgres://",
         )?;
         ensure(
+            url.starts_with("sqlite:") || url.parses(),
+            "storage.url",
+            UNREADABLE_URL,
+        )?;
+        ensure(
             self.storage.max_connections > 0,
             "storage.max_connections",
             GREATER_THAN_0,
         )?;
-        if self.rate_limit.store == RateLimitStore::Redis
-            && !self
-                .rate_limit
-                .redis_url
-                .as_deref()
-                .is_some_and(|u| u.starts_with("redis://") || u.starts_with("rediss://"))
-        {
-            return Err(ConfigError::invalid(
+        if self.rate_limit.store == RateLimitStore::Redis {
+            let redis_url = self.rate_limit.redis_url.as_ref();
+            ensure(
+                redis_url.is_some_and(|u| u.starts_with("redis://") || u.starts_with("rediss://")),
                 "rate_limit.redis_url",
                 "store = \"redis\" needs a redis:// URL",
-            ));
+            )?;
+            ensure(
+                redis_url.is_some_and(ServiceUrl::parses),
+                "rate_limit.redis_url",
+                UNREADABLE_URL,
+            )?;
         }
 
         let mut phone_numbers = BTreeMap::new();
@@ -1073,6 +1082,44 @@ mod tests {
         assert_eq!(settings.server.port, 8080);
         assert!(settings.teams.contains_key("sales"));
         assert!(settings.teams["platform"].admin);
+    }
+
+    #[test]
+    fn debugged_settings_show_no_database_or_redis_password() {
+        let settings = Settings::from_toml_overrides(
+            "[storage]\nurl = \"postgres://gw:SECRETPW-db@db.internal:5432/gw\"\n\
+             [rate_limit]\nstore = \"redis\"\nredis_url = \"redis://default:SECRETPW-redis@cache:6379/0\"\n",
+        )
+        .unwrap();
+        let debugged = format!("{settings:?}");
+        assert!(!debugged.contains("SECRETPW"), "{debugged}");
+        assert!(
+            debugged.contains("postgres://gw:***@db.internal:5432/gw"),
+            "{debugged}"
+        );
+        assert!(
+            debugged.contains("redis://default:***@cache:6379/0"),
+            "{debugged}"
+        );
+        assert!(settings.storage.url.expose_secret().contains("SECRETPW-db"));
+    }
+
+    #[test]
+    fn a_database_or_redis_url_no_parser_reads_is_refused_without_being_repeated() {
+        for (toml, key) in [
+            (
+                "[storage]\nurl = \"postgres://gw:SECRET/PW@db/gw\"\n",
+                "storage.url",
+            ),
+            (
+                "[rate_limit]\nstore = \"redis\"\nredis_url = \"redis://:SECRET/PW@cache:6379\"\n",
+                "rate_limit.redis_url",
+            ),
+        ] {
+            let err = Settings::from_toml_overrides(toml).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+            assert!(!err.contains("SECRET"), "{err}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! algorithms, token issuing limits, revocation across replicas and restarts, the audit log,
 //! group adoption, and the refusal of every admin route to everyone else.
 
+use secrecy::ExposeSecret;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -793,7 +794,10 @@ async fn token_revoke_on_the_command_line_reaches_running_gateways() {
         .args(["token", "revoke", &jti_of(&sales)])
         .current_dir(dir.path())
         .env("APP_ENVIRONMENT", "admin-test")
-        .env("WAGW__STORAGE__URL", &app.settings.storage.url)
+        .env(
+            "WAGW__STORAGE__URL",
+            app.settings.storage.url.expose_secret(),
+        )
         .env_remove("WAGW_CONFIG")
         .output()
         .expect("the binary runs");

@@ -1,6 +1,7 @@
 //! Team events: Meta's group webhooks turned into each team's feed (`GET /v1/events`) and
 //! signed Standard Webhooks deliveries with retries.
 
+use secrecy::ExposeSecret;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -65,7 +66,7 @@ fn types(events: &[Value]) -> Vec<&str> {
 
 /// The registry and event store of the app's database, opened beside the app.
 async fn storage(app: &TestApp) -> (SqlStorage, SqlStorage) {
-    let storage = SqlStorage::connect(&app.settings.storage.url, 2)
+    let storage = SqlStorage::connect(app.settings.storage.url.expose_secret(), 2)
         .await
         .unwrap();
     (storage.clone(), storage)

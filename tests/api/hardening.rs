@@ -1,6 +1,7 @@
 //! Issue 12: each attack or fault that was tried against the release binary, run against
 //! the real binary again, and the bound it now meets.
 
+use secrecy::ExposeSecret;
 use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
@@ -127,7 +128,7 @@ async fn four_hundred_anonymous_calls_store_nothing_and_are_throttled_per_addres
         .unwrap();
     assert_eq!(listed.status(), 200);
 
-    let db = settings.storage.url.clone();
+    let db = settings.storage.url.expose_secret().to_owned();
     let stored = count(&db, "SELECT COUNT(*) FROM audit_log").await;
     assert!(stored <= 5, "{stored} rows stored for 400 anonymous calls");
     let metrics = http
@@ -461,7 +462,9 @@ async fn meta_is_asked_once_across_a_timeout_a_kill_and_retries_with_the_same_ke
     assert!(took < Duration::from_secs(1), "answered at once: {took:?}");
     let request_b = b["request_id"].as_str().unwrap().to_owned();
     // Two minutes later (the claim aged in storage): still that creation, never a new one.
-    let storage = SqlStorage::connect(&settings.storage.url, 2).await.unwrap();
+    let storage = SqlStorage::connect(settings.storage.url.expose_secret(), 2)
+        .await
+        .unwrap();
     let aged = (chrono::Utc::now() - chrono::Duration::minutes(3))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     sqlx::query("UPDATE idempotency_keys SET created_at = ? WHERE idem_key = 'key-kill'")
@@ -555,10 +558,19 @@ async fn a_token_narrowed_to_one_number_cannot_read_creations_on_another() {
 #[tokio::test]
 async fn config_check_refuses_a_team_webhook_at_the_metadata_address() {
     let dir = tempfile::tempdir().unwrap();
+    // The metadata address as written plainly, then in every form a resolver accepts (issue
+    // 19: each of the disguised ones passed `config check` and start).
     for url in [
         "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
         "http://[fe80::1]:8080/hooks",
         "http://metadata.google.internal/computeMetadata/v1/",
+        "http://2852039166/",
+        "http://0xa9fea9fe/",
+        "http://0251.0376.0251.0376/",
+        "http://169.254.43518/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[fe80::1%25eth0]/",
     ] {
         let file = dir.path().join("metadata.toml");
         std::fs::write(
@@ -579,6 +591,13 @@ async fn config_check_refuses_a_team_webhook_at_the_metadata_address() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{args:?} {url}: {stderr}");
             assert!(stderr.contains("teams.sales.webhook.url"), "{stderr}");
+            // The refusal says what the address is, whatever its disguise.
+            assert!(
+                ["169.254.169.254", "link-local", "metadata", "zone id"]
+                    .iter()
+                    .any(|why| stderr.contains(why)),
+                "{url}: {stderr}"
+            );
         }
     }
 }
@@ -729,6 +748,104 @@ async fn the_container_without_configuration_refuses_the_public_development_key(
     assert!(String::from_utf8_lossy(&out.stderr).contains("auth.keys[0].secret"));
 }
 
+// ---- passwords inside storage.url and rate_limit.redis_url ---------------------------------
+
+#[tokio::test]
+async fn no_command_or_log_shows_the_database_or_redis_password() {
+    const PASSWORD: &str = "SECRETPW";
+    // The machine's PostgreSQL trusts its users, so the password is carried but not needed;
+    // the machine's Redis refuses it, so its errors are logged too.
+    let db = crate::pg::TestDatabase::create().await;
+    let mut storage_url = url::Url::parse(&db.url).unwrap();
+    storage_url.set_password(Some(PASSWORD)).unwrap();
+    let mut redis_url = url::Url::parse(&crate::pg::redis_url()).unwrap();
+    redis_url.set_username("default").unwrap();
+    redis_url.set_password(Some(PASSWORD)).unwrap();
+    // Refused at once (a port where nobody listens is retried for half a minute).
+    let mut unreachable = storage_url.clone();
+    unreachable.set_path("wagw_test_no_such_database");
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("[rate_limit]\nstore = \"redis\"\nredis_url = \"{redis_url}\"\n");
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, &config).unwrap();
+    let file = file.to_str().unwrap();
+    let with_db = |url: &url::Url| [("WAGW__STORAGE__URL", url.to_string())];
+    let shown = |out: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+
+    // A gateway serving with both, asked for its readiness (Redis refuses the password).
+    let gateway = start(dir.path(), Some(&config), &with_db(&storage_url), 1).await;
+    let ready = reqwest::get(gateway.url("/readyz")).await.unwrap();
+    let readiness = ready.text().await.unwrap();
+    assert!(!readiness.contains(PASSWORD), "{readiness}");
+    drop(gateway);
+    let dir_files = std::fs::read_dir(dir.path()).unwrap();
+    for log in dir_files
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".log"))
+    {
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        assert!(!text.contains(PASSWORD), "{}: {text}", log.path().display());
+    }
+
+    // `config check` shows both URLs, without the password.
+    let out = command(
+        dir.path(),
+        &["--config", file, "config", "check"],
+        &with_db(&storage_url),
+    )
+    .output()
+    .unwrap();
+    let text = shown(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+    assert!(text.contains(":***@127.0.0.1"), "{text}");
+
+    // `token revoke` names the storage it wrote to, without the password.
+    let out = command(
+        dir.path(),
+        &["--config", file, "token", "revoke", "urls-test-jti"],
+        &with_db(&storage_url),
+    )
+    .output()
+    .unwrap();
+    let text = shown(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("revoked urls-test-jti"), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+    assert_eq!(
+        count(
+            storage_url.as_str(),
+            "SELECT COUNT(*) FROM revoked_tokens WHERE jti = 'urls-test-jti'"
+        )
+        .await,
+        1
+    );
+
+    // A storage that cannot be used: the errors of `token revoke` and `serve` name it,
+    // without the password.
+    for args in [
+        ["--config", file, "token", "revoke", "urls-test-jti"].as_slice(),
+        ["--config", file, "serve"].as_slice(),
+    ] {
+        let out = command(dir.path(), args, &with_db(&unreachable))
+            .output()
+            .unwrap();
+        let text = shown(&out);
+        assert!(!out.status.success(), "{args:?}: {text}");
+        assert!(
+            text.contains("wagw_test_no_such_database"),
+            "{args:?}: {text}"
+        );
+        assert!(!text.contains(PASSWORD), "{args:?}: {text}");
+    }
+}
+
 // ---- 7. retention ----------------------------------------------------------------------------
 
 #[tokio::test]
@@ -746,7 +863,7 @@ async fn old_rows_of_every_growing_table_are_pruned_in_batches() {
          [retention]\ninterval_seconds = 1\nbatch_size = 10\n",
     );
     let settings = Settings::from_toml_overrides(&config).unwrap();
-    let db = settings.storage.url.clone();
+    let db = settings.storage.url.expose_secret().to_owned();
     let old = "2024-01-01T00:00:00.000Z";
     let recent = wa_groups_gateway::clock::now();
     {

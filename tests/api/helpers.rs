@@ -140,7 +140,7 @@ pub async fn spawn_app_tuned(
         _ => None,
     };
     if let Some(db) = &database {
-        settings.storage.url = db.url.clone();
+        settings.storage.url = db.url.clone().into();
     }
     let app = Application::build(settings.clone())
         .await

@@ -1,5 +1,6 @@
 //! Meta's webhook ingress: handshake, signatures, durability, duplicates, leniency.
 
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -171,7 +172,7 @@ async fn a_post_that_keeps_failing_is_set_aside_and_does_not_hold_back_later_one
     let token = app.sales();
     // The database refuses every event of group POISON: a stand-in for a POST that trips a
     // bug in processing.
-    let storage = SqlStorage::connect(&app.settings.storage.url, 2)
+    let storage = SqlStorage::connect(app.settings.storage.url.expose_secret(), 2)
         .await
         .unwrap();
     let pool = storage.pool();
