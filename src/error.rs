@@ -54,7 +54,9 @@ pub enum ApiError {
     Conflict(String),
     /// Another creation with the same phone number and subject still waits for Meta's
     /// request id (DESIGN §5: one at a time, so webhooks cannot be matched to the wrong team).
-    #[error("a creation with this subject on this phone number is in progress; retry in {retry_after_seconds} s")]
+    #[error(
+        "a creation with this subject on this phone number is in progress; retry in {retry_after_seconds} s"
+    )]
     CreationInProgress { retry_after_seconds: u64 },
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -119,9 +121,10 @@ impl ApiError {
             ApiError::Forbidden(_) => ("forbidden", "Not allowed"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::Conflict(_) => ("conflict", "Conflict"),
-            ApiError::CreationInProgress { .. } => {
-                ("creation-in-progress", "A creation with this subject is in progress")
-            }
+            ApiError::CreationInProgress { .. } => (
+                "creation-in-progress",
+                "A creation with this subject is in progress",
+            ),
             ApiError::PayloadTooLarge { .. } => ("payload-too-large", "Request body too large"),
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported media type")

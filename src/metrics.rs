@@ -26,6 +26,9 @@ pub const BUILD_INFO: &str = "wagw_build_info";
 pub const RATE_LIMIT_REDIS_UP: &str = "wagw_rate_limit_redis_up";
 /// Checks answered by a replica's own bucket because Redis did not answer.
 pub const RATE_LIMIT_LOCAL_FALLBACKS: &str = "wagw_rate_limit_local_fallbacks_total";
+/// Times a replica's PostgreSQL notification connection dropped and came back (its caches
+/// were forgotten then), by channel.
+pub const NOTIFICATION_RECONNECTS: &str = "wagw_notification_reconnects_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -170,7 +170,7 @@ impl Application {
             processor,
         ));
         let idempotency = web::Data::new(Idempotency::new(&storage));
-        let ownership = web::Data::new(Ownership::new(&storage));
+        let ownership = web::Data::new(Ownership::new(&storage, settings.storage.cache_ttl.0));
         // Warmed before the first request: the hot path needs no storage round trip.
         if let Err(e) = ownership.warm().await {
             tracing::warn!(error = %e, "cannot read the recent groups; they are read when asked for");

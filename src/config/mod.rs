@@ -10,10 +10,12 @@ use serde::Deserialize;
 use crate::domain::PhoneNumberId;
 use crate::domain::url::ServiceUrl;
 mod delivery;
+mod duration;
 
 pub use delivery::{
     DeliverySettings, SigningKey, check_webhook_host, forbidden_address, signing_key,
 };
+pub use duration::ConfigDuration;
 
 /// The defaults are compiled in so the binary runs from any directory.
 const DEFAULTS: &str = include_str!("../../config/default.toml");
@@ -269,10 +271,18 @@ pub struct StorageSettings {
     /// Most connections to PostgreSQL this replica holds.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// The longest anything read from storage is answered from memory (ownership, …), even
+    /// when a notification of its change was missed.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: ConfigDuration,
 }
 
 fn default_max_connections() -> u32 {
     10
+}
+
+fn default_cache_ttl() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(60))
 }
 
 /// Where rate-limit buckets live (`[rate_limit]`).

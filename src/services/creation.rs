@@ -47,6 +47,21 @@ impl Waiters {
         }
     }
 
+    /// Wakes every waiter, each of which reads its creation again (a completion may have
+    /// been announced while nobody could hear it).
+    pub fn wake_all(&self) {
+        let all: Vec<Arc<Notify>> = self
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, n)| n)
+            .collect();
+        for notify in all {
+            notify.notify_waiters();
+        }
+    }
+
     /// Drops the entry once nobody else holds it, so abandoned waits do not accumulate.
     pub fn release(&self, request_id: &str, notify: Arc<Notify>) {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());

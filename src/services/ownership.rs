@@ -4,12 +4,15 @@
 //!
 //! The cache stays exact: storage tells it of every committed change to a group's record, at
 //! once in this process and, on PostgreSQL, as soon as another replica commits one (all of it
-//! is forgotten when those announcements may have been missed). It holds at most
-//! `MAX_CACHED` groups and starts with the most recent ones.
+//! is forgotten when those announcements may have been missed: when the notification
+//! connection drops and again once it is back). Whatever happens to notifications, no entry is
+//! answered after `storage.cache_ttl`. It holds at most `MAX_CACHED` groups and starts with the
+//! most recent ones.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::domain::GroupId;
 use crate::error::ApiError;
@@ -26,37 +29,51 @@ pub struct Ownership {
     cache: Arc<GroupCache>,
 }
 
-#[derive(Default)]
 struct GroupCache {
-    /// A group id → its record, or None when storage does not know it.
-    entries: RwLock<HashMap<String, Option<GroupRecord>>>,
+    /// A group id → its record (None when storage does not know it), and when it was read.
+    entries: RwLock<HashMap<String, (Option<GroupRecord>, Instant)>>,
+    /// How long an entry may be answered (`storage.cache_ttl`).
+    ttl: Duration,
     /// Counts changes: a record read from storage is kept only if no change came meanwhile,
     /// so an answer that was already stale when it arrived is never cached.
     changes: AtomicU64,
 }
 
 impl GroupCache {
-    fn get(&self, group_id: &str) -> Option<Option<GroupRecord>> {
-        self.entries
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(group_id)
-            .cloned()
+    fn new(ttl: Duration) -> Self {
+        GroupCache {
+            entries: RwLock::default(),
+            ttl,
+            changes: AtomicU64::new(0),
+        }
     }
 
+    /// The cached record, unless it is older than the TTL (then storage is asked again).
+    fn get(&self, group_id: &str) -> Option<Option<GroupRecord>> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let (record, read_at) = entries.get(group_id)?;
+        (read_at.elapsed() < self.ttl).then(|| record.clone())
+    }
+
+    /// Caches `record`, read when the change counter said `changes_before`.
     fn put(&self, group_id: &str, record: Option<GroupRecord>, changes_before: u64) {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if self.changes.load(Ordering::SeqCst) != changes_before {
             return;
         }
         if entries.len() >= MAX_CACHED && !entries.contains_key(group_id) {
-            // Full: a tenth goes (any tenth: they are read again when asked for).
-            let drop: Vec<String> = entries.keys().take(MAX_CACHED / 10).cloned().collect();
-            for key in drop {
-                entries.remove(&key);
+            // Full: expired entries go first, then a tenth (any tenth: they are read again
+            // when asked for).
+            let ttl = self.ttl;
+            entries.retain(|_, (_, read_at)| read_at.elapsed() < ttl);
+            if entries.len() >= MAX_CACHED {
+                let drop: Vec<String> = entries.keys().take(MAX_CACHED / 10).cloned().collect();
+                for key in drop {
+                    entries.remove(&key);
+                }
             }
         }
-        entries.insert(group_id.to_owned(), record);
+        entries.insert(group_id.to_owned(), (record, Instant::now()));
     }
 
     fn forget(&self, change: GroupChange) {
@@ -72,9 +89,9 @@ impl GroupCache {
 }
 
 impl Ownership {
-    /// Follows the registry's changes from now on.
-    pub fn new(storage: &Storage) -> Self {
-        let cache = Arc::new(GroupCache::default());
+    /// Follows the registry's changes from now on; answers nothing older than `ttl`.
+    pub fn new(storage: &Storage, ttl: Duration) -> Self {
+        let cache = Arc::new(GroupCache::new(ttl));
         let watched = cache.clone();
         storage.watch_groups(Arc::new(move |change| watched.forget(change)));
         Ownership {

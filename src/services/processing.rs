@@ -189,7 +189,10 @@ pub fn spawn_processor(
     let notify = handle.notify.clone();
     // Creations other replicas complete wake the callers waiting here.
     let remote = waiters.clone();
-    storage.watch_creations(Arc::new(move |request_id: &str| remote.wake(request_id)));
+    storage.watch_creations(Arc::new(move |done: Option<&str>| match done {
+        Some(request_id) => remote.wake(request_id),
+        None => remote.wake_all(),
+    }));
     let processor = Processor {
         inbox: storage.inbox.clone(),
         storage,

@@ -2,18 +2,27 @@
 //! trip: every replica keeps the revoked ids in memory, loaded at start, updated at once when
 //! it revokes one itself, and refreshed from storage in the background so that revocations
 //! made by other replicas (or by `token revoke`) take effect within a second.
+//!
+//! Sequence numbers are handed out when a row is inserted but become visible when its
+//! transaction commits, so a revocation can appear below the highest `seq` already read. Each
+//! refresh therefore reads again everything above the highest `seq` known `GAP_WINDOW` ago: a
+//! revocation committed late (within that window of its number) is still seen at the next
+//! refresh, not at the next full reload.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::storage::{Result, TokenStore};
 
 /// How often storage is asked for revocations made elsewhere.
 pub const REFRESH_EVERY: Duration = Duration::from_millis(500);
-/// Every this many refreshes, the whole table is read again: a cheap guard against a row
-/// whose `seq` was allocated before a newer one became visible.
+/// Every this many refreshes, the whole table is read again: a last guard against a row
+/// whose `seq` was allocated long before it became visible.
 const FULL_RELOAD_EVERY: u32 = 120;
+/// How long after its number was handed out a revocation may still commit and be seen at
+/// the next refresh (a revocation is one INSERT: milliseconds, with room for a slow disk).
+const GAP_WINDOW: Duration = Duration::from_secs(5);
 
 /// The longest jti accepted for revocation (tokens from other JWT libraries included).
 pub const MAX_JTI_LEN: usize = 256;
@@ -33,6 +42,28 @@ struct State {
     jtis: HashSet<String>,
     /// The highest `seq` read so far.
     last_seq: i64,
+    /// `last_seq` as it stood at each refresh of the last `GAP_WINDOW`, oldest first.
+    recent: VecDeque<(Instant, i64)>,
+}
+
+impl State {
+    /// Where the next refresh starts: the highest `seq` known `GAP_WINDOW` ago (0 until the
+    /// list is that old), so numbers handed out since then are read again.
+    fn read_from(&mut self, now: Instant) -> i64 {
+        let mut from = 0;
+        while let Some(&(at, seq)) = self.recent.front() {
+            if now.duration_since(at) < GAP_WINDOW {
+                break;
+            }
+            from = seq;
+            self.recent.pop_front();
+        }
+        // The newest of the entries old enough stays as the floor of the next refreshes.
+        if from > 0 {
+            self.recent.push_front((now - GAP_WINDOW, from));
+        }
+        from
+    }
 }
 
 /// The revoked ids of this replica, shared by its workers.
@@ -72,26 +103,26 @@ impl RevocationList {
         Ok(())
     }
 
-    /// Reads the revocations stored since the last look.
+    /// Reads the revocations stored since the last look (and those of the last `GAP_WINDOW`
+    /// again, in case one committed after a higher number).
     pub async fn refresh(&self) -> Result<()> {
         let since = self
             .state
-            .read()
+            .write()
             .unwrap_or_else(|p| p.into_inner())
-            .last_seq;
+            .read_from(Instant::now());
         self.read_since(since).await
     }
 
     async fn read_since(&self, since: i64) -> Result<()> {
         let rows = self.store.revoked_since(since).await?;
-        if rows.is_empty() {
-            return Ok(());
-        }
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         for (seq, jti) in rows {
             state.jtis.insert(jti);
             state.last_seq = state.last_seq.max(seq);
         }
+        let last_seq = state.last_seq;
+        state.recent.push_back((Instant::now(), last_seq));
         Ok(())
     }
 
@@ -134,6 +165,28 @@ mod tests {
         assert!(parse_jti("").is_err());
         assert!(parse_jti("a b").is_err());
         assert!(parse_jti(&"a".repeat(MAX_JTI_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn a_refresh_reads_again_the_numbers_handed_out_within_the_gap_window() {
+        let start = Instant::now();
+        let mut state = State::default();
+        assert_eq!(state.read_from(start), 0, "a young list reads everything");
+        state.recent.push_back((start, 10));
+        state.recent.push_back((start + Duration::from_secs(2), 20));
+        assert_eq!(state.read_from(start + Duration::from_secs(3)), 0);
+        // Once 10 is older than the window it is the floor; 20 is not yet.
+        assert_eq!(state.read_from(start + GAP_WINDOW), 10);
+        assert_eq!(
+            state.read_from(start + GAP_WINDOW + Duration::from_secs(1)),
+            10
+        );
+        assert_eq!(
+            state.read_from(start + GAP_WINDOW + Duration::from_secs(3)),
+            20
+        );
+        // The window does not grow with refreshes: one floor and the young entries.
+        assert!(state.recent.len() <= 2, "{:?}", state.recent);
     }
 
     #[tokio::test]

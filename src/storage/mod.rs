@@ -257,8 +257,9 @@ pub trait Backend:
     async fn begin_derived(&self) -> Result<Box<dyn RegistryTx>>;
     async fn ping(&self) -> Result<()>;
     /// Calls `on_done` with the request id of each creation another process completes (none
-    /// on a backend only one process uses).
-    fn watch_creations(&self, on_done: Arc<dyn Fn(&str) + Send + Sync>);
+    /// on a backend only one process uses), and with None when some may have been missed
+    /// (the notification connection dropped).
+    fn watch_creations(&self, on_done: CreationWatcher);
     /// Calls `on_change` for each group whose record changes, as soon as the change is
     /// committed here, and (on a shared backend) when another process committed one.
     fn watch_groups(&self, on_change: GroupWatcher);
@@ -275,6 +276,8 @@ pub enum GroupChange {
 }
 
 pub type GroupWatcher = Arc<dyn Fn(GroupChange) + Send + Sync>;
+/// See `Backend::watch_creations`: a completed creation's request id, or None for "any".
+pub type CreationWatcher = Arc<dyn Fn(Option<&str>) + Send + Sync>;
 
 /// The gateway's storage, whichever backend `storage.url` names: one handle per concern,
 /// all on the same backend.
@@ -319,7 +322,7 @@ impl Storage {
     }
 
     /// See `Backend::watch_creations`.
-    pub fn watch_creations(&self, on_done: Arc<dyn Fn(&str) + Send + Sync>) {
+    pub fn watch_creations(&self, on_done: CreationWatcher) {
         self.backend.watch_creations(on_done)
     }
 

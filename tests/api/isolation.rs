@@ -88,13 +88,20 @@ async fn a_second_creation_of_the_same_subject_waits_its_turn_and_never_gets_the
     let second = async {
         let deadline = Instant::now() + Duration::from_secs(5);
         while creations_sent(&app.upstream_requests().await, PN) == 0 {
-            assert!(Instant::now() < deadline, "the first creation never reached Meta");
+            assert!(
+                Instant::now() < deadline,
+                "the first creation never reached Meta"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         create(&app, &support, PN, "Standup").await
     };
     let (first, second) = tokio::join!(first, second);
-    assert_eq!(second.status(), 409, "the same subject was let through twice");
+    assert_eq!(
+        second.status(),
+        409,
+        "the same subject was let through twice"
+    );
     let retry_after: u64 = second.headers()["retry-after"]
         .to_str()
         .unwrap()

@@ -23,8 +23,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 
 use super::{
-    Backend, CreationOutcome, GroupChange, GroupOwner, GroupWatcher, NewTeamEvent, PendingCreation,
-    RegistryTx, Result, SeenGroup,
+    Backend, CreationOutcome, CreationWatcher, GroupChange, GroupOwner, GroupWatcher, NewTeamEvent,
+    PendingCreation, RegistryTx, Result, SeenGroup,
 };
 use crate::clock::now;
 use crate::domain::RequestId;
@@ -303,14 +303,18 @@ impl Backend for SqlStorage {
         Ok(())
     }
 
-    fn watch_creations(&self, on_done: Arc<dyn Fn(&str) + Send + Sync>) {
+    fn watch_creations(&self, on_done: CreationWatcher) {
         if self.dialect == Dialect::Postgres {
-            let on_payload = move |payload: &str| on_done(payload);
+            let done = on_done.clone();
+            let on_payload = move |payload: &str| done(Some(payload));
+            // A completion announced while the connection was down would leave its waiters
+            // waiting to their deadline: every waiter reads its creation again.
+            let on_connect = move || on_done(None);
             tokio::spawn(listen(
                 self.url.clone(),
                 CREATIONS_CHANNEL,
                 on_payload,
-                || {},
+                on_connect,
             ));
         }
     }
@@ -382,7 +386,8 @@ async fn checkpoint_wal(pool: AnyPool) {
 
 /// Follows one PostgreSQL notification channel for good: what other replicas announce (a
 /// creation completed, a group changed) reaches this one. A lost connection is opened again;
-/// `on_connect` runs each time the channel is followed anew.
+/// `on_connect` runs each time the channel is followed anew, since whatever was announced
+/// while it was down is lost.
 async fn listen(
     url: String,
     channel: &'static str,
@@ -395,8 +400,21 @@ async fn listen(
             listener.listen(channel).await?;
             on_connect();
             loop {
-                let notification = listener.recv().await?;
-                on_payload(notification.payload());
+                // Not `recv`: it reconnects by itself and never says so, and what was
+                // announced in between would stay unknown here for good. `try_recv` answers
+                // None once it has reconnected (eagerly, the default).
+                match listener.try_recv().await? {
+                    Some(notification) => on_payload(notification.payload()),
+                    None => {
+                        tracing::warn!(
+                            channel,
+                            "the notification connection dropped and is back: forgetting what was cached"
+                        );
+                        metrics::counter!(crate::metrics::NOTIFICATION_RECONNECTS, "channel" => channel)
+                            .increment(1);
+                        on_connect();
+                    }
+                }
             }
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())
