@@ -12,6 +12,7 @@ mod crash;
 mod events;
 mod groups;
 mod hardening;
+mod layering;
 mod messages;
 mod openapi;
 mod replicas;
