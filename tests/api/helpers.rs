@@ -9,6 +9,7 @@ use wa_groups_gateway::auth::{Scope, TokenIssuer};
 use wa_groups_gateway::config::Settings;
 use wa_groups_gateway::domain::meta_webhook::sign;
 use wa_groups_gateway::startup::Application;
+use wa_groups_gateway::storage::sql::SqlStorage;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -432,4 +433,50 @@ pub fn error_fields(problem: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Polls `probe` until it answers `Some` and answers that; fails the test, naming `what`,
+/// once `within` has passed. What happens in the background (webhook processing, deliveries)
+/// is waited for this way, for as long as it takes and no longer, never for a fixed time.
+pub async fn eventually<T>(
+    within: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl TestApp {
+    /// Waits until every webhook POST the gateway stored has been processed (or set aside),
+    /// so the registry and the team events show all of them: what a test asserts must not
+    /// have happened, it asserts after this, instead of after a pause.
+    pub async fn webhooks_processed(&self) {
+        let storage = SqlStorage::connect(&self.settings.storage.url, 1)
+            .await
+            .expect("the app's database");
+        eventually(
+            Duration::from_secs(10),
+            "every stored webhook POST processed",
+            async || {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM webhook_inbox WHERE processed_at IS NULL AND failed_at IS NULL",
+                )
+                .fetch_one(storage.pool())
+                .await
+                .expect("webhook_inbox");
+                (waiting == 0).then_some(())
+            },
+        )
+        .await;
+    }
 }

@@ -14,6 +14,7 @@ mod fleet_truth;
 mod groups;
 mod hardening;
 mod isolation;
+mod layering;
 mod messages;
 mod openapi;
 mod replicas;

@@ -66,7 +66,7 @@ async fn bad_or_missing_signatures_are_401_and_change_nothing() {
             .status(),
         401
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.webhooks_processed().await;
     let list: Value = app
         .get(&format!("/v1/phone-numbers/{PN}/groups"), &token)
         .await
