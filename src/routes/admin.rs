@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::events::{EventList, event_list};
-use super::extract::scope::Admin;
+use super::extract::scope::{Admin, UnnarrowedAdmin};
 use super::extract::{Authorized, BodyKind, Granted, Input, JsonInput, NoInput, Parts};
 use super::groups::meta_page;
 use super::params::{CursorPaging, GroupPath, LogPaging, PhoneNumberPath};
@@ -21,15 +21,15 @@ use crate::auth::{IssuedToken, TokenIssuer};
 use crate::config::TeamSettings;
 use crate::context;
 use crate::domain::{
-    FeedPosition, FieldErrors, GroupId, Paging, PhoneNumberId, decode_cursor, decode_position,
-    encode_cursor, parse_limit,
+    FeedPosition, FieldErrors, GroupId, Paging, PhoneNumberId, TokenId, decode_cursor,
+    decode_position, encode_cursor, parse_limit,
 };
 use crate::error::ApiError;
 use crate::graph::MetaPage;
 use crate::services::audit::AuditLog;
 use crate::services::events::Feed;
 use crate::services::groups::Groups;
-use crate::services::revocation::{RevocationList, parse_jti};
+use crate::services::revocation::RevocationList;
 use crate::storage::{AuditFilter, AuditRecord, EndpointRecord};
 use crate::tokens::{self, TokenRequest};
 
@@ -223,6 +223,8 @@ impl Input for AuditQuery {
                 group_id,
                 since,
                 before_seq,
+                // Set by the handler from the caller's token, never by the query.
+                phone_numbers: None,
             },
         }))
     }
@@ -265,12 +267,14 @@ fn strings(errors: &mut FieldErrors, field: &str, items: &[serde_json::Value]) -
         .collect()
 }
 
-pub struct Jti(String);
+/// A `jti` no token can carry (DESIGN §3) is a 400: answering 204 would claim a revocation
+/// that protects nothing.
+pub struct Jti(TokenId);
 
 impl Input for Jti {
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
         Ok(errors
-            .check("jti", parse_jti(parts.path("jti").unwrap_or_default()))
+            .check("jti", TokenId::parse(parts.path("jti").unwrap_or_default()))
             .map(Jti))
     }
 }
@@ -350,6 +354,12 @@ pub async fn admin_set_group_owner(
         phone_number_id: pn,
     } = &call.input;
     call.principal.require_number(pn)?;
+    // A narrowed token moves only groups of its numbers: away from one too, not only to one.
+    if call.principal.narrowed_to().is_some()
+        && let Some(current) = groups.registered_number(group_id).await?
+    {
+        call.principal.require_number(&current)?;
+    }
     let assignment = groups
         .assign_owner(&context.teams, group_id, pn, team)
         .await?;
@@ -383,7 +393,14 @@ pub async fn admin_list_audit(
     call: Authorized<Admin, AuditQuery>,
     log: web::Data<AuditLog>,
 ) -> Result<web::Json<AuditList>, ApiError> {
-    let page = log.list(&call.input.filter, call.input.limit).await?;
+    // A narrowed token reads the records of its numbers only; a record without a number
+    // concerns no single number and is left out.
+    let mut filter = call.input.filter;
+    filter.phone_numbers = call
+        .principal
+        .narrowed_to()
+        .map(|numbers| numbers.iter().map(|n| n.to_string()).collect());
+    let page = log.list(&filter, call.input.limit).await?;
     Ok(web::Json(AuditList {
         records: page.records,
         paging: AuditPaging {
@@ -412,6 +429,8 @@ pub async fn admin_issue_token(
 ) -> Result<HttpResponse, ApiError> {
     let approved = tokens::approve(&context.teams, context.max_token_ttl_seconds, &call.input.0)
         .map_err(ApiError::fields)?;
+    call.principal
+        .require_may_issue_for(approved.phone_numbers.as_deref())?;
     let issuer = context.issuer.as_ref().ok_or_else(|| {
         ApiError::Conflict(
             "no configured key can sign tokens: give one auth.keys entry a secret (HS256) or a private key".into(),
@@ -446,13 +465,17 @@ pub async fn admin_issue_token(
 )]
 #[delete("/admin/tokens/{jti}")]
 pub async fn admin_revoke_token(
-    call: Authorized<Admin, Jti>,
+    call: Authorized<UnnarrowedAdmin, Jti>,
     revocations: web::Data<RevocationList>,
 ) -> Result<HttpResponse, ApiError> {
     let jti = &call.input.0;
     revocations.revoke(jti, &call.principal.team).await?;
     context::note_detail("revoked_jti", jti.as_str());
-    tracing::info!(jti, by = call.principal.team, "token revoked");
+    tracing::info!(
+        jti = jti.as_str(),
+        by = call.principal.team,
+        "token revoked"
+    );
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -479,7 +502,13 @@ pub async fn admin_list_unowned_events(
     call: Authorized<Admin, UnownedQuery>,
     feed: web::Data<Feed>,
 ) -> Result<web::Json<EventList>, ApiError> {
-    let page = feed.unowned(call.input.after, call.input.limit).await?;
+    let numbers: Option<Vec<String>> = call
+        .principal
+        .narrowed_to()
+        .map(|numbers| numbers.iter().map(|n| n.to_string()).collect());
+    let page = feed
+        .unowned(numbers.as_deref(), call.input.after, call.input.limit)
+        .await?;
     Ok(web::Json(event_list(page)))
 }
 
@@ -495,7 +524,7 @@ pub async fn admin_list_unowned_events(
 )]
 #[get("/admin/webhook-endpoints")]
 pub async fn admin_list_webhook_endpoints(
-    _call: Authorized<Admin, NoInput>,
+    _call: Authorized<UnnarrowedAdmin, NoInput>,
     feed: web::Data<Feed>,
 ) -> Result<web::Json<WebhookEndpointList>, ApiError> {
     Ok(web::Json(WebhookEndpointList {
