@@ -115,10 +115,14 @@ pub struct IssueTokenBody {
     /// Known scopes; `admin` only for an administrator team.
     pub scopes: Vec<String>,
     /// Narrows the token to these of the team's numbers (claim `phone_numbers`); absent = all.
+    /// When the caller's own token has `phone_numbers`, this is required and must be a
+    /// non-empty subset of the caller's numbers (403 otherwise): narrowing only narrows.
     #[schema(nullable = false)]
     pub phone_numbers: Option<Vec<String>>,
-    /// Lifetime in seconds: 1 to `auth.max_token_ttl_seconds` (default 90 days); absent =
-    /// 30 days, or the maximum when that is shorter.
+    /// Lifetime in seconds: at least 1, at most the gateway's configured
+    /// `auth.max_token_ttl_seconds` (7776000 = 90 days unless configured otherwise; a longer
+    /// one is a 400 naming `ttl_seconds`). Absent = 30 days, or the maximum when that is
+    /// shorter. Tokens signed elsewhere are held to the same maximum (`exp - iat`).
     #[schema(minimum = 1)]
     #[schema(nullable = false)]
     pub ttl_seconds: Option<u64>,
@@ -299,7 +303,8 @@ impl Input for UnownedQuery {
 
 // ---- handlers -------------------------------------------------------------------------------
 
-/// Every active group of the number at Meta (owned by a team or not), with its owner.
+/// Every active group of the number at Meta (owned by a team or not), with its owner. A token
+/// with `phone_numbers` lists only its own numbers (403).
 #[utoipa::path(
     tag = "admin",
     params(PhoneNumberPath, CursorPaging),
@@ -331,7 +336,8 @@ pub async fn admin_list_groups(
 
 /// Give a group to a team: adopt a group created outside the gateway, or move one between
 /// teams. Meta is asked first whether the group exists on that number (its error, such as
-/// 131041 for an unknown group, is passed on).
+/// 131041 for an unknown group, is passed on). A token with `phone_numbers` moves only groups
+/// whose current number and target number are both among its own (403).
 #[utoipa::path(
     tag = "admin",
     params(GroupPath),
@@ -373,7 +379,8 @@ pub async fn admin_set_group_owner(
 }
 
 /// The audit log, newest first: every mutating call and every admin call, with the caller,
-/// the route, the group and Meta's answer.
+/// the route, the group and Meta's answer. A token with `phone_numbers` reads only the
+/// records of its numbers (records without a number are left out).
 #[utoipa::path(
     tag = "admin",
     params(
@@ -411,7 +418,8 @@ pub async fn admin_list_audit(
 
 /// Mint a token for a team. The same rules as `wa-groups-gateway token issue`: a configured
 /// team, known scopes (`admin` only for an administrator team), numbers within the team's
-/// grants, a TTL within `auth.max_token_ttl_seconds`.
+/// grants, a TTL within `auth.max_token_ttl_seconds`. A caller whose token has
+/// `phone_numbers` issues only tokens narrowed to a subset of its numbers (403).
 #[utoipa::path(
     tag = "admin",
     request_body = IssueTokenBody,
@@ -453,10 +461,11 @@ pub async fn admin_issue_token(
 
 /// Revoke a token by its `jti`: refused (401) at once on this replica, within a second on
 /// the others, and after restarts. Revoking an unknown or already revoked jti is not an
-/// error (the gateway does not keep the tokens it did not issue).
+/// error (the gateway does not keep the tokens it did not issue); a `jti` no token can carry
+/// is a 400 naming `jti`. Needs an admin token without `phone_numbers` (403).
 #[utoipa::path(
     tag = "admin",
-    params(("jti" = String, Path, description = "The token's `jti` claim", example = "0b8f6c1e-9d1a-4c5b-8f3e-1a2b3c4d5e6f")),
+    params(("jti" = String, Path, description = "The token's `jti` claim: 1-128 characters of `A-Z a-z 0-9 . _ ~ -`", example = "0b8f6c1e-9d1a-4c5b-8f3e-1a2b3c4d5e6f", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._~-]{1,128}$")),
     responses(
         (status = 204, description = "Revoked"),
         Refusals,
@@ -487,7 +496,8 @@ pub struct WebhookEndpointList {
 }
 
 /// Events of groups no team owns (created outside the gateway and not adopted), oldest
-/// first. Adopting such a group makes its later events the new owner's.
+/// first. Adopting such a group makes its later events the new owner's. A token with
+/// `phone_numbers` reads only those of its numbers.
 #[utoipa::path(
     tag = "admin",
     params(LogPaging),
@@ -513,7 +523,8 @@ pub async fn admin_list_unowned_events(
 }
 
 /// Each team's webhook endpoint: enabled or disabled (and why), failing since when, the last
-/// success and failure. URLs are shown without credentials or query.
+/// success and failure. URLs are shown without credentials or query. Needs an admin token
+/// without `phone_numbers` (403).
 #[utoipa::path(
     tag = "admin",
     responses(
@@ -530,4 +541,21 @@ pub async fn admin_list_webhook_endpoints(
     Ok(web::Json(WebhookEndpointList {
         endpoints: feed.endpoints().await?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::TokenId;
+
+    /// utoipa takes only literals in a path parameter's attributes: the documented rule is
+    /// held to the one `TokenId` enforces here.
+    #[test]
+    fn the_documented_jti_rule_is_the_enforced_one() {
+        let spec = serde_json::to_value(crate::openapi::spec()).expect("json");
+        let jti = &spec["paths"]["/v1/admin/tokens/{jti}"]["delete"]["parameters"][0];
+        assert_eq!(jti["name"], "jti");
+        assert_eq!(jti["schema"]["pattern"], TokenId::PATTERN);
+        assert_eq!(jti["schema"]["maxLength"], TokenId::MAX_LEN);
+        assert_eq!(jti["schema"]["minLength"], 1);
+    }
 }
