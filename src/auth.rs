@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{AuthSettings, KeyAlgorithm, KeySettings, TeamSettings};
 use crate::context;
-use crate::domain::PhoneNumberId;
 pub use crate::domain::Scope;
+use crate::domain::{PhoneNumberId, TokenId};
 use crate::error::ApiError;
 use crate::services::revocation::RevocationList;
 use crate::telemetry::AuthenticatedTeam;
@@ -39,10 +39,13 @@ pub struct Claims {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub team: String,
-    pub jti: String,
+    pub jti: TokenId,
     scopes: Vec<Scope>,
     /// The team's grants from config, narrowed by the token's `phone_numbers` claim.
     numbers: Vec<PhoneNumberId>,
+    /// The token carries `phone_numbers`: it may act only on those numbers, never on what
+    /// concerns no single number (DESIGN §3 "Narrowing only ever narrows").
+    narrowed: bool,
     team_is_admin: bool,
 }
 
@@ -75,6 +78,51 @@ impl Principal {
     pub fn numbers(&self) -> &[PhoneNumberId] {
         &self.numbers
     }
+
+    /// The numbers a narrowed token is limited to; None for a token without `phone_numbers`,
+    /// which may act on everything its team may.
+    pub fn narrowed_to(&self) -> Option<&[PhoneNumberId]> {
+        self.narrowed.then_some(self.numbers.as_slice())
+    }
+
+    /// 403 unless a token narrowed to `phone_numbers` (None: not narrowed) would grant no
+    /// number this one lacks: a narrowed token issues only tokens narrowed to a subset of
+    /// its own numbers.
+    pub fn require_may_issue_for(&self, phone_numbers: Option<&[String]>) -> Result<(), ApiError> {
+        let Some(own) = self.narrowed_to() else {
+            return Ok(());
+        };
+        let Some(asked) = phone_numbers else {
+            return Err(ApiError::Forbidden(
+                "a token with phone_numbers issues only tokens with phone_numbers, a subset of its own".into(),
+            ));
+        };
+        match asked
+            .iter()
+            .find(|n| !own.iter().any(|o| o.as_str() == n.as_str()))
+        {
+            Some(n) => Err(ApiError::Forbidden(format!(
+                "phone number {n} is not granted to this token, so it cannot grant it"
+            ))),
+            None if asked.is_empty() => Err(ApiError::Forbidden(
+                "a token with phone_numbers issues only tokens for at least one of its numbers"
+                    .into(),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// 403 for a token with `phone_numbers`: what concerns no single number (revoking
+    /// tokens, audit records without a number, the teams' endpoints) needs the whole team.
+    pub fn require_unnarrowed(&self) -> Result<(), ApiError> {
+        if self.narrowed {
+            Err(ApiError::Forbidden(
+                "this needs a token without phone_numbers: it concerns no single number".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 struct VerificationKey {
@@ -88,6 +136,10 @@ struct VerificationKey {
 /// so a token cannot pick `none` or trick an RSA key into HMAC.
 pub struct Authenticator {
     keys: HashMap<String, VerificationKey>,
+    /// `auth.leeway_seconds`, for the checks of `iat` jsonwebtoken does not make.
+    leeway_seconds: u64,
+    /// `auth.max_token_ttl_seconds`: the longest `exp - iat` accepted.
+    max_ttl_seconds: u64,
     teams: Arc<BTreeMap<String, TeamSettings>>,
     revoked: Option<RevocationList>,
     verified: VerifiedTokens,
@@ -201,6 +253,8 @@ impl Authenticator {
         }
         Ok(Authenticator {
             keys,
+            leeway_seconds: auth.leeway_seconds,
+            max_ttl_seconds: auth.max_token_ttl_seconds,
             teams,
             revoked: None,
             verified: VerifiedTokens::default(),
@@ -218,7 +272,9 @@ impl Authenticator {
         let principal = match self.verified.get(token, now) {
             Some(principal) => principal,
             None => {
-                let (principal, valid_until) = self.decode(token)?;
+                // Every check runs before the token is remembered: a remembered token is
+                // trusted until `valid_until` without being decoded again.
+                let (principal, valid_until) = self.decode(token, now)?;
                 self.verified.put(token, &principal, valid_until, now);
                 principal
             }
@@ -236,10 +292,16 @@ impl Authenticator {
     }
 
     /// Checks the token in full: its caller, and until when it may be accepted.
-    fn decode(&self, token: &str) -> Result<(Principal, u64), ApiError> {
+    fn decode(&self, token: &str, now: u64) -> Result<(Principal, u64), ApiError> {
         let unauthorized = |m: &str| ApiError::Unauthorized(m.to_owned());
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| unauthorized("the token is malformed"))?;
+        let header = JoseHeader::of(token).ok_or_else(|| unauthorized("the token is malformed"))?;
+        if header.crit.0 || header.b64.0 {
+            // RFC 7515 §4.1.11: a recipient that does not understand a `crit` extension must
+            // refuse the token; `b64` (RFC 7797) changes what the signature covers.
+            return Err(unauthorized(
+                "the token's header asks for a JOSE extension (crit, b64) the gateway does not support",
+            ));
+        }
         let kid = header
             .kid
             .ok_or_else(|| unauthorized("the token has no kid"))?;
@@ -265,6 +327,12 @@ impl Authenticator {
                 unauthorized(reason)
             })?;
         let claims = data.claims;
+        let jti = TokenId::parse(&claims.jti).map_err(|_| {
+            unauthorized(
+                "the token's jti is not 1-128 characters of A-Z, a-z, 0-9, '.', '_', '~', '-'",
+            )
+        })?;
+        self.check_lifetime(&claims, now)?;
         let valid_until = u64::try_from(claims.exp)
             .unwrap_or_default()
             .saturating_add(key.validation.leeway);
@@ -288,12 +356,78 @@ impl Authenticator {
         };
         let principal = Principal {
             team: claims.sub,
-            jti: claims.jti,
+            jti,
             scopes,
             numbers,
+            narrowed: claims.phone_numbers.is_some(),
             team_is_admin: team.admin,
         };
         Ok((principal, valid_until))
+    }
+
+    /// The rules on `iat` (DESIGN §3): not issued in the future beyond the leeway, and not
+    /// valid longer than `auth.max_token_ttl_seconds`, wherever the token was minted: a key
+    /// that leaks must not be able to mint tokens that outlive its rotation.
+    fn check_lifetime(&self, claims: &Claims, now: u64) -> Result<(), ApiError> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let leeway = i64::try_from(self.leeway_seconds).unwrap_or(i64::MAX);
+        if claims.iat > now.saturating_add(leeway) {
+            return Err(ApiError::Unauthorized(
+                "the token's iat lies in the future".into(),
+            ));
+        }
+        let lifetime = i128::from(claims.exp) - i128::from(claims.iat);
+        if lifetime > i128::from(self.max_ttl_seconds) {
+            return Err(ApiError::Unauthorized(
+                "the token lives longer than the gateway accepts (exp - iat is above auth.max_token_ttl_seconds)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The members of a token's JOSE header the gateway reads before verifying the signature,
+/// decoded from the header segment directly: jsonwebtoken's `Header` cannot tell a `crit`
+/// of `null` from none, and keeps `b64` only among its extras.
+#[derive(Deserialize)]
+struct JoseHeader {
+    alg: Algorithm,
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Present,
+    #[serde(default)]
+    b64: Present,
+}
+
+impl JoseHeader {
+    /// The header of a compact JWS `header.payload.signature`; None when it is not one.
+    fn of(token: &str) -> Option<JoseHeader> {
+        use base64::Engine;
+        let mut segments = token.split('.');
+        let (Some(header), Some(_), Some(_), None) = (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) else {
+            return None;
+        };
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+}
+
+/// Whether a header member is there at all, whatever its value (`null` included).
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer)?;
+        Ok(Present(true))
     }
 }
 
@@ -308,7 +442,7 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         Ok(principal) => principal,
         Err(refused) => return Err(charge_anonymous(req, refused)),
     };
-    context::note_caller(&principal.team, &principal.jti);
+    context::note_caller(&principal.team, principal.jti.as_str());
     req.extensions_mut()
         .insert(AuthenticatedTeam(principal.team.clone()));
     let limits = req.app_data::<web::Data<TeamLimits>>().cloned();

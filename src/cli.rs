@@ -178,7 +178,7 @@ pub fn run() -> ExitCode {
 
 /// Stores the revocation in the gateway's storage; running replicas read it within a second.
 pub fn revoke_token(settings: &Settings, jti: &str) -> Result<(), String> {
-    let jti = crate::services::revocation::parse_jti(jti).map_err(|m| format!("JTI {m}"))?;
+    let jti = crate::domain::TokenId::parse(jti).map_err(|m| format!("JTI {m}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -189,7 +189,7 @@ pub fn revoke_token(settings: &Settings, jti: &str) -> Result<(), String> {
             .map_err(|e| format!("storage {} is unusable: {e}", settings.storage.url))?;
         storage
             .tokens
-            .revoke(&jti, "cli")
+            .revoke(jti.as_str(), "cli")
             .await
             .map_err(|e| format!("cannot store the revocation: {e}"))
     })
@@ -346,7 +346,13 @@ fn demo_token(settings: &Settings) -> Option<(String, String)> {
     ];
     let token = TokenIssuer::new(&settings.auth, None)
         .ok()?
-        .issue(&team, &scopes, None, 24 * 3600)
+        // Within the maximum, or every gateway would refuse it.
+        .issue(
+            &team,
+            &scopes,
+            None,
+            (24 * 3600).min(settings.auth.max_token_ttl_seconds),
+        )
         .ok()?
         .token;
     Some((team, token))

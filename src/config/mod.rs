@@ -802,6 +802,11 @@ impl RawSettings {
             "must be at least 4/3 of webhooks.max_body_bytes",
         )?;
         ensure(
+            self.auth.max_token_ttl_seconds > 0,
+            "auth.max_token_ttl_seconds",
+            GREATER_THAN_0,
+        )?;
+        ensure(
             self.webhooks.creation_timeout_seconds > 0,
             "webhooks.creation_timeout_seconds",
             GREATER_THAN_0,

@@ -117,6 +117,7 @@ mod profile_picture;
 mod request_id;
 mod scope;
 mod template;
+mod token_id;
 pub mod url;
 
 pub use cursor::{
@@ -140,6 +141,7 @@ pub use profile_picture::{ProfilePicture, synthetic_jpeg_header};
 pub use request_id::RequestId;
 pub use scope::Scope;
 pub use template::{LanguageCode, TemplateName};
+pub use token_id::TokenId;
 
 // Lets unit tests elsewhere in the crate build pictures; unused until they do.
 #[cfg(test)]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::events::{EventList, event_list};
-use super::extract::scope::Admin;
+use super::extract::scope::{Admin, UnnarrowedAdmin};
 use super::extract::{Authorized, BodyKind, Granted, Input, JsonInput, NoInput, Parts};
 use super::groups::meta_page;
 use super::params::{CursorPaging, GroupPath, LogPaging, PhoneNumberPath};
@@ -21,15 +21,15 @@ use crate::auth::{IssuedToken, TokenIssuer};
 use crate::config::TeamSettings;
 use crate::context;
 use crate::domain::{
-    FeedPosition, FieldErrors, GroupId, Paging, PhoneNumberId, decode_cursor, decode_position,
-    encode_cursor, parse_limit,
+    FeedPosition, FieldErrors, GroupId, Paging, PhoneNumberId, TokenId, decode_cursor,
+    decode_position, encode_cursor, parse_limit,
 };
 use crate::error::ApiError;
 use crate::graph::MetaPage;
 use crate::services::audit::AuditLog;
 use crate::services::events::Feed;
 use crate::services::groups::Groups;
-use crate::services::revocation::{RevocationList, parse_jti};
+use crate::services::revocation::RevocationList;
 use crate::storage::{AuditFilter, AuditRecord, EndpointRecord};
 use crate::tokens::{self, TokenRequest};
 
@@ -115,10 +115,14 @@ pub struct IssueTokenBody {
     /// Known scopes; `admin` only for an administrator team.
     pub scopes: Vec<String>,
     /// Narrows the token to these of the team's numbers (claim `phone_numbers`); absent = all.
+    /// When the caller's own token has `phone_numbers`, this is required and must be a
+    /// non-empty subset of the caller's numbers (403 otherwise): narrowing only narrows.
     #[schema(nullable = false)]
     pub phone_numbers: Option<Vec<String>>,
-    /// Lifetime in seconds: 1 to `auth.max_token_ttl_seconds` (default 90 days); absent =
-    /// 30 days, or the maximum when that is shorter.
+    /// Lifetime in seconds: at least 1, at most the gateway's configured
+    /// `auth.max_token_ttl_seconds` (7776000 = 90 days unless configured otherwise; a longer
+    /// one is a 400 naming `ttl_seconds`). Absent = 30 days, or the maximum when that is
+    /// shorter. Tokens signed elsewhere are held to the same maximum (`exp - iat`).
     #[schema(minimum = 1)]
     #[schema(nullable = false)]
     pub ttl_seconds: Option<u64>,
@@ -223,6 +227,8 @@ impl Input for AuditQuery {
                 group_id,
                 since,
                 before_seq,
+                // Set by the handler from the caller's token, never by the query.
+                phone_numbers: None,
             },
         }))
     }
@@ -265,12 +271,14 @@ fn strings(errors: &mut FieldErrors, field: &str, items: &[serde_json::Value]) -
         .collect()
 }
 
-pub struct Jti(String);
+/// A `jti` no token can carry (DESIGN §3) is a 400: answering 204 would claim a revocation
+/// that protects nothing.
+pub struct Jti(TokenId);
 
 impl Input for Jti {
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
         Ok(errors
-            .check("jti", parse_jti(parts.path("jti").unwrap_or_default()))
+            .check("jti", TokenId::parse(parts.path("jti").unwrap_or_default()))
             .map(Jti))
     }
 }
@@ -295,7 +303,8 @@ impl Input for UnownedQuery {
 
 // ---- handlers -------------------------------------------------------------------------------
 
-/// Every active group of the number at Meta (owned by a team or not), with its owner.
+/// Every active group of the number at Meta (owned by a team or not), with its owner. A token
+/// with `phone_numbers` lists only its own numbers (403).
 #[utoipa::path(
     tag = "admin",
     params(PhoneNumberPath, CursorPaging),
@@ -327,7 +336,8 @@ pub async fn admin_list_groups(
 
 /// Give a group to a team: adopt a group created outside the gateway, or move one between
 /// teams. Meta is asked first whether the group exists on that number (its error, such as
-/// 131041 for an unknown group, is passed on).
+/// 131041 for an unknown group, is passed on). A token with `phone_numbers` moves only groups
+/// whose current number and target number are both among its own (403).
 #[utoipa::path(
     tag = "admin",
     params(GroupPath),
@@ -350,6 +360,12 @@ pub async fn admin_set_group_owner(
         phone_number_id: pn,
     } = &call.input;
     call.principal.require_number(pn)?;
+    // A narrowed token moves only groups of its numbers: away from one too, not only to one.
+    if call.principal.narrowed_to().is_some()
+        && let Some(current) = groups.registered_number(group_id).await?
+    {
+        call.principal.require_number(&current)?;
+    }
     let assignment = groups
         .assign_owner(&context.teams, group_id, pn, team)
         .await?;
@@ -363,7 +379,8 @@ pub async fn admin_set_group_owner(
 }
 
 /// The audit log, newest first: every mutating call and every admin call, with the caller,
-/// the route, the group and Meta's answer.
+/// the route, the group and Meta's answer. A token with `phone_numbers` reads only the
+/// records of its numbers (records without a number are left out).
 #[utoipa::path(
     tag = "admin",
     params(
@@ -383,7 +400,14 @@ pub async fn admin_list_audit(
     call: Authorized<Admin, AuditQuery>,
     log: web::Data<AuditLog>,
 ) -> Result<web::Json<AuditList>, ApiError> {
-    let page = log.list(&call.input.filter, call.input.limit).await?;
+    // A narrowed token reads the records of its numbers only; a record without a number
+    // concerns no single number and is left out.
+    let mut filter = call.input.filter;
+    filter.phone_numbers = call
+        .principal
+        .narrowed_to()
+        .map(|numbers| numbers.iter().map(|n| n.to_string()).collect());
+    let page = log.list(&filter, call.input.limit).await?;
     Ok(web::Json(AuditList {
         records: page.records,
         paging: AuditPaging {
@@ -394,7 +418,8 @@ pub async fn admin_list_audit(
 
 /// Mint a token for a team. The same rules as `wa-groups-gateway token issue`: a configured
 /// team, known scopes (`admin` only for an administrator team), numbers within the team's
-/// grants, a TTL within `auth.max_token_ttl_seconds`.
+/// grants, a TTL within `auth.max_token_ttl_seconds`. A caller whose token has
+/// `phone_numbers` issues only tokens narrowed to a subset of its numbers (403).
 #[utoipa::path(
     tag = "admin",
     request_body = IssueTokenBody,
@@ -412,6 +437,8 @@ pub async fn admin_issue_token(
 ) -> Result<HttpResponse, ApiError> {
     let approved = tokens::approve(&context.teams, context.max_token_ttl_seconds, &call.input.0)
         .map_err(ApiError::fields)?;
+    call.principal
+        .require_may_issue_for(approved.phone_numbers.as_deref())?;
     let issuer = context.issuer.as_ref().ok_or_else(|| {
         ApiError::Conflict(
             "no configured key can sign tokens: give one auth.keys entry a secret (HS256) or a private key".into(),
@@ -434,10 +461,11 @@ pub async fn admin_issue_token(
 
 /// Revoke a token by its `jti`: refused (401) at once on this replica, within a second on
 /// the others, and after restarts. Revoking an unknown or already revoked jti is not an
-/// error (the gateway does not keep the tokens it did not issue).
+/// error (the gateway does not keep the tokens it did not issue); a `jti` no token can carry
+/// is a 400 naming `jti`. Needs an admin token without `phone_numbers` (403).
 #[utoipa::path(
     tag = "admin",
-    params(("jti" = String, Path, description = "The token's `jti` claim", example = "0b8f6c1e-9d1a-4c5b-8f3e-1a2b3c4d5e6f")),
+    params(("jti" = String, Path, description = "The token's `jti` claim: 1-128 characters of `A-Z a-z 0-9 . _ ~ -`", example = "0b8f6c1e-9d1a-4c5b-8f3e-1a2b3c4d5e6f", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._~-]{1,128}$")),
     responses(
         (status = 204, description = "Revoked"),
         Refusals,
@@ -446,13 +474,17 @@ pub async fn admin_issue_token(
 )]
 #[delete("/admin/tokens/{jti}")]
 pub async fn admin_revoke_token(
-    call: Authorized<Admin, Jti>,
+    call: Authorized<UnnarrowedAdmin, Jti>,
     revocations: web::Data<RevocationList>,
 ) -> Result<HttpResponse, ApiError> {
     let jti = &call.input.0;
     revocations.revoke(jti, &call.principal.team).await?;
     context::note_detail("revoked_jti", jti.as_str());
-    tracing::info!(jti, by = call.principal.team, "token revoked");
+    tracing::info!(
+        jti = jti.as_str(),
+        by = call.principal.team,
+        "token revoked"
+    );
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -464,7 +496,8 @@ pub struct WebhookEndpointList {
 }
 
 /// Events of groups no team owns (created outside the gateway and not adopted), oldest
-/// first. Adopting such a group makes its later events the new owner's.
+/// first. Adopting such a group makes its later events the new owner's. A token with
+/// `phone_numbers` reads only those of its numbers.
 #[utoipa::path(
     tag = "admin",
     params(LogPaging),
@@ -479,12 +512,19 @@ pub async fn admin_list_unowned_events(
     call: Authorized<Admin, UnownedQuery>,
     feed: web::Data<Feed>,
 ) -> Result<web::Json<EventList>, ApiError> {
-    let page = feed.unowned(call.input.after, call.input.limit).await?;
+    let numbers: Option<Vec<String>> = call
+        .principal
+        .narrowed_to()
+        .map(|numbers| numbers.iter().map(|n| n.to_string()).collect());
+    let page = feed
+        .unowned(numbers.as_deref(), call.input.after, call.input.limit)
+        .await?;
     Ok(web::Json(event_list(page)))
 }
 
 /// Each team's webhook endpoint: enabled or disabled (and why), failing since when, the last
-/// success and failure. URLs are shown without credentials or query.
+/// success and failure. URLs are shown without credentials or query. Needs an admin token
+/// without `phone_numbers` (403).
 #[utoipa::path(
     tag = "admin",
     responses(
@@ -495,10 +535,27 @@ pub async fn admin_list_unowned_events(
 )]
 #[get("/admin/webhook-endpoints")]
 pub async fn admin_list_webhook_endpoints(
-    _call: Authorized<Admin, NoInput>,
+    _call: Authorized<UnnarrowedAdmin, NoInput>,
     feed: web::Data<Feed>,
 ) -> Result<web::Json<WebhookEndpointList>, ApiError> {
     Ok(web::Json(WebhookEndpointList {
         endpoints: feed.endpoints().await?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::TokenId;
+
+    /// utoipa takes only literals in a path parameter's attributes: the documented rule is
+    /// held to the one `TokenId` enforces here.
+    #[test]
+    fn the_documented_jti_rule_is_the_enforced_one() {
+        let spec = serde_json::to_value(crate::openapi::spec()).expect("json");
+        let jti = &spec["paths"]["/v1/admin/tokens/{jti}"]["delete"]["parameters"][0];
+        assert_eq!(jti["name"], "jti");
+        assert_eq!(jti["schema"]["pattern"], TokenId::PATTERN);
+        assert_eq!(jti["schema"]["maxLength"], TokenId::MAX_LEN);
+        assert_eq!(jti["schema"]["minLength"], 1);
+    }
 }

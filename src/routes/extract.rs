@@ -22,10 +22,22 @@ use crate::storage::GroupRecord;
 /// A scope as a type, so a handler names the one it needs in its signature.
 pub trait RequiredScope: 'static {
     const SCOPE: Scope;
+    /// The route concerns no single phone number, so a token narrowed by `phone_numbers`
+    /// cannot use it (403, DESIGN §3 "Narrowing only ever narrows").
+    const UNNARROWED: bool = false;
 }
 
 pub mod scope {
     use super::{RequiredScope, Scope};
+
+    /// `admin` on a token without `phone_numbers`: for what concerns no single number
+    /// (revoking tokens, the teams' webhook endpoints).
+    pub struct UnnarrowedAdmin;
+
+    impl RequiredScope for UnnarrowedAdmin {
+        const SCOPE: Scope = Scope::Admin;
+        const UNNARROWED: bool = true;
+    }
 
     macro_rules! scopes {
         ($($name:ident),*) => {$(
@@ -228,6 +240,9 @@ async fn extract<S: RequiredScope, R: Resource, I: Input>(
     finish(errors)?;
     let (parsed, input) = parsed.zip(input).ok_or_else(missing)?;
     principal.require(S::SCOPE)?;
+    if S::UNNARROWED {
+        principal.require_unnarrowed()?;
+    }
     let resource = R::resolve(parsed, &principal, &req).await?;
     Ok(Call {
         principal,

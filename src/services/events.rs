@@ -34,8 +34,15 @@ impl Feed {
     }
 
     /// Events of groups no team owns, oldest first.
-    pub async fn unowned(&self, after: FeedPosition, limit: u32) -> Result<EventPage> {
-        self.store.list_unowned(FeedPage { after, limit }).await
+    pub async fn unowned(
+        &self,
+        numbers: Option<&[String]>,
+        after: FeedPosition,
+        limit: u32,
+    ) -> Result<EventPage> {
+        self.store
+            .list_unowned(numbers, FeedPage { after, limit })
+            .await
     }
 
     /// The feed position of one of the team's events.

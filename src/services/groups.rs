@@ -92,6 +92,19 @@ impl Groups {
         Ok((listed, page))
     }
 
+    /// The number the registry knows the group on, whether active or not; None when the
+    /// registry does not know it.
+    pub async fn registered_number(
+        &self,
+        group_id: &GroupId,
+    ) -> Result<Option<PhoneNumberId>, ApiError> {
+        Ok(self
+            .store
+            .group(group_id)
+            .await?
+            .map(|group| group.phone_number_id))
+    }
+
     /// Gives a group to a configured team holding a grant for `pn`, once Meta confirms the
     /// group exists on that number (its error, such as 131041, is passed on).
     pub async fn assign_owner(

@@ -97,8 +97,8 @@ pub trait InboxStore: Send + Sync {
 pub trait EventStore: Send + Sync {
     /// A team's events on the given numbers after `after` (a seq), oldest first.
     async fn list(&self, team: &str, numbers: &[String], page: FeedPage) -> Result<EventPage>;
-    /// Events of groups no team owns, oldest first.
-    async fn list_unowned(&self, page: FeedPage) -> Result<EventPage>;
+    /// Events of groups no team owns, oldest first; on `numbers` only, when given.
+    async fn list_unowned(&self, numbers: Option<&[String]>, page: FeedPage) -> Result<EventPage>;
     /// The feed position of one of the team's events.
     async fn position_of(&self, team: &str, event_id: &str) -> Result<Option<FeedPosition>>;
     async fn delivery(&self, event_id: &str) -> Result<Option<DeliveryRecord>>;

@@ -232,6 +232,9 @@ pub struct AuditFilter {
     pub since: Option<String>,
     /// Only records older than this cursor's record.
     pub before_seq: Option<i64>,
+    /// Only records about one of these numbers (records without a number are left out);
+    /// None: every record.
+    pub phone_numbers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]

@@ -1555,3 +1555,373 @@ webhook = {{ url = "https://sales.example/hooks", secret = "whsec_Q0FOQVJZLXdlYm
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("auth.keys[0]"), "{stderr}");
 }
+
+// ---- narrowing only narrows (DESIGN §3) -----------------------------------------------------
+
+/// An administrator team granted both numbers, so that a token narrowed to one of them is a
+/// real narrowing.
+const OPS: &str = "\n[teams.ops]\nphone_numbers = [\"111111\", \"222222\"]\nadmin = true\n";
+
+/// An `ops` admin token narrowed to `numbers`.
+fn narrowed_admin(app: &TestApp, numbers: &[&str]) -> String {
+    app.token_for_numbers(
+        "ops",
+        &["admin"],
+        Some(numbers.iter().map(|n| n.to_string()).collect()),
+    )
+}
+
+#[tokio::test]
+async fn a_narrowed_admin_issues_only_narrower_tokens() {
+    let app = spawn_app_with(OPS).await;
+    let narrowed = narrowed_admin(&app, &[PN]);
+    let refused = [
+        (
+            "an unnarrowed token for a team",
+            json!({"team": "sales", "scopes": ["groups:read"]}),
+        ),
+        (
+            "an unnarrowed admin token for itself",
+            json!({"team": "ops", "scopes": ["admin"]}),
+        ),
+        (
+            "a token for the other number",
+            json!({"team": "sales", "scopes": ["groups:read"], "phone_numbers": [PN2]}),
+        ),
+        (
+            "a token for both numbers",
+            json!({"team": "ops", "scopes": ["admin"], "phone_numbers": [PN, PN2]}),
+        ),
+    ];
+    for (name, body) in &refused {
+        let res = app.post_json("/v1/admin/tokens", &narrowed, body).await;
+        assert_eq!(res.status(), 403, "{name}");
+        assert_eq!(problem(res).await["title"], "Not allowed", "{name}");
+    }
+    // A token narrowed to nothing grants nothing, so it issues nothing.
+    let to_nothing = narrowed_admin(&app, &[]);
+    let res = app
+        .post_json(
+            "/v1/admin/tokens",
+            &to_nothing,
+            &json!({"team": "sales", "scopes": ["groups:read"], "phone_numbers": [PN]}),
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+    // Invalid bodies are still 400 first, naming the field (DESIGN §4 order).
+    let res = app
+        .post_json(
+            "/v1/admin/tokens",
+            &narrowed,
+            &json!({"team": "sales", "scopes": ["groups:read"], "phone_numbers": []}),
+        )
+        .await;
+    assert_eq!(error_fields(&problem(res).await), ["phone_numbers"]);
+
+    // Within its own numbers it issues, and what it issues is narrowed as asked.
+    for body in [
+        json!({"team": "sales", "scopes": ["groups:read"], "phone_numbers": [PN]}),
+        json!({"team": "ops", "scopes": ["admin"], "phone_numbers": [PN]}),
+    ] {
+        let res = app.post_json("/v1/admin/tokens", &narrowed, &body).await;
+        assert_eq!(res.status(), 201, "{body}");
+        let issued: Value = res.json().await.expect("json");
+        let token = issued["token"].as_str().expect("token");
+        assert_eq!(segment(token, 1)["phone_numbers"], json!([PN]), "{body}");
+    }
+    // The whole team's admin token still issues unnarrowed tokens.
+    let whole = app.token("ops", &["admin"]);
+    let res = app
+        .post_json(
+            "/v1/admin/tokens",
+            &whole,
+            &json!({"team": "sales", "scopes": ["groups:read"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+}
+
+#[tokio::test]
+async fn a_narrowed_admin_reads_only_the_audit_records_of_its_numbers() {
+    let app = spawn_app_with(OPS).await;
+    let sales = app.sales();
+    // Records on each number, and one on no number (an issuance).
+    for pn in [PN, PN2] {
+        Mock::given(method("POST"))
+            .and(path(format!("/{API_VERSION}/{pn}/groups")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"request_id": uuid()})))
+            .mount(&app.meta)
+            .await;
+        app.request_creation(&sales, pn, "Audited").await;
+    }
+    let whole = app.token("ops", &["admin"]);
+    let res = app
+        .post_json(
+            "/v1/admin/tokens",
+            &whole,
+            &json!({"team": "sales", "scopes": ["groups:read"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let numbers_of = |records: &[Value]| -> Vec<Option<String>> {
+        records
+            .iter()
+            .map(|r| r["phone_number_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let read = |token: String, query: &'static str| {
+        let app = &app;
+        async move {
+            let res = app
+                .get(&format!("/v1/admin/audit?limit=1000{query}"), &token)
+                .await;
+            assert_eq!(res.status(), 200, "audit{query}");
+            let page: Value = res.json().await.expect("json");
+            page["records"].as_array().expect("records").clone()
+        }
+    };
+    // The whole team sees all three kinds: the control.
+    let all = numbers_of(&read(whole.clone(), "").await);
+    for expected in [Some(PN.to_owned()), Some(PN2.to_owned()), None] {
+        assert!(all.contains(&expected), "{expected:?} missing: {all:?}");
+    }
+    let narrowed = narrowed_admin(&app, &[PN]);
+    for query in ["", "&team=sales", "&team=ops"] {
+        let seen = numbers_of(&read(narrowed.clone(), query).await);
+        assert!(
+            seen.iter().all(|n| n.as_deref() == Some(PN)),
+            "narrowed to {PN}, query {query:?}, saw {seen:?}"
+        );
+        if query != "&team=ops" {
+            assert!(!seen.is_empty(), "its own number's records are shown");
+        }
+    }
+    let to_other = narrowed_admin(&app, &[PN2]);
+    let seen = numbers_of(&read(to_other, "").await);
+    assert!(!seen.is_empty() && seen.iter().all(|n| n.as_deref() == Some(PN2)));
+    assert!(read(narrowed_admin(&app, &[]), "").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_narrowed_admin_lists_and_moves_only_groups_of_its_numbers() {
+    let app = spawn_app_with(OPS).await;
+    let sales = app.sales();
+    let on_pn = app.create_group(&sales, PN, "On the first number").await;
+    let on_pn2 = app.create_group(&sales, PN2, "On the second number").await;
+    Mock::given(any())
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": {"groups": []}, "id": "G", "subject": "S"})),
+        )
+        .mount(&app.meta)
+        .await;
+    let narrowed = narrowed_admin(&app, &[PN]);
+    let before = app.upstream_requests().await.len();
+    let owner = |group: &str| format!("/v1/admin/groups/{group}/owner");
+    let refused = [
+        (
+            "list the other number's groups",
+            Method::GET,
+            format!("/v1/admin/phone-numbers/{PN2}/groups"),
+            None,
+        ),
+        (
+            "move a group of the other number onto its own",
+            Method::PUT,
+            owner(&on_pn2),
+            Some(json!({"team": "support", "phone_number_id": PN})),
+        ),
+        (
+            "move a group of the other number there",
+            Method::PUT,
+            owner(&on_pn2),
+            Some(json!({"team": "sales", "phone_number_id": PN2})),
+        ),
+        (
+            "move its own group to the other number",
+            Method::PUT,
+            owner(&on_pn),
+            Some(json!({"team": "sales", "phone_number_id": PN2})),
+        ),
+    ];
+    for (name, m, p, body) in &refused {
+        let mut req = app
+            .http
+            .request(m.clone(), app.url(p))
+            .bearer_auth(&narrowed);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req.send().await.expect("request");
+        assert_eq!(res.status(), 403, "{name}");
+    }
+    assert_eq!(
+        app.upstream_requests().await.len(),
+        before,
+        "nothing reached Meta"
+    );
+    let res = app
+        .get(&format!("/v1/phone-numbers/{PN2}/groups"), &sales)
+        .await;
+    let listed: Value = res.json().await.expect("json");
+    assert_eq!(listed["groups"][0]["id"], on_pn2.as_str(), "not moved");
+
+    // Its own number: listed, and its group moved.
+    let res = app
+        .get(&format!("/v1/admin/phone-numbers/{PN}/groups"), &narrowed)
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .send_json(
+            Method::PUT,
+            &owner(&on_pn),
+            &narrowed,
+            &json!({"team": "support", "phone_number_id": PN}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn what_concerns_no_single_number_needs_an_unnarrowed_admin() {
+    let app = spawn_app_with(OPS).await;
+    let victim = app.token("sales", &["groups:read"]);
+    let revoke = format!("/v1/admin/tokens/{}", jti_of(&victim));
+    for token in [
+        narrowed_admin(&app, &[PN]),
+        narrowed_admin(&app, &[PN, PN2]),
+    ] {
+        let res = app.delete(&revoke, &token).await;
+        assert_eq!(res.status(), 403, "revoke");
+        let res = app.get("/v1/admin/webhook-endpoints", &token).await;
+        assert_eq!(res.status(), 403, "webhook endpoints");
+    }
+    assert_eq!(
+        list_status(&app.http, &app.address, &victim).await,
+        200,
+        "not revoked"
+    );
+    let whole = app.token("ops", &["admin"]);
+    assert_eq!(app.delete(&revoke, &whole).await.status(), 204);
+    assert_eq!(list_status(&app.http, &app.address, &victim).await, 401);
+    assert_eq!(
+        app.get("/v1/admin/webhook-endpoints", &whole)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_narrowed_admin_reads_only_the_unowned_events_of_its_numbers() {
+    let app = spawn_app_with(OPS).await;
+    for (pn, group) in [(PN, "GOUTSIDE1"), (PN2, "GOUTSIDE2")] {
+        let hook = lifecycle_webhook(
+            pn,
+            vec![
+                json!({"timestamp": "5", "group_id": group, "type": "group_create",
+                "request_id": format!("NOT-OURS-{group}"), "subject": "Made elsewhere",
+                "invite_link": "https://chat.whatsapp.com/X"}),
+            ],
+        );
+        assert_eq!(app.send_webhook(&hook).await.status(), 200);
+    }
+    let groups_seen = |token: String| {
+        let app = &app;
+        async move {
+            let res = app.get("/v1/admin/events/unowned", &token).await;
+            assert_eq!(res.status(), 200);
+            let page: Value = res.json().await.expect("json");
+            page["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .filter_map(|e| e["group_id"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+        }
+    };
+    // Webhooks are processed in the background: wait until the whole team sees both.
+    let whole = app.token("ops", &["admin"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while groups_seen(whole.clone()).await.len() < 2 {
+        assert!(Instant::now() < deadline, "the unowned events never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        groups_seen(narrowed_admin(&app, &[PN])).await,
+        ["GOUTSIDE1"]
+    );
+    assert_eq!(
+        groups_seen(narrowed_admin(&app, &[PN2])).await,
+        ["GOUTSIDE2"]
+    );
+    assert!(groups_seen(narrowed_admin(&app, &[])).await.is_empty());
+}
+
+// ---- token ids and lifetimes -----------------------------------------------------------------
+
+/// A `jti` no token can carry cannot be revoked: 400 naming `jti` instead of a 204 that
+/// would pretend the token is dead.
+#[tokio::test]
+async fn revoking_a_jti_no_token_can_carry_is_400_naming_jti() {
+    let app = spawn_app().await;
+    let admin = platform(&app);
+    let too_long = "a".repeat(129);
+    for jti in ["a%2Fb", "%C3%A9", "a%20b", "a%00", too_long.as_str()] {
+        let res = app.delete(&format!("/v1/admin/tokens/{jti}"), &admin).await;
+        assert_eq!(res.status(), 400, "{jti}");
+        assert_eq!(error_fields(&problem(res).await), ["jti"], "{jti}");
+    }
+    let longest = "a".repeat(128);
+    for jti in ["a.b~c_d-e", longest.as_str()] {
+        let res = app.delete(&format!("/v1/admin/tokens/{jti}"), &admin).await;
+        assert_eq!(res.status(), 204, "{jti}");
+    }
+    // The command line says the same.
+    let refused = wa_groups_gateway::cli::revoke_token(&app.settings, "a/b").expect_err("a/b");
+    assert!(refused.contains("JTI"), "{refused}");
+}
+
+/// `token issue --ttl` above the maximum: an error naming the maximum, and a non-zero exit.
+#[tokio::test]
+async fn token_issue_refuses_a_ttl_above_the_maximum() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("issue.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[auth]\nmax_token_ttl_seconds = 7200\n{}\n[phone_numbers.111]\naccess_token = \"t\"\n[teams.sales]\nphone_numbers = [\"111\"]\n",
+            original_key(true)
+        ),
+    )
+    .expect("write config");
+    let issue = |ttl: &str| {
+        crate::fleet::binary(dir.path(), "admin-test")
+            .args([
+                "token",
+                "issue",
+                "--team",
+                "sales",
+                "--scope",
+                "groups:read",
+            ])
+            .args(["--ttl", ttl, "--config"])
+            .arg(&file)
+            .output()
+            .expect("the binary runs")
+    };
+    let out = issue("3h");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty(), "no token printed");
+    assert!(
+        stderr.contains("--ttl") && stderr.contains("7200"),
+        "{stderr}"
+    );
+    let out = issue("2h");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1180,3 +1180,179 @@ async fn a_revoked_token_is_401_at_once() {
     assert_eq!(send(&app, &bearer(&other), &list).await.status(), 200);
     assert!(app.upstream_requests().await.is_empty());
 }
+
+// ---- token rules beyond the signature (DESIGN §3) ------------------------------------------
+
+/// The status of a local read (`GET /v1/phone-numbers/{PN}/groups`) with `token`, and the
+/// problem's detail when refused.
+async fn read_with(app: &TestApp, token: &str) -> (u16, String) {
+    let route = call(
+        Method::GET,
+        format!("/v1/phone-numbers/{PN}/groups"),
+        Payload::Empty,
+    );
+    let res = send(app, &bearer(token), &route).await;
+    let status = res.status().as_u16();
+    if status == 200 {
+        return (status, String::new());
+    }
+    let body = refused(res, status, "read").await;
+    (
+        status,
+        body["detail"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// A token whose `jti` could not be revoked (it cannot travel in the revocation URL or
+/// argument) is refused outright; ids in the documented alphabet, up to 128, are accepted.
+#[tokio::test]
+async fn a_token_whose_jti_could_not_be_revoked_is_401() {
+    let app = spawn_app().await;
+    answer_everything(&app).await;
+    let good = good_claims(&app);
+    let refused_ids = [
+        json!(""),
+        json!(" "),
+        json!("é"),
+        json!("a".repeat(300)),
+        json!("a".repeat(129)),
+        json!("a/b"),
+        json!("a%2Fb"),
+        json!("a b"),
+        json!("tab\there"),
+        json!(7),
+        json!(null),
+    ];
+    for jti in refused_ids {
+        let token = hs256(&with(good.clone(), "jti", jti.clone()));
+        let (status, detail) = read_with(&app, &token).await;
+        assert_eq!(status, 401, "jti {jti}: {detail}");
+        // Asked twice: a refused token is not remembered as verified either.
+        assert_eq!(read_with(&app, &token).await.0, 401, "jti {jti} again");
+    }
+    for jti in [
+        "a".repeat(128),
+        "0b8f6c1e-9d1a-4c5b-8f3e-1a2b3c4d5e6f".to_owned(),
+        "01ARZ3NDEKTSV4RRFFQ69G5FAV".to_owned(),
+        "aGVsbG8_d29ybGQ-.~".to_owned(),
+    ] {
+        let token = hs256(&with(good.clone(), "jti", json!(jti)));
+        let (status, detail) = read_with(&app, &token).await;
+        assert_eq!(status, 200, "jti {jti}: {detail}");
+    }
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+/// RFC 7515 §4.1.11: a `crit` header names extensions the recipient must understand, and
+/// `b64` (RFC 7797) changes what the signature covers. The gateway understands none, so
+/// such a token is refused whatever the value, even correctly signed.
+#[tokio::test]
+async fn a_header_with_crit_or_b64_is_401() {
+    let app = spawn_app().await;
+    answer_everything(&app).await;
+    let good = good_claims(&app);
+    let header = |extra: Value| {
+        let mut h = json!({"alg": "HS256", "typ": "JWT", "kid": KID});
+        for (k, v) in extra.as_object().expect("object") {
+            h[k] = v.clone();
+        }
+        h
+    };
+    let cases = [
+        json!({"crit": ["exp"]}),
+        json!({"crit": ["b64"], "b64": false}),
+        json!({"crit": []}),
+        json!({"crit": null}),
+        json!({"crit": "exp"}),
+        json!({"b64": false}),
+        json!({"b64": true}),
+    ];
+    for extra in cases {
+        let token = hand_signed(&header(extra.clone()), &good, SIGNING_SECRET.as_bytes());
+        let (status, detail) = read_with(&app, &token).await;
+        assert_eq!(status, 401, "header with {extra}: {detail}");
+    }
+    // The same token without the extension (the control), and with an unknown member that
+    // claims nothing, is accepted.
+    for extra in [json!({}), json!({"x-note": "harmless"})] {
+        let token = hand_signed(&header(extra.clone()), &good, SIGNING_SECRET.as_bytes());
+        let (status, detail) = read_with(&app, &token).await;
+        assert_eq!(status, 200, "header with {extra}: {detail}");
+    }
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+/// `exp - iat` is bounded by `auth.max_token_ttl_seconds` for every token, wherever it was
+/// signed, and a token issued in the future (beyond the leeway) is refused: a leaked key
+/// cannot mint tokens that outlive its rotation.
+#[tokio::test]
+async fn endless_and_future_tokens_are_401() {
+    let app = spawn_app().await;
+    answer_everything(&app).await;
+    let max = i64::try_from(app.settings.auth.max_token_ttl_seconds).unwrap();
+    assert_eq!(max, 90 * 86_400);
+    let leeway = i64::try_from(app.settings.auth.leeway_seconds).unwrap();
+    let now = now();
+    let lived = |iat: i64, exp: i64| {
+        let claims = with(good_claims(&app), "iat", json!(iat));
+        hs256(&with(claims, "exp", json!(exp)))
+    };
+    let refused_tokens = [
+        ("a 100-year token", lived(now, now + 100 * 365 * 86_400)),
+        ("one second over the maximum", lived(now, now + max + 1)),
+        (
+            "issued long ago, over the maximum in all",
+            lived(now - max, now + 60),
+        ),
+        ("issued in an hour", lived(now + 3600, now + 7200)),
+        (
+            "issued just beyond the leeway",
+            lived(now + leeway + 30, now + 3600),
+        ),
+        (
+            "issued in the year 3000",
+            lived(32_503_680_000, 32_503_683_600),
+        ),
+        ("iat as a string", {
+            let claims = with(good_claims(&app), "iat", json!(now.to_string()));
+            hs256(&claims)
+        }),
+    ];
+    for (name, token) in &refused_tokens {
+        let (status, detail) = read_with(&app, token).await;
+        assert_eq!(status, 401, "{name}: {detail}");
+        assert_eq!(read_with(&app, token).await.0, 401, "{name}, asked again");
+    }
+    let accepted = [
+        ("exactly the maximum", lived(now, now + max)),
+        ("issued within the leeway", lived(now + 10, now + 3600)),
+        (
+            "issued long ago, within the maximum",
+            lived(now - max + 3600, now + 60),
+        ),
+    ];
+    for (name, token) in &accepted {
+        let (status, detail) = read_with(&app, token).await;
+        assert_eq!(status, 200, "{name}: {detail}");
+    }
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+/// The bound follows configuration: a gateway configured for one hour refuses a two-hour
+/// token it would have accepted with the default.
+#[tokio::test]
+async fn the_lifetime_bound_on_verification_is_configurable() {
+    let app = spawn_app_with("\n[auth]\nmax_token_ttl_seconds = 3600\n").await;
+    answer_everything(&app).await;
+    let now = now();
+    let lived = |exp: i64| hs256(&with(good_claims(&app), "exp", json!(exp)));
+    assert_eq!(read_with(&app, &lived(now + 7200)).await.0, 401);
+    assert_eq!(read_with(&app, &lived(now + 3600)).await.0, 200);
+    // Zero would refuse every token: it is a configuration error naming the key.
+    let refused = wa_groups_gateway::config::Settings::from_toml_overrides(
+        "[auth]\nmax_token_ttl_seconds = 0\n",
+    )
+    .expect_err("0 is refused")
+    .to_string();
+    assert!(refused.contains("auth.max_token_ttl_seconds"), "{refused}");
+}

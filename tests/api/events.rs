@@ -988,10 +988,13 @@ async fn a_creation_webhook_that_overtakes_metas_answer_still_reaches_the_team()
     let (_, store) = storage(&app).await;
     assert!(
         store
-            .list_unowned(FeedPage {
-                after: Default::default(),
-                limit: 10
-            })
+            .list_unowned(
+                None,
+                FeedPage {
+                    after: Default::default(),
+                    limit: 10
+                }
+            )
             .await
             .unwrap()
             .events

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use wa_groups_gateway::auth::{Scope, TokenIssuer};
 use wa_groups_gateway::config::Settings;
@@ -461,7 +462,7 @@ impl TestApp {
     /// so the registry and the team events show all of them: what a test asserts must not
     /// have happened, it asserts after this, instead of after a pause.
     pub async fn webhooks_processed(&self) {
-        let storage = SqlStorage::connect(&self.settings.storage.url, 1)
+        let storage = SqlStorage::connect(self.settings.storage.url.expose_secret(), 1)
             .await
             .expect("the app's database");
         eventually(

@@ -841,7 +841,16 @@ async fn sigterm_lets_the_request_in_flight_finish() {
             .await
             .map(|r| r.status().as_u16())
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Signalled once the request is in flight (Meta has it), however loaded the machine.
+    crate::helpers::eventually(
+        Duration::from_secs(10),
+        "the creation reaches Meta",
+        async || {
+            let asked = meta.received_requests().await.unwrap_or_default();
+            (!asked.is_empty()).then_some(())
+        },
+    )
+    .await;
     bin.signal("TERM");
     let status = in_flight
         .await

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::SqlStorage;
+use super::{SqlStorage, placeholders};
 use crate::storage::{
     AuditEntry, AuditFilter, AuditPage, AuditRecord, AuditStore, PruneBatch, Result,
 };
@@ -42,8 +42,16 @@ impl AuditStore for SqlStorage {
 
     /// Newest first, `limit` at most.
     async fn list(&self, filter: &AuditFilter, limit: u32) -> Result<AuditPage> {
-        // A filter left out is bound as NULL and holds for every row.
-        let rows = sqlx::query(
+        let numbers = filter.phone_numbers.as_deref();
+        if numbers.is_some_and(<[String]>::is_empty) {
+            return Ok(AuditPage {
+                records: Vec::new(),
+                next: None,
+            });
+        }
+        // A filter left out is bound as NULL and holds for every row. Only fixed fragments
+        // and numbered placeholders are spliced in; values are bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT seq, occurred_at, team, jti, method, route, phone_number_id, group_id,
                create_request_id, request_id, upstream_status, upstream_code, fbtrace_id, status, details
              FROM audit_log
@@ -52,15 +60,21 @@ impl AuditStore for SqlStorage {
                      (SELECT request_id FROM create_requests WHERE group_id = $2))
                AND ($3 IS NULL OR occurred_at >= $3)
                AND ($4 IS NULL OR seq < $4)
+               {numbers}
              ORDER BY seq DESC LIMIT $5",
-        )
+            numbers = numbers
+                .map(|n| format!("AND phone_number_id IN ({})", placeholders(6, n.len())))
+                .unwrap_or_default(),
+        )))
         .bind(&filter.team)
         .bind(&filter.group_id)
         .bind(&filter.since)
         .bind(filter.before_seq)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.pool)
-        .await?;
+        .bind(i64::from(limit) + 1);
+        for number in numbers.unwrap_or_default() {
+            query = query.bind(number);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         let mut records: Vec<(i64, AuditRecord)> = rows
             .into_iter()
             .map(|r| {

@@ -156,20 +156,33 @@ impl EventStore for SqlStorage {
         Ok(page_of(&rows, limit))
     }
 
-    /// Events of groups no team owns, oldest first (administrators only).
-    async fn list_unowned(&self, page: FeedPage) -> Result<EventPage> {
+    /// Events of groups no team owns, oldest first (administrators only); on the given
+    /// numbers only, when some are given.
+    async fn list_unowned(&self, numbers: Option<&[String]>, page: FeedPage) -> Result<EventPage> {
+        if numbers.is_some_and(<[String]>::is_empty) {
+            return Ok(EventPage {
+                events: Vec::new(),
+                more_after: None,
+            });
+        }
         let FeedPage { after, limit } = page;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        // Only fixed fragments and numbered placeholders are spliced in; values are bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM team_events
-             WHERE (tx, seq) > ($1, $2) AND team IS NULL {visible}
+             WHERE (tx, seq) > ($1, $2) AND team IS NULL {visible} {numbers}
              ORDER BY tx, seq LIMIT $3",
             visible = self.dialect.committed_events(),
+            numbers = numbers
+                .map(|n| format!("AND phone_number_id IN ({})", placeholders(4, n.len())))
+                .unwrap_or_default(),
         )))
         .bind(after.tx)
         .bind(after.seq)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.pool)
-        .await?;
+        .bind(i64::from(limit) + 1);
+        for number in numbers.unwrap_or_default() {
+            query = query.bind(number);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         Ok(page_of(&rows, limit))
     }
 
