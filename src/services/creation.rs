@@ -385,7 +385,10 @@ pub(crate) async fn catch_up(
     hold_for: Duration,
 ) -> crate::storage::Result<(Vec<String>, bool)> {
     let mut completed = Vec::new();
-    for (_, meta_request_id) in tx.creations_overtaken_by_their_webhook(CATCH_UP_BATCH).await? {
+    for (_, meta_request_id) in tx
+        .creations_overtaken_by_their_webhook(CATCH_UP_BATCH)
+        .await?
+    {
         let Some((pn, item)) = tx.early_creation_event(&meta_request_id).await? else {
             continue;
         };

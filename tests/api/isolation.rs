@@ -189,32 +189,45 @@ async fn an_event_that_overtakes_its_groups_creation_still_reaches_the_team() {
     let join = webhook(
         "group_participants_update",
         PN,
-        vec![json!({"timestamp": "1755600000", "group_id": group, "type": "group_participants_add",
-                    "reason": "invite_link", "added_participants": [{"wa_id": "15550001234"}]})],
+        vec![
+            json!({"timestamp": "1755600000", "group_id": group, "type": "group_participants_add",
+                    "reason": "invite_link", "added_participants": [{"wa_id": "15550001234"}]}),
+        ],
     );
     assert_eq!(app.send_webhook(&join).await.status(), 200);
     // The join is processed (and held) before Meta's creation webhook arrives.
     app.webhooks_processed().await;
     app.complete_creation(&sales, PN, &created, &meta_request, &group, "Out of order")
         .await;
-    let types = eventually(Duration::from_secs(5), "both events reach sales", async || {
-        let page: Value = app.get("/v1/events", &sales).await.json().await.ok()?;
-        let types: Vec<String> = page["events"]
-            .as_array()?
-            .iter()
-            .filter(|e| e["group_id"] == group.as_str())
-            .filter_map(|e| e["type"].as_str().map(str::to_owned))
-            .collect();
-        (types.len() == 2).then_some(types)
-    })
+    let types = eventually(
+        Duration::from_secs(5),
+        "both events reach sales",
+        async || {
+            let page: Value = app.get("/v1/events", &sales).await.json().await.ok()?;
+            let types: Vec<String> = page["events"]
+                .as_array()?
+                .iter()
+                .filter(|e| e["group_id"] == group.as_str())
+                .filter_map(|e| e["type"].as_str().map(str::to_owned))
+                .collect();
+            (types.len() == 2).then_some(types)
+        },
+    )
     .await;
-    assert!(types.contains(&"group.participants_added".to_owned()), "{types:?}");
+    assert!(
+        types.contains(&"group.participants_added".to_owned()),
+        "{types:?}"
+    );
     assert!(types.contains(&"group.created".to_owned()), "{types:?}");
     // Nobody else sees the group's events.
     let support = app.token("support", &["groups:read"]);
     let page: Value = app.get("/v1/events", &support).await.json().await.unwrap();
     assert!(
-        !page["events"].as_array().unwrap().iter().any(|e| e["group_id"] == group.as_str()),
+        !page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["group_id"] == group.as_str()),
         "{page}"
     );
 }

@@ -464,8 +464,8 @@ async fn a_groups_events_racing_its_creation_on_another_replica_all_reach_the_te
         drop(guard);
         let group = format!("GRACE{round}{}", uuid().replace('-', ""));
         let creation = creation_webhook(&meta_request, &group, &subject);
-        let join: Value = serde_json::from_slice(&join_post(round, std::slice::from_ref(&group)))
-            .expect("json");
+        let join: Value =
+            serde_json::from_slice(&join_post(round, std::slice::from_ref(&group))).expect("json");
         let (a, b) = tokio::join!(
             fleet.post_webhook(&replicas[0], &creation),
             fleet.post_webhook(&replicas[1], &join)
