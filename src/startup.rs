@@ -163,7 +163,12 @@ impl Application {
         let deliveries =
             crate::services::delivery::spawn(&settings.delivery, &settings.teams, &storage);
         let waiters = Waiters::default();
-        let processor = processing::spawn_processor(storage.clone(), waiters.clone(), deliveries);
+        let processor = processing::spawn_processor(
+            storage.clone(),
+            waiters.clone(),
+            deliveries,
+            Duration::from_secs(settings.webhooks.creation_timeout_seconds),
+        );
         let ingress = web::Data::new(Ingress::new(
             settings.webhooks.app_secret.clone(),
             &storage,

@@ -369,6 +369,42 @@ impl Creations {
     }
 }
 
+/// Most overtaken creations settled in one catch-up.
+const CATCH_UP_BATCH: i64 = 100;
+
+/// Settles what replicas processing webhooks side by side can leave behind (SKIP LOCKED lets
+/// each take a different POST of the same group): a creation whose `group_create` event was
+/// processed before Meta's request id was attached to it, and events of a group that another
+/// replica processed before the creation naming its owner was committed, which are stored
+/// without a team. Such events are held (ownerless) for at most `hold_for` and given to the
+/// creation's team once it is known, re-queued at the end of its feed. Answers the creations
+/// completed, whose waiters are to be woken after the commit, and whether any event found its
+/// team (deliveries are then due).
+pub(crate) async fn catch_up(
+    tx: &mut dyn RegistryTx,
+    hold_for: Duration,
+) -> crate::storage::Result<(Vec<String>, bool)> {
+    let mut completed = Vec::new();
+    for (_, meta_request_id) in tx
+        .creations_overtaken_by_their_webhook(CATCH_UP_BATCH)
+        .await?
+    {
+        let Some((pn, item)) = tx.early_creation_event(&meta_request_id).await? else {
+            continue;
+        };
+        if let Some(done) = complete(tx, &meta_request_id, pn.as_deref(), &item).await? {
+            tx.claim_for_creation(&done).await?;
+            completed.push(done.request_id);
+        }
+    }
+    let held = tx.completions_with_ownerless_events(&ago(hold_for)).await?;
+    for done in &held {
+        tx.claim_for_creation(done).await?;
+    }
+    let delivered = !completed.is_empty() || !held.is_empty();
+    Ok((completed, delivered))
+}
+
 /// Applies a `group_create` event to the creation Meta's `request_id` names: the group now
 /// exists and belongs to the team that asked, or the creation failed with Meta's error.
 /// Answers the creation when one was pending. Waking its waiters is the caller's job, after

@@ -171,11 +171,18 @@ const MAX_PROCESSING_ATTEMPTS: i64 = 5;
 /// alone, so the lock is never held for long.
 const CHANGES_PER_TRANSACTION: usize = 1_000;
 
+/// The longest between two catch-ups, so held events reach their team within a second of
+/// the creation that names it.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
+
 struct Processor {
     storage: Storage,
     inbox: Arc<dyn InboxStore>,
     waiters: Waiters,
     deliveries: DeliveryHandle,
+    /// How long an ownerless event may wait for the creation of its group
+    /// (`webhooks.creation_timeout_seconds`).
+    hold_for: Duration,
 }
 
 /// Spawns the processor on the current runtime; it first drains what a previous run left.
@@ -184,6 +191,7 @@ pub fn spawn_processor(
     storage: Storage,
     waiters: Waiters,
     deliveries: DeliveryHandle,
+    hold_for: Duration,
 ) -> ProcessorHandle {
     let handle = ProcessorHandle::default();
     let notify = handle.notify.clone();
@@ -198,14 +206,19 @@ pub fn spawn_processor(
         storage,
         waiters,
         deliveries,
+        hold_for,
     };
     tokio::spawn(async move {
         loop {
             if let Err(e) = processor.drain().await {
                 tracing::error!(error = %e, "webhook processing failed; will retry");
             }
-            // Wake on a kick, or poll now and then in case a kick was missed.
-            let _ = tokio::time::timeout(Duration::from_secs(2), notify.notified()).await;
+            if let Err(e) = processor.catch_up().await {
+                tracing::error!(error = %e, "settling events held for their creation failed; will retry");
+            }
+            // Wake on a kick, or poll every second: another replica's commit may have made
+            // held events (see `creation::catch_up`) ready for their team.
+            let _ = tokio::time::timeout(CATCH_UP_EVERY, notify.notified()).await;
             // While POSTs keep coming, let a few commits of them gather: one unit of work then
             // processes them all, and the ingress has the database to itself in between.
             tokio::time::sleep(GATHER_POSTS_FOR).await;
@@ -260,6 +273,18 @@ impl Processor {
                 return Ok(());
             }
         }
+    }
+
+    /// Gives held events and overtaken creations their team (`creation::catch_up`).
+    async fn catch_up(&self) -> Result<()> {
+        let mut tx = self.storage.begin().await?;
+        let (completed, deliveries_due) = creation::catch_up(tx.as_mut(), self.hold_for).await?;
+        tx.commit().await?;
+        if deliveries_due {
+            self.deliveries.kick();
+        }
+        self.wake(completed);
+        Ok(())
     }
 
     /// Processes one stored POST on its own, unless it was processed meanwhile.

@@ -222,6 +222,17 @@ pub trait RegistryTx: Send {
     /// Gives the team of `completion` the ownerless events of its creation (and of its
     /// group), re-queued at the end of the feed so no cursor handed out skips them.
     async fn claim_for_creation(&mut self, completion: &Completion) -> Result<()>;
+    /// Created groups that have ownerless team events stored since `since` (RFC 3339): events
+    /// another replica processed while the creation naming their owner was not yet committed.
+    /// Each answered as the completion to `claim_for_creation` with.
+    async fn completions_with_ownerless_events(&mut self, since: &str) -> Result<Vec<Completion>>;
+    /// Pending creations that know Meta's request id while Meta's `group_create` event for
+    /// it is stored already (the event was processed before the id was attached): (request
+    /// id, Meta request id), at most `limit`.
+    async fn creations_overtaken_by_their_webhook(
+        &mut self,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>>;
     async fn commit(self: Box<Self>) -> Result<()>;
     /// Marks a creation whose call to Meta ended without telling its outcome: still
     /// pending, without a Meta request id, it now waits for Meta's webhook by number and

@@ -2,7 +2,7 @@
 //! connection was cut, a change nobody announced, a revocation committed out of order. Real
 //! gateway processes on one PostgreSQL database, with wiremock as Meta.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -14,7 +14,7 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::fleet::{Gateway, start};
-use crate::helpers::{API_VERSION, APP_SECRET, PN, test_config, uuid};
+use crate::helpers::{API_VERSION, APP_SECRET, PN, eventually, test_config, uuid};
 use crate::pg::TestDatabase;
 
 /// Two replicas on one database, tokens of `sales`, `support` and `platform` (admin).
@@ -118,7 +118,7 @@ impl Pair {
         eventually(
             Duration::from_secs(10),
             "the creation completes",
-            || async {
+            async || {
                 let body: Value = self
                     .http
                     .get(format!(
@@ -149,22 +149,6 @@ impl Pair {
             .expect("answer")
             .status()
             .as_u16()
-    }
-}
-
-/// Polls `probe` until it answers Some, failing with `what` after `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -205,7 +189,7 @@ async fn a_change_no_replica_announced_is_seen_once_the_cache_ttl_ran_out() {
     eventually(
         Duration::from_secs(3),
         "the old owner is refused",
-        || async { (pair.link_status(other, &group, &sales).await == 404).then_some(()) },
+        async || (pair.link_status(other, &group, &sales).await == 404).then_some(()),
     )
     .await;
 }
@@ -246,7 +230,7 @@ async fn a_replica_whose_notification_connection_dropped_forgets_what_it_cached(
         eventually(
             Duration::from_secs(3),
             &format!("round {round}: the reader follows the move"),
-            || async {
+            async || {
                 let old = pair.link_status(reader, &group, &tokens[owner]).await;
                 let new = pair.link_status(reader, &group, &tokens[next]).await;
                 (old == 404 && new == 200).then_some(())
@@ -295,14 +279,14 @@ async fn a_revocation_committed_after_a_later_one_is_refused_within_a_second() {
     eventually(
         Duration::from_secs(2),
         "the later revocation arrives",
-        || async { (list(&later).await.ok()?.status() == 401).then_some(()) },
+        async || (list(&later).await.ok()?.status() == 401).then_some(()),
     )
     .await;
     tx.commit().await.expect("commit");
     eventually(
         Duration::from_secs(1),
         "the revocation committed late arrives",
-        || async { (list(&early).await.ok()?.status() == 401).then_some(()) },
+        async || (list(&early).await.ok()?.status() == 401).then_some(()),
     )
     .await;
 }

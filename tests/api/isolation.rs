@@ -171,3 +171,63 @@ async fn a_subject_is_free_again_as_soon_as_meta_names_or_refuses_the_creation()
     assert_eq!(create(&app, &sales, PN, "Weekly").await.status(), 202);
     assert_eq!(creations_sent(&app.upstream_requests().await, PN), 3);
 }
+
+/// Meta may send a group's webhooks out of order: a join processed before the creation that
+/// names the group's owner is held, and reaches the team once the creation is known.
+#[tokio::test]
+async fn an_event_that_overtakes_its_groups_creation_still_reaches_the_team() {
+    let app = spawn_app().await;
+    let sales = app.sales();
+    let meta_request = format!("M-{}", uuid());
+    Mock::given(method("POST"))
+        .and(path(format!("/{API_VERSION}/{PN}/groups")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"request_id": meta_request})))
+        .mount(&app.meta)
+        .await;
+    let created = app.request_creation(&sales, PN, "Out of order").await;
+    let group = format!("G{}", uuid());
+    let join = webhook(
+        "group_participants_update",
+        PN,
+        vec![
+            json!({"timestamp": "1755600000", "group_id": group, "type": "group_participants_add",
+                    "reason": "invite_link", "added_participants": [{"wa_id": "15550001234"}]}),
+        ],
+    );
+    assert_eq!(app.send_webhook(&join).await.status(), 200);
+    // The join is processed (and held) before Meta's creation webhook arrives.
+    app.webhooks_processed().await;
+    app.complete_creation(&sales, PN, &created, &meta_request, &group, "Out of order")
+        .await;
+    let types = eventually(
+        Duration::from_secs(5),
+        "both events reach sales",
+        async || {
+            let page: Value = app.get("/v1/events", &sales).await.json().await.ok()?;
+            let types: Vec<String> = page["events"]
+                .as_array()?
+                .iter()
+                .filter(|e| e["group_id"] == group.as_str())
+                .filter_map(|e| e["type"].as_str().map(str::to_owned))
+                .collect();
+            (types.len() == 2).then_some(types)
+        },
+    )
+    .await;
+    assert!(
+        types.contains(&"group.participants_added".to_owned()),
+        "{types:?}"
+    );
+    assert!(types.contains(&"group.created".to_owned()), "{types:?}");
+    // Nobody else sees the group's events.
+    let support = app.token("support", &["groups:read"]);
+    let page: Value = app.get("/v1/events", &support).await.json().await.unwrap();
+    assert!(
+        !page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["group_id"] == group.as_str()),
+        "{page}"
+    );
+}

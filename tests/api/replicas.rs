@@ -445,6 +445,83 @@ async fn the_same_subject_at_two_replicas_at_once_reaches_meta_once() {
     assert_eq!(creations, rounds, "Meta was asked {creations} times");
 }
 
+/// Meta's creation webhook and the group's next webhook land on two replicas at once, round
+/// after round: whichever replica processes which first, the team gets both events (DESIGN
+/// §7: an event is held until the creation naming its owner is known, never left ownerless).
+#[tokio::test]
+async fn a_groups_events_racing_its_creation_on_another_replica_all_reach_the_team() {
+    const ROUNDS: usize = 20;
+    let meta = MockServer::start().await;
+    let fleet = Fleet::new(&meta, "").await;
+    let replicas = fleet.replicas(2).await;
+    let mut groups = Vec::new();
+    for round in 0..ROUNDS {
+        let meta_request = format!("RACE-{round}-{}", uuid());
+        let guard = meta_answers_creation(&meta, &meta_request).await;
+        let subject = format!("Race {round}");
+        let created = fleet.request_creation(&replicas[0], &subject).await;
+        assert_eq!(created["status"], "pending", "{created}");
+        drop(guard);
+        let group = format!("GRACE{round}{}", uuid().replace('-', ""));
+        let creation = creation_webhook(&meta_request, &group, &subject);
+        let join: Value =
+            serde_json::from_slice(&join_post(round, std::slice::from_ref(&group))).expect("json");
+        let (a, b) = tokio::join!(
+            fleet.post_webhook(&replicas[0], &creation),
+            fleet.post_webhook(&replicas[1], &join)
+        );
+        assert_eq!((a.as_u16(), b.as_u16()), (200, 200));
+        groups.push(group);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!("{}/v1/events?limit=1000", replicas[1].base);
+            if let Some(a) = &after {
+                url.push_str(&format!("&after={a}"));
+            }
+            let page: Value = fleet
+                .http
+                .get(&url)
+                .bearer_auth(&fleet.token)
+                .send()
+                .await
+                .expect("events")
+                .json()
+                .await
+                .expect("json");
+            for event in page["events"].as_array().expect("events") {
+                seen.entry(event["group_id"].as_str().unwrap_or_default().to_owned())
+                    .or_default()
+                    .insert(event["type"].as_str().unwrap_or_default().to_owned());
+            }
+            match page["paging"]["after"].as_str() {
+                Some(next) => after = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        let missing: Vec<&String> = groups
+            .iter()
+            .filter(|g| {
+                seen.get(*g).is_none_or(|types| {
+                    !types.contains("group.created") || !types.contains("group.participants_added")
+                })
+            })
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {ROUNDS} groups lack an event: {missing:?}",
+            missing.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_token_revoked_on_one_replica_is_refused_by_the_others_within_a_second() {
     let meta = MockServer::start().await;

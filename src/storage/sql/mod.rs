@@ -738,6 +738,48 @@ impl RegistryTx for SqlTx {
         Ok(())
     }
 
+    async fn completions_with_ownerless_events(&mut self, since: &str) -> Result<Vec<Completion>> {
+        self.flush().await?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT c.request_id, c.team, c.phone_number_id, c.meta_request_id, c.group_id
+             FROM team_events te JOIN create_requests c ON c.group_id = te.group_id
+             WHERE te.team IS NULL AND te.group_id IS NOT NULL AND te.created_at >= $1
+               AND c.status = 'created' AND c.meta_request_id IS NOT NULL",
+        )
+        .bind(since)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Completion {
+                request_id: r.get(0),
+                team: r.get(1),
+                phone_number_id: r.get(2),
+                meta_request_id: r.get(3),
+                group_id: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn creations_overtaken_by_their_webhook(
+        &mut self,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>> {
+        self.flush().await?;
+        let rows = sqlx::query(
+            "SELECT c.request_id, c.meta_request_id FROM create_requests c
+             WHERE c.status = 'pending' AND c.meta_request_id IS NOT NULL
+               AND EXISTS (SELECT 1 FROM webhook_events we
+                           WHERE we.meta_request_id = c.meta_request_id
+                             AND we.event_type = 'group_create')
+             ORDER BY c.created_at LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     async fn mark_outcome_unknown(&mut self, request_id: &str) -> Result<Option<PendingCreation>> {
         self.flush().await?;
         let row = sqlx::query(
