@@ -40,12 +40,9 @@ impl IngressLimits {
                 limit: self.max_body,
             });
         }
-        let mut reservation =
-            self.budget
-                .reserve(declared.unwrap_or(0))
-                .ok_or(ApiError::Overloaded {
-                    retry_after_seconds: 1,
-                })?;
+        let mut reservation = self.budget.reserve(declared).ok_or(ApiError::Overloaded {
+            retry_after_seconds: 1,
+        })?;
         let body = read_reserved(
             payload,
             self.max_body,
