@@ -262,6 +262,156 @@ async fn a_flood_of_large_unsigned_posts_costs_bounded_memory_and_genuine_posts_
     );
 }
 
+/// Bytes of body the flood keeps in flight: the gateway's budget (`webhooks.max_in_flight_bytes`,
+/// 32 MiB by default) plus actix's buffers of a hundred connections (up to 128 KiB each, read
+/// ahead of the handler) and slack.
+const CHUNKED_FLOOD_PEAK: u64 = 64 * 1024 * 1024;
+/// What may stay resident once the flood is over.
+const CHUNKED_FLOOD_LEFT: u64 = 16 * 1024 * 1024;
+
+/// One flooder: chunked POSTs of 64 KiB chunks with a well-formed but wrong signature, sent
+/// without pause and without reading the answer until the body is sent; again until `stop`.
+async fn chunked_flooder(
+    addr: std::net::SocketAddr,
+    stop: Instant,
+    sent: Arc<AtomicUsize>,
+) -> (usize, usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = format!(
+        "POST /webhooks/whatsapp HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nX-Hub-Signature-256: sha256={}\r\n\r\n",
+        "0".repeat(64)
+    );
+    let mut chunk = format!("{:x}\r\n", 64 * 1024).into_bytes();
+    chunk.extend(std::iter::repeat_n(b'x', 64 * 1024));
+    chunk.extend_from_slice(b"\r\n");
+    let (mut answered, mut cut) = (0, 0);
+    while Instant::now() < stop {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+            cut += 1;
+            continue;
+        };
+        let mut written = stream.write_all(head.as_bytes()).await.is_ok();
+        // 15 MiB, within webhooks.max_body_bytes: the whole body is read before the HMAC
+        // can be found wrong.
+        for _ in 0..240 {
+            if !written || Instant::now() >= stop {
+                break;
+            }
+            written = stream.write_all(&chunk).await.is_ok();
+            sent.fetch_add(chunk.len(), Ordering::Relaxed);
+        }
+        if written && stream.write_all(b"0\r\n\r\n").await.is_ok() {
+            let mut answer = [0u8; 12];
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut answer));
+            if matches!(read.await, Ok(Ok(_))) {
+                answered += 1;
+                continue;
+            }
+        }
+        cut += 1;
+    }
+    (answered, cut)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_chunked_posts_with_a_wrong_signature_costs_bounded_memory_given_back_after() {
+    let meta = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        tuned_config(&meta.uri(), dir.path(), "workers = 2", "", "").replace("workers = 1\n", "");
+    let gateway = start(dir.path(), Some(&config), &[], 1).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let url = gateway.url("/webhooks/whatsapp");
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/webhooks/whatsapp")
+        .parse()
+        .unwrap();
+    let genuine = |i: usize| {
+        let body = serde_json::to_vec(&lifecycle_webhook(
+            PN,
+            vec![json!({"timestamp": i.to_string(), "group_id": format!("GCHUNK{i}"), "type": "group_suspend"})],
+        ))
+        .unwrap();
+        let signature = sign(APP_SECRET.as_bytes(), &body);
+        http.post(&url)
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(body)
+    };
+    for i in 0..5 {
+        assert_eq!(genuine(i).send().await.unwrap().status(), 200);
+    }
+    let baseline = gateway.rss();
+
+    // A hundred clients, no pause between chunks, answers read only once a body is sent.
+    let stop = Instant::now() + Duration::from_secs(8);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let flood: Vec<_> = (0..100)
+        .map(|_| tokio::spawn(chunked_flooder(addr, stop, sent.clone())))
+        .collect();
+    let mut peak = baseline;
+    let mut latencies = Vec::new();
+    let mut i = 100;
+    while Instant::now() < stop {
+        peak = peak.max(gateway.rss());
+        if i % 5 == 0 {
+            let started = Instant::now();
+            let res = genuine(i).send().await.unwrap();
+            assert_eq!(res.status(), 200, "a genuine POST during the flood");
+            latencies.push(started.elapsed());
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut answered, mut cut) = (0, 0);
+    for task in flood {
+        let (a, c) = task.await.unwrap();
+        (answered, cut) = (answered + a, cut + c);
+    }
+    peak = peak.max(gateway.rss());
+
+    // Once the flood is over, the memory it took is given back (polled: the gateway may
+    // still be reading what the kernel had buffered).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut after = gateway.rss();
+    while after > baseline + CHUNKED_FLOOD_LEFT && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        after = gateway.rss();
+    }
+    let mib = |b: u64| b / (1024 * 1024);
+    let slowest = latencies.iter().max().copied().unwrap_or_default();
+    let report = format!(
+        "chunked flood: {} MiB sent in {} POSTs ({answered} answered, {cut} cut), RSS {} MiB -> peak {} MiB -> {} MiB after; {} genuine POSTs, slowest {slowest:?}",
+        sent.load(Ordering::Relaxed) / (1024 * 1024),
+        answered + cut,
+        mib(baseline),
+        mib(peak),
+        mib(after),
+        latencies.len()
+    );
+    println!("{report}");
+    assert!(
+        sent.load(Ordering::Relaxed) > 256 * 1024 * 1024,
+        "the flood did not reach the gateway: {report}"
+    );
+    assert!(
+        peak.saturating_sub(baseline) < CHUNKED_FLOOD_PEAK,
+        "peak above the bound: {report}"
+    );
+    assert!(
+        after <= baseline + CHUNKED_FLOOD_LEFT,
+        "memory not given back: {report}"
+    );
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a genuine POST was slow: {report}"
+    );
+}
+
 // ---- 3. a creation with an unknown outcome ---------------------------------------------------
 
 /// A "Meta" that counts group creations and answers them after `delay` (None: never, the
