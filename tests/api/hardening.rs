@@ -158,6 +158,108 @@ async fn four_hundred_anonymous_calls_store_nothing_and_are_throttled_per_addres
     );
 }
 
+#[tokio::test]
+async fn two_thousand_malformed_requests_are_counted_logged_a_few_times_and_throttle_the_address() {
+    let meta = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = tuned_config(
+        &meta.uri(),
+        dir.path(),
+        "anonymous_rate_limit = { per_second = 1, burst = 20 }",
+        "",
+        "",
+    );
+    let settings = Settings::from_toml_overrides(&config).unwrap();
+    // The default log level: the probe saw one ERROR line per request at it.
+    let gateway = start(dir.path(), Some(&config), &[], 1).await;
+    let addr = gateway.url("").trim_start_matches("http://").to_owned();
+    let malformed: [&[u8]; 3] = [
+        b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nX-Probe: a\x01b\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nX-\x01Probe: ab\r\n\r\n",
+        b"GET\x01/healthz HTTP/1.1\r\nHost: gateway\r\n\r\n",
+    ];
+    let started = Instant::now();
+    let answers: Vec<String> = futures_util::stream::iter(0..2000)
+        .map(|i| {
+            let (addr, request) = (addr.clone(), malformed[i % malformed.len()]);
+            async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+                stream.write_all(request).await.ok()?;
+                let mut answer = Vec::new();
+                stream.read_to_end(&mut answer).await.ok()?;
+                Some(String::from_utf8_lossy(&answer).lines().next()?.to_owned())
+            }
+        })
+        .buffer_unordered(20)
+        .filter_map(|a| async move { a })
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    assert!(
+        answers.iter().all(|a| a.starts_with("HTTP/1.1 400")),
+        "{:?}",
+        answers.iter().find(|a| !a.starts_with("HTTP/1.1 400"))
+    );
+    assert!(answers.len() >= 1990, "{} answered", answers.len());
+
+    // The address spent its anonymous allowance: an ordinary anonymous call is throttled…
+    let http = reqwest::Client::new();
+    let refused = http
+        .delete(gateway.url("/v1/groups/AAAA"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().get("retry-after").is_some());
+    // …while a caller with a token, from the same address, is not affected.
+    let sales = token(&settings, "sales", &ALL_GROUP_SCOPES, None);
+    let listed = http
+        .get(gateway.url(&format!("/v1/phone-numbers/{PN}/groups")))
+        .bearer_auth(&sales)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+
+    let metrics = http
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("wagw_requests_refused_total{reason=\"malformed\"}"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(counted >= answers.len() as f64, "counted {counted}");
+
+    // At most one line a second (and one more for the last second).
+    let log = gateway.stderr();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("before routing"))
+        .count();
+    let bound = elapsed.as_secs() as usize + 2;
+    assert!(
+        (1..=bound).contains(&lines),
+        "{lines} log lines for {} malformed requests in {elapsed:?}:\n{}",
+        answers.len(),
+        log.lines()
+            .filter(|l| l.contains("ERROR"))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    println!(
+        "malformed flood: {} x 400 in {elapsed:?}, {counted} counted, {lines} log lines, then 429",
+        answers.len()
+    );
+}
+
 // ---- 2. webhook ingress memory ---------------------------------------------------------------
 
 #[tokio::test]
