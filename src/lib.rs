@@ -8,7 +8,7 @@
 //! 2. `config`, `ratelimit`;
 //! 3. `storage` (all SQL), `graph` (all Graph calls);
 //! 4. `error`, `services`, `tokens`;
-//! 5. HTTP: `auth`, `telemetry`, `routes`;
+//! 5. HTTP: `auth`, `connection` (requests refused before routing), `telemetry`, `routes`;
 //! 6. composition: `process` (running a server command), `startup`, `openapi`, `cli`,
 //!    `config_check`, `sandbox`.
 
@@ -29,6 +29,7 @@ pub mod services;
 pub mod tokens;
 
 pub mod auth;
+pub mod connection;
 pub mod routes;
 pub mod telemetry;
 

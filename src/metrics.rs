@@ -18,6 +18,10 @@ pub const RATE_LIMITED: &str = "wagw_rate_limited_total";
 /// Calls refused before authentication (no or bad token, bad webhook signature, the
 /// anonymous rate limit, a busy webhook ingress), by route template and status.
 pub const UNAUTHENTICATED: &str = "wagw_unauthenticated_requests_total";
+/// Connections that ended before their request was routed, by `reason`: `malformed` (bad
+/// request line or header byte, head too large), `slow_head` (head not sent in time),
+/// `connection_error` (reset or closed mid-request).
+pub const REQUESTS_REFUSED: &str = "wagw_requests_refused_total";
 pub const EVENT_DELIVERIES: &str = "wagw_event_deliveries_total";
 pub const ENDPOINTS_DISABLED: &str = "wagw_webhook_endpoints_disabled_total";
 pub const IDEMPOTENT_REPLAYS: &str = "wagw_idempotent_replays_total";

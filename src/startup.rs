@@ -4,19 +4,23 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_http::HttpService;
+use actix_service::{Service, apply_fn_factory, map_config};
 use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::AppConfig;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, from_fn};
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::rt::net::TcpStream;
+use actix_web::{App, HttpResponse, web};
 use secrecy::ExposeSecret;
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::supervisor::Supervisor;
 use crate::auth::{Authenticator, KeyError, TokenIssuer};
 use crate::config::{GraphMode, RateLimitSettings, RateLimitStore, Settings};
+use crate::connection::RefusedBeforeRouting;
 use crate::error::{self, ApiError};
 use crate::graph::GraphClient;
 use crate::openapi::{ApiDoc, spec};
@@ -35,6 +39,7 @@ use crate::services::ownership::Ownership;
 use crate::services::processing::{self, Ingress};
 use crate::services::revocation::{self, RevocationList};
 use crate::storage::{Storage, StorageError};
+use crate::supervisor::Supervisor;
 use crate::telemetry::request_context;
 
 #[derive(Debug, thiserror::Error)]
@@ -128,9 +133,11 @@ impl Application {
         let body_timeout = web::Data::new(routes::body::BodyTimeout(Duration::from_millis(
             settings.server.body_timeout_ms,
         )));
-        let anonymous_limits = web::Data::new(AddressBuckets::new(rate(
+        let anonymous_limits = Arc::new(AddressBuckets::new(rate(
             &settings.server.anonymous_rate_limit,
         )));
+        let refused_before_routing = RefusedBeforeRouting::new(anonymous_limits.clone());
+        let anonymous_limits = web::Data::from(anonymous_limits);
         let ingress_limits = web::Data::new(IngressLimits {
             max_body: settings.webhooks.max_body_bytes,
             budget: BodyBudget::new(settings.webhooks.max_in_flight_bytes),
@@ -164,13 +171,12 @@ impl Application {
         });
         let audit_log = web::Data::new(AuditLog::new(storage.audit.clone()));
         let verify_token = web::Data::new(VerifyToken(settings.webhooks.verify_token.clone()));
-        let deliveries =
-            crate::services::delivery::spawn(
-                &settings.delivery,
-                &settings.teams,
-                &storage,
-                &supervisor,
-            );
+        let deliveries = crate::services::delivery::spawn(
+            &settings.delivery,
+            &settings.teams,
+            &storage,
+            &supervisor,
+        );
         let waiters = Waiters::default();
         let processor = processing::spawn_processor(
             storage.clone(),
@@ -219,7 +225,7 @@ impl Application {
             ))
         });
 
-        let mut server = HttpServer::new(move || {
+        let app = move || {
             // awc clients are per worker (not Send); each keeps its own connection pool.
             let graph = GraphClient::new(
                 &graph_base,
@@ -288,19 +294,54 @@ impl Application {
                 // Inside request_context, whose request id each audit row records.
                 .wrap(from_fn(routes::audit::record))
                 .wrap(from_fn(request_context))
-        })
-        .listen(listener)
-        .map_err(|source| StartupError::Bind {
-            address: format!("port {port}"),
-            source,
-        })?
-        .shutdown_timeout(settings.server.shutdown_grace_seconds)
-        .client_request_timeout(Duration::from_millis(
-            settings.server.client_request_timeout_ms,
-        ));
+        };
+        let client_request_timeout =
+            Duration::from_millis(settings.server.client_request_timeout_ms);
+        let mut server =
+            actix_server::Server::build().shutdown_timeout(settings.server.shutdown_grace_seconds);
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
+        // What actix-web's HttpServer builds, with each connection's end in sight: the
+        // requests actix refuses before routing are seen here, with their client's address.
+        let shutdown = server.graceful_shutdown_signal();
+        let local = listener.local_addr().map_err(|source| StartupError::Bind {
+            address: format!("port {port}"),
+            source,
+        })?;
+        let server = server
+            .listen("wa-groups-gateway", listener, move || {
+                let shutdown = shutdown.clone();
+                let http = HttpService::build()
+                    .graceful_shutdown_signal(move || {
+                        let shutdown = shutdown.clone();
+                        async move { shutdown.notified().await }
+                    })
+                    .client_request_timeout(client_request_timeout)
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .local_addr(local)
+                    // HttpServer's host is the listening address; the default (localhost:8080)
+                    // differs only for a request without a Host header (HTTP/1.0).
+                    .finish(map_config(app(), |_| AppConfig::default()))
+                    .tcp();
+                let refused = refused_before_routing.clone();
+                apply_fn_factory(http, move |io: TcpStream, connection: &_| {
+                    let peer = io.peer_addr().ok().map(|a| a.ip());
+                    let served = connection.call(io);
+                    let refused = refused.clone();
+                    async move {
+                        let ended = served.await;
+                        if let Err(e) = &ended {
+                            refused.note(e, peer);
+                        }
+                        ended
+                    }
+                })
+            })
+            .map_err(|source| StartupError::Bind {
+                address: format!("port {port}"),
+                source,
+            })?;
         Ok(BoundServer::new(port, server.run(), supervisor))
     }
 }

@@ -94,9 +94,10 @@ impl Supervisor {
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     match payload.downcast::<String>() {
         Ok(text) => *text,
-        Err(payload) => payload
-            .downcast_ref::<&str>()
-            .map_or_else(|| "a panic without a message".to_owned(), |s| (*s).to_owned()),
+        Err(payload) => payload.downcast_ref::<&str>().map_or_else(
+            || "a panic without a message".to_owned(),
+            |s| (*s).to_owned(),
+        ),
     }
 }
 
@@ -138,7 +139,11 @@ mod tests {
         }
         let why = seen_down.expect("reported down between runs");
         assert!(why.contains("broke"), "{why}");
-        assert!(supervisor.down().is_empty(), "up again: {:?}", supervisor.down());
+        assert!(
+            supervisor.down().is_empty(),
+            "up again: {:?}",
+            supervisor.down()
+        );
     }
 
     #[tokio::test]

@@ -9,7 +9,10 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 use tracing::Instrument;
+use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, TelemetrySettings};
 
@@ -31,9 +34,63 @@ pub fn init(settings: &TelemetrySettings) {
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .finish()
+            .with(WithoutConnectionErrorLines)
             .try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder
+            .finish()
+            .with(WithoutConnectionErrorLines)
+            .try_init(),
     };
+}
+
+/// actix's dispatcher logs an ERROR line for every connection that ends in error, a
+/// malformed request among them: one line per request anyone may send. The same errors are
+/// counted and summarised at a bounded rate by `connection::RefusedBeforeRouting`, so
+/// these lines are dropped.
+struct WithoutConnectionErrorLines;
+
+const DISPATCHER: &str = "actix_http::h1::dispatcher";
+
+impl<S: tracing::Subscriber> Layer<S> for WithoutConnectionErrorLines {
+    fn event_enabled(&self, event: &tracing::Event<'_>, _: Context<'_, S>) -> bool {
+        let meta = event.metadata();
+        if meta.target() != DISPATCHER || *meta.level() != tracing::Level::ERROR {
+            return true;
+        }
+        let mut message = MessageStart::default();
+        event.record(&mut message);
+        !message.0.starts_with("stream error")
+    }
+}
+
+/// The first words of an event's message.
+#[derive(Default)]
+struct MessageStart(String);
+
+impl Visit for MessageStart {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            use std::fmt::Write;
+            let mut words = BoundedWriter(&mut self.0);
+            let _ = write!(words, "{value:?}");
+        }
+    }
+}
+
+/// Keeps the first 32 bytes written to it.
+struct BoundedWriter<'a>(&'a mut String);
+
+impl std::fmt::Write for BoundedWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = 32usize.saturating_sub(self.0.len());
+        let cut = (0..=room.min(s.len()))
+            .rev()
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(0);
+        self.0.push_str(&s[..cut]);
+        Ok(())
+    }
 }
 
 /// Metric labels are static strings: no allocation per request.

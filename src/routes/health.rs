@@ -72,15 +72,13 @@ impl Dependencies {
     /// Each dependency, asked now; whether the gateway can serve.
     async fn check(&self, storage: &Storage) -> (bool, Health) {
         let mut dependencies = BTreeMap::new();
-        let (storage_check, redis_check) = tokio::join!(
-            tokio::time::timeout(PROBE_TIMEOUT, storage.ping()),
-            async {
+        let (storage_check, redis_check) =
+            tokio::join!(tokio::time::timeout(PROBE_TIMEOUT, storage.ping()), async {
                 match &self.rate_limit_store {
                     Some(redis) => Some(tokio::time::timeout(PROBE_TIMEOUT, redis.ping()).await),
                     None => None,
                 }
-            }
-        );
+            });
         let storage_ok = match storage_check {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
@@ -88,7 +86,9 @@ impl Dependencies {
                 false
             }
             Err(_) => {
-                tracing::warn!("readiness check failed: storage did not answer within {PROBE_TIMEOUT:?}");
+                tracing::warn!(
+                    "readiness check failed: storage did not answer within {PROBE_TIMEOUT:?}"
+                );
                 false
             }
         };

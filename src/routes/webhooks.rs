@@ -40,12 +40,9 @@ impl IngressLimits {
                 limit: self.max_body,
             });
         }
-        let mut reservation =
-            self.budget
-                .reserve(declared.unwrap_or(0))
-                .ok_or(ApiError::Overloaded {
-                    retry_after_seconds: 1,
-                })?;
+        let mut reservation = self.budget.reserve(declared).ok_or(ApiError::Overloaded {
+            retry_after_seconds: 1,
+        })?;
         let body = read_reserved(
             payload,
             self.max_body,
@@ -116,7 +113,8 @@ pub async fn verify_subscription(
 /// Memory is bounded for the whole process: a POST without a well-formed signature is
 /// refused before its body is read; the others reserve their declared size from a budget
 /// shared by every POST in flight (refused with 503 and `Retry-After`, which Meta retries,
-/// when there is no room), and the HMAC runs over the chunks as they arrive.
+/// when there is no room), a chunked one as its chunks arrive and never from the quarter
+/// kept for small declared bodies, and the HMAC runs over the chunks as they arrive.
 #[utoipa::path(
     tag = "webhooks",
     request_body(content = Object, description = "Meta's webhook payload, signed with the app secret", content_type = "application/json"),

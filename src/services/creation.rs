@@ -19,11 +19,11 @@ use crate::domain::{
     GroupDescription, GroupSubject, ItemError, JoinApprovalMode, PhoneNumberId, RequestId,
 };
 use crate::error::ApiError;
-use crate::supervisor::Supervisor;
 use crate::graph::{GraphClient, UpstreamError};
 use crate::storage::{
     CreateRequest, CreationOutcome, GroupStore, PendingCreation, RegistryTx, RequestStatus, Storage,
 };
+use crate::supervisor::Supervisor;
 
 /// Wakes callers waiting (`wait_seconds`) for a creation to complete.
 #[derive(Clone, Default)]

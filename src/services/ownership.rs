@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::domain::GroupId;
 use crate::error::ApiError;
-use crate::supervisor::Supervisor;
 use crate::storage::{GroupChange, GroupRecord, GroupStore, Storage};
+use crate::supervisor::Supervisor;
 
 /// Most groups kept in memory (unknown ids included, so probing cannot grow it further).
 const MAX_CACHED: usize = 100_000;

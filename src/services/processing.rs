@@ -22,10 +22,10 @@ use crate::domain::lenient;
 use crate::domain::meta_webhook::{
     KNOWN_FIELDS, KNOWN_TYPES, SignatureCheck, extract_events, known_label,
 };
-use crate::supervisor::Supervisor;
 use crate::storage::{
     InboxOutcome, InboxStore, NewTeamEvent, RegistryTx, Result, SeenGroup, Storage, StorageError,
 };
+use crate::supervisor::Supervisor;
 
 /// Why a POST was not accepted.
 #[derive(Debug, thiserror::Error)]

@@ -159,6 +159,108 @@ async fn four_hundred_anonymous_calls_store_nothing_and_are_throttled_per_addres
     );
 }
 
+#[tokio::test]
+async fn two_thousand_malformed_requests_are_counted_logged_a_few_times_and_throttle_the_address() {
+    let meta = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = tuned_config(
+        &meta.uri(),
+        dir.path(),
+        "anonymous_rate_limit = { per_second = 1, burst = 20 }",
+        "",
+        "",
+    );
+    let settings = Settings::from_toml_overrides(&config).unwrap();
+    // The default log level: the probe saw one ERROR line per request at it.
+    let gateway = start(dir.path(), Some(&config), &[], 1).await;
+    let addr = gateway.url("").trim_start_matches("http://").to_owned();
+    let malformed: [&[u8]; 3] = [
+        b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nX-Probe: a\x01b\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nX-\x01Probe: ab\r\n\r\n",
+        b"GET\x01/healthz HTTP/1.1\r\nHost: gateway\r\n\r\n",
+    ];
+    let started = Instant::now();
+    let answers: Vec<String> = futures_util::stream::iter(0..2000)
+        .map(|i| {
+            let (addr, request) = (addr.clone(), malformed[i % malformed.len()]);
+            async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+                stream.write_all(request).await.ok()?;
+                let mut answer = Vec::new();
+                stream.read_to_end(&mut answer).await.ok()?;
+                Some(String::from_utf8_lossy(&answer).lines().next()?.to_owned())
+            }
+        })
+        .buffer_unordered(20)
+        .filter_map(|a| async move { a })
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    assert!(
+        answers.iter().all(|a| a.starts_with("HTTP/1.1 400")),
+        "{:?}",
+        answers.iter().find(|a| !a.starts_with("HTTP/1.1 400"))
+    );
+    assert!(answers.len() >= 1990, "{} answered", answers.len());
+
+    // The address spent its anonymous allowance: an ordinary anonymous call is throttled…
+    let http = reqwest::Client::new();
+    let refused = http
+        .delete(gateway.url("/v1/groups/AAAA"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().get("retry-after").is_some());
+    // …while a caller with a token, from the same address, is not affected.
+    let sales = token(&settings, "sales", &ALL_GROUP_SCOPES, None);
+    let listed = http
+        .get(gateway.url(&format!("/v1/phone-numbers/{PN}/groups")))
+        .bearer_auth(&sales)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+
+    let metrics = http
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("wagw_requests_refused_total{reason=\"malformed\"}"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(counted >= answers.len() as f64, "counted {counted}");
+
+    // At most one line a second (and one more for the last second).
+    let log = gateway.stderr();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("before routing"))
+        .count();
+    let bound = elapsed.as_secs() as usize + 2;
+    assert!(
+        (1..=bound).contains(&lines),
+        "{lines} log lines for {} malformed requests in {elapsed:?}:\n{}",
+        answers.len(),
+        log.lines()
+            .filter(|l| l.contains("ERROR"))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    println!(
+        "malformed flood: {} x 400 in {elapsed:?}, {counted} counted, {lines} log lines, then 429",
+        answers.len()
+    );
+}
+
 // ---- 2. webhook ingress memory ---------------------------------------------------------------
 
 #[tokio::test]
@@ -260,6 +362,156 @@ async fn a_flood_of_large_unsigned_posts_costs_bounded_memory_and_genuine_posts_
         peak / (1024 * 1024),
         growth / (1024 * 1024),
         latencies.len()
+    );
+}
+
+/// Bytes of body the flood keeps in flight: the gateway's budget (`webhooks.max_in_flight_bytes`,
+/// 32 MiB by default) plus actix's buffers of a hundred connections (up to 128 KiB each, read
+/// ahead of the handler) and slack.
+const CHUNKED_FLOOD_PEAK: u64 = 64 * 1024 * 1024;
+/// What may stay resident once the flood is over.
+const CHUNKED_FLOOD_LEFT: u64 = 16 * 1024 * 1024;
+
+/// One flooder: chunked POSTs of 64 KiB chunks with a well-formed but wrong signature, sent
+/// without pause and without reading the answer until the body is sent; again until `stop`.
+async fn chunked_flooder(
+    addr: std::net::SocketAddr,
+    stop: Instant,
+    sent: Arc<AtomicUsize>,
+) -> (usize, usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = format!(
+        "POST /webhooks/whatsapp HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nX-Hub-Signature-256: sha256={}\r\n\r\n",
+        "0".repeat(64)
+    );
+    let mut chunk = format!("{:x}\r\n", 64 * 1024).into_bytes();
+    chunk.extend(std::iter::repeat_n(b'x', 64 * 1024));
+    chunk.extend_from_slice(b"\r\n");
+    let (mut answered, mut cut) = (0, 0);
+    while Instant::now() < stop {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+            cut += 1;
+            continue;
+        };
+        let mut written = stream.write_all(head.as_bytes()).await.is_ok();
+        // 15 MiB, within webhooks.max_body_bytes: the whole body is read before the HMAC
+        // can be found wrong.
+        for _ in 0..240 {
+            if !written || Instant::now() >= stop {
+                break;
+            }
+            written = stream.write_all(&chunk).await.is_ok();
+            sent.fetch_add(chunk.len(), Ordering::Relaxed);
+        }
+        if written && stream.write_all(b"0\r\n\r\n").await.is_ok() {
+            let mut answer = [0u8; 12];
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut answer));
+            if matches!(read.await, Ok(Ok(_))) {
+                answered += 1;
+                continue;
+            }
+        }
+        cut += 1;
+    }
+    (answered, cut)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_chunked_posts_with_a_wrong_signature_costs_bounded_memory_given_back_after() {
+    let meta = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        tuned_config(&meta.uri(), dir.path(), "workers = 2", "", "").replace("workers = 1\n", "");
+    let gateway = start(dir.path(), Some(&config), &[], 1).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let url = gateway.url("/webhooks/whatsapp");
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/webhooks/whatsapp")
+        .parse()
+        .unwrap();
+    let genuine = |i: usize| {
+        let body = serde_json::to_vec(&lifecycle_webhook(
+            PN,
+            vec![json!({"timestamp": i.to_string(), "group_id": format!("GCHUNK{i}"), "type": "group_suspend"})],
+        ))
+        .unwrap();
+        let signature = sign(APP_SECRET.as_bytes(), &body);
+        http.post(&url)
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(body)
+    };
+    for i in 0..5 {
+        assert_eq!(genuine(i).send().await.unwrap().status(), 200);
+    }
+    let baseline = gateway.rss();
+
+    // A hundred clients, no pause between chunks, answers read only once a body is sent.
+    let stop = Instant::now() + Duration::from_secs(8);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let flood: Vec<_> = (0..100)
+        .map(|_| tokio::spawn(chunked_flooder(addr, stop, sent.clone())))
+        .collect();
+    let mut peak = baseline;
+    let mut latencies = Vec::new();
+    let mut i = 100;
+    while Instant::now() < stop {
+        peak = peak.max(gateway.rss());
+        if i % 5 == 0 {
+            let started = Instant::now();
+            let res = genuine(i).send().await.unwrap();
+            assert_eq!(res.status(), 200, "a genuine POST during the flood");
+            latencies.push(started.elapsed());
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut answered, mut cut) = (0, 0);
+    for task in flood {
+        let (a, c) = task.await.unwrap();
+        (answered, cut) = (answered + a, cut + c);
+    }
+    peak = peak.max(gateway.rss());
+
+    // Once the flood is over, the memory it took is given back (polled: the gateway may
+    // still be reading what the kernel had buffered).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut after = gateway.rss();
+    while after > baseline + CHUNKED_FLOOD_LEFT && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        after = gateway.rss();
+    }
+    let mib = |b: u64| b / (1024 * 1024);
+    let slowest = latencies.iter().max().copied().unwrap_or_default();
+    let report = format!(
+        "chunked flood: {} MiB sent in {} POSTs ({answered} answered, {cut} cut), RSS {} MiB -> peak {} MiB -> {} MiB after; {} genuine POSTs, slowest {slowest:?}",
+        sent.load(Ordering::Relaxed) / (1024 * 1024),
+        answered + cut,
+        mib(baseline),
+        mib(peak),
+        mib(after),
+        latencies.len()
+    );
+    println!("{report}");
+    assert!(
+        sent.load(Ordering::Relaxed) > 256 * 1024 * 1024,
+        "the flood did not reach the gateway: {report}"
+    );
+    assert!(
+        peak.saturating_sub(baseline) < CHUNKED_FLOOD_PEAK,
+        "peak above the bound: {report}"
+    );
+    assert!(
+        after <= baseline + CHUNKED_FLOOD_LEFT,
+        "memory not given back: {report}"
+    );
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a genuine POST was slow: {report}"
     );
 }
 

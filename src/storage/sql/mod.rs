@@ -27,9 +27,9 @@ use super::{
     PendingCreation, RegistryTx, Result, SeenGroup,
 };
 use crate::clock::now;
-use crate::supervisor::Supervisor;
 use crate::domain::RequestId;
 use crate::domain::events::{Completion, NewWebhookEvent};
+use crate::supervisor::Supervisor;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
