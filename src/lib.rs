@@ -3,7 +3,8 @@
 //!
 //! Layers, bottom up; a module imports only from its own layer or those below (README, "Code
 //! map"):
-//! 1. leaves: `clock`, `context` (the request's id and audit notes), `domain`, `metrics`;
+//! 1. leaves: `clock`, `context` (the request's id and audit notes), `domain`, `metrics`,
+//!    `supervisor` (background tasks restarted after a panic);
 //! 2. `config`, `ratelimit`;
 //! 3. `storage` (all SQL), `graph` (all Graph calls);
 //! 4. `error`, `services`, `tokens`;
@@ -15,6 +16,7 @@ pub mod clock;
 pub mod context;
 pub mod domain;
 pub mod metrics;
+pub mod supervisor;
 
 pub mod config;
 pub mod ratelimit;

@@ -33,6 +33,8 @@ pub const RATE_LIMIT_LOCAL_FALLBACKS: &str = "wagw_rate_limit_local_fallbacks_to
 /// Times a replica's PostgreSQL notification connection dropped and came back (its caches
 /// were forgotten then), by channel.
 pub const NOTIFICATION_RECONNECTS: &str = "wagw_notification_reconnects_total";
+/// Restarts of a supervised background task after a panic, by task.
+pub const TASK_RESTARTS: &str = "wagw_task_restarts_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use actix_web::dev::Server;
 
+use crate::supervisor::Supervisor;
+
 /// Runs a server command (`serve`, `sandbox`) on actix's runtime until the server stops; an
 /// error, from starting or from serving, is printed and the exit code says failure.
 pub fn run_server(server: impl Future<Output = Result<(), String>>) -> ExitCode {
@@ -45,11 +47,21 @@ fn give_large_buffers_back_when_freed() {}
 pub struct BoundServer {
     port: u16,
     server: Server,
+    tasks: Supervisor,
 }
 
 impl BoundServer {
-    pub fn new(port: u16, server: Server) -> BoundServer {
-        BoundServer { port, server }
+    pub fn new(port: u16, server: Server, tasks: Supervisor) -> BoundServer {
+        BoundServer {
+            port,
+            server,
+            tasks,
+        }
+    }
+
+    /// The supervisor of its background tasks (tests run tasks of their own under it).
+    pub fn tasks(&self) -> Supervisor {
+        self.tasks.clone()
     }
 
     /// The port it listens on: the one picked by the system when port 0 was asked for.

@@ -39,6 +39,7 @@ use crate::services::ownership::Ownership;
 use crate::services::processing::{self, Ingress};
 use crate::services::revocation::{self, RevocationList};
 use crate::storage::{Storage, StorageError};
+use crate::supervisor::Supervisor;
 use crate::telemetry::request_context;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +73,8 @@ impl Application {
             url: settings.storage.url.to_string(),
             source,
         })?;
+        // Every background task of this gateway runs under it; /readyz reports its state.
+        let supervisor = Supervisor::default();
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
             address: address.clone(),
@@ -125,6 +128,7 @@ impl Application {
         ));
         let readiness = web::Data::new(routes::health::Dependencies {
             rate_limit_store: shared,
+            tasks: supervisor.clone(),
         });
         let body_timeout = web::Data::new(routes::body::BodyTimeout(Duration::from_millis(
             settings.server.body_timeout_ms,
@@ -147,7 +151,7 @@ impl Application {
                 url: settings.storage.url.to_string(),
                 source,
             })?;
-        revocations.spawn_refresher(revocation::REFRESH_EVERY);
+        revocations.spawn_refresher(revocation::REFRESH_EVERY, &supervisor);
         let authenticator = web::Data::new(
             Authenticator::new(&settings.auth, teams.clone())?
                 .with_revocations(revocations.clone()),
@@ -167,22 +171,32 @@ impl Application {
         });
         let audit_log = web::Data::new(AuditLog::new(storage.audit.clone()));
         let verify_token = web::Data::new(VerifyToken(settings.webhooks.verify_token.clone()));
-        let deliveries =
-            crate::services::delivery::spawn(&settings.delivery, &settings.teams, &storage);
+        let deliveries = crate::services::delivery::spawn(
+            &settings.delivery,
+            &settings.teams,
+            &storage,
+            &supervisor,
+        );
         let waiters = Waiters::default();
         let processor = processing::spawn_processor(
             storage.clone(),
             waiters.clone(),
             deliveries,
             Duration::from_secs(settings.webhooks.creation_timeout_seconds),
+            &supervisor,
         );
         let ingress = web::Data::new(Ingress::new(
             settings.webhooks.app_secret.clone(),
             &storage,
             processor,
+            &supervisor,
         ));
         let idempotency = web::Data::new(Idempotency::new(&storage));
-        let ownership = web::Data::new(Ownership::new(&storage, settings.storage.cache_ttl.0));
+        let ownership = web::Data::new(Ownership::new(
+            &storage,
+            settings.storage.cache_ttl.0,
+            &supervisor,
+        ));
         // Warmed before the first request: the hot path needs no storage round trip.
         if let Err(e) = ownership.warm().await {
             tracing::warn!(error = %e, "cannot read the recent groups; they are read when asked for");
@@ -196,8 +210,9 @@ impl Application {
         creations.spawn_watchdog(
             timeout + Duration::from_secs(5),
             Duration::from_secs(settings.webhooks.creation_timeout_seconds),
+            &supervisor,
         );
-        crate::services::retention::spawn(&settings.retention, &storage);
+        crate::services::retention::spawn(&settings.retention, &storage, &supervisor);
         let feed = web::Data::new(Feed::new(&storage));
         let group_store = storage.groups.clone();
         let storage = web::Data::new(storage);
@@ -327,7 +342,7 @@ impl Application {
                 address: format!("port {port}"),
                 source,
             })?;
-        Ok(BoundServer::new(port, server.run()))
+        Ok(BoundServer::new(port, server.run(), supervisor))
     }
 }
 

@@ -38,7 +38,11 @@ impl Standalone {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(BoundServer::new(port, server.run()))
+        Ok(BoundServer::new(
+            port,
+            server.run(),
+            crate::supervisor::Supervisor::default(),
+        ))
     }
 }
 

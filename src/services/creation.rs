@@ -23,6 +23,7 @@ use crate::graph::{GraphClient, UpstreamError};
 use crate::storage::{
     CreateRequest, CreationOutcome, GroupStore, PendingCreation, RegistryTx, RequestStatus, Storage,
 };
+use crate::supervisor::Supervisor;
 
 /// Wakes callers waiting (`wait_seconds`) for a creation to complete.
 #[derive(Clone, Default)]
@@ -330,14 +331,22 @@ impl Creations {
     /// its process (older than `call_bound`, the longest a call may take, and still without
     /// Meta's request id) wait for the webhook like any whose outcome is unknown; creations
     /// without a webhook after `give_up_after` are failed.
-    pub fn spawn_watchdog(&self, call_bound: Duration, give_up_after: Duration) {
+    pub fn spawn_watchdog(
+        &self,
+        call_bound: Duration,
+        give_up_after: Duration,
+        supervisor: &Supervisor,
+    ) {
         let creations = self.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = creations.watch(call_bound, give_up_after).await {
-                    tracing::error!(error = %e, "creation watchdog failed; will retry");
+        supervisor.spawn("creation-watchdog", move || {
+            let creations = creations.clone();
+            async move {
+                loop {
+                    if let Err(e) = creations.watch(call_bound, give_up_after).await {
+                        tracing::error!(error = %e, "creation watchdog failed; will retry");
+                    }
+                    tokio::time::sleep(WATCH_EVERY).await;
                 }
-                tokio::time::sleep(WATCH_EVERY).await;
             }
         });
     }

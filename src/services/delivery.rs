@@ -25,6 +25,7 @@ use crate::clock::now_ms;
 use crate::config::{DeliverySettings, SigningKey, TeamSettings, forbidden_address};
 use crate::domain::url::without_credentials as redacted;
 use crate::storage::{DueDelivery, EventStore, FailedAttempt, Lease, Storage};
+use crate::supervisor::Supervisor;
 
 /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
 pub fn sign(key: &[u8], webhook_id: &str, timestamp: i64, body: &[u8]) -> String {
@@ -73,6 +74,7 @@ pub fn spawn(
     settings: &DeliverySettings,
     teams: &BTreeMap<String, TeamSettings>,
     storage: &Storage,
+    supervisor: &Supervisor,
 ) -> DeliveryHandle {
     let handle = DeliveryHandle::default();
     let mut configured = Vec::new();
@@ -90,50 +92,64 @@ pub fn spawn(
     let settings = settings.clone();
     let wake = handle.wake.clone();
     let store = storage.events.clone();
+    let supervisor = supervisor.clone();
     let spawned = std::thread::Builder::new()
         .name("event-delivery".into())
         .spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                let client = awc::Client::builder()
-                    .timeout(Duration::from_millis(settings.request_timeout_ms))
-                    .connector(
-                        awc::Connector::new()
-                            .connector(GuardedConnector::default())
-                            .timeout(Duration::from_millis(settings.connect_timeout_ms))
-                            .conn_keep_alive(Duration::from_secs(30)),
-                    )
-                    .disable_redirects()
-                    .add_default_header((
-                        header::USER_AGENT,
-                        concat!("wa-groups-gateway/", env!("CARGO_PKG_VERSION")),
-                    ))
-                    .finish();
-                let endpoints = configured
-                    .into_iter()
-                    .map(|(team, url, key)| {
-                        Rc::new(Endpoint {
-                            team,
-                            url,
-                            key,
-                            slots: Arc::new(Semaphore::new(settings.max_in_flight_per_endpoint)),
-                        })
+                // Rebuilt from configuration at each (re)start: a worker that panicked
+                // leaves nothing behind but its claims, which expire.
+                supervisor
+                    .run_local("event-delivery", || {
+                        let worker = Rc::new(Worker {
+                            store: store.clone(),
+                            settings: settings.clone(),
+                            endpoints: configured
+                                .iter()
+                                .map(|(team, url, key)| {
+                                    Rc::new(Endpoint {
+                                        team: team.clone(),
+                                        url: url.clone(),
+                                        key: key.clone(),
+                                        slots: Arc::new(Semaphore::new(
+                                            settings.max_in_flight_per_endpoint,
+                                        )),
+                                    })
+                                })
+                                .collect(),
+                            client: delivery_client(&settings),
+                            wake: wake.clone(),
+                            synced: std::cell::Cell::new(false),
+                        });
+                        let alive = alive_rx.clone();
+                        async move { worker.run(alive).await }
                     })
-                    .collect();
-                let worker = Rc::new(Worker {
-                    store,
-                    settings,
-                    endpoints,
-                    client,
-                    wake,
-                    synced: std::cell::Cell::new(false),
-                });
-                worker.run(alive_rx).await;
+                    .await;
             })
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "the event delivery worker could not start; deliveries wait for the next start");
     }
     handle
+}
+
+/// The HTTP client deliveries go out with: no redirects, bounded time, and a connector that
+/// refuses forbidden addresses.
+fn delivery_client(settings: &DeliverySettings) -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_millis(settings.request_timeout_ms))
+        .connector(
+            awc::Connector::new()
+                .connector(GuardedConnector::default())
+                .timeout(Duration::from_millis(settings.connect_timeout_ms))
+                .conn_keep_alive(Duration::from_secs(30)),
+        )
+        .disable_redirects()
+        .add_default_header((
+            header::USER_AGENT,
+            concat!("wa-groups-gateway/", env!("CARGO_PKG_VERSION")),
+        ))
+        .finish()
 }
 
 enum Outcome {

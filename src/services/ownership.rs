@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::domain::GroupId;
 use crate::error::ApiError;
 use crate::storage::{GroupChange, GroupRecord, GroupStore, Storage};
+use crate::supervisor::Supervisor;
 
 /// Most groups kept in memory (unknown ids included, so probing cannot grow it further).
 const MAX_CACHED: usize = 100_000;
@@ -90,10 +91,10 @@ impl GroupCache {
 
 impl Ownership {
     /// Follows the registry's changes from now on; answers nothing older than `ttl`.
-    pub fn new(storage: &Storage, ttl: Duration) -> Self {
+    pub fn new(storage: &Storage, ttl: Duration, supervisor: &Supervisor) -> Self {
         let cache = Arc::new(GroupCache::new(ttl));
         let watched = cache.clone();
-        storage.watch_groups(Arc::new(move |change| watched.forget(change)));
+        storage.watch_groups(Arc::new(move |change| watched.forget(change)), supervisor);
         Ownership {
             groups: storage.groups.clone(),
             cache,

@@ -25,6 +25,7 @@ use crate::domain::meta_webhook::{
 use crate::storage::{
     InboxOutcome, InboxStore, NewTeamEvent, RegistryTx, Result, SeenGroup, Storage, StorageError,
 };
+use crate::supervisor::Supervisor;
 
 /// Why a POST was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +57,19 @@ pub struct Ingress {
 }
 
 impl Ingress {
-    pub fn new(app_secret: SecretString, storage: &Storage, processor: ProcessorHandle) -> Self {
+    pub fn new(
+        app_secret: SecretString,
+        storage: &Storage,
+        processor: ProcessorHandle,
+        supervisor: &Supervisor,
+    ) -> Self {
         let (writer, queue) = mpsc::channel(4 * POSTS_PER_COMMIT);
-        tokio::spawn(write_posts(storage.inbox.clone(), queue, processor));
+        // Shared so that a restarted writer takes over the same queue.
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        let inbox = storage.inbox.clone();
+        supervisor.spawn("webhook-ingress", move || {
+            write_posts(inbox.clone(), queue.clone(), processor.clone())
+        });
         Ingress { app_secret, writer }
     }
 
@@ -111,9 +122,10 @@ impl Ingress {
 /// Writes queued POSTs in group commits until the ingress is dropped.
 async fn write_posts(
     inbox: Arc<dyn InboxStore>,
-    mut queue: mpsc::Receiver<PostToStore>,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<PostToStore>>>,
     processor: ProcessorHandle,
 ) {
+    let mut queue = queue.lock().await;
     let mut batch = Vec::with_capacity(POSTS_PER_COMMIT);
     while queue.recv_many(&mut batch, POSTS_PER_COMMIT).await > 0 {
         let posts: Vec<(&str, &[u8])> = batch
@@ -175,6 +187,7 @@ const CHANGES_PER_TRANSACTION: usize = 1_000;
 /// the creation that names it.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
 
+#[derive(Clone)]
 struct Processor {
     storage: Storage,
     inbox: Arc<dyn InboxStore>,
@@ -192,15 +205,19 @@ pub fn spawn_processor(
     waiters: Waiters,
     deliveries: DeliveryHandle,
     hold_for: Duration,
+    supervisor: &Supervisor,
 ) -> ProcessorHandle {
     let handle = ProcessorHandle::default();
     let notify = handle.notify.clone();
     // Creations other replicas complete wake the callers waiting here.
     let remote = waiters.clone();
-    storage.watch_creations(Arc::new(move |done: Option<&str>| match done {
-        Some(request_id) => remote.wake(request_id),
-        None => remote.wake_all(),
-    }));
+    storage.watch_creations(
+        Arc::new(move |done: Option<&str>| match done {
+            Some(request_id) => remote.wake(request_id),
+            None => remote.wake_all(),
+        }),
+        supervisor,
+    );
     let processor = Processor {
         inbox: storage.inbox.clone(),
         storage,
@@ -208,7 +225,17 @@ pub fn spawn_processor(
         deliveries,
         hold_for,
     };
-    tokio::spawn(async move {
+    supervisor.spawn("webhook-processing", move || {
+        let (processor, notify) = (processor.clone(), notify.clone());
+        async move { processor.run(&notify).await }
+    });
+    handle
+}
+
+impl Processor {
+    /// Processes what is stored, then waits for more, for good.
+    async fn run(&self, notify: &Notify) {
+        let processor = self;
         loop {
             if let Err(e) = processor.drain().await {
                 tracing::error!(error = %e, "webhook processing failed; will retry");
@@ -223,11 +250,8 @@ pub fn spawn_processor(
             // processes them all, and the ingress has the database to itself in between.
             tokio::time::sleep(GATHER_POSTS_FOR).await;
         }
-    });
-    handle
-}
+    }
 
-impl Processor {
     /// Processes stored POSTs until none is left. Each unit of work claims the oldest POSTs
     /// (with PostgreSQL, those no other replica is processing); a replica that dies holds
     /// nothing after its transaction is gone, so another one takes the POSTs over.

@@ -2,6 +2,7 @@
 //! background, in small batches, so the database stays bounded and no pass holds SQLite's
 //! write lock for long (webhook ingress and API calls keep their latency meanwhile).
 
+use crate::supervisor::Supervisor;
 use std::future::Future;
 use std::time::Duration;
 
@@ -17,18 +18,21 @@ const FIRST_PASS_AFTER: Duration = Duration::from_secs(5);
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// Starts pruning on the current runtime, every `retention.interval_seconds`.
-pub fn spawn(settings: &RetentionSettings, storage: &Storage) {
+pub fn spawn(settings: &RetentionSettings, storage: &Storage, supervisor: &Supervisor) {
     let settings = settings.clone();
     let storage = storage.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(FIRST_PASS_AFTER).await;
-        loop {
-            match prune(&settings, &storage).await {
-                Ok(0) => {}
-                Ok(rows) => tracing::info!(rows, "retention: old rows pruned"),
-                Err(e) => tracing::error!(error = %e, "retention pass failed; will retry"),
+    supervisor.spawn("retention", move || {
+        let (settings, storage) = (settings.clone(), storage.clone());
+        async move {
+            tokio::time::sleep(FIRST_PASS_AFTER).await;
+            loop {
+                match prune(&settings, &storage).await {
+                    Ok(0) => {}
+                    Ok(rows) => tracing::info!(rows, "retention: old rows pruned"),
+                    Err(e) => tracing::error!(error = %e, "retention pass failed; will retry"),
+                }
+                tokio::time::sleep(Duration::from_secs(settings.interval_seconds)).await;
             }
-            tokio::time::sleep(Duration::from_secs(settings.interval_seconds)).await;
         }
     });
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::domain::TokenId;
 use crate::storage::{Result, TokenStore};
+use crate::supervisor::Supervisor;
 
 /// How often storage is asked for revocations made elsewhere.
 pub const REFRESH_EVERY: Duration = Duration::from_millis(500);
@@ -115,31 +116,40 @@ impl RevocationList {
     }
 
     /// Refreshes every `every` until the list is dropped (the gateway stopped).
-    pub fn spawn_refresher(&self, every: Duration) {
+    pub fn spawn_refresher(&self, every: Duration, supervisor: &Supervisor) {
         let weak = Arc::downgrade(&self.state);
         let store = self.store.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(every);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut round: u32 = 0;
-            loop {
-                ticker.tick().await;
-                let Some(state) = weak.upgrade() else { return };
-                let list = RevocationList {
-                    store: store.clone(),
-                    state,
-                };
-                round = round.wrapping_add(1);
-                let result = if round.is_multiple_of(FULL_RELOAD_EVERY) {
-                    list.read_since(0).await
-                } else {
-                    list.refresh().await
-                };
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "cannot refresh revoked tokens; will retry");
-                }
-            }
+        supervisor.spawn("revocations", move || {
+            refresh_until_dropped(weak.clone(), store.clone(), every)
         });
+    }
+}
+
+/// The refresher's loop: ends once the list it refreshes is gone.
+async fn refresh_until_dropped(
+    weak: std::sync::Weak<RwLock<State>>,
+    store: Arc<dyn TokenStore>,
+    every: Duration,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut round: u32 = 0;
+    loop {
+        ticker.tick().await;
+        let Some(state) = weak.upgrade() else { return };
+        let list = RevocationList {
+            store: store.clone(),
+            state,
+        };
+        round = round.wrapping_add(1);
+        let result = if round.is_multiple_of(FULL_RELOAD_EVERY) {
+            list.read_since(0).await
+        } else {
+            list.refresh().await
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot refresh revoked tokens; will retry");
+        }
     }
 }
 

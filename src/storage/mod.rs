@@ -8,6 +8,7 @@
 mod records;
 pub mod sql;
 
+use crate::supervisor::Supervisor;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -270,10 +271,10 @@ pub trait Backend:
     /// Calls `on_done` with the request id of each creation another process completes (none
     /// on a backend only one process uses), and with None when some may have been missed
     /// (the notification connection dropped).
-    fn watch_creations(&self, on_done: CreationWatcher);
+    fn watch_creations(&self, on_done: CreationWatcher, supervisor: &Supervisor);
     /// Calls `on_change` for each group whose record changes, as soon as the change is
     /// committed here, and (on a shared backend) when another process committed one.
-    fn watch_groups(&self, on_change: GroupWatcher);
+    fn watch_groups(&self, on_change: GroupWatcher, supervisor: &Supervisor);
 }
 
 /// What changed in the registry's groups.
@@ -333,12 +334,12 @@ impl Storage {
     }
 
     /// See `Backend::watch_creations`.
-    pub fn watch_creations(&self, on_done: CreationWatcher) {
-        self.backend.watch_creations(on_done)
+    pub fn watch_creations(&self, on_done: CreationWatcher, supervisor: &Supervisor) {
+        self.backend.watch_creations(on_done, supervisor)
     }
 
     /// See `Backend::watch_groups`.
-    pub fn watch_groups(&self, on_change: GroupWatcher) {
-        self.backend.watch_groups(on_change)
+    pub fn watch_groups(&self, on_change: GroupWatcher, supervisor: &Supervisor) {
+        self.backend.watch_groups(on_change, supervisor)
     }
 }

@@ -11,6 +11,7 @@ use wa_groups_gateway::config::Settings;
 use wa_groups_gateway::domain::meta_webhook::sign;
 use wa_groups_gateway::startup::Application;
 use wa_groups_gateway::storage::sql::SqlStorage;
+use wa_groups_gateway::supervisor::Supervisor;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -33,6 +34,8 @@ pub struct TestApp {
     pub meta: MockServer,
     pub http: reqwest::Client,
     pub settings: Settings,
+    /// The supervisor of the app's background tasks.
+    pub tasks: Supervisor,
     _dir: tempfile::TempDir,
 }
 
@@ -148,8 +151,10 @@ pub async fn spawn_app_tuned(
         .await
         .expect("app builds");
     let port = app.port();
+    let tasks = app.tasks();
     tokio::spawn(app.run_until_stopped());
     TestApp {
+        tasks,
         address: format!("http://127.0.0.1:{port}"),
         port,
         meta,

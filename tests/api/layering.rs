@@ -9,7 +9,10 @@ use std::path::Path;
 /// The layers, bottom up (docs/architecture.md, "Layers"; `src/lib.rs` declares the modules
 /// in this order). A module may import from its own layer and from those below it.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("leaves", &["clock", "context", "domain", "metrics"]),
+    (
+        "leaves",
+        &["clock", "context", "domain", "metrics", "supervisor"],
+    ),
     ("configuration", &["config", "ratelimit"]),
     ("storage and Meta", &["storage", "graph"]),
     ("services", &["error", "services", "tokens"]),

@@ -22,5 +22,6 @@ mod resilience;
 mod route_faults;
 mod sandbox;
 mod storage;
+mod supervision;
 mod validation;
 mod webhooks;

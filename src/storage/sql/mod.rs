@@ -29,6 +29,7 @@ use super::{
 use crate::clock::now;
 use crate::domain::RequestId;
 use crate::domain::events::{Completion, NewWebhookEvent};
+use crate::supervisor::Supervisor;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -303,23 +304,26 @@ impl Backend for SqlStorage {
         Ok(())
     }
 
-    fn watch_creations(&self, on_done: CreationWatcher) {
+    fn watch_creations(&self, on_done: CreationWatcher, supervisor: &Supervisor) {
         if self.dialect == Dialect::Postgres {
             let done = on_done.clone();
             let on_payload = move |payload: &str| done(Some(payload));
             // A completion announced while the connection was down would leave its waiters
             // waiting to their deadline: every waiter reads its creation again.
             let on_connect = move || on_done(None);
-            tokio::spawn(listen(
-                self.url.clone(),
-                CREATIONS_CHANNEL,
-                on_payload,
-                on_connect,
-            ));
+            let url = self.url.clone();
+            supervisor.spawn("notifications-creations", move || {
+                listen(
+                    url.clone(),
+                    CREATIONS_CHANNEL,
+                    on_payload.clone(),
+                    on_connect.clone(),
+                )
+            });
         }
     }
 
-    fn watch_groups(&self, on_change: GroupWatcher) {
+    fn watch_groups(&self, on_change: GroupWatcher, supervisor: &Supervisor) {
         *self
             .group_watcher
             .write()
@@ -329,12 +333,15 @@ impl Backend for SqlStorage {
             let on_payload = move |group_id: &str| changed(GroupChange::One(group_id.to_owned()));
             // Whatever was announced while the connection was down is unknown.
             let on_connect = move || on_change(GroupChange::All);
-            tokio::spawn(listen(
-                self.url.clone(),
-                GROUPS_CHANNEL,
-                on_payload,
-                on_connect,
-            ));
+            let url = self.url.clone();
+            supervisor.spawn("notifications-groups", move || {
+                listen(
+                    url.clone(),
+                    GROUPS_CHANNEL,
+                    on_payload.clone(),
+                    on_connect.clone(),
+                )
+            });
         }
     }
 }
