@@ -191,7 +191,11 @@ impl Application {
             processor,
             &supervisor,
         ));
-        let idempotency = web::Data::new(Idempotency::new(&storage));
+        let idempotency = web::Data::new(Idempotency::new(
+            &storage,
+            // The longest a call to Meta may take, and a margin for clocks and commits.
+            timeout + Duration::from_secs(5),
+        ));
         let ownership = web::Data::new(Ownership::new(
             &storage,
             settings.storage.cache_ttl.0,

@@ -176,6 +176,15 @@ pub fn has_errors(item: &Value) -> bool {
 }
 
 /// Stable per Meta event: the same event Meta sends again yields the same id.
+/// The key of the event standing for a creation that expired without Meta's webhook: one
+/// per creation, so that its `group.create_failed` is stored once.
+pub fn creation_expiry_key(request_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(
+        format!("creation-expired:{request_id}").as_bytes(),
+    ))
+}
+
 pub fn event_id(event_key: &str) -> String {
     let short: String = event_key.chars().take(32).collect();
     format!("evt_{short}")

@@ -24,9 +24,6 @@ pub const HEADER_NAME: &str = "Idempotency-Key";
 const KEY_MAX_LEN: usize = 255;
 /// How long an answer is kept for replay.
 const RETENTION: chrono::Duration = chrono::Duration::hours(24);
-/// A first request still "running" after this long died with its process; a retry takes
-/// over, unless the request is linked to a creation (which may have reached Meta).
-const ABANDONED_AFTER: chrono::Duration = chrono::Duration::minutes(2);
 /// How long a concurrent duplicate waits for the first request's answer.
 const WAIT_FOR_FIRST: Duration = Duration::from_secs(45);
 
@@ -154,6 +151,7 @@ pub enum Begin {
 #[derive(Clone)]
 pub struct Idempotency {
     store: Arc<dyn IdempotencyStore>,
+    abandoned_after: chrono::Duration,
 }
 
 fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -161,9 +159,15 @@ fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 impl Idempotency {
-    pub fn new(storage: &Storage) -> Self {
+    /// `abandoned_after`: a first request still "running" after this long died with its
+    /// process (no call to Meta outlasts `graph.timeout_ms`, and the caller passes that plus
+    /// a margin); a retry then takes over, unless the request is linked to a creation, which
+    /// may have reached Meta and is answered instead.
+    pub fn new(storage: &Storage, abandoned_after: Duration) -> Self {
         Idempotency {
             store: storage.idempotency.clone(),
+            abandoned_after: chrono::Duration::from_std(abandoned_after)
+                .unwrap_or(chrono::Duration::MAX),
         }
     }
 
@@ -181,7 +185,7 @@ impl Idempotency {
                     key: &key.key,
                     fingerprint: &key.fingerprint,
                     expired_before: &timestamp(now - RETENTION),
-                    abandoned_before: &timestamp(now - ABANDONED_AFTER),
+                    abandoned_before: &timestamp(now - self.abandoned_after),
                 })
                 .await?;
             let (fingerprint, answer) = match claim {

@@ -65,7 +65,8 @@ pub trait GroupStore: Send + Sync {
     /// still be running (its process died mid-call). Oldest first, `limit` at most.
     async fn stale_creations(&self, created_before: &str, limit: u32) -> Result<Vec<String>>;
     /// Marks failed, with `error`, the creations still pending that were created before
-    /// `created_before` (no webhook came in time); answers their request ids.
+    /// `created_before` (no webhook came in time), each with a `group.create_failed` event
+    /// for its team, announced to every replica; answers their request ids.
     async fn expire_creations(&self, created_before: &str, error: &Value) -> Result<Vec<String>>;
     /// Deletes up to `batch.limit` creations that ended (created or failed) before
     /// `batch.before`; answers how many.

@@ -128,6 +128,18 @@ pub async fn spawn_app_tuned(
     graph_lines: &str,
     extra: &str,
 ) -> TestApp {
+    spawn_app_adjusted(base, server_lines, graph_lines, extra, |_| {}).await
+}
+
+/// `spawn_app_tuned`, then `adjust` changes the settings before the app is built (for keys
+/// of tables the test configuration writes already).
+pub async fn spawn_app_adjusted(
+    base: Option<&str>,
+    server_lines: &str,
+    graph_lines: &str,
+    extra: &str,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     let meta = MockServer::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let base = base.map(str::to_owned).unwrap_or_else(|| meta.uri());
@@ -139,6 +151,7 @@ pub async fn spawn_app_tuned(
         extra,
     ))
     .expect("test configuration is valid");
+    adjust(&mut settings);
     // WAGW_TEST_BACKEND=postgres runs the whole suite on PostgreSQL, a database per test.
     let database = match std::env::var("WAGW_TEST_BACKEND").as_deref() {
         Ok("postgres") => Some(crate::pg::TestDatabase::create().await),

@@ -10,6 +10,7 @@ mod auth;
 mod config_layers;
 mod crash;
 mod events;
+mod expiry;
 mod fleet_truth;
 mod groups;
 mod hardening;

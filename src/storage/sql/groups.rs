@@ -246,15 +246,7 @@ impl GroupStore for SqlStorage {
     }
 
     async fn expire_creations(&self, created_before: &str, error: &Value) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "UPDATE create_requests SET status = 'failed', error = $1, updated_at = $2
-             WHERE status = 'pending' AND created_at < $3 RETURNING request_id",
-        )
-        .bind(error.to_string())
-        .bind(now())
-        .bind(created_before)
-        .fetch_all(&self.writer)
-        .await?)
+        self.fail_expired_creations(created_before, error).await
     }
 
     async fn prune_creations(&self, batch: &PruneBatch<'_>) -> Result<u64> {

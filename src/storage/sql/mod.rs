@@ -8,6 +8,7 @@
 mod audit;
 mod deferred;
 mod events;
+mod expiry;
 mod groups;
 mod idempotency;
 mod inbox;
