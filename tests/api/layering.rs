@@ -16,7 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("configuration", &["config", "ratelimit"]),
     ("storage and Meta", &["storage", "graph"]),
     ("services", &["error", "services", "tokens"]),
-    ("HTTP", &["auth", "telemetry", "routes"]),
+    ("HTTP", &["auth", "connection", "telemetry", "routes"]),
     (
         "composition",
         &[
