@@ -16,11 +16,14 @@ pub enum RequestStatus {
 }
 
 impl RequestStatus {
-    pub fn parse(s: &str) -> Self {
+    /// The status stored as `s`; None for a word this build does not write (never taken
+    /// for `pending`: a creation in an unknown state is an error, not one still waiting).
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
-            "created" => RequestStatus::Created,
-            "failed" => RequestStatus::Failed,
-            _ => RequestStatus::Pending,
+            "pending" => Some(RequestStatus::Pending),
+            "created" => Some(RequestStatus::Created),
+            "failed" => Some(RequestStatus::Failed),
+            _ => None,
         }
     }
 }
@@ -108,12 +111,14 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
-    pub fn parse(s: &str) -> Self {
+    /// The status stored as `s`; None for a word this build does not write.
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
-            "delivered" => DeliveryStatus::Delivered,
-            "failed" => DeliveryStatus::Failed,
-            "skipped" => DeliveryStatus::Skipped,
-            _ => DeliveryStatus::Pending,
+            "pending" => Some(DeliveryStatus::Pending),
+            "delivered" => Some(DeliveryStatus::Delivered),
+            "failed" => Some(DeliveryStatus::Failed),
+            "skipped" => Some(DeliveryStatus::Skipped),
+            _ => None,
         }
     }
 }
@@ -372,4 +377,32 @@ pub struct StoredAnswer {
 pub struct PruneBatch<'a> {
     pub before: &'a str,
     pub limit: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stored_status_reads_back_and_an_unknown_one_is_none() {
+        for (word, status) in [
+            ("pending", RequestStatus::Pending),
+            ("created", RequestStatus::Created),
+            ("failed", RequestStatus::Failed),
+        ] {
+            assert_eq!(RequestStatus::parse(word), Some(status));
+        }
+        for word in ["weird", "", "PENDING", "expired"] {
+            assert_eq!(RequestStatus::parse(word), None, "{word:?}");
+        }
+        for (word, status) in [
+            ("pending", DeliveryStatus::Pending),
+            ("delivered", DeliveryStatus::Delivered),
+            ("failed", DeliveryStatus::Failed),
+            ("skipped", DeliveryStatus::Skipped),
+        ] {
+            assert_eq!(DeliveryStatus::parse(word), Some(status));
+        }
+        assert_eq!(DeliveryStatus::parse("weird"), None);
+    }
 }

@@ -2,15 +2,17 @@
 //! what only PostgreSQL's concurrent writers can do (several transactions at once) is shown
 //! on PostgreSQL.
 
-use serde_json::json;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
 use wa_groups_gateway::domain::events::{EventType, NewWebhookEvent, TeamEvent};
 use wa_groups_gateway::domain::{FeedPosition, GroupId, PhoneNumberId};
-use wa_groups_gateway::storage::sql::SqlStorage;
+use wa_groups_gateway::storage::sql::{Dialect, SqlStorage};
 use wa_groups_gateway::storage::{
-    Backend, Claim, FeedPage, InboxOutcome, KeyClaim, NewOwner, NewTeamEvent, Storage,
+    Backend, Claim, DeliveryStatus, FeedPage, GroupStore, InboxOutcome, KeyClaim, Lease, NewOwner,
+    NewTeamEvent, PendingCreation, Storage,
 };
 
-use crate::helpers::uuid;
+use crate::helpers::{PN, problem, spawn_app, uuid};
 use crate::pg::TestDatabase;
 
 /// A fresh storage of each backend (the tempdir and database live as long as the storage).
@@ -358,4 +360,321 @@ async fn replicas_processing_the_inbox_never_take_the_same_post() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     drop(second);
+}
+
+// ---- rows this build does not expect: errors, never panics or guesses ---------------------
+
+/// A fresh storage of each backend, with its pools, to write what the gateway never would.
+async fn backends_with_sql() -> Vec<(&'static str, Storage, SqlStorage, Box<dyn std::any::Any>)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite_url = format!("sqlite://{}/s.db", dir.path().display());
+    let db = TestDatabase::create().await;
+    let mut opened = Vec::new();
+    for (name, url, keep) in [
+        (
+            "sqlite",
+            sqlite_url,
+            Box::new(dir) as Box<dyn std::any::Any>,
+        ),
+        ("postgres", db.url.clone(), Box::new(db)),
+    ] {
+        let storage = Storage::connect(&url, 2).await.expect(name);
+        let sql = SqlStorage::connect(&url, 2).await.expect(name);
+        opened.push((name, storage, sql, keep));
+    }
+    opened
+}
+
+async fn execute(sql: &SqlStorage, statement: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
+        .execute(sql.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
+fn creation(request_id: &str) -> PendingCreation {
+    PendingCreation {
+        request_id: request_id.to_owned(),
+        team: "sales".into(),
+        phone_number_id: "1".into(),
+        subject: format!("Subject of {request_id}"),
+    }
+}
+
+/// A status this build never writes used to read as `pending` (a creation) or be taken for
+/// a state it is not (a delivery, a group, an endpoint): each is now an error naming it.
+#[tokio::test]
+async fn stored_statuses_this_build_does_not_know_are_errors_not_guesses_on_both_backends() {
+    for (name, storage, sql, _keep) in backends_with_sql().await {
+        assert!(
+            storage
+                .groups
+                .insert_creation(&creation("req_weird"))
+                .await
+                .unwrap()
+        );
+        execute(
+            &sql,
+            "UPDATE create_requests SET status = 'weird' WHERE request_id = 'req_weird'",
+        )
+        .await;
+        let read = storage.groups.creation("req_weird").await;
+        let e = read.expect_err(&format!(
+            "{name}: an unknown creation status is not pending"
+        ));
+        assert!(e.to_string().contains("\"weird\""), "{name}: {e}");
+
+        let g = GroupId::parse("Gweird").unwrap();
+        let pn = PhoneNumberId::parse("1").unwrap();
+        storage
+            .groups
+            .set_owner(&NewOwner {
+                group_id: &g,
+                phone_number_id: &pn,
+                team: "sales",
+                subject: None,
+            })
+            .await
+            .unwrap();
+        execute(
+            &sql,
+            "UPDATE groups SET status = 'archived' WHERE group_id = 'Gweird'",
+        )
+        .await;
+        let e = storage.groups.group(&g).await.expect_err(name);
+        assert!(e.to_string().contains("\"archived\""), "{name}: {e}");
+
+        storage
+            .events
+            .sync_endpoint("sales", "https://example.com/hook")
+            .await
+            .unwrap();
+        execute(&sql, "UPDATE webhook_endpoints SET state = 'paused'").await;
+        let e = storage.events.endpoints().await.expect_err(name);
+        assert!(e.to_string().contains("\"paused\""), "{name}: {e}");
+
+        open_transaction_with_event(&storage, "w")
+            .await
+            .commit()
+            .await
+            .unwrap();
+        execute(&sql, "UPDATE event_deliveries SET status = 'bounced'").await;
+        let e = storage.events.delivery("evt_w").await.expect_err(name);
+        assert!(e.to_string().contains("\"bounced\""), "{name}: {e}");
+    }
+}
+
+/// A value of another type than the column's, or a NULL where the gateway always writes
+/// one (a schema changed under the gateway), is an error naming the column, not a panic.
+/// SQLite stores any type in any column; PostgreSQL needs the column changed first.
+#[tokio::test]
+async fn a_value_of_another_type_or_a_null_is_an_error_not_a_panic_on_both_backends() {
+    for (name, storage, sql, _keep) in backends_with_sql().await {
+        let g = GroupId::parse("Gtyped").unwrap();
+        let pn = PhoneNumberId::parse("1").unwrap();
+        storage
+            .groups
+            .set_owner(&NewOwner {
+                group_id: &g,
+                phone_number_id: &pn,
+                team: "sales",
+                subject: None,
+            })
+            .await
+            .unwrap();
+        assert!(
+            storage
+                .groups
+                .insert_creation(&creation("req_typed"))
+                .await
+                .unwrap()
+        );
+        if sql.dialect() == Dialect::Sqlite {
+            // Text in an INTEGER column, bytes in a TEXT one: SQLite keeps both as given.
+            execute(
+                &sql,
+                "UPDATE groups SET suspended = 'yes' WHERE group_id = 'Gtyped'",
+            )
+            .await;
+            execute(
+                &sql,
+                "UPDATE create_requests SET subject = X'00ff' WHERE request_id = 'req_typed'",
+            )
+            .await;
+        } else {
+            execute(
+                &sql,
+                "ALTER TABLE groups ALTER COLUMN suspended DROP NOT NULL",
+            )
+            .await;
+            execute(
+                &sql,
+                "UPDATE groups SET suspended = NULL WHERE group_id = 'Gtyped'",
+            )
+            .await;
+            execute(
+                &sql,
+                "ALTER TABLE create_requests ALTER COLUMN subject TYPE BYTEA USING subject::bytea",
+            )
+            .await;
+        }
+        let e = storage.groups.group(&g).await.expect_err(name);
+        assert!(e.to_string().contains("suspended"), "{name}: {e}");
+        let e = storage.groups.creation("req_typed").await.expect_err(name);
+        assert!(e.to_string().contains("subject"), "{name}: {e}");
+        // What the registry reads without those columns still reads.
+        let owners = storage.groups.owners(&["Gtyped".into()]).await.unwrap();
+        assert_eq!(
+            owners.get("Gtyped").map(String::as_str),
+            Some("sales"),
+            "{name}"
+        );
+    }
+}
+
+/// The delivery worker claims a batch: one delivery whose event cannot be read used to
+/// panic the worker (every delivery stopped); now it is given up and the others are sent.
+#[tokio::test]
+async fn a_claimed_delivery_whose_event_cannot_be_read_is_given_up_alone_on_both_backends() {
+    for (name, storage, sql, _keep) in backends_with_sql().await {
+        for n in ["bad", "good"] {
+            open_transaction_with_event(&storage, n)
+                .await
+                .commit()
+                .await
+                .unwrap();
+        }
+        if sql.dialect() == Dialect::Sqlite {
+            execute(
+                &sql,
+                "UPDATE team_events SET occurred_at = X'00' WHERE id = 'evt_bad'",
+            )
+            .await;
+        } else {
+            execute(
+                &sql,
+                "ALTER TABLE team_events ALTER COLUMN occurred_at DROP NOT NULL",
+            )
+            .await;
+            execute(
+                &sql,
+                "UPDATE team_events SET occurred_at = NULL WHERE id = 'evt_bad'",
+            )
+            .await;
+        }
+        let now_ms = wa_groups_gateway::clock::now_ms() + 60_000;
+        let due = storage
+            .events
+            .claim_due(
+                "sales",
+                Lease {
+                    now_ms,
+                    until_ms: now_ms + 60_000,
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let ids: Vec<&str> = due.iter().map(|d| d.event.id.as_str()).collect();
+        assert_eq!(ids, ["evt_good"], "{name}");
+        assert_eq!(due[0].attempt, 1, "{name}");
+        let bad = storage.events.delivery("evt_bad").await.unwrap().unwrap();
+        assert_eq!(bad.status, DeliveryStatus::Failed, "{name}");
+        assert_eq!(
+            bad.last_error.as_deref(),
+            Some("the event cannot be read"),
+            "{name}"
+        );
+    }
+}
+
+/// Over HTTP: a creation in a state this build does not know answers 500 (problem+json,
+/// the value kept for the logs), not `pending`; the gateway goes on answering.
+#[tokio::test]
+async fn storage_surprise_a_creation_in_an_unknown_state_answers_500_and_the_gateway_serves_on() {
+    let app = spawn_app().await;
+    let sql = SqlStorage::connect(app.settings.storage.url.expose_secret(), 1)
+        .await
+        .expect("the app's database");
+    for id in ["req_odd", "req_fine"] {
+        let mut pending = creation(id);
+        pending.phone_number_id = PN.to_owned();
+        assert!(sql.insert_creation(&pending).await.unwrap());
+    }
+    execute(
+        &sql,
+        "UPDATE create_requests SET status = 'weird' WHERE request_id = 'req_odd'",
+    )
+    .await;
+    let token = app.sales();
+
+    let res = app.get("/v1/group-requests/req_odd", &token).await;
+    assert_eq!(res.status(), 500);
+    let problem = problem(res).await;
+    assert_eq!(problem["status"], 500);
+    assert!(
+        !problem.to_string().contains("weird"),
+        "what storage found stays in the logs: {problem}"
+    );
+
+    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let res = app.get("/v1/group-requests/req_fine", &token).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "pending");
+}
+
+/// Over HTTP: a group row of another type (text in an integer column on SQLite, a NULL on
+/// PostgreSQL) answers 500 where a panic used to drop the connection; the gateway goes on
+/// answering, from the same rows where it does not need the broken column.
+#[tokio::test]
+async fn storage_surprise_a_group_row_of_another_type_answers_500_and_the_gateway_serves_on() {
+    let app = spawn_app().await;
+    let sql = SqlStorage::connect(app.settings.storage.url.expose_secret(), 1)
+        .await
+        .expect("the app's database");
+    let pn = PhoneNumberId::parse(PN).unwrap();
+    let g = GroupId::parse("Gbroken").unwrap();
+    sql.set_owner(&NewOwner {
+        group_id: &g,
+        phone_number_id: &pn,
+        team: "sales",
+        subject: Some("Broken"),
+    })
+    .await
+    .unwrap();
+    if sql.dialect() == Dialect::Sqlite {
+        execute(
+            &sql,
+            "UPDATE groups SET suspended = 'yes' WHERE group_id = 'Gbroken'",
+        )
+        .await;
+    } else {
+        execute(
+            &sql,
+            "ALTER TABLE groups ALTER COLUMN suspended DROP NOT NULL",
+        )
+        .await;
+        execute(
+            &sql,
+            "UPDATE groups SET suspended = NULL WHERE group_id = 'Gbroken'",
+        )
+        .await;
+    }
+    let token = app.sales();
+
+    let res = app.get("/v1/groups/Gbroken", &token).await;
+    assert_eq!(res.status(), 500);
+    assert_eq!(problem(res).await["status"], 500);
+
+    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let list: Value = app
+        .get(&format!("/v1/phone-numbers/{PN}/groups"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["groups"][0]["id"], "Gbroken");
 }

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::Row;
 
+use super::rows::narrow;
 use super::{SqlStorage, placeholders};
 use crate::storage::{
     AuditEntry, AuditFilter, AuditPage, AuditRecord, AuditStore, PruneBatch, Result,
@@ -51,7 +51,7 @@ impl AuditStore for SqlStorage {
         }
         // A filter left out is bound as NULL and holds for every row. Only fixed fragments
         // and numbered placeholders are spliced in; values are bound.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let mut query = sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(format!(
             "SELECT seq, occurred_at, team, jti, method, route, phone_number_id, group_id,
                create_request_id, request_id, upstream_status, upstream_code, fbtrace_id, status, details
              FROM audit_log
@@ -77,37 +77,11 @@ impl AuditStore for SqlStorage {
         let rows = query.fetch_all(&self.pool).await?;
         let mut records: Vec<(i64, AuditRecord)> = rows
             .into_iter()
-            .map(|r| {
-                let seq: i64 = r.get(0);
-                let details: Option<String> = r.get(14);
-                (
-                    seq,
-                    AuditRecord {
-                        id: seq.to_string(),
-                        entry: AuditEntry {
-                            occurred_at: r.get(1),
-                            team: r.get(2),
-                            jti: r.get(3),
-                            method: r.get(4),
-                            route: r.get(5),
-                            phone_number_id: r.get(6),
-                            group_id: r.get(7),
-                            create_request_id: r.get(8),
-                            request_id: r.get(9),
-                            upstream_status: r
-                                .get::<Option<i64>, _>(10)
-                                .and_then(|s| u16::try_from(s).ok()),
-                            upstream_code: r.get(11),
-                            fbtrace_id: r.get(12),
-                            status: u16::try_from(r.get::<i64, _>(13)).unwrap_or_default(),
-                            details: details.and_then(|d| serde_json::from_str(&d).ok()),
-                        },
-                    },
-                )
-            })
-            .collect();
-        let more = records.len() > limit as usize;
-        records.truncate(limit as usize);
+            .map(|r| Ok((r.seq, r.into_record()?)))
+            .collect::<sqlx::Result<_>>()?;
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let more = records.len() > limit;
+        records.truncate(limit);
         let next = if more {
             records.last().map(|(seq, _)| *seq)
         } else {
@@ -128,5 +102,53 @@ impl AuditStore for SqlStorage {
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+/// A record as `audit_log` holds it.
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    seq: i64,
+    occurred_at: String,
+    team: Option<String>,
+    jti: Option<String>,
+    method: String,
+    route: String,
+    phone_number_id: Option<String>,
+    group_id: Option<String>,
+    create_request_id: Option<String>,
+    request_id: String,
+    upstream_status: Option<i64>,
+    upstream_code: Option<i64>,
+    fbtrace_id: Option<String>,
+    status: i64,
+    /// JSON.
+    details: Option<String>,
+}
+
+impl AuditRow {
+    fn into_record(self) -> sqlx::Result<AuditRecord> {
+        Ok(AuditRecord {
+            id: self.seq.to_string(),
+            entry: AuditEntry {
+                upstream_status: self
+                    .upstream_status
+                    .map(|s| narrow("upstream_status", s))
+                    .transpose()?,
+                status: narrow("status", self.status)?,
+                occurred_at: self.occurred_at,
+                team: self.team,
+                jti: self.jti,
+                method: self.method,
+                route: self.route,
+                phone_number_id: self.phone_number_id,
+                group_id: self.group_id,
+                create_request_id: self.create_request_id,
+                request_id: self.request_id,
+                upstream_code: self.upstream_code,
+                fbtrace_id: self.fbtrace_id,
+                details: self.details.and_then(|d| serde_json::from_str(&d).ok()),
+            },
+        })
     }
 }

@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, FromRow};
 
+use super::rows::{known, narrow};
 use super::{SqlStorage, placeholders, value_rows};
 use crate::clock::{ms_to_rfc3339, now, now_ms};
 use crate::domain::FeedPosition;
@@ -18,30 +19,159 @@ use crate::storage::{
 const EVENT_COLUMNS: &str =
     "seq, id, type, occurred_at, phone_number_id, group_id, request_id, data, tx";
 
-/// The feed position of a row read with `EVENT_COLUMNS`.
-fn position(row: &AnyRow) -> FeedPosition {
-    FeedPosition {
-        tx: row.get(8),
-        seq: row.get(0),
+/// A team event as `team_events` holds it (`EVENT_COLUMNS` but `tx`).
+#[derive(FromRow)]
+pub(super) struct EventRow {
+    seq: i64,
+    id: String,
+    #[sqlx(rename = "type")]
+    event_type: String,
+    occurred_at: String,
+    phone_number_id: String,
+    group_id: Option<String>,
+    request_id: Option<String>,
+    /// JSON.
+    data: String,
+}
+
+impl EventRow {
+    /// The event and its seq; None for a type this build does not know (a newer build
+    /// stored it): shown to nobody, as when it was stored.
+    pub(super) fn into_event(self) -> Option<(i64, TeamEvent)> {
+        let event_type = EventType::parse(&self.event_type)?;
+        let data = serde_json::from_str(&self.data).unwrap_or(Value::Null);
+        Some((
+            self.seq,
+            TeamEvent {
+                id: self.id,
+                event_type,
+                occurred_at: self.occurred_at,
+                phone_number_id: self.phone_number_id,
+                group_id: self.group_id,
+                request_id: self.request_id,
+                data,
+            },
+        ))
     }
 }
 
-/// Reads `EVENT_COLUMNS`; None for a type this build does not know.
-pub(super) fn event_from_row(row: &AnyRow) -> Option<(i64, TeamEvent)> {
-    let event_type = EventType::parse(row.get::<String, _>(2).as_str())?;
-    let data = serde_json::from_str(row.get::<String, _>(7).as_str()).unwrap_or(Value::Null);
-    Some((
-        row.get(0),
-        TeamEvent {
-            id: row.get(1),
-            event_type,
-            occurred_at: row.get(3),
-            phone_number_id: row.get(4),
-            group_id: row.get(5),
-            request_id: row.get(6),
-            data,
-        },
-    ))
+/// A feed line: a team event read with `EVENT_COLUMNS`, and its feed position.
+#[derive(FromRow)]
+struct FeedRow {
+    #[sqlx(flatten)]
+    event: EventRow,
+    tx: i64,
+}
+
+impl FeedRow {
+    fn position(&self) -> FeedPosition {
+        FeedPosition {
+            tx: self.tx,
+            seq: self.event.seq,
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct PositionRow {
+    tx: i64,
+    seq: i64,
+}
+
+/// A team event just stored.
+#[derive(FromRow)]
+struct InsertedRow {
+    seq: i64,
+    id: String,
+}
+
+/// A delivery as `delivery` reads it (the event's id from `team_events`).
+#[derive(FromRow)]
+struct DeliveryRow {
+    id: String,
+    team: String,
+    status: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_status: Option<i64>,
+    last_error: Option<String>,
+    delivered_at: Option<String>,
+}
+
+impl DeliveryRow {
+    fn into_record(self) -> sqlx::Result<DeliveryRecord> {
+        Ok(DeliveryRecord {
+            status: known("status", &self.status, DeliveryStatus::parse)?,
+            event_id: self.id,
+            team: self.team,
+            attempts: self.attempts,
+            next_attempt_at: ms_to_rfc3339(self.next_attempt_at),
+            last_status: self.last_status,
+            last_error: self.last_error,
+            delivered_at: self.delivered_at,
+        })
+    }
+}
+
+/// A team's endpoint as `webhook_endpoints` holds it.
+#[derive(FromRow)]
+struct EndpointRow {
+    team: String,
+    url: String,
+    state: String,
+    failing_since: Option<i64>,
+    last_success_at: Option<String>,
+    last_failure_at: Option<String>,
+    last_error: Option<String>,
+    disabled_at: Option<String>,
+    disabled_reason: Option<String>,
+}
+
+impl EndpointRow {
+    fn into_record(self) -> sqlx::Result<EndpointRecord> {
+        Ok(EndpointRecord {
+            enabled: known("state", &self.state, |s| match s {
+                "enabled" => Some(true),
+                "disabled" => Some(false),
+                _ => None,
+            })?,
+            team: self.team,
+            url: self.url,
+            failing_since: self.failing_since.map(ms_to_rfc3339),
+            last_success_at: self.last_success_at,
+            last_failure_at: self.last_failure_at,
+            last_error: self.last_error,
+            disabled_at: self.disabled_at,
+            disabled_reason: self.disabled_reason,
+        })
+    }
+}
+
+/// A delivery `claim_due` just claimed.
+#[derive(FromRow)]
+struct ClaimedRow {
+    id: i64,
+    event_seq: i64,
+    /// Attempts made, the claimed one included.
+    attempts: i64,
+}
+
+impl ClaimedRow {
+    /// The delivery of the event stored as `row`; None when there is no event to send (gone,
+    /// or of a type this build does not know).
+    fn into_due(self, row: Option<&AnyRow>) -> sqlx::Result<Option<DueDelivery>> {
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let Some((_, event)) = EventRow::from_row(row)?.into_event() else {
+            return Ok(None);
+        };
+        Ok(Some(DueDelivery {
+            id: self.id,
+            attempt: narrow("attempts", self.attempts)?,
+            event,
+        }))
+    }
 }
 
 /// Most team events written by one statement (each binds ten values).
@@ -103,7 +233,7 @@ async fn insert_chunk(
         .fetch_all(&mut *conn)
         .await?
         .iter()
-        .map(|r| Ok((r.try_get(1)?, r.try_get(0)?)))
+        .map(|r| InsertedRow::from_row(r).map(|r| (r.id, r.seq)))
         .collect::<sqlx::Result<_>>()?;
     let delivered: Vec<(i64, &str)> = rows
         .iter()
@@ -138,7 +268,7 @@ impl EventStore for SqlStorage {
         }
         let FeedPage { after, limit } = page;
         // Only fixed fragments and numbered placeholders are spliced in; values are bound.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let mut query = sqlx::query_as::<_, FeedRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM team_events
              WHERE (tx, seq) > ($1, $2) AND team = $3 {visible} AND phone_number_id IN ({numbers})
              ORDER BY tx, seq LIMIT $4",
@@ -153,7 +283,7 @@ impl EventStore for SqlStorage {
             query = query.bind(number);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        Ok(page_of(&rows, limit))
+        Ok(page_of(rows, limit))
     }
 
     /// Events of groups no team owns, oldest first (administrators only); on the given
@@ -167,7 +297,7 @@ impl EventStore for SqlStorage {
         }
         let FeedPage { after, limit } = page;
         // Only fixed fragments and numbered placeholders are spliced in; values are bound.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let mut query = sqlx::query_as::<_, FeedRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM team_events
              WHERE (tx, seq) > ($1, $2) AND team IS NULL {visible} {numbers}
              ORDER BY tx, seq LIMIT $3",
@@ -183,24 +313,25 @@ impl EventStore for SqlStorage {
             query = query.bind(number);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        Ok(page_of(&rows, limit))
+        Ok(page_of(rows, limit))
     }
 
     /// The feed position of one of the team's events.
     async fn position_of(&self, team: &str, event_id: &str) -> Result<Option<FeedPosition>> {
-        let row = sqlx::query("SELECT tx, seq FROM team_events WHERE team = $1 AND id = $2")
-            .bind(team)
-            .bind(event_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<PositionRow> =
+            sqlx::query_as("SELECT tx, seq FROM team_events WHERE team = $1 AND id = $2")
+                .bind(team)
+                .bind(event_id)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|r| FeedPosition {
-            tx: r.get(0),
-            seq: r.get(1),
+            tx: r.tx,
+            seq: r.seq,
         }))
     }
 
     async fn delivery(&self, event_id: &str) -> Result<Option<DeliveryRecord>> {
-        let row = sqlx::query(
+        let row: Option<DeliveryRow> = sqlx::query_as(
             "SELECT te.id, d.team, d.status, d.attempts, d.next_attempt_at, d.last_status,
                     d.last_error, d.delivered_at
              FROM event_deliveries d JOIN team_events te ON te.seq = d.event_seq WHERE te.id = $1",
@@ -208,20 +339,11 @@ impl EventStore for SqlStorage {
         .bind(event_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| DeliveryRecord {
-            event_id: r.get(0),
-            team: r.get(1),
-            status: DeliveryStatus::parse(r.get::<String, _>(2).as_str()),
-            attempts: r.get(3),
-            next_attempt_at: ms_to_rfc3339(r.get(4)),
-            last_status: r.get(5),
-            last_error: r.get(6),
-            delivered_at: r.get(7),
-        }))
+        Ok(row.map(DeliveryRow::into_record).transpose()?)
     }
 
     async fn endpoints(&self) -> Result<Vec<EndpointRecord>> {
-        let rows = sqlx::query(
+        let rows: Vec<EndpointRow> = sqlx::query_as(
             "SELECT team, url, state, failing_since, last_success_at, last_failure_at, last_error,
                     disabled_at, disabled_reason
              FROM webhook_endpoints ORDER BY team",
@@ -230,18 +352,8 @@ impl EventStore for SqlStorage {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| EndpointRecord {
-                team: r.get(0),
-                url: r.get(1),
-                enabled: r.get::<String, _>(2) == "enabled",
-                failing_since: r.get::<Option<i64>, _>(3).map(ms_to_rfc3339),
-                last_success_at: r.get(4),
-                last_failure_at: r.get(5),
-                last_error: r.get(6),
-                disabled_at: r.get(7),
-                disabled_reason: r.get(8),
-            })
-            .collect())
+            .map(EndpointRow::into_record)
+            .collect::<sqlx::Result<_>>()?)
     }
 
     // ---- the delivery worker -------------------------------------------------------------
@@ -340,7 +452,7 @@ impl EventStore for SqlStorage {
         // replica is claiming right now are skipped rather than waited for. The choice is
         // materialised so that it is made once (a subquery in the WHERE clause may be run
         // again per row, and LIMIT would then not hold).
-        let mut claimed: Vec<(i64, i64, i64)> = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let mut claimed: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH due AS MATERIALIZED (
                SELECT id FROM event_deliveries
                WHERE status = 'pending' AND team = $3 AND next_attempt_at <= $4
@@ -355,27 +467,27 @@ impl EventStore for SqlStorage {
         .bind(&stamp)
         .bind(team)
         .bind(now_ms)
-        .bind(limit as i64)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.writer)
-        .await?
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-        claimed.sort_unstable();
+        .await?;
+        claimed.sort_unstable_by_key(|c| c.id);
         let mut due = Vec::with_capacity(claimed.len());
-        for (id, seq, attempts) in claimed {
+        for claim in claimed {
+            let id = claim.id;
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {EVENT_COLUMNS} FROM team_events WHERE seq = $1"
             )))
-            .bind(seq)
+            .bind(claim.event_seq)
             .fetch_optional(&self.pool)
             .await?;
-            match row.as_ref().and_then(event_from_row) {
-                Some((_, event)) => due.push(DueDelivery {
-                    id,
-                    attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
-                    event,
-                }),
+            // A row this build cannot read is given up, not claimed again at every pass
+            // (where it would hold up the deliveries claimed with it).
+            let readable = claim.into_due(row.as_ref()).unwrap_or_else(|e| {
+                tracing::error!(error = %e, delivery = id, "a claimed delivery cannot be read; giving it up");
+                None
+            });
+            match readable {
+                Some(delivery) => due.push(delivery),
                 None => {
                     self.attempt_failed(
                         id,
@@ -512,17 +624,18 @@ impl EventStore for SqlStorage {
     }
 }
 
-fn page_of(rows: &[AnyRow], limit: u32) -> EventPage {
-    let kept = &rows[..rows.len().min(limit as usize)];
-    let more_after = if rows.len() > kept.len() {
-        kept.last().map(position)
+fn page_of(mut rows: Vec<FeedRow>, limit: u32) -> EventPage {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more_after = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(FeedRow::position)
     } else {
         None
     };
     EventPage {
-        events: kept
-            .iter()
-            .filter_map(event_from_row)
+        events: rows
+            .into_iter()
+            .filter_map(|r| r.event.into_event())
             .map(|(_, e)| e)
             .collect(),
         more_after,

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::Row;
 
+use super::rows::{flag, known, parsed};
 use super::{SqlStorage, placeholders, set_group_column};
 use crate::clock::now;
 use crate::domain::{
@@ -52,36 +52,24 @@ impl GroupStore for SqlStorage {
     }
 
     async fn creation(&self, request_id: &str) -> Result<Option<CreateRequest>> {
-        let row = sqlx::query(
+        let row: Option<CreationRow> = sqlx::query_as(
             "SELECT request_id, status, phone_number_id, subject, group_id, invite_link, error, team
              FROM create_requests WHERE request_id = $1",
         )
         .bind(request_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| CreateRequest {
-            request_id: r.get(0),
-            status: RequestStatus::parse(r.get::<String, _>(1).as_str()),
-            phone_number_id: r.get(2),
-            subject: r.get(3),
-            group_id: r.get(4),
-            invite_link: r.get(5),
-            error: r
-                .get::<Option<String>, _>(6)
-                .and_then(|e| serde_json::from_str::<Value>(&e).ok())
-                .map(|v| ItemError::from_meta(&v)),
-            team: r.get(7),
-        }))
+        Ok(row.map(CreationRow::into_record).transpose()?)
     }
 
     async fn group(&self, group_id: &GroupId) -> Result<Option<GroupRecord>> {
-        let row = sqlx::query(
+        let row: Option<GroupRow> = sqlx::query_as(
             "SELECT group_id, phone_number_id, owner_team, subject, status, suspended FROM groups WHERE group_id = $1",
         )
         .bind(group_id.as_ref())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().and_then(group_record))
+        Ok(row.map(GroupRow::into_record).transpose()?)
     }
 
     async fn set_group_active(&self, group_id: &str, active: bool) -> Result<()> {
@@ -112,7 +100,7 @@ impl GroupStore for SqlStorage {
             PageCursor::Before(seq) => ("AND seq < $3 ORDER BY seq DESC", seq),
         };
         let mut rows: Vec<(i64, GroupSummary)> =
-            sqlx::query(sqlx::AssertSqlSafe(format!("{BASE} {sql} LIMIT $4")))
+            sqlx::query_as::<_, SummaryRow>(sqlx::AssertSqlSafe(format!("{BASE} {sql} LIMIT $4")))
                 .bind(team)
                 .bind(pn.as_ref())
                 .bind(from)
@@ -122,17 +110,18 @@ impl GroupStore for SqlStorage {
                 .into_iter()
                 .map(|r| {
                     (
-                        r.get(0),
+                        r.seq,
                         GroupSummary {
-                            id: r.get(1),
-                            subject: r.get(2),
-                            created_at: r.get(3),
+                            id: r.group_id,
+                            subject: r.subject,
+                            created_at: r.created_at,
                         },
                     )
                 })
                 .collect();
-        let overflow = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let overflow = rows.len() > limit;
+        rows.truncate(limit);
         if let PageCursor::Before(_) = cursor {
             rows.reverse();
         }
@@ -174,11 +163,11 @@ impl GroupStore for SqlStorage {
         } = *assignment;
         let mut tx = self.writer.begin().await?;
         let previous: Option<String> =
-            sqlx::query("SELECT owner_team FROM groups WHERE group_id = $1")
+            sqlx::query_scalar("SELECT owner_team FROM groups WHERE group_id = $1")
                 .bind(group_id.as_ref())
                 .fetch_optional(&mut *tx)
                 .await?
-                .and_then(|r| r.get(0));
+                .flatten();
         let now = now();
         // Meta just confirmed it exists: it is active, whatever the registry believed.
         sqlx::query(
@@ -203,14 +192,17 @@ impl GroupStore for SqlStorage {
     }
 
     async fn recent_owned_groups(&self, limit: i64) -> Result<Vec<GroupRecord>> {
-        let rows = sqlx::query(
+        let rows: Vec<GroupRow> = sqlx::query_as(
             "SELECT group_id, phone_number_id, owner_team, subject, status, suspended FROM groups
              WHERE owner_team IS NOT NULL ORDER BY seq DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().filter_map(group_record).collect())
+        Ok(rows
+            .into_iter()
+            .map(GroupRow::into_record)
+            .collect::<sqlx::Result<_>>()?)
     }
 
     /// The owning team of each of these groups the registry knows (absent: no owner).
@@ -224,12 +216,15 @@ impl GroupStore for SqlStorage {
             "SELECT group_id, owner_team FROM groups
              WHERE owner_team IS NOT NULL AND group_id IN ({placeholders})"
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut query = sqlx::query_as::<_, OwnerRow>(sqlx::AssertSqlSafe(sql));
         for id in group_ids {
             query = query.bind(id);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.group_id, r.owner_team))
+            .collect())
     }
 
     async fn stale_creations(&self, created_before: &str, limit: u32) -> Result<Vec<String>> {
@@ -263,16 +258,83 @@ impl GroupStore for SqlStorage {
     }
 }
 
-/// A group row (group_id, phone_number_id, owner_team, subject, status, suspended).
-fn group_record(r: &sqlx::any::AnyRow) -> Option<GroupRecord> {
-    Some(GroupRecord {
-        group_id: GroupId::parse(r.get::<String, _>(0).as_str()).ok()?,
-        phone_number_id: PhoneNumberId::parse(r.get::<String, _>(1).as_str()).ok()?,
-        owner_team: r.get(2),
-        subject: r.get(3),
-        active: r.get::<String, _>(4) == "active",
-        suspended: r.get::<i64, _>(5) != 0,
-    })
+/// A creation as `create_requests` holds it.
+#[derive(sqlx::FromRow)]
+struct CreationRow {
+    request_id: String,
+    status: String,
+    phone_number_id: String,
+    subject: String,
+    group_id: Option<String>,
+    invite_link: Option<String>,
+    /// Meta's error item, as JSON.
+    error: Option<String>,
+    team: String,
+}
+
+impl CreationRow {
+    fn into_record(self) -> sqlx::Result<CreateRequest> {
+        Ok(CreateRequest {
+            status: known("status", &self.status, RequestStatus::parse)?,
+            request_id: self.request_id,
+            phone_number_id: self.phone_number_id,
+            subject: self.subject,
+            group_id: self.group_id,
+            invite_link: self.invite_link,
+            error: self
+                .error
+                .and_then(|e| serde_json::from_str::<Value>(&e).ok())
+                .map(|v| ItemError::from_meta(&v)),
+            team: self.team,
+        })
+    }
+}
+
+/// A group as `groups` holds it.
+#[derive(sqlx::FromRow)]
+struct GroupRow {
+    group_id: String,
+    phone_number_id: String,
+    owner_team: Option<String>,
+    subject: Option<String>,
+    status: String,
+    suspended: i64,
+}
+
+impl GroupRow {
+    fn into_record(self) -> sqlx::Result<GroupRecord> {
+        Ok(GroupRecord {
+            group_id: parsed("group_id", &self.group_id, GroupId::parse)?,
+            phone_number_id: parsed(
+                "phone_number_id",
+                &self.phone_number_id,
+                PhoneNumberId::parse,
+            )?,
+            owner_team: self.owner_team,
+            subject: self.subject,
+            active: known("status", &self.status, |s| match s {
+                "active" => Some(true),
+                "deleted" => Some(false),
+                _ => None,
+            })?,
+            suspended: flag("suspended", self.suspended)?,
+        })
+    }
+}
+
+/// A line of `list_groups`.
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    seq: i64,
+    group_id: String,
+    subject: Option<String>,
+    created_at: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct OwnerRow {
+    group_id: String,
+    owner_team: String,
 }
 
 async fn exists_beyond(

@@ -1,9 +1,9 @@
 //! Answers kept for `Idempotency-Key` replays (table `idempotency_keys`).
 
 use async_trait::async_trait;
-use sqlx::Row;
 
 use super::SqlStorage;
+use super::rows::narrow;
 use crate::clock::now;
 use crate::storage::{Claim, IdempotencyStore, KeyClaim, PruneBatch, Result, StoredAnswer};
 
@@ -44,7 +44,7 @@ impl IdempotencyStore for SqlStorage {
         if claimed.rows_affected() == 1 {
             return Ok(Claim::Claimed);
         }
-        let row = sqlx::query(
+        let row: Option<KeyRow> = sqlx::query_as(
             "SELECT fingerprint, status, location, body FROM idempotency_keys WHERE team = $1 AND idem_key = $2",
         )
         .bind(team)
@@ -58,13 +58,16 @@ impl IdempotencyStore for SqlStorage {
                 answer: None,
             });
         };
-        let answer = row.get::<Option<i64>, _>(1).map(|status| StoredAnswer {
-            status: u16::try_from(status).unwrap_or(200),
-            location: row.get(2),
-            body: row.get::<Option<Vec<u8>>, _>(3).unwrap_or_default(),
-        });
+        let answer = match row.status {
+            Some(status) => Some(StoredAnswer {
+                status: narrow("status", status)?,
+                location: row.location,
+                body: row.body.unwrap_or_default(),
+            }),
+            None => None,
+        };
         Ok(Claim::Held {
-            fingerprint: row.get(0),
+            fingerprint: row.fingerprint,
             answer,
         })
     }
@@ -130,4 +133,13 @@ impl IdempotencyStore for SqlStorage {
         .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// A key as `idempotency_keys` holds it; `status` is set once its answer is kept.
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    fingerprint: String,
+    status: Option<i64>,
+    location: Option<String>,
+    body: Option<Vec<u8>>,
 }

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sqlx::Row;
 
 use super::{SqlStorage, value_rows};
 use crate::clock::now;
@@ -16,7 +15,7 @@ impl InboxStore for SqlStorage {
         // One statement, so one round trip to the database, and one write to disk, for all
         // of them (a single statement is its own transaction).
         // Only numbered placeholders are formatted in; the values are bound.
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let mut insert = sqlx::query_as::<_, StoredPostRow>(sqlx::AssertSqlSafe(format!(
             "INSERT INTO webhook_inbox (received_at, body_sha256, body) VALUES {}
              ON CONFLICT (body_sha256) DO NOTHING
              RETURNING id, body_sha256",
@@ -28,7 +27,7 @@ impl InboxStore for SqlStorage {
         }
         let mut stored = HashMap::with_capacity(posts.len());
         for row in insert.fetch_all(&self.writer).await? {
-            stored.insert(row.try_get::<String, _>(1)?, row.try_get::<i64, _>(0)?);
+            stored.insert(row.body_sha256, row.id);
         }
         // The same body twice in one batch is stored once: the first is answered Stored.
         Ok(posts
@@ -83,4 +82,11 @@ impl InboxStore for SqlStorage {
         .await?;
         Ok(posts.rows_affected() + events.rows_affected())
     }
+}
+
+/// A POST just stored.
+#[derive(sqlx::FromRow)]
+struct StoredPostRow {
+    id: i64,
+    body_sha256: String,
 }

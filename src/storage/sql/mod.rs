@@ -12,6 +12,7 @@ mod expiry;
 mod groups;
 mod idempotency;
 mod inbox;
+mod rows;
 mod tokens;
 
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::any::AnyPoolOptions;
-use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, FromRow, Transaction};
 
 use super::{
     Backend, CreationOutcome, CreationWatcher, GroupChange, GroupOwner, GroupWatcher, NewTeamEvent,
@@ -469,7 +470,7 @@ impl SqlTx {
 #[async_trait]
 impl RegistryTx for SqlTx {
     async fn claim_posts(&mut self, limit: i64) -> Result<Vec<(i64, Vec<u8>)>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT id, body FROM webhook_inbox WHERE processed_at IS NULL AND failed_at IS NULL
              ORDER BY id LIMIT $1 {}",
             self.dialect.skip_locked()
@@ -477,18 +478,17 @@ impl RegistryTx for SqlTx {
         .bind(limit)
         .fetch_all(&mut *self.tx)
         .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows.into_iter().map(|r: PostRow| (r.id, r.body)).collect())
     }
 
     async fn claim_post(&mut self, id: i64) -> Result<Option<Vec<u8>>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT body FROM webhook_inbox WHERE id = $1 AND processed_at IS NULL {}",
             self.dialect.skip_locked()
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await?;
-        Ok(row.map(|r| r.get(0)))
+        .await?)
     }
 
     async fn insert_webhook_events(
@@ -499,7 +499,7 @@ impl RegistryTx for SqlTx {
         for chunk in events.chunks(events::ROWS_PER_INSERT) {
             // Only numbered placeholders are formatted in; the values are bound.
             let values = value_rows("$1", 2, 9, chunk.len());
-            let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let mut insert = sqlx::query_as::<_, StoredEventRow>(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO webhook_events (received_at, event_key, inbox_id, field, event_type,
                    phone_number_id, group_id, meta_request_id, occurred_at, payload)
                  VALUES {values} ON CONFLICT (event_key) DO NOTHING RETURNING id, event_key"
@@ -518,7 +518,7 @@ impl RegistryTx for SqlTx {
                     .bind(event.payload.to_string());
             }
             for row in insert.fetch_all(&mut *self.tx).await? {
-                stored.insert(row.try_get::<String, _>(1)?, row.try_get::<i64, _>(0)?);
+                stored.insert(row.event_key, row.id);
             }
         }
         // The same event twice among them is stored once: the first one is new.
@@ -555,7 +555,7 @@ impl RegistryTx for SqlTx {
         meta_id: &str,
     ) -> Result<Option<(Option<String>, Value)>> {
         self.flush().await?;
-        let early = sqlx::query(
+        let early: Option<EarlyEventRow> = sqlx::query_as(
             "SELECT payload, phone_number_id FROM webhook_events
              WHERE meta_request_id = $1 AND event_type = 'group_create' ORDER BY id LIMIT 1",
         )
@@ -563,27 +563,21 @@ impl RegistryTx for SqlTx {
         .fetch_optional(&mut *self.tx)
         .await?;
         Ok(early.and_then(|row| {
-            let payload: String = row.get(0);
-            let value = serde_json::from_str::<Value>(&payload).ok()?;
-            Some((row.get(1), value))
+            let value = serde_json::from_str::<Value>(&row.payload).ok()?;
+            Some((row.phone_number_id, value))
         }))
     }
 
     async fn pending_creation(&mut self, meta_id: &str) -> Result<Option<PendingCreation>> {
         self.flush().await?;
-        let row = sqlx::query(
+        let row: Option<PendingRow> = sqlx::query_as(
             "SELECT request_id, team, phone_number_id, subject FROM create_requests
              WHERE meta_request_id = $1 AND status = 'pending'",
         )
         .bind(meta_id)
         .fetch_optional(&mut *self.tx)
         .await?;
-        Ok(row.map(|r| PendingCreation {
-            request_id: r.get(0),
-            team: r.get(1),
-            phone_number_id: r.get(2),
-            subject: r.get(3),
-        }))
+        Ok(row.map(PendingRow::into_record))
     }
 
     async fn finish_creation(
@@ -694,13 +688,14 @@ impl RegistryTx for SqlTx {
         if let Some(owner) = self.deferred.owners.get(group_id) {
             return Ok(owner.clone());
         }
-        let row = sqlx::query("SELECT owner_team, phone_number_id FROM groups WHERE group_id = $1")
-            .bind(group_id)
-            .fetch_optional(&mut *self.tx)
-            .await?;
+        let row: Option<OwnerRow> =
+            sqlx::query_as("SELECT owner_team, phone_number_id FROM groups WHERE group_id = $1")
+                .bind(group_id)
+                .fetch_optional(&mut *self.tx)
+                .await?;
         let owner = row.map(|r| GroupOwner {
-            team: r.get(0),
-            phone_number_id: r.get(1),
+            team: r.owner_team,
+            phone_number_id: r.phone_number_id,
         });
         self.deferred
             .owners
@@ -715,7 +710,7 @@ impl RegistryTx for SqlTx {
 
     async fn claim_for_creation(&mut self, done: &Completion) -> Result<()> {
         self.flush().await?;
-        let rows = sqlx::query(
+        let rows: Vec<OwnerlessEventRow> = sqlx::query_as(
             "SELECT te.seq, te.id, te.type, te.occurred_at, te.phone_number_id, te.group_id,
                     te.request_id, te.data, te.webhook_event_id,
                     CASE WHEN we.meta_request_id = $1 AND we.event_type = 'group_create'
@@ -730,11 +725,11 @@ impl RegistryTx for SqlTx {
         .fetch_all(&mut *self.tx)
         .await?;
         for row in rows {
-            let Some((seq, mut event)) = events::event_from_row(&row) else {
+            let Some((seq, mut event)) = row.event.into_event() else {
                 continue;
             };
-            let webhook_event_id: i64 = row.get(8);
-            if row.get::<i64, _>(9) == 1 && event.event_type.is_creation() {
+            let webhook_event_id = row.webhook_event_id;
+            if row.is_creation == 1 && event.event_type.is_creation() {
                 event.request_id = Some(done.request_id.clone());
             }
             sqlx::query("DELETE FROM team_events WHERE seq = $1")
@@ -748,7 +743,7 @@ impl RegistryTx for SqlTx {
 
     async fn completions_with_ownerless_events(&mut self, since: &str) -> Result<Vec<Completion>> {
         self.flush().await?;
-        let rows = sqlx::query(
+        let rows: Vec<CompletionRow> = sqlx::query_as(
             "SELECT DISTINCT c.request_id, c.team, c.phone_number_id, c.meta_request_id, c.group_id
              FROM team_events te JOIN create_requests c ON c.group_id = te.group_id
              WHERE te.team IS NULL AND te.group_id IS NOT NULL AND te.created_at >= $1
@@ -758,13 +753,13 @@ impl RegistryTx for SqlTx {
         .fetch_all(&mut *self.tx)
         .await?;
         Ok(rows
-            .iter()
+            .into_iter()
             .map(|r| Completion {
-                request_id: r.get(0),
-                team: r.get(1),
-                phone_number_id: r.get(2),
-                meta_request_id: r.get(3),
-                group_id: r.get(4),
+                request_id: r.request_id,
+                team: r.team,
+                phone_number_id: r.phone_number_id,
+                meta_request_id: r.meta_request_id,
+                group_id: r.group_id,
             })
             .collect())
     }
@@ -774,7 +769,7 @@ impl RegistryTx for SqlTx {
         limit: i64,
     ) -> Result<Vec<(String, String)>> {
         self.flush().await?;
-        let rows = sqlx::query(
+        let rows: Vec<OvertakenRow> = sqlx::query_as(
             "SELECT c.request_id, c.meta_request_id FROM create_requests c
              WHERE c.status = 'pending' AND c.meta_request_id IS NOT NULL
                AND EXISTS (SELECT 1 FROM webhook_events we
@@ -785,12 +780,15 @@ impl RegistryTx for SqlTx {
         .bind(limit)
         .fetch_all(&mut *self.tx)
         .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.request_id, r.meta_request_id))
+            .collect())
     }
 
     async fn mark_outcome_unknown(&mut self, request_id: &str) -> Result<Option<PendingCreation>> {
         self.flush().await?;
-        let row = sqlx::query(
+        let row: Option<PendingRow> = sqlx::query_as(
             "UPDATE create_requests SET outcome_unknown = 1, updated_at = $1
              WHERE request_id = $2 AND status = 'pending' AND meta_request_id IS NULL
              RETURNING request_id, team, phone_number_id, subject",
@@ -799,7 +797,7 @@ impl RegistryTx for SqlTx {
         .bind(request_id)
         .fetch_optional(&mut *self.tx)
         .await?;
-        Ok(row.as_ref().map(pending_from_row))
+        Ok(row.map(PendingRow::into_record))
     }
 
     async fn waiting_creation(
@@ -809,7 +807,7 @@ impl RegistryTx for SqlTx {
         meta_request_id: &str,
     ) -> Result<Option<PendingCreation>> {
         self.flush().await?;
-        let row = sqlx::query(
+        let row: Option<PendingRow> = sqlx::query_as(
             "SELECT request_id, team, phone_number_id, subject FROM create_requests
              WHERE status = 'pending' AND meta_request_id IS NULL AND outcome_unknown = 1
                AND phone_number_id = $1 AND subject = $2
@@ -821,7 +819,7 @@ impl RegistryTx for SqlTx {
         .bind(meta_request_id)
         .fetch_optional(&mut *self.tx)
         .await?;
-        Ok(row.as_ref().map(pending_from_row))
+        Ok(row.map(PendingRow::into_record))
     }
 
     async fn unclaimed_creation_event(
@@ -829,7 +827,7 @@ impl RegistryTx for SqlTx {
         creation: &PendingCreation,
     ) -> Result<Option<(String, Value)>> {
         self.flush().await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let row: Option<UnclaimedEventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT we.meta_request_id, we.payload FROM webhook_events we
              WHERE we.event_type = 'group_create' AND we.phone_number_id = $1
                AND we.meta_request_id IS NOT NULL
@@ -845,10 +843,7 @@ impl RegistryTx for SqlTx {
         .bind(&creation.request_id)
         .fetch_optional(&mut *self.tx)
         .await?;
-        Ok(row.and_then(|r| {
-            let payload: String = r.get(1);
-            Some((r.get(0), serde_json::from_str(&payload).ok()?))
-        }))
+        Ok(row.and_then(|r| Some((r.meta_request_id, serde_json::from_str(&r.payload).ok()?))))
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
@@ -889,12 +884,86 @@ where
     Ok(())
 }
 
-/// A creation row (request_id, team, phone_number_id, subject).
-fn pending_from_row(r: &sqlx::any::AnyRow) -> PendingCreation {
-    PendingCreation {
-        request_id: r.get(0),
-        team: r.get(1),
-        phone_number_id: r.get(2),
-        subject: r.get(3),
+// ---- the rows the unit of work reads -----------------------------------------------------
+
+/// A creation still waiting (`create_requests`).
+#[derive(FromRow)]
+struct PendingRow {
+    request_id: String,
+    team: String,
+    phone_number_id: String,
+    subject: String,
+}
+
+impl PendingRow {
+    fn into_record(self) -> PendingCreation {
+        PendingCreation {
+            request_id: self.request_id,
+            team: self.team,
+            phone_number_id: self.phone_number_id,
+            subject: self.subject,
+        }
     }
+}
+
+/// A stored POST to process.
+#[derive(FromRow)]
+struct PostRow {
+    id: i64,
+    body: Vec<u8>,
+}
+
+/// One of Meta's events just stored.
+#[derive(FromRow)]
+struct StoredEventRow {
+    id: i64,
+    event_key: String,
+}
+
+/// Meta's `group_create` event stored before its creation knew Meta's request id.
+#[derive(FromRow)]
+struct EarlyEventRow {
+    /// JSON.
+    payload: String,
+    phone_number_id: Option<String>,
+}
+
+/// A `group_create` event no creation claimed yet.
+#[derive(FromRow)]
+struct UnclaimedEventRow {
+    meta_request_id: String,
+    /// JSON.
+    payload: String,
+}
+
+#[derive(FromRow)]
+struct OwnerRow {
+    owner_team: Option<String>,
+    phone_number_id: String,
+}
+
+/// An ownerless team event, and whether it is the creation's own.
+#[derive(FromRow)]
+struct OwnerlessEventRow {
+    #[sqlx(flatten)]
+    event: events::EventRow,
+    webhook_event_id: i64,
+    is_creation: i64,
+}
+
+/// A created group's creation (`completions_with_ownerless_events`).
+#[derive(FromRow)]
+struct CompletionRow {
+    request_id: String,
+    team: String,
+    phone_number_id: String,
+    meta_request_id: String,
+    group_id: Option<String>,
+}
+
+/// A pending creation whose webhook was processed before Meta's id was attached.
+#[derive(FromRow)]
+struct OvertakenRow {
+    request_id: String,
+    meta_request_id: String,
 }

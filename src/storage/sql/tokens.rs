@@ -1,7 +1,6 @@
 //! Revoked token ids (table `revoked_tokens`).
 
 use async_trait::async_trait;
-use sqlx::Row;
 
 use super::SqlStorage;
 use crate::clock::now;
@@ -23,10 +22,17 @@ impl TokenStore for SqlStorage {
     }
 
     async fn revoked_since(&self, seq: i64) -> Result<Vec<(i64, String)>> {
-        let rows = sqlx::query("SELECT seq, jti FROM revoked_tokens WHERE seq > $1 ORDER BY seq")
-            .bind(seq)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        let rows: Vec<RevokedRow> =
+            sqlx::query_as("SELECT seq, jti FROM revoked_tokens WHERE seq > $1 ORDER BY seq")
+                .bind(seq)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|r| (r.seq, r.jti)).collect())
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct RevokedRow {
+    seq: i64,
+    jti: String,
 }
