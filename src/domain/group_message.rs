@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::{LanguageCode, TemplateName, accepted, not_blank, within_chars};
+use super::{LanguageCode, TemplateName, TextRule, accepted, not_blank, within_chars};
 
 /// A text message's body, kept exactly as sent (whitespace is part of a message).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,9 +18,12 @@ string_newtype!(MessageText);
 impl MessageText {
     /// Meta's limit, in characters.
     pub const MAX_CHARS: usize = 4096;
+    pub const RULE: TextRule = TextRule::MESSAGE;
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let text = within_chars(raw, Self::MAX_CHARS).and_then(not_blank)?;
+        let text = within_chars(raw, Self::MAX_CHARS)
+            .and_then(not_blank)
+            .and_then(|t| Self::RULE.refuse(t))?;
         Ok(Self(text.to_owned()))
     }
 }
@@ -34,9 +37,11 @@ string_newtype!(Caption);
 impl Caption {
     /// Meta's limit, in characters.
     pub const MAX_CHARS: usize = 1024;
+    pub const RULE: TextRule = TextRule::MESSAGE;
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        Ok(Self(within_chars(raw, Self::MAX_CHARS)?.to_owned()))
+        let caption = within_chars(raw, Self::MAX_CHARS).and_then(|c| Self::RULE.refuse(c))?;
+        Ok(Self(caption.to_owned()))
     }
 }
 
@@ -250,6 +255,10 @@ mod tests {
         assert!(MessageText::parse(&"é".repeat(4097)).is_err());
         assert!(MessageText::parse("").is_err());
         assert!(MessageText::parse(" \n\t").is_err());
+        assert!(MessageText::parse("a\0b").is_err());
+        assert!(Caption::parse("a\0b").is_err());
+        // Only NUL: a message may carry any other character as written.
+        assert!(MessageText::parse("a\r\n\u{202E}\u{1B}").is_ok());
         // Kept exactly as sent.
         assert_eq!(
             MessageText::parse("  indented\n").unwrap().as_str(),

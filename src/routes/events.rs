@@ -61,6 +61,7 @@ pub struct FeedQuery {
 }
 
 impl Input for FeedQuery {
+    const QUERY: &'static [&'static str] = &["limit", "after"];
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
         let limit = errors.check("limit", parse_limit(parts.query("limit"), 1, 1000, 100));
         let after = match parts.query("after") {

@@ -162,6 +162,9 @@ pub struct RemoveParticipantsBody {
 
 // ---- inputs ---------------------------------------------------------------------------------
 
+/// The query parameters `meta_page` reads.
+pub(crate) const META_PAGE_QUERY: &[&str] = &["limit", "after", "before"];
+
 /// Meta's paging parameters, passed through to Meta once checked: `limit` within 1–1024
 /// (`default_limit` when absent), and cursors of Meta's opaque base64-ish alphabet.
 pub(crate) fn meta_page(
@@ -203,6 +206,7 @@ pub struct CreateGroup {
 
 impl Input for CreateGroup {
     const BODY: BodyKind = BodyKind::Json;
+    const QUERY: &'static [&'static str] = &["wait_seconds"];
 
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
         let wait = errors.check(
@@ -230,6 +234,7 @@ pub struct ListGroups {
 }
 
 impl Input for ListGroups {
+    const QUERY: &'static [&'static str] = &["limit", "after", "before"];
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
         let limit = errors.check("limit", parse_limit(parts.query("limit"), 1, 1024, 25));
         let cursor = match (parts.query("after"), parts.query("before")) {
@@ -254,6 +259,7 @@ impl Input for ListGroups {
 pub struct Fields(GroupFields);
 
 impl Input for Fields {
+    const QUERY: &'static [&'static str] = &["fields"];
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
         Ok(errors
             .check("fields", GroupFields::parse(parts.query("fields")))
@@ -354,6 +360,7 @@ impl JsonInput for SendInvitation {
 pub struct JoinRequestQuery(MetaPage);
 
 impl Input for JoinRequestQuery {
+    const QUERY: &'static [&'static str] = META_PAGE_QUERY;
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
         Ok(meta_page(parts, errors, None).map(JoinRequestQuery))
     }

@@ -96,6 +96,7 @@ pub struct Keyed<I> {
 
 impl<I: Input> Input for Keyed<I> {
     const BODY: BodyKind = I::BODY;
+    const QUERY: &'static [&'static str] = I::QUERY;
 
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
         let key = IdempotencyKey::from_request(parts.req, &parts.body);
