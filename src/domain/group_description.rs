@@ -1,11 +1,18 @@
-use super::TextRule;
+use super::{TextRule, string_schema};
 
 /// A group's description. Empty is valid: it is how a client clears it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct GroupDescription(String);
 
 string_newtype!(GroupDescription);
+documented_by!(
+    GroupDescription,
+    string_schema(
+        0..=GroupDescription::MAX_CHARS,
+        Some(GroupDescription::RULE.pattern(false))
+    )
+);
 
 impl GroupDescription {
     /// Meta counts characters, not bytes, so the limit is on `char`s.

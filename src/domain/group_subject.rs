@@ -1,12 +1,19 @@
-use super::{TextRule, not_blank, within_chars};
+use super::{TextRule, not_blank, string_schema, within_chars};
 
 /// A group's subject (its name), trimmed the same way Meta trims it so what
 /// we store and echo matches what Meta shows.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct GroupSubject(String);
 
 string_newtype!(GroupSubject);
+documented_by!(
+    GroupSubject,
+    string_schema(
+        1..=GroupSubject::MAX_CHARS,
+        Some(GroupSubject::RULE.pattern(true))
+    )
+);
 
 impl GroupSubject {
     /// Meta counts characters, not bytes, so the limit is on `char`s.

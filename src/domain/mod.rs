@@ -8,6 +8,9 @@
 
 use std::ops::RangeInclusive;
 
+use utoipa::openapi::Object;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+
 /// Boilerplate shared by the string-backed newtypes: read-only views only,
 /// because a public constructor or `DerefMut` would bypass `parse`.
 macro_rules! string_newtype {
@@ -57,20 +60,102 @@ macro_rules! wire_enum {
     };
 }
 
-/// `raw`, owned, when it is `lengths` bytes long and every byte is `allowed`; else the error
-/// `message`. The ids and names spliced into Graph URLs and bodies are checked this way; their
-/// alphabets are ASCII, so bytes are characters.
-fn of_alphabet(
-    raw: &str,
-    lengths: std::ops::RangeInclusive<usize>,
-    allowed: impl Fn(u8) -> bool,
-    message: &str,
-) -> Result<String, String> {
-    accepted(
-        lengths.contains(&raw.len()) && raw.bytes().all(allowed),
-        raw,
-        message,
-    )
+/// The rule of an identifier or name spliced into Graph URLs and bodies: `lengths` characters,
+/// each a byte `allowed` (the alphabets are ASCII, so bytes are characters). One definition
+/// serves the check (`parse`) and the schema the OpenAPI document states (`schema`).
+pub struct Alphabet {
+    pub lengths: RangeInclusive<usize>,
+    pub allowed: fn(u8) -> bool,
+    pub message: &'static str,
+}
+
+impl Alphabet {
+    /// `raw`, owned, when it follows the rule; else the error `message`.
+    pub fn parse(&self, raw: &str) -> Result<String, String> {
+        accepted(
+            self.lengths.contains(&raw.len()) && raw.bytes().all(self.allowed),
+            raw,
+            self.message,
+        )
+    }
+
+    /// The rule as an ECMA-262 pattern: `^[…]{min,max}$`.
+    pub fn pattern(&self) -> String {
+        format!(
+            "^[{}]{{{},{}}}$",
+            ascii_class(self.allowed),
+            self.lengths.start(),
+            self.lengths.end()
+        )
+    }
+
+    /// A string schema with the rule's lengths and pattern.
+    pub fn schema(&self) -> Object {
+        string_schema(self.lengths.clone(), Some(self.pattern()))
+    }
+}
+
+/// A string schema of `lengths` characters (JSON Schema counts code points, as `within_chars`
+/// does), matching `pattern` when given.
+pub fn string_schema(lengths: RangeInclusive<usize>, pattern: Option<String>) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(*lengths.start()))
+        .max_length(Some(*lengths.end()))
+        .pattern(pattern)
+        .build()
+}
+
+/// An integer schema within `range`, `default` when absent (as query parameters are).
+pub fn integer_schema(range: RangeInclusive<u32>, default: u32) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(*range.start()))
+        .maximum(Some(*range.end()))
+        .default(Some(default.into()))
+        .build()
+}
+
+/// The printable ASCII bytes `allowed` as the inside of a regular-expression character class,
+/// runs written as ranges.
+fn ascii_class(allowed: fn(u8) -> bool) -> String {
+    let escape = |b: u8| match b {
+        b'\\' | b']' | b'[' | b'^' | b'-' => format!("\\{}", char::from(b)),
+        _ => char::from(b).to_string(),
+    };
+    let mut out = String::new();
+    let mut bytes = (0x20u8..0x7F).filter(|&b| allowed(b)).peekable();
+    while let Some(start) = bytes.next() {
+        let mut end = start;
+        while bytes.peek() == Some(&(end + 1)) {
+            end = bytes.next().unwrap_or(end);
+        }
+        out.push_str(&escape(start));
+        match end - start {
+            0 => {}
+            1 => out.push_str(&escape(end)),
+            _ => {
+                out.push('-');
+                out.push_str(&escape(end));
+            }
+        }
+    }
+    out
+}
+
+/// `ToSchema` for a newtype from the rule that parses it, so the document states what `parse`
+/// enforces; the schema is a named component that request schemas refer to.
+macro_rules! documented_by {
+    ($name:ident, $schema:expr) => {
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let schema: utoipa::openapi::Object = $schema;
+                utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(schema))
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
 }
 
 /// `raw`, owned, when `ok`; else the error `message`.
@@ -143,6 +228,17 @@ impl TextRule {
     pub const MESSAGE: TextRule = TextRule {
         refused: &['\u{0}'..='\u{0}'],
         what: "NUL characters",
+    };
+
+    /// Control characters and the path separators `/` and `\\`: a name, not a path.
+    pub const FILE_NAME: TextRule = TextRule {
+        refused: &[
+            '\u{0}'..='\u{1F}',
+            '/'..='/',
+            '\\'..='\\',
+            '\u{7F}'..='\u{9F}',
+        ],
+        what: "control characters, '/' or '\\'",
     };
 
     fn refuses(&self, c: char) -> bool {
@@ -220,26 +316,26 @@ mod template;
 pub mod url;
 
 pub use cursor::{
-    FeedPosition, PageCursor, Paging, decode_cursor, decode_position, encode_cursor,
-    encode_position,
+    FeedPosition, META_CURSOR, PageCursor, Paging, cursor_schema, decode_cursor, decode_position,
+    encode_cursor, encode_position,
 };
 pub use group_description::GroupDescription;
 pub use group_field::{GroupField, GroupFields};
 pub use group_id::{GroupId, JoinRequestId};
 pub use group_message::{
     Caption, GroupMessage, MediaFilename, MediaId, MediaKind, MediaLink, MediaSource, MessageText,
-    MessageType, check_template_component,
+    MessageType, check_template_component, template_component_schema,
 };
 pub use group_subject::GroupSubject;
 pub use item_error::ItemError;
 pub use join_approval_mode::JoinApprovalMode;
-pub use limit::{WaitSeconds, parse_limit};
+pub use limit::{PageLimit, WaitSeconds, parse_limit};
 pub use participant_id::ParticipantId;
 pub use phone_number_id::PhoneNumberId;
 pub use profile_picture::{ProfilePicture, synthetic_jpeg_header};
 pub use request_id::RequestId;
 pub use scope::Scope;
-pub use template::{LanguageCode, TemplateName};
+pub use template::{LanguageCode, TemplateName, TemplateParameter};
 
 // Lets unit tests elsewhere in the crate build pictures; unused until they do.
 #[cfg(test)]

@@ -8,21 +8,22 @@ use std::sync::Arc;
 use actix_web::http::header;
 use actix_web::{HttpResponse, delete, get, post, put, web};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::ArrayBuilder;
+use utoipa::{PartialSchema, ToSchema};
 
 use super::events::{EventList, event_list};
 use super::extract::scope::Admin;
 use super::extract::{Authorized, BodyKind, Granted, Input, JsonInput, NoInput, Parts};
-use super::groups::{META_PAGE_QUERY, meta_page};
-use super::params::{CursorPaging, GroupPath, LogPaging, PhoneNumberPath};
+use super::groups::{META_PAGE_QUERY, distinct_list, meta_page};
+use super::params::{AuditFilters, GroupPath, LogPaging, MetaPaging, PhoneNumberPath};
 use super::responses::{BodyRefusals, Refusals, UpstreamFailures};
 use super::{FieldReader, JsonObject};
 use crate::auth::{IssuedToken, TokenIssuer};
 use crate::config::TeamSettings;
 use crate::context;
 use crate::domain::{
-    FeedPosition, FieldErrors, GroupId, Paging, PhoneNumberId, decode_cursor, decode_position,
-    encode_cursor, parse_limit,
+    FeedPosition, FieldErrors, GroupId, PageLimit, Paging, PhoneNumberId, Scope, decode_cursor,
+    decode_position, encode_cursor,
 };
 use crate::error::ApiError;
 use crate::graph::MetaPage;
@@ -71,11 +72,13 @@ pub struct AdminGroupList {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"team": "sales", "phone_number_id": "12784358810"}))]
 pub struct SetOwnerBody {
     /// A configured team holding a grant for `phone_number_id`.
     pub team: String,
     /// The business number the group belongs to at Meta.
+    #[schema(value_type = PhoneNumberId)]
     pub phone_number_id: String,
 }
 
@@ -108,20 +111,33 @@ pub struct AuditList {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"team": "sales", "scopes": ["groups:read", "groups:write"], "phone_numbers": ["12784358810"], "ttl_seconds": 2592000}))]
 pub struct IssueTokenBody {
     /// A configured team: the token's `sub`.
     pub team: String,
     /// Known scopes; `admin` only for an administrator team.
+    #[schema(schema_with = scopes)]
     pub scopes: Vec<String>,
     /// Narrows the token to these of the team's numbers (claim `phone_numbers`); absent = all.
-    #[schema(nullable = false)]
+    #[schema(schema_with = phone_numbers, nullable = false)]
     pub phone_numbers: Option<Vec<String>>,
     /// Lifetime in seconds: 1 to `auth.max_token_ttl_seconds` (default 90 days); absent =
     /// 30 days, or the maximum when that is shorter.
     #[schema(minimum = 1)]
     #[schema(nullable = false)]
     pub ttl_seconds: Option<u64>,
+}
+
+fn scopes() -> ArrayBuilder {
+    distinct_list(Scope::schema(), 1..=Scope::ALL.len())
+}
+
+fn phone_numbers() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(PhoneNumberId::schema())
+        .min_items(Some(1))
+        .unique_items(true)
 }
 
 /// The token is shown once: the gateway keeps only its `jti`.
@@ -141,7 +157,7 @@ pub struct MetaListing(MetaPage);
 impl Input for MetaListing {
     const QUERY: &'static [&'static str] = META_PAGE_QUERY;
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
-        let page = meta_page(parts, errors, Some(25));
+        let page = meta_page(parts, errors, Some(PageLimit::LISTING.default));
         if parts.query("after").is_some() && parts.query("before").is_some() {
             errors.push("before", "cannot be combined with after");
         }
@@ -178,6 +194,9 @@ impl Input for SetOwner {
     }
 }
 
+/// Characters of the audit log's `team` filter.
+pub(crate) const AUDIT_TEAM_CHARS: std::ops::RangeInclusive<usize> = 1..=128;
+
 pub struct AuditQuery {
     limit: u32,
     filter: AuditFilter,
@@ -186,13 +205,15 @@ pub struct AuditQuery {
 impl Input for AuditQuery {
     const QUERY: &'static [&'static str] = &["limit", "team", "group_id", "since", "after"];
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
-        let limit = errors.check("limit", parse_limit(parts.query("limit"), 1, 1000, 100));
+        let limit = errors.check("limit", PageLimit::LOG.parse(parts.query("limit")));
         let team = parts.query("team").and_then(|t| {
-            let ok = (1..=128).contains(&t.len());
+            let ok = AUDIT_TEAM_CHARS.contains(&t.chars().count());
             errors.check(
                 "team",
-                ok.then(|| t.to_owned())
-                    .ok_or_else(|| "must be 1-128 characters".to_owned()),
+                ok.then(|| t.to_owned()).ok_or_else(|| {
+                    let (min, max) = (AUDIT_TEAM_CHARS.start(), AUDIT_TEAM_CHARS.end());
+                    format!("must be {min}-{max} characters")
+                }),
             )
         });
         let group_id = parts
@@ -280,7 +301,7 @@ pub struct UnownedQuery {
 impl Input for UnownedQuery {
     const QUERY: &'static [&'static str] = &["limit", "after"];
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
-        let limit = errors.check("limit", parse_limit(parts.query("limit"), 1, 1000, 100));
+        let limit = errors.check("limit", PageLimit::LOG.parse(parts.query("limit")));
         let after = match parts.query("after") {
             None => Some(FeedPosition::default()),
             Some(raw) => errors.check("after", decode_position(raw)),
@@ -296,7 +317,7 @@ impl Input for UnownedQuery {
 /// Every active group of the number at Meta (owned by a team or not), with its owner.
 #[utoipa::path(
     tag = "admin",
-    params(PhoneNumberPath, CursorPaging),
+    params(PhoneNumberPath, MetaPaging),
     responses(
         (status = 200, description = "One page of Meta's listing, with owners", body = AdminGroupList),
         Refusals, UpstreamFailures,
@@ -364,12 +385,7 @@ pub async fn admin_set_group_owner(
 /// the route, the group and Meta's answer.
 #[utoipa::path(
     tag = "admin",
-    params(
-        ("team" = Option<String>, Query, description = "Only calls made by this team"),
-        ("group_id" = Option<String>, Query, description = "Only calls about this group, including the creation that produced it"),
-        ("since" = Option<String>, Query, description = "Only calls at or after this instant (RFC 3339)", example = "2026-11-26T00:00:00Z"),
-        LogPaging,
-    ),
+    params(AuditFilters, LogPaging),
     responses(
         (status = 200, description = "One page of audit records", body = AuditList),
         Refusals,
