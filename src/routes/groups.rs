@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{ArrayBuilder, Schema};
+use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
 use super::extract::scope::{GroupsDelete, GroupsInvite, GroupsRead, GroupsWrite};
@@ -84,15 +84,30 @@ pub struct GroupInfo {
     pub total_participant_count: Option<i64>,
 }
 
-#[derive(Deserialize, ToSchema)]
+/// At least one of the two, nothing else.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"subject": "Watch Enthusiasts"}))]
 pub struct UpdateGroupBody {
-    #[schema(value_type = Option<GroupSubject>, nullable = false)]
     pub subject: Option<String>,
-    #[schema(value_type = Option<GroupDescription>, nullable = false)]
     pub description: Option<String>,
 }
+
+// By hand: utoipa 5.5 parses `min_properties` on a struct but does not write it. With no
+// other field allowed, one property means one of the two (`UpdateGroup::parse`).
+impl PartialSchema for UpdateGroupBody {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("subject", GroupSubject::schema())
+            .property("description", GroupDescription::schema())
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .min_properties(Some(1))
+            .examples([serde_json::json!({"subject": "Watch Enthusiasts"})])
+            .into()
+    }
+}
+
+impl ToSchema for UpdateGroupBody {}
 
 /// Meta accepted the change; its outcome arrives as a group event.
 #[derive(Serialize, ToSchema)]
