@@ -2,7 +2,28 @@
 //! change without breaking them.
 
 use base64::Engine;
+use base64::alphabet::URL_SAFE;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::{Alphabet, ascii_class};
+
+/// The gateway's cursors as documented: unpadded base64url, the alphabet they are decoded in.
+pub fn cursor_schema() -> utoipa::openapi::Object {
+    let class = ascii_class(|b| URL_SAFE.as_str().as_bytes().contains(&b));
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .pattern(Some(format!("^[{class}]+$")))
+        .build()
+}
+
+/// Meta's paging cursors, passed on to Meta once checked: base64-ish, so they cannot alter
+/// the Graph URL they are put in.
+pub const META_CURSOR: Alphabet = Alphabet {
+    lengths: 1..=512,
+    allowed: |b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'-' | b'_' | b'+' | b'/'),
+    message: "is not a valid cursor",
+};
 
 pub fn encode_cursor(seq: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("seq:{seq}"))
@@ -85,6 +106,13 @@ mod tests {
         assert_eq!(encode_position(sqlite), encode_cursor(42));
         assert_eq!(decode_position(&encode_cursor(42)), Ok(sqlite));
         assert!(decode_position("pos:1:2").is_err());
+    }
+
+    #[test]
+    fn documented_cursor_alphabets() {
+        let pattern = |o: utoipa::openapi::Object| o.pattern.expect("pattern");
+        assert_eq!(pattern(cursor_schema()), r"^[\-0-9A-Z_a-z]+$");
+        assert_eq!(META_CURSOR.pattern(), r"^[+\-/-9=A-Z_a-z]{1,512}$");
     }
 
     #[test]

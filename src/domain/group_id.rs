@@ -1,43 +1,41 @@
-use super::of_alphabet;
+use super::Alphabet;
 
 /// Meta group ids are base64-ish; restricting them to this alphabet
 /// guarantees they cannot alter a URL path (no `/`, `?`, `#`, `%`, `.`).
-fn path_safe_id(raw: &str) -> Result<String, String> {
-    of_alphabet(
-        raw,
-        1..=MAX_LEN,
-        |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'=' | b'-'),
-        MESSAGE,
-    )
-}
+pub const PATH_SAFE_ID: Alphabet = Alphabet {
+    lengths: 1..=256,
+    allowed: |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'=' | b'-'),
+    message: MESSAGE,
+};
 
-const MAX_LEN: usize = 256;
 const MESSAGE: &str = "must be 1-256 characters of A-Z, a-z, 0-9, '_', '=' or '-'";
 
 /// A WhatsApp group id as issued by Meta.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct GroupId(String);
 
 string_newtype!(GroupId);
+documented_by!(GroupId, PATH_SAFE_ID.schema());
 
 impl GroupId {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        path_safe_id(raw).map(Self)
+        PATH_SAFE_ID.parse(raw).map(Self)
     }
 }
 
 /// Id of a pending request to join a group; shares the group-id alphabet for
 /// the same URL-safety reason.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct JoinRequestId(String);
 
 string_newtype!(JoinRequestId);
+documented_by!(JoinRequestId, PATH_SAFE_ID.schema());
 
 impl JoinRequestId {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        path_safe_id(raw).map(Self)
+        PATH_SAFE_ID.parse(raw).map(Self)
     }
 }
 
@@ -77,6 +75,11 @@ mod tests {
             assert!(JoinRequestId::parse(raw).is_err(), "{raw:?} accepted");
         }
         assert!(JoinRequestId::parse(&"-".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn documented_pattern_spells_the_alphabet() {
+        assert_eq!(PATH_SAFE_ID.pattern(), r"^[\-0-9=A-Z_a-z]{1,256}$");
     }
 
     #[test]

@@ -7,20 +7,32 @@
 
 use serde_json::Value;
 
-use super::{LanguageCode, TemplateName, accepted, not_blank, within_chars};
+use super::{
+    LanguageCode, TemplateName, TextRule, accepted, not_blank, string_schema, within_chars,
+};
 
 /// A text message's body, kept exactly as sent (whitespace is part of a message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageText(String);
 
 string_newtype!(MessageText);
+documented_by!(
+    MessageText,
+    string_schema(
+        1..=MessageText::MAX_CHARS,
+        Some(MessageText::RULE.pattern(true))
+    )
+);
 
 impl MessageText {
     /// Meta's limit, in characters.
     pub const MAX_CHARS: usize = 4096;
+    pub const RULE: TextRule = TextRule::MESSAGE;
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let text = within_chars(raw, Self::MAX_CHARS).and_then(not_blank)?;
+        let text = within_chars(raw, Self::MAX_CHARS)
+            .and_then(not_blank)
+            .and_then(|t| Self::RULE.refuse(t))?;
         Ok(Self(text.to_owned()))
     }
 }
@@ -30,13 +42,19 @@ impl MessageText {
 pub struct Caption(String);
 
 string_newtype!(Caption);
+documented_by!(
+    Caption,
+    string_schema(1..=Caption::MAX_CHARS, Some(Caption::RULE.pattern(false)))
+);
 
 impl Caption {
     /// Meta's limit, in characters.
     pub const MAX_CHARS: usize = 1024;
+    pub const RULE: TextRule = TextRule::MESSAGE;
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        Ok(Self(within_chars(raw, Self::MAX_CHARS)?.to_owned()))
+        let caption = within_chars(raw, Self::MAX_CHARS).and_then(|c| Self::RULE.refuse(c))?;
+        Ok(Self(caption.to_owned()))
     }
 }
 
@@ -45,15 +63,24 @@ impl Caption {
 pub struct MediaFilename(String);
 
 string_newtype!(MediaFilename);
+documented_by!(
+    MediaFilename,
+    string_schema(
+        1..=MediaFilename::MAX_CHARS,
+        Some(MediaFilename::RULE.pattern(true))
+    )
+);
 
 impl MediaFilename {
     const MAX_CHARS: usize = 255;
+    /// A name, not a path: no control character and no separator.
+    const RULE: TextRule = TextRule::FILE_NAME;
 
     pub fn parse(raw: &str) -> Result<Self, String> {
         let ok = within_chars(raw, Self::MAX_CHARS)
             .and_then(not_blank)
-            .is_ok()
-            && !raw.chars().any(|c| c.is_control() || c == '/' || c == '\\');
+            .and_then(|name| Self::RULE.refuse(name))
+            .is_ok();
         let message =
             "must be 1-255 characters, not blank, without '/', '\\' or control characters";
         accepted(ok, raw, message).map(Self)
@@ -67,22 +94,59 @@ impl MediaFilename {
 pub struct MediaLink(String);
 
 string_newtype!(MediaLink);
+documented_by!(
+    MediaLink,
+    string_schema(
+        MediaLink::SCHEME.len() + 1..=MediaLink::MAX_BYTES,
+        Some(MediaLink::pattern())
+    )
+);
 
 impl MediaLink {
     const MAX_BYTES: usize = 2048;
+    const SCHEME: &str = "https://";
+    /// What ends the host.
+    const AFTER_HOST: [char; 3] = ['/', '?', '#'];
+
+    /// A byte of the host (with its port): no user part, nothing that ends it.
+    fn host_byte(b: u8) -> bool {
+        b.is_ascii_graphic() && b != b'@' && !Self::AFTER_HOST.contains(&char::from(b))
+    }
 
     pub fn parse(raw: &str) -> Result<Self, String> {
+        let scheme = Self::SCHEME.len();
         let host = raw
-            .get(..8)
-            .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
-            .map(|_| &raw[8..])
-            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+            .get(..scheme)
+            .filter(|s| s.eq_ignore_ascii_case(Self::SCHEME))
+            .map(|_| &raw[scheme..])
+            .map(|rest| rest.split(Self::AFTER_HOST).next().unwrap_or_default());
         let ok = raw.len() <= Self::MAX_BYTES
-            && host.is_some_and(|h| !h.is_empty() && !h.starts_with(':') && !h.contains('@'))
+            && host.is_some_and(|h| {
+                !h.is_empty() && !h.starts_with(':') && h.bytes().all(Self::host_byte)
+            })
             && raw.bytes().all(|b| b.is_ascii_graphic());
         let message =
             "must be an https:// URL of at most 2048 characters, with a host and no spaces";
         accepted(ok, raw, message).map(Self)
+    }
+}
+
+impl MediaLink {
+    /// `parse` as an ECMA-262 pattern: the scheme in any case, a host that does not start
+    /// with `:`, then anything printable after what ends the host.
+    fn pattern() -> String {
+        let scheme: String = Self::SCHEME
+            .chars()
+            .map(|c| match c.is_ascii_alphabetic() {
+                true => format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase()),
+                false => c.to_string(),
+            })
+            .collect();
+        let first = super::ascii_class(|b| Self::host_byte(b) && b != b':');
+        let host = super::ascii_class(Self::host_byte);
+        let after: String = Self::AFTER_HOST.iter().collect();
+        let graphic = super::ascii_class(|b| b.is_ascii_graphic());
+        format!("^{scheme}[{first}][{host}]*([{after}][{graphic}]*)?$")
     }
 }
 
@@ -91,16 +155,17 @@ impl MediaLink {
 pub struct MediaId(String);
 
 string_newtype!(MediaId);
+documented_by!(MediaId, MediaId::RULE.schema());
 
 impl MediaId {
+    pub const RULE: super::Alphabet = super::Alphabet {
+        lengths: 1..=128,
+        allowed: |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'='),
+        message: "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.', ':' or '='",
+    };
+
     pub fn parse(raw: &str) -> Result<Self, String> {
-        super::of_alphabet(
-            raw,
-            1..=128,
-            |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'='),
-            "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.', ':' or '='",
-        )
-        .map(Self)
+        Self::RULE.parse(raw).map(Self)
     }
 }
 
@@ -214,6 +279,28 @@ impl GroupMessage {
     }
 }
 
+/// The `type` of a template component.
+const COMPONENT_TYPE: super::Alphabet = super::Alphabet {
+    lengths: 1..=32,
+    allowed: |b| b.is_ascii_lowercase() || b == b'_',
+    message: "must be a component type such as header, body or button",
+};
+
+/// `check_template_component` as a schema: an object with a `type`, and `parameters` that
+/// are objects.
+pub fn template_component_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("type", COMPONENT_TYPE.schema())
+        .required("type")
+        .property(
+            "parameters",
+            ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::Object)),
+        )
+        .build()
+}
+
 /// One template component as Meta reads it: an object whose `type` names the part of the
 /// template (`header`, `body`, `button`, …) and whose `parameters`, when present, are a list
 /// of objects. Deeper rules depend on the approved template and are Meta's to check.
@@ -222,14 +309,12 @@ pub fn check_template_component(component: &Value) -> Result<(), (&'static str, 
     let Some(object) = component.as_object() else {
         return Err(("", "must be an object".to_owned()));
     };
-    let type_ok = object.get("type").and_then(Value::as_str).is_some_and(|t| {
-        (1..=32).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-    });
+    let type_ok = object
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| COMPONENT_TYPE.parse(t).is_ok());
     if !type_ok {
-        return Err((
-            ".type",
-            "must be a component type such as header, body or button".to_owned(),
-        ));
+        return Err((".type", COMPONENT_TYPE.message.to_owned()));
     }
     match object.get("parameters") {
         None => Ok(()),
@@ -250,6 +335,10 @@ mod tests {
         assert!(MessageText::parse(&"é".repeat(4097)).is_err());
         assert!(MessageText::parse("").is_err());
         assert!(MessageText::parse(" \n\t").is_err());
+        assert!(MessageText::parse("a\0b").is_err());
+        assert!(Caption::parse("a\0b").is_err());
+        // Only NUL: a message may carry any other character as written.
+        assert!(MessageText::parse("a\r\n\u{202E}\u{1B}").is_ok());
         // Kept exactly as sent.
         assert_eq!(
             MessageText::parse("  indented\n").unwrap().as_str(),
@@ -301,6 +390,17 @@ mod tests {
         ] {
             assert!(MediaLink::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn link_pattern_follows_parse() {
+        assert_eq!(
+            MediaLink::pattern(),
+            concat!(
+                r"^[hH][tT][tT][pP][sS]://",
+                r#"[!"$-.0-9;->A-~][!"$-.0->A-~]*([/?#][!-~]*)?$"#
+            )
+        );
     }
 
     #[test]

@@ -1,21 +1,32 @@
-use super::{not_blank, within_chars};
+use super::{TextRule, not_blank, string_schema, within_chars};
 
 /// A group's subject (its name), trimmed the same way Meta trims it so what
 /// we store and echo matches what Meta shows.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct GroupSubject(String);
 
 string_newtype!(GroupSubject);
+documented_by!(
+    GroupSubject,
+    string_schema(
+        1..=GroupSubject::MAX_CHARS,
+        Some(GroupSubject::RULE.pattern(true))
+    )
+);
 
 impl GroupSubject {
     /// Meta counts characters, not bytes, so the limit is on `char`s.
     pub const MAX_CHARS: usize = 128;
+    /// No control character (a name is one line) and no bidirectional override.
+    pub const RULE: TextRule = TextRule::NAME;
 
     pub fn parse(raw: &str) -> Result<Self, String> {
         // The limit applies to the input as sent: Meta rejects an overlong
         // subject before trimming, so trimming must not rescue it here.
-        let subject = within_chars(raw, Self::MAX_CHARS).and_then(not_blank)?;
+        let subject = within_chars(raw, Self::MAX_CHARS)
+            .and_then(not_blank)
+            .and_then(|s| Self::RULE.refuse(s))?;
         Ok(Self(subject.trim().to_owned()))
     }
 }
@@ -28,7 +39,7 @@ mod tests {
     fn accepts_and_trims() {
         assert_eq!(GroupSubject::parse("a").expect("valid").as_str(), "a");
         assert_eq!(
-            GroupSubject::parse("  Team chat \n")
+            GroupSubject::parse("  Team chat  ")
                 .expect("valid")
                 .as_str(),
             "Team chat"
@@ -58,6 +69,27 @@ mod tests {
             Err("must be 1-128 characters".to_owned())
         );
         assert!(GroupSubject::parse(&"🎉".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn refuses_control_characters_and_bidi_overrides() {
+        for raw in [
+            "a\0b",
+            "Team\nchat",
+            "Team chat\n",
+            "a\rb",
+            "a\tb",
+            "a\u{7F}",
+            "a\u{85}b",
+            "invoice\u{202E}fdp.exe",
+            "a\u{2066}b\u{2069}",
+        ] {
+            let err = GroupSubject::parse(raw).expect_err(raw);
+            assert!(err.starts_with("must not hold control characters"), "{err}");
+        }
+        for raw in ["Team chat", "עברית", "a\u{200F}b", "🎉"] {
+            assert!(GroupSubject::parse(raw).is_ok(), "{raw:?}");
+        }
     }
 
     #[test]

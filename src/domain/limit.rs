@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use super::integer_schema;
+
 /// Parses an optional integer query parameter within `min..=max`, falling
 /// back to `default` when it is absent.
 pub fn parse_limit(raw: Option<&str>, min: u32, max: u32, default: u32) -> Result<u32, String> {
@@ -19,11 +21,45 @@ pub fn parse_limit(raw: Option<&str>, min: u32, max: u32, default: u32) -> Resul
     }
 }
 
+/// A page size: `min..=max`, `default` when absent. One definition serves the check and the
+/// documented parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit {
+    pub min: u32,
+    pub max: u32,
+    pub default: u32,
+}
+
+impl PageLimit {
+    /// Group listings, the registry's and Meta's (Meta's own bound).
+    pub const LISTING: PageLimit = PageLimit {
+        min: 1,
+        max: 1024,
+        default: 25,
+    };
+    /// Logs read forwards: the events feeds and the audit log.
+    pub const LOG: PageLimit = PageLimit {
+        min: 1,
+        max: 1000,
+        default: 100,
+    };
+
+    pub fn parse(self, raw: Option<&str>) -> Result<u32, String> {
+        parse_limit(raw, self.min, self.max, self.default)
+    }
+
+    pub fn schema(self) -> utoipa::openapi::Object {
+        integer_schema(self.min..=self.max, self.default)
+    }
+}
+
 /// How long a request may block waiting for Meta's asynchronous result
 /// (e.g. group creation) before returning a pending status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 #[serde(transparent)]
 pub struct WaitSeconds(u32);
+
+documented_by!(WaitSeconds, integer_schema(0..=WaitSeconds::MAX, 0));
 
 impl WaitSeconds {
     /// Long enough for Meta's webhook to arrive, short enough not to hit

@@ -3,16 +3,30 @@
 ///
 /// The string is kept exactly as sent because Meta echoes the input back in
 /// per-participant results, and clients match on their own spelling.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct ParticipantId(String);
 
 string_newtype!(ParticipantId);
+documented_by!(
+    ParticipantId,
+    super::string_schema(
+        *ParticipantId::DIGITS.start()..=ParticipantId::DIGITS.end() + 1,
+        Some(format!(
+            r"^\+?[0-9]{{{},{}}}$",
+            ParticipantId::DIGITS.start(),
+            ParticipantId::DIGITS.end()
+        ))
+    )
+);
 
 impl ParticipantId {
+    /// E.164 allows at most 15 digits.
+    const DIGITS: std::ops::RangeInclusive<usize> = 6..=15;
+
     pub fn parse(raw: &str) -> Result<Self, String> {
         let digits = raw.strip_prefix('+').unwrap_or(raw);
-        let ok = (6..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+        let ok = Self::DIGITS.contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
         if ok {
             Ok(Self(raw.to_owned()))
         } else {

@@ -1,26 +1,23 @@
-use super::of_alphabet;
+use super::Alphabet;
 
 /// Meta's id for a business phone number; it is spliced into Graph API URL
 /// paths, so only digits are allowed.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
 pub struct PhoneNumberId(String);
 
 string_newtype!(PhoneNumberId);
+documented_by!(PhoneNumberId, PhoneNumberId::RULE.schema());
 
 impl PhoneNumberId {
-    const MAX_LEN: usize = 32;
+    pub const RULE: Alphabet = Alphabet {
+        lengths: 1..=32,
+        allowed: |b| b.is_ascii_digit(),
+        message: "must be 1-32 ASCII digits",
+    };
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        of_alphabet(
-            raw,
-            1..=Self::MAX_LEN,
-            |b| b.is_ascii_digit(),
-            "must be 1-32 ASCII digits",
-        )
-        .map(Self)
+        Self::RULE.parse(raw).map(Self)
     }
 }
 

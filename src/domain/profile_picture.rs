@@ -1,7 +1,9 @@
 use std::fmt;
 
-/// A group profile picture in the shape Meta accepts: a square JPEG of at
-/// least 192x192 pixels and at most 5 MiB.
+/// A group profile picture in the shape Meta accepts: a whole, square JPEG of at
+/// least 192x192 pixels and at most 5 MiB. Whole means the start-of-image marker first, a
+/// frame header (SOFn) that gives the size, and the end-of-image marker last: a truncated
+/// upload would reach every participant as a broken picture.
 ///
 /// Checking this locally gives the client a precise field error instead of
 /// Meta's opaque upload failure, and avoids uploading bytes Meta will refuse.
@@ -17,6 +19,7 @@ impl ProfilePicture {
     pub const MIN_SIDE: u32 = 192;
 
     const JPEG_MAGIC: [u8; 3] = [0xFF, 0xD8, 0xFF];
+    const END_OF_IMAGE: [u8; 2] = [0xFF, 0xD9];
 
     pub fn parse(bytes: Vec<u8>) -> Result<Self, String> {
         // Magic first, so a PNG or a text file gets the most useful message
@@ -39,6 +42,9 @@ impl ProfilePicture {
         else {
             return Err("JPEG header is unreadable".to_owned());
         };
+        if !bytes.ends_with(&Self::END_OF_IMAGE) {
+            return Err("is truncated: a JPEG ends with the end-of-image marker FF D9".to_owned());
+        }
         if width != height {
             return Err(format!("must be square, got {width}x{height} pixels"));
         }
@@ -192,11 +198,35 @@ mod tests {
     #[test]
     fn rejects_oversize_even_with_valid_header() {
         let mut bytes = test_jpeg(192, 192);
-        bytes.resize(ProfilePicture::MAX_BYTES, 0);
+        bytes.resize(ProfilePicture::MAX_BYTES - 2, 0);
+        bytes.extend_from_slice(&ProfilePicture::END_OF_IMAGE);
         assert!(ProfilePicture::parse(bytes.clone()).is_ok());
-        bytes.push(0);
+        bytes.insert(bytes.len() - 2, 0);
         let err = ProfilePicture::parse(bytes).expect_err("too big");
         assert!(err.contains("5 MiB"), "{err}");
+    }
+
+    #[test]
+    fn rejects_a_jpeg_cut_short() {
+        let whole = test_jpeg(192, 192);
+        for cut in 1..=2 {
+            let err =
+                ProfilePicture::parse(whole[..whole.len() - cut].to_vec()).expect_err("truncated");
+            assert!(err.starts_with("is truncated"), "{err}");
+        }
+        // Scan data after the header, cut before its end marker.
+        let mut cut_in_scan = whole[..whole.len() - 2].to_vec();
+        cut_in_scan.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F]);
+        cut_in_scan.extend_from_slice(&[0x00, 0x12, 0x34, 0x56]);
+        assert!(ProfilePicture::parse(cut_in_scan.clone()).is_err());
+        cut_in_scan.extend_from_slice(&ProfilePicture::END_OF_IMAGE);
+        assert!(ProfilePicture::parse(cut_in_scan).is_ok());
+    }
+
+    #[test]
+    fn rejects_start_and_end_markers_without_a_frame_header() {
+        let err = ProfilePicture::parse(vec![0xFF, 0xD8, 0xFF, 0xD9]).expect_err("no SOF");
+        assert_eq!(err, "JPEG header is unreadable");
     }
 
     #[test]

@@ -1,12 +1,13 @@
-use super::of_alphabet;
+use super::Alphabet;
 
 /// Our own handle for a pending group creation, returned to the client so it
 /// can poll before Meta has assigned a group id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct RequestId(String);
 
 string_newtype!(RequestId);
+documented_by!(RequestId, RequestId::RULE.schema());
 
 impl RequestId {
     /// A fresh random id: `req_` followed by 32 lowercase hex digits.
@@ -14,17 +15,17 @@ impl RequestId {
         Self(format!("req_{}", uuid::Uuid::new_v4().simple()))
     }
 
-    /// Accepts any id we could plausibly have issued, plus client-chosen ids
-    /// in the same URL-safe alphabet.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        of_alphabet(
-            raw,
-            1..=64,
-            |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'),
-            "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'",
-        )
-        .map(Self)
+        Self::RULE.parse(raw).map(Self)
     }
+
+    /// Any id we could plausibly have issued, plus client-chosen ids in the same URL-safe
+    /// alphabet.
+    pub const RULE: Alphabet = Alphabet {
+        lengths: 1..=64,
+        allowed: |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'),
+        message: "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'",
+    };
 }
 
 impl Default for RequestId {

@@ -36,6 +36,14 @@ impl Scope {
     }
 }
 
+documented_by!(
+    Scope,
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(Scope::ALL.map(Scope::as_str)))
+        .build()
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-use super::of_alphabet;
+use super::Alphabet;
 
 /// A token's `jti` (DESIGN §3): 1–128 characters of `[A-Za-z0-9._~-]`, the alphabet of
 /// UUIDs, ULIDs and base64url. A token is revoked by its `jti` through a URL path and the
@@ -9,20 +9,18 @@ use super::of_alphabet;
 pub struct TokenId(String);
 
 string_newtype!(TokenId);
+documented_by!(TokenId, TokenId::RULE.schema());
 
 impl TokenId {
     pub const MAX_LEN: usize = 128;
-    /// The same rule as a regular expression, for the OpenAPI document.
-    pub const PATTERN: &'static str = "^[A-Za-z0-9._~-]{1,128}$";
+    pub const RULE: Alphabet = Alphabet {
+        lengths: 1..=Self::MAX_LEN,
+        allowed: |b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'),
+        message: "must be 1-128 characters of A-Z, a-z, 0-9, '.', '_', '~' or '-'",
+    };
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        of_alphabet(
-            raw,
-            1..=Self::MAX_LEN,
-            |b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'),
-            "must be 1-128 characters of A-Z, a-z, 0-9, '.', '_', '~' or '-'",
-        )
-        .map(Self)
+        Self::RULE.parse(raw).map(Self)
     }
 }
 

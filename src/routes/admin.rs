@@ -8,21 +8,22 @@ use std::sync::Arc;
 use actix_web::http::header;
 use actix_web::{HttpResponse, delete, get, post, put, web};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::ArrayBuilder;
+use utoipa::{PartialSchema, ToSchema};
 
 use super::events::{EventList, event_list};
 use super::extract::scope::{Admin, UnnarrowedAdmin};
 use super::extract::{Authorized, BodyKind, Granted, Input, JsonInput, NoInput, Parts};
-use super::groups::meta_page;
-use super::params::{CursorPaging, GroupPath, LogPaging, PhoneNumberPath};
+use super::groups::{META_PAGE_QUERY, distinct_list, meta_page};
+use super::params::{AuditFilters, GroupPath, LogPaging, MetaPaging, PhoneNumberPath, TokenIdPath};
 use super::responses::{BodyRefusals, Refusals, UpstreamFailures};
 use super::{FieldReader, JsonObject};
 use crate::auth::{IssuedToken, TokenIssuer};
 use crate::config::TeamSettings;
 use crate::context;
 use crate::domain::{
-    FeedPosition, FieldErrors, GroupId, Paging, PhoneNumberId, TokenId, decode_cursor,
-    decode_position, encode_cursor, parse_limit,
+    FeedPosition, FieldErrors, GroupId, PageLimit, Paging, PhoneNumberId, Scope, TokenId,
+    decode_cursor, decode_position, encode_cursor,
 };
 use crate::error::ApiError;
 use crate::graph::MetaPage;
@@ -71,11 +72,13 @@ pub struct AdminGroupList {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"team": "sales", "phone_number_id": "12784358810"}))]
 pub struct SetOwnerBody {
     /// A configured team holding a grant for `phone_number_id`.
     pub team: String,
     /// The business number the group belongs to at Meta.
+    #[schema(value_type = PhoneNumberId)]
     pub phone_number_id: String,
 }
 
@@ -108,16 +111,18 @@ pub struct AuditList {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"team": "sales", "scopes": ["groups:read", "groups:write"], "phone_numbers": ["12784358810"], "ttl_seconds": 2592000}))]
 pub struct IssueTokenBody {
     /// A configured team: the token's `sub`.
     pub team: String,
     /// Known scopes; `admin` only for an administrator team.
+    #[schema(schema_with = scopes)]
     pub scopes: Vec<String>,
     /// Narrows the token to these of the team's numbers (claim `phone_numbers`); absent = all.
     /// When the caller's own token has `phone_numbers`, this is required and must be a
     /// non-empty subset of the caller's numbers (403 otherwise): narrowing only narrows.
-    #[schema(nullable = false)]
+    #[schema(schema_with = phone_numbers, nullable = false)]
     pub phone_numbers: Option<Vec<String>>,
     /// Lifetime in seconds: at least 1, at most the gateway's configured
     /// `auth.max_token_ttl_seconds` (7776000 = 90 days unless configured otherwise; a longer
@@ -126,6 +131,17 @@ pub struct IssueTokenBody {
     #[schema(minimum = 1)]
     #[schema(nullable = false)]
     pub ttl_seconds: Option<u64>,
+}
+
+fn scopes() -> ArrayBuilder {
+    distinct_list(Scope::schema(), 1..=Scope::ALL.len())
+}
+
+fn phone_numbers() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(PhoneNumberId::schema())
+        .min_items(Some(1))
+        .unique_items(true)
 }
 
 /// The token is shown once: the gateway keeps only its `jti`.
@@ -143,8 +159,9 @@ pub struct IssuedTokenBody {
 pub struct MetaListing(MetaPage);
 
 impl Input for MetaListing {
+    const QUERY: &'static [&'static str] = META_PAGE_QUERY;
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
-        let page = meta_page(parts, errors, Some(25));
+        let page = meta_page(parts, errors, Some(PageLimit::LISTING.default));
         if parts.query("after").is_some() && parts.query("before").is_some() {
             errors.push("before", "cannot be combined with after");
         }
@@ -181,20 +198,26 @@ impl Input for SetOwner {
     }
 }
 
+/// Characters of the audit log's `team` filter.
+pub(crate) const AUDIT_TEAM_CHARS: std::ops::RangeInclusive<usize> = 1..=128;
+
 pub struct AuditQuery {
     limit: u32,
     filter: AuditFilter,
 }
 
 impl Input for AuditQuery {
+    const QUERY: &'static [&'static str] = &["limit", "team", "group_id", "since", "after"];
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
-        let limit = errors.check("limit", parse_limit(parts.query("limit"), 1, 1000, 100));
+        let limit = errors.check("limit", PageLimit::LOG.parse(parts.query("limit")));
         let team = parts.query("team").and_then(|t| {
-            let ok = (1..=128).contains(&t.len());
+            let ok = AUDIT_TEAM_CHARS.contains(&t.chars().count());
             errors.check(
                 "team",
-                ok.then(|| t.to_owned())
-                    .ok_or_else(|| "must be 1-128 characters".to_owned()),
+                ok.then(|| t.to_owned()).ok_or_else(|| {
+                    let (min, max) = (AUDIT_TEAM_CHARS.start(), AUDIT_TEAM_CHARS.end());
+                    format!("must be {min}-{max} characters")
+                }),
             )
         });
         let group_id = parts
@@ -215,11 +238,6 @@ impl Input for AuditQuery {
         let before_seq = parts
             .query("after")
             .and_then(|a| errors.check("after", decode_cursor(a)));
-        for name in parts.query.keys() {
-            if !["limit", "team", "group_id", "since", "after"].contains(&name.as_str()) {
-                errors.push(name.as_str(), "is not a known parameter");
-            }
-        }
         Ok(limit.map(|limit| AuditQuery {
             limit,
             filter: AuditFilter {
@@ -289,8 +307,9 @@ pub struct UnownedQuery {
 }
 
 impl Input for UnownedQuery {
+    const QUERY: &'static [&'static str] = &["limit", "after"];
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
-        let limit = errors.check("limit", parse_limit(parts.query("limit"), 1, 1000, 100));
+        let limit = errors.check("limit", PageLimit::LOG.parse(parts.query("limit")));
         let after = match parts.query("after") {
             None => Some(FeedPosition::default()),
             Some(raw) => errors.check("after", decode_position(raw)),
@@ -307,7 +326,7 @@ impl Input for UnownedQuery {
 /// with `phone_numbers` lists only its own numbers (403).
 #[utoipa::path(
     tag = "admin",
-    params(PhoneNumberPath, CursorPaging),
+    params(PhoneNumberPath, MetaPaging),
     responses(
         (status = 200, description = "One page of Meta's listing, with owners", body = AdminGroupList),
         Refusals, UpstreamFailures,
@@ -383,12 +402,7 @@ pub async fn admin_set_group_owner(
 /// records of its numbers (records without a number are left out).
 #[utoipa::path(
     tag = "admin",
-    params(
-        ("team" = Option<String>, Query, description = "Only calls made by this team"),
-        ("group_id" = Option<String>, Query, description = "Only calls about this group, including the creation that produced it"),
-        ("since" = Option<String>, Query, description = "Only calls at or after this instant (RFC 3339)", example = "2026-11-26T00:00:00Z"),
-        LogPaging,
-    ),
+    params(AuditFilters, LogPaging),
     responses(
         (status = 200, description = "One page of audit records", body = AuditList),
         Refusals,
@@ -465,7 +479,7 @@ pub async fn admin_issue_token(
 /// is a 400 naming `jti`. Needs an admin token without `phone_numbers` (403).
 #[utoipa::path(
     tag = "admin",
-    params(("jti" = String, Path, description = "The token's `jti` claim: 1-128 characters of `A-Z a-z 0-9 . _ ~ -`", example = "0b8f6c1e-9d1a-4c5b-8f3e-1a2b3c4d5e6f", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._~-]{1,128}$")),
+    params(TokenIdPath),
     responses(
         (status = 204, description = "Revoked"),
         Refusals,
@@ -547,14 +561,13 @@ pub async fn admin_list_webhook_endpoints(
 mod tests {
     use crate::domain::TokenId;
 
-    /// utoipa takes only literals in a path parameter's attributes: the documented rule is
-    /// held to the one `TokenId` enforces here.
+    /// The documented rule is the one `TokenId` enforces.
     #[test]
     fn the_documented_jti_rule_is_the_enforced_one() {
         let spec = serde_json::to_value(crate::openapi::spec()).expect("json");
         let jti = &spec["paths"]["/v1/admin/tokens/{jti}"]["delete"]["parameters"][0];
         assert_eq!(jti["name"], "jti");
-        assert_eq!(jti["schema"]["pattern"], TokenId::PATTERN);
+        assert_eq!(jti["schema"]["pattern"], TokenId::RULE.pattern());
         assert_eq!(jti["schema"]["maxLength"], TokenId::MAX_LEN);
         assert_eq!(jti["schema"]["minLength"], 1);
     }

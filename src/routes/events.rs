@@ -6,9 +6,10 @@ use utoipa::ToSchema;
 
 use super::extract::scope::GroupsRead;
 use super::extract::{Authorized, Input, Parts};
+use super::params::FeedPaging;
 use super::responses::Refusals;
 use crate::domain::events::TeamEvent;
-use crate::domain::{FeedPosition, FieldErrors, decode_position, encode_position, parse_limit};
+use crate::domain::{FeedPosition, FieldErrors, PageLimit, decode_position, encode_position};
 use crate::error::ApiError;
 use crate::services::events::Feed;
 
@@ -61,8 +62,9 @@ pub struct FeedQuery {
 }
 
 impl Input for FeedQuery {
+    const QUERY: &'static [&'static str] = &["limit", "after"];
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
-        let limit = errors.check("limit", parse_limit(parts.query("limit"), 1, 1000, 100));
+        let limit = errors.check("limit", PageLimit::LOG.parse(parts.query("limit")));
         let after = match parts.query("after") {
             None => Some(After::Start),
             Some(raw) => errors.check("after", parse_after(raw)),
@@ -101,10 +103,7 @@ pub(crate) fn event_list(page: crate::storage::EventPage) -> EventList {
 /// are shown to nobody.
 #[utoipa::path(
     tag = "events",
-    params(
-        ("limit" = Option<u32>, Query, description = "1–1000, default 100", minimum = 1, maximum = 1000),
-        ("after" = Option<String>, Query, description = "`paging.after` of the previous page, or the `id` of the last event already handled"),
-    ),
+    params(FeedPaging),
     responses(
         (status = 200, description = "One page of the team's events", body = EventList),
         Refusals,

@@ -4,6 +4,7 @@
 //! with every broken field of path, query and body at once, 403 (scope, then phone-number
 //! grant), 404 (a group the team does not own), so a handler cannot skip or reorder them.
 
+use std::collections::hash_map::Entry;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -90,6 +91,8 @@ impl Parts<'_> {
 /// `None` is allowed only when an error was recorded.
 pub trait Input: Sized + 'static {
     const BODY: BodyKind = BodyKind::None;
+    /// The query parameters the input reads; any other is refused before `parse` runs.
+    const QUERY: &'static [&'static str] = &[];
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError>;
 }
 
@@ -226,15 +229,13 @@ async fn extract<S: RequiredScope, R: Resource, I: Input>(
         BodyKind::Json => read_json_body(&req, payload.take()).await?,
         BodyKind::Picture => Bytes::from(super::picture::read_picture(&req, payload.take()).await?),
     };
-    let query = web::Query::<QueryMap>::from_query(req.query_string())
-        .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?
-        .into_inner();
+    let mut errors = FieldErrors::new();
+    let query = query_of(&req, I::QUERY, &mut errors)?;
     let parts = Parts {
         req: &req,
         query,
         body,
     };
-    let mut errors = FieldErrors::new();
     let parsed = R::parse(&parts, &mut errors);
     let input = I::parse(&parts, &mut errors)?;
     finish(errors)?;
@@ -250,6 +251,42 @@ async fn extract<S: RequiredScope, R: Resource, I: Input>(
         input,
         scope: PhantomData,
     })
+}
+
+/// The query parameters, each once and each one of `known` (DESIGN §4): an unknown one is
+/// most often a typo whose intent would be silently dropped, and a repeated one would leave
+/// the gateway and whatever reads the URL after it to pick different values.
+fn query_of(
+    req: &HttpRequest,
+    known: &[&str],
+    errors: &mut FieldErrors,
+) -> Result<QueryMap, ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?
+        .into_inner();
+    let mut query = QueryMap::with_capacity(pairs.len());
+    // Names already reported, so a name sent three times is listed once.
+    let mut refused: Vec<String> = Vec::new();
+    for (name, value) in pairs {
+        if refused.contains(&name) {
+            continue;
+        }
+        if !known.contains(&name.as_str()) {
+            errors.push(name.as_str(), "is not a query parameter of this route");
+            refused.push(name);
+            continue;
+        }
+        match query.entry(name) {
+            Entry::Vacant(slot) => {
+                slot.insert(value);
+            }
+            Entry::Occupied(first) => {
+                errors.push(first.key().as_str(), "must be given at most once");
+                refused.push(first.key().clone());
+            }
+        }
+    }
+    Ok(query)
 }
 
 /// Every `None` left after `finish` means an error was recorded: reaching here is a bug.

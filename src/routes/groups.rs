@@ -5,20 +5,24 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::extract::scope::{GroupsDelete, GroupsInvite, GroupsRead, GroupsWrite};
 use super::extract::{Authorized, BodyKind, Granted, Input, JsonInput, NoInput, OwnedGroup, Parts};
 use super::idempotency::{Begin, Idempotency, IdempotencyKey, Keyed, StoredResponse};
-use super::params::{CursorPaging, GroupPath, PhoneNumberPath};
+use super::params::{
+    CursorPaging, FieldsParam, GroupPath, MetaPaging, PhoneNumberPath, RequestIdPath, WaitParam,
+};
 use super::responses::{
     BodyRefusals, CreationRefusals, IdempotencyRefusals, Refusals, UpstreamFailures,
 };
 use super::{FieldReader, JsonObject, parse_list};
 use crate::domain::{
     FieldErrors, GroupDescription, GroupFields, GroupSubject, JoinApprovalMode, JoinRequestId,
-    LanguageCode, PageCursor, Paging, ParticipantId, PhoneNumberId, ProfilePicture, RequestId,
-    TemplateName, WaitSeconds, decode_cursor, parse_limit,
+    LanguageCode, META_CURSOR, PageCursor, PageLimit, Paging, ParticipantId, PhoneNumberId,
+    ProfilePicture, RequestId, TemplateName, TemplateParameter, WaitSeconds, decode_cursor,
 };
 use crate::error::ApiError;
 use crate::graph::GraphClient;
@@ -29,18 +33,24 @@ use crate::storage::{CreateRequest, GroupSummary, PendingCreation, RequestStatus
 
 /// Most template parameters after the group id that one invitation may carry.
 const MAX_TEMPLATE_PARAMETERS: usize = 10;
-/// Most join requests decided in one call.
-const MAX_JOIN_REQUESTS: usize = 100;
+/// Join requests decided in one call.
+const JOIN_REQUESTS: std::ops::RangeInclusive<usize> = 1..=100;
+/// Participants removed in one call.
+const PARTICIPANTS: std::ops::RangeInclusive<usize> = 1..=8;
 
 // ---- documentation types (the wire shapes; validation reads the JSON field by field) ----
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"subject": "New Purchase Inquiry", "description": "Jim would like to learn about new car purchase options.", "join_approval_mode": "auto_approve"}))]
 pub struct CreateGroupBody {
-    /// 1–128 characters, not blank; surrounding whitespace is trimmed.
+    /// 1–128 characters, not blank, no control character or bidirectional override;
+    /// surrounding whitespace is trimmed.
+    #[schema(value_type = GroupSubject)]
     pub subject: String,
-    /// At most 2048 characters.
-    #[schema(nullable = false)]
+    /// At most 2048 characters; line feeds but no other control character, no
+    /// bidirectional override.
+    #[schema(value_type = Option<GroupDescription>, nullable = false)]
     pub description: Option<String>,
     /// Default `auto_approve`.
     #[schema(nullable = false)]
@@ -76,14 +86,30 @@ pub struct GroupInfo {
     pub total_participant_count: Option<i64>,
 }
 
-#[derive(Deserialize, ToSchema)]
-#[schema(example = json!({"subject": "Watch Enthusiasts"}))]
+/// At least one of the two, nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateGroupBody {
-    #[schema(nullable = false)]
     pub subject: Option<String>,
-    #[schema(nullable = false)]
     pub description: Option<String>,
 }
+
+// By hand: utoipa 5.5 parses `min_properties` on a struct but does not write it. With no
+// other field allowed, one property means one of the two (`UpdateGroup::parse`).
+impl PartialSchema for UpdateGroupBody {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("subject", GroupSubject::schema())
+            .property("description", GroupDescription::schema())
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .min_properties(Some(1))
+            .examples([serde_json::json!({"subject": "Watch Enthusiasts"})])
+            .into()
+    }
+}
+
+impl ToSchema for UpdateGroupBody {}
 
 /// Meta accepted the change; its outcome arrives as a group event.
 #[derive(Serialize, ToSchema)]
@@ -112,21 +138,24 @@ pub struct InviteLink {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct InvitationTemplate {
     /// The approved group-invite template's name.
-    #[schema(example = "group_invite")]
+    #[schema(value_type = TemplateName, example = "group_invite")]
     pub name: String,
-    #[schema(example = "en_US")]
+    #[schema(value_type = LanguageCode, example = "en_US")]
     pub language: String,
     /// Text parameters that follow the group id in the template body.
-    #[schema(nullable = false)]
+    #[schema(schema_with = template_parameters, nullable = false)]
     pub parameters: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"to": "+16505551234", "template": {"name": "group_invite", "language": "en_US"}}))]
 pub struct InvitationBody {
     /// Phone number or WhatsApp ID of the person to invite.
+    #[schema(value_type = ParticipantId)]
     pub to: String,
     pub template: InvitationTemplate,
 }
@@ -138,8 +167,10 @@ pub struct InvitationSent {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"join_request_ids": ["MTY0NjcwNDM1OTU6MTIwMzYzNDA0Njk0MjMzODIw"]}))]
 pub struct JoinRequestIdsBody {
+    #[schema(schema_with = join_request_ids)]
     pub join_request_ids: Vec<String>,
 }
 
@@ -156,13 +187,44 @@ pub struct RejectedJoinRequests {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"participants": ["+16505551234"]}))]
 pub struct RemoveParticipantsBody {
-    /// 1–8 phone numbers or WhatsApp IDs, no duplicates.
+    /// 1–8 phone numbers or WhatsApp IDs, no duplicates (`+1650…` and `1650…` are one).
+    #[schema(schema_with = participants)]
     pub participants: Vec<String>,
 }
 
+/// A list of `items`, `count` entries, none twice.
+pub(crate) fn distinct_list(
+    items: RefOr<Schema>,
+    count: std::ops::RangeInclusive<usize>,
+) -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(items)
+        .min_items(Some(*count.start()))
+        .max_items(Some(*count.end()))
+        .unique_items(true)
+}
+
+fn template_parameters() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(TemplateParameter::schema())
+        .max_items(Some(MAX_TEMPLATE_PARAMETERS))
+}
+
+fn join_request_ids() -> ArrayBuilder {
+    distinct_list(JoinRequestId::schema(), JOIN_REQUESTS)
+}
+
+fn participants() -> ArrayBuilder {
+    distinct_list(ParticipantId::schema(), PARTICIPANTS)
+}
+
 // ---- inputs ---------------------------------------------------------------------------------
+
+/// The query parameters `meta_page` reads.
+pub(crate) const META_PAGE_QUERY: &[&str] = &["limit", "after", "before"];
 
 /// Meta's paging parameters, passed through to Meta once checked: `limit` within 1–1024
 /// (`default_limit` when absent), and cursors of Meta's opaque base64-ish alphabet.
@@ -171,23 +233,13 @@ pub(crate) fn meta_page(
     errors: &mut FieldErrors,
     default_limit: Option<u32>,
 ) -> Option<MetaPage> {
-    let limit = match (parts.query("limit"), default_limit) {
-        (None, default) => Some(default),
-        (raw, default) => errors
-            .check("limit", parse_limit(raw, 1, 1024, default.unwrap_or(25)))
+    let limit = match parts.query("limit") {
+        None => Some(default_limit),
+        raw => errors
+            .check("limit", PageLimit::LISTING.parse(raw))
             .map(Some),
     };
-    let mut cursor = |name: &str| {
-        let raw = parts.query(name)?;
-        let ok = (1..=512).contains(&raw.len())
-            && raw.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'=' | b'-' | b'_' | b'+' | b'/')
-            });
-        if !ok {
-            errors.push(name, "is not a valid cursor");
-        }
-        ok.then(|| raw.to_owned())
-    };
+    let mut cursor = |name: &str| errors.check(name, META_CURSOR.parse(parts.query(name)?));
     let (after, before) = (cursor("after"), cursor("before"));
     Some(MetaPage {
         limit: limit?,
@@ -205,6 +257,7 @@ pub struct CreateGroup {
 
 impl Input for CreateGroup {
     const BODY: BodyKind = BodyKind::Json;
+    const QUERY: &'static [&'static str] = &["wait_seconds"];
 
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
         let wait = errors.check(
@@ -232,8 +285,9 @@ pub struct ListGroups {
 }
 
 impl Input for ListGroups {
+    const QUERY: &'static [&'static str] = &["limit", "after", "before"];
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
-        let limit = errors.check("limit", parse_limit(parts.query("limit"), 1, 1024, 25));
+        let limit = errors.check("limit", PageLimit::LISTING.parse(parts.query("limit")));
         let cursor = match (parts.query("after"), parts.query("before")) {
             (Some(_), Some(_)) => {
                 errors.push("before", "cannot be combined with after");
@@ -256,6 +310,7 @@ impl Input for ListGroups {
 pub struct Fields(GroupFields);
 
 impl Input for Fields {
+    const QUERY: &'static [&'static str] = &["fields"];
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
         Ok(errors
             .check("fields", GroupFields::parse(parts.query("fields")))
@@ -328,14 +383,16 @@ impl JsonInput for SendInvitation {
                         );
                     }
                     for (i, p) in list.iter().enumerate() {
+                        let field = format!("parameters[{i}]");
                         match p.as_str() {
-                            Some(s) if !s.trim().is_empty() && s.chars().count() <= 1024 => {
-                                parameters.push(s.to_owned())
+                            Some(s) => {
+                                if let Some(p) =
+                                    tr.errors.check(&field, TemplateParameter::parse(s))
+                                {
+                                    parameters.push(String::from(p));
+                                }
                             }
-                            _ => tr.errors.push(
-                                format!("parameters[{i}]"),
-                                "must be a non-blank string of at most 1024 characters",
-                            ),
+                            None => tr.errors.push(field, "must be a string"),
                         }
                     }
                 }
@@ -356,6 +413,7 @@ impl JsonInput for SendInvitation {
 pub struct JoinRequestQuery(MetaPage);
 
 impl Input for JoinRequestQuery {
+    const QUERY: &'static [&'static str] = META_PAGE_QUERY;
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
         Ok(meta_page(parts, errors, None).map(JoinRequestQuery))
     }
@@ -372,8 +430,7 @@ impl JsonInput for JoinRequestIds {
                 r.errors,
                 "join_request_ids",
                 items,
-                1,
-                MAX_JOIN_REQUESTS,
+                JOIN_REQUESTS,
                 JoinRequestId::parse,
                 JoinRequestId::clone,
             )
@@ -393,8 +450,7 @@ impl JsonInput for Participants {
                 r.errors,
                 "participants",
                 items,
-                1,
-                8,
+                PARTICIPANTS,
                 ParticipantId::parse,
                 |p| p.digits().to_owned(),
             )
@@ -422,7 +478,7 @@ fn accepted(
     tag = "groups",
     params(
         PhoneNumberPath,
-        ("wait_seconds" = Option<u32>, Query, description = "0–30: hold the answer until the creation completes", minimum = 0, maximum = 30),
+        WaitParam,
         IdempotencyKey,
     ),
     request_body = CreateGroupBody,
@@ -583,10 +639,7 @@ pub async fn list_groups(
 /// Group info from Meta, limited to `fields`.
 #[utoipa::path(
     tag = "groups",
-    params(
-        GroupPath,
-        ("fields" = Option<String>, Query, description = "Comma list of subject, description, participants, join_approval_mode, suspended, creation_timestamp, total_participant_count; absent = all", example = "subject,participants"),
-    ),
+    params(GroupPath, FieldsParam),
     responses(
         (status = 200, description = "The group, with the requested fields", body = GroupInfo),
         Refusals, UpstreamFailures,
@@ -761,7 +814,7 @@ pub async fn send_invitation(
 /// Open join requests (groups that require approval).
 #[utoipa::path(
     tag = "join requests",
-    params(GroupPath, CursorPaging),
+    params(GroupPath, MetaPaging),
     responses(
         (status = 200, description = "Open join requests", body = JoinRequestPage),
         Refusals, UpstreamFailures,
@@ -875,7 +928,7 @@ impl Input for RequestPath {
 /// (with `group_id` and `invite_link`) or `failed` (with Meta's `error`).
 #[utoipa::path(
     tag = "groups",
-    params(("request_id" = String, Path, description = "The id answered by create_group")),
+    params(RequestIdPath),
     responses(
         (status = 200, description = "The creation", body = CreateRequest),
         Refusals,

@@ -9,19 +9,23 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
+use utoipa::openapi::Required;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::{ObjectBuilder, Required, Type};
 
 use super::extract::{BodyKind, Input, Parts};
-use crate::domain::FieldErrors;
+use crate::domain::{Alphabet, FieldErrors};
 use crate::error::ApiError;
 use crate::storage::{Claim, IdempotencyStore, KeyClaim, Storage, StoredAnswer};
 
 pub const HEADER: &str = "idempotency-key";
 /// The header as named in field errors.
 pub const HEADER_NAME: &str = "Idempotency-Key";
-/// A key's length in bytes; its alphabet is visible ASCII, so bytes are characters.
-const KEY_MAX_LEN: usize = 255;
+/// A key: 1–255 visible ASCII characters (bytes are characters).
+const KEY: Alphabet = Alphabet {
+    lengths: 1..=255,
+    allowed: |b| b.is_ascii_graphic(),
+    message: "must be 1-255 visible ASCII characters",
+};
 /// How long an answer is kept for replay.
 const RETENTION: chrono::Duration = chrono::Duration::hours(24);
 /// How long a concurrent duplicate waits for the first request's answer.
@@ -40,14 +44,7 @@ impl IdempotencyKey {
         let Some(value) = req.headers().get(HEADER) else {
             return Ok(None);
         };
-        let key = value
-            .to_str()
-            .ok()
-            .filter(|k| {
-                (1..=KEY_MAX_LEN).contains(&k.len())
-                    && k.bytes().all(|b| (0x21..=0x7e).contains(&b))
-            })
-            .ok_or_else(|| format!("must be 1-{KEY_MAX_LEN} visible ASCII characters"))?;
+        let key = KEY.parse(value.to_str().map_err(|_| KEY.message.to_owned())?)?;
         let mut hasher = Sha256::new();
         hasher.update(req.method().as_str().as_bytes());
         hasher.update(b" ");
@@ -64,10 +61,7 @@ impl IdempotencyKey {
 /// The header as the routes that take `Keyed` input document it, beside the rules above.
 impl IntoParams for IdempotencyKey {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        let value = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .min_length(Some(1))
-            .max_length(Some(KEY_MAX_LEN));
+        let value = KEY.schema();
         vec![
             ParameterBuilder::new()
                 .name(HEADER_NAME)
@@ -93,6 +87,7 @@ pub struct Keyed<I> {
 
 impl<I: Input> Input for Keyed<I> {
     const BODY: BodyKind = I::BODY;
+    const QUERY: &'static [&'static str] = I::QUERY;
 
     fn parse(parts: &Parts<'_>, errors: &mut FieldErrors) -> Result<Option<Self>, ApiError> {
         let key = IdempotencyKey::from_request(parts.req, &parts.body);

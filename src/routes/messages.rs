@@ -5,7 +5,11 @@
 use actix_web::{HttpResponse, post, web};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{
+    AdditionalProperties, AllOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
+};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::FieldReader;
 use super::extract::scope::GroupsMessage;
@@ -15,7 +19,7 @@ use super::params::GroupPath;
 use super::responses::{BodyRefusals, IdempotencyRefusals, Refusals, UpstreamFailures};
 use crate::domain::{
     Caption, GroupMessage, LanguageCode, MediaFilename, MediaId, MediaKind, MediaLink, MediaSource,
-    MessageText, MessageType, TemplateName, check_template_component,
+    MessageText, MessageType, TemplateName, check_template_component, template_component_schema,
 };
 use crate::error::ApiError;
 use crate::graph::GraphClient;
@@ -23,8 +27,10 @@ use crate::graph::GraphClient;
 // ---- documentation types (the wire shapes; validation reads the JSON field by field) ----
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TextContent {
-    /// 1–4096 characters, not blank; sent as written.
+    /// 1–4096 characters, not blank, no NUL; sent as written.
+    #[schema(value_type = MessageText)]
     pub body: String,
     /// Let WhatsApp preview the first http(s) URL of the body.
     #[schema(nullable = false)]
@@ -32,50 +38,122 @@ pub struct TextContent {
 }
 
 /// Where Meta gets the media: exactly one of `link` and `id`. Audio is this alone.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 pub struct MediaRef {
-    /// An https URL Meta downloads the file from.
-    #[schema(nullable = false)]
     pub link: Option<String>,
-    /// The id of media uploaded to Meta (`POST /{phone_number_id}/media`).
-    #[schema(nullable = false)]
     pub id: Option<String>,
 }
 
 /// An image or a video: its source, and a caption.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 pub struct MediaContent {
     #[serde(flatten)]
     pub source: MediaRef,
-    /// At most 1024 characters.
-    #[schema(nullable = false)]
     pub caption: Option<String>,
 }
 
 /// A document: as an image, and the name shown for the file.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 pub struct DocumentContent {
     #[serde(flatten)]
     pub media: MediaContent,
-    /// The name shown for the file (its extension picks the icon); at most 255 characters.
-    #[schema(nullable = false)]
     pub filename: Option<String>,
 }
+
+/// The content object of a media message of `kind`, as `read_media` reads it: exactly one
+/// source, a caption and a file name only where the kind has them, nothing else.
+fn media_schema(kind: MediaKind, description: &str) -> Schema {
+    let one_of = |field: &str| ObjectBuilder::new().required(field);
+    let mut object = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(description))
+        .property(
+            "link",
+            with_description(
+                MediaLink::schema(),
+                "An https URL Meta downloads the file from",
+            ),
+        )
+        .property(
+            "id",
+            with_description(
+                MediaId::schema(),
+                "The id of media uploaded to Meta (`POST /{phone_number_id}/media`)",
+            ),
+        )
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    if kind.allows_caption() {
+        object = object.property("caption", Caption::schema());
+    }
+    if kind.allows_filename() {
+        object = object.property(
+            "filename",
+            with_description(
+                MediaFilename::schema(),
+                "The name shown for the file (its extension picks the icon)",
+            ),
+        );
+    }
+    let source = OneOfBuilder::new().item(one_of("link")).item(one_of("id"));
+    Schema::AllOf(AllOfBuilder::new().item(object).item(source).build())
+}
+
+fn with_description(schema: RefOr<Schema>, description: &str) -> RefOr<Schema> {
+    match schema {
+        RefOr::T(Schema::Object(mut object)) => {
+            object.description = Some(description.to_owned());
+            RefOr::T(Schema::Object(object))
+        }
+        other => other,
+    }
+}
+
+macro_rules! media_component {
+    ($name:ident, $kind:expr, $description:literal) => {
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                RefOr::T(media_schema($kind, $description))
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
+}
+
+media_component!(
+    MediaRef,
+    MediaKind::Audio,
+    "Where Meta gets the media: exactly one of `link` and `id`. Audio is this alone."
+);
+media_component!(
+    MediaContent,
+    MediaKind::Image,
+    "An image or a video: its source (exactly one of `link` and `id`), and a caption."
+);
+media_component!(
+    DocumentContent,
+    MediaKind::Document,
+    "A document: as an image, and the name shown for the file."
+);
 
 /// An approved text- or media-based template (authentication templates are not allowed in
 /// groups).
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TemplateContent {
-    #[schema(example = "order_update")]
+    #[schema(value_type = TemplateName, example = "order_update")]
     pub name: String,
     /// The template's language code (sent to Meta as `{"code": …}`).
-    #[schema(example = "en_US")]
+    #[schema(value_type = LanguageCode, example = "en_US")]
     pub language: String,
     /// Meta's template components, forwarded as sent: objects with a `type` (`header`,
     /// `body`, `button`, …) and, when the template has variables, `parameters`.
-    #[schema(value_type = Option<Vec<Object>>)]
-    #[schema(nullable = false)]
+    #[schema(schema_with = components, nullable = false)]
     pub components: Option<Vec<Value>>,
+}
+
+fn components() -> ArrayBuilder {
+    ArrayBuilder::new().items(template_component_schema())
 }
 
 /// `type` names the message type; the object of the same name carries the content, and no

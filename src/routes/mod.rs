@@ -276,12 +276,12 @@ pub fn parse_list<T, K: PartialEq>(
     errors: &mut FieldErrors,
     field: &str,
     items: &[Value],
-    min: usize,
-    max: usize,
+    count: std::ops::RangeInclusive<usize>,
     parse: impl Fn(&str) -> Result<T, String>,
     identity: impl Fn(&T) -> K,
 ) -> Vec<T> {
-    if items.len() < min || items.len() > max {
+    if !count.contains(&items.len()) {
+        let (min, max) = (count.start(), count.end());
         errors.push(field, format!("must have {min}-{max} entries"));
     }
     let mut out: Vec<T> = Vec::with_capacity(items.len());

@@ -312,3 +312,335 @@ async fn every_status_an_operation_answers_is_documented() {
         undocumented.join("\n")
     );
 }
+
+// ---- the document states the rules the gateway enforces (DESIGN §5) -----------------------
+
+async fn served_spec(app: &TestApp) -> Value {
+    let res = app.http.get(app.url("/openapi.json")).send().await.unwrap();
+    res.json().await.unwrap()
+}
+
+/// The schema at `pointer` in the document, following one `$ref` when it is one.
+fn schema_at<'a>(spec: &'a Value, pointer: &str) -> &'a Value {
+    let schema = spec
+        .pointer(pointer)
+        .unwrap_or_else(|| panic!("{pointer} documented"));
+    match schema["$ref"].as_str() {
+        Some(target) => spec
+            .pointer(target.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("{target} documented")),
+        None => schema,
+    }
+}
+
+/// The schema of parameter `name` of the operation at `path` and `method`.
+fn param_schema<'a>(spec: &'a Value, path: &str, method: &str, name: &str) -> &'a Value {
+    spec["paths"][path][method]["parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{method} {path} has parameters"))
+        .iter()
+        .find(|p| p["name"] == name)
+        .map(|p| &p["schema"])
+        .unwrap_or_else(|| panic!("{method} {path} documents {name}"))
+}
+
+fn number(schema: &Value, key: &str) -> usize {
+    schema[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} in {schema}")) as usize
+}
+
+/// The status of `res`, and the fields its problem names.
+async fn outcome(res: reqwest::Response) -> (u16, Vec<String>) {
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    (status, error_fields(&body))
+}
+
+/// Each bound the document states is the gateway's: the value at the bound passes the field's
+/// check and the one past it is refused naming the field. The bounds are read from the served
+/// document, so a rule enforced but not documented (or documented but not enforced) fails.
+#[tokio::test]
+async fn the_documented_bounds_are_the_enforced_ones() {
+    let app = spawn_app().await;
+    let token = app.sales();
+    let g = app.create_group(&token, PN, "Bounds").await;
+    Mock::given(any())
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"success": true, "request_id": "X"})),
+        )
+        .with_priority(u8::MAX)
+        .mount(&app.meta)
+        .await;
+    let spec = served_spec(&app).await;
+    let create = format!("/v1/phone-numbers/{PN}/groups");
+
+    // subject: maxLength characters pass, one more is refused; the pattern keeps out the
+    // characters the gateway refuses.
+    let subject = schema_at(
+        &spec,
+        "/components/schemas/CreateGroupBody/properties/subject",
+    );
+    let max = number(subject, "maxLength");
+    assert_eq!(number(subject, "minLength"), 1);
+    let pattern = subject["pattern"].as_str().expect("subject pattern");
+    for range in [r"\u0000-\u001F", r"\u202A-\u202E", r"\u2066-\u2069"] {
+        assert!(
+            pattern.starts_with(&format!("^[^{range}")) || pattern.contains(range),
+            "{pattern}"
+        );
+    }
+    let res = app
+        .post_json(
+            &create,
+            &token,
+            &serde_json::json!({"subject": "é".repeat(max)}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        202,
+        "a subject of maxLength ({max}) characters"
+    );
+    let (status, fields) = outcome(
+        app.post_json(
+            &create,
+            &token,
+            &serde_json::json!({"subject": "é".repeat(max + 1)}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((status, fields), (400, vec!["subject".to_owned()]));
+
+    // description on PATCH: the same for its own bound.
+    let description = schema_at(
+        &spec,
+        "/components/schemas/UpdateGroupBody/properties/description",
+    );
+    let max = number(description, "maxLength");
+    let group_path = format!("/v1/groups/{g}");
+    let patch = |text: String| {
+        let (app, token, path) = (&app, &token, &group_path);
+        async move {
+            let body = serde_json::json!({ "description": text });
+            app.send_json(reqwest::Method::PATCH, path, token, &body)
+                .await
+        }
+    };
+
+    assert_eq!(patch("d".repeat(max)).await.status(), 202);
+    assert_eq!(
+        outcome(patch("d".repeat(max + 1)).await).await,
+        (400, vec!["description".to_owned()])
+    );
+
+    // participants: maxItems entries pass, one more is refused; uniqueItems holds.
+    let participants = schema_at(
+        &spec,
+        "/components/schemas/RemoveParticipantsBody/properties/participants",
+    );
+    let max = number(participants, "maxItems");
+    assert_eq!(participants["uniqueItems"], true);
+    let numbers = |n: usize| -> Vec<String> { (0..n).map(|i| format!("1650555{i:04}")).collect() };
+    let remove_path = format!("/v1/groups/{g}/participants/remove");
+    let remove = |list: Vec<String>| {
+        let (app, token, path) = (&app, &token, &remove_path);
+        async move {
+            let body = serde_json::json!({ "participants": list });
+            app.post_json(path, token, &body).await
+        }
+    };
+
+    assert_eq!(remove(numbers(max)).await.status(), 202);
+    assert_eq!(
+        outcome(remove(numbers(max + 1)).await).await,
+        (400, vec!["participants".to_owned()])
+    );
+
+    // limit: the documented range of each listing.
+    for (path, method) in [
+        (create.clone(), "/v1/phone-numbers/{phone_number_id}/groups"),
+        ("/v1/events".to_owned(), "/v1/events"),
+    ] {
+        let limit = param_schema(&spec, method, "get", "limit");
+        let (min, max) = (number(limit, "minimum"), number(limit, "maximum"));
+        for ok in [min, max] {
+            let res = app.get(&format!("{path}?limit={ok}"), &token).await;
+            assert_eq!(res.status(), 200, "{path}?limit={ok}");
+        }
+        for bad in [min - 1, max + 1] {
+            let res = app.get(&format!("{path}?limit={bad}"), &token).await;
+            assert_eq!(
+                outcome(res).await,
+                (400, vec!["limit".to_owned()]),
+                "{path}?limit={bad}"
+            );
+        }
+    }
+
+    // wait_seconds: one past the documented maximum is refused.
+    let wait = param_schema(
+        &spec,
+        "/v1/phone-numbers/{phone_number_id}/groups",
+        "post",
+        "wait_seconds",
+    );
+    let past = number(wait, "maximum") + 1;
+    let res = app
+        .post_json(
+            &format!("{create}?wait_seconds={past}"),
+            &token,
+            &serde_json::json!({"subject": "Wait"}),
+        )
+        .await;
+    assert_eq!(outcome(res).await, (400, vec!["wait_seconds".to_owned()]));
+
+    // fields: every documented name is accepted, a name outside the enum is refused.
+    let fields = param_schema(&spec, "/v1/groups/{group_id}", "get", "fields");
+    let names: Vec<&str> = fields["items"]["enum"]
+        .as_array()
+        .expect("fields enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(names.len(), 7, "{names:?}");
+    let res = app
+        .get(
+            &format!("/v1/groups/{g}?fields={}", names.join(",")),
+            &token,
+        )
+        .await;
+    assert_ne!(res.status(), 400, "every documented field is accepted");
+    let res = app
+        .get(&format!("/v1/groups/{g}?fields=owner"), &token)
+        .await;
+    assert_eq!(outcome(res).await, (400, vec!["fields".to_owned()]));
+
+    // Path ids: maxLength passes the check (the group is then unknown: 404), one more is 400.
+    let group_id = param_schema(&spec, "/v1/groups/{group_id}", "get", "group_id");
+    let max = number(group_id, "maxLength");
+    assert_eq!(
+        app.get(&format!("/v1/groups/{}", "G".repeat(max)), &token)
+            .await
+            .status(),
+        404
+    );
+    let res = app
+        .get(&format!("/v1/groups/{}", "G".repeat(max + 1)), &token)
+        .await;
+    assert_eq!(outcome(res).await, (400, vec!["group_id".to_owned()]));
+    let pn = param_schema(
+        &spec,
+        "/v1/phone-numbers/{phone_number_id}/groups",
+        "get",
+        "phone_number_id",
+    );
+    let max = number(pn, "maxLength");
+    let res = app
+        .get(
+            &format!("/v1/phone-numbers/{}/groups", "9".repeat(max)),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        403,
+        "a well-formed number the token is not granted"
+    );
+    let res = app
+        .get(
+            &format!("/v1/phone-numbers/{}/groups", "9".repeat(max + 1)),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        outcome(res).await,
+        (400, vec!["phone_number_id".to_owned()])
+    );
+}
+
+/// Every query parameter the document lists for an operation is one the route reads, and
+/// any other is refused naming it: the document's parameters are the accepted ones.
+#[tokio::test]
+async fn every_documented_query_parameter_is_read_and_no_other() {
+    let app = spawn_app().await;
+    let token = app.sales();
+    let spec = served_spec(&app).await;
+    let refused = |fields: &Value, name: &str| {
+        fields["errors"].as_array().is_some_and(|errors| {
+            errors.iter().any(|e| {
+                e["field"] == name && e["message"] == "is not a query parameter of this route"
+            })
+        })
+    };
+    let mut checked = 0;
+    for op in operations(&spec) {
+        if !op.template.starts_with("/v1/") {
+            continue;
+        }
+        let path = fill(
+            &op.template,
+            &[
+                ("phone_number_id", PN),
+                ("group_id", "G1"),
+                ("request_id", "req_1"),
+                ("jti", "abc"),
+            ],
+            None,
+        );
+        let documented: Vec<String> = spec["paths"][&op.template]
+            [op.method.as_str().to_lowercase()]["parameters"]
+            .as_array()
+            .map(|params| {
+                params
+                    .iter()
+                    .filter(|p| p["in"] == "query")
+                    .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let send = |query: String| {
+            let mut req = app
+                .http
+                .request(op.method.clone(), app.url(&format!("{path}?{query}")))
+                .bearer_auth(&token);
+            if op.method != reqwest::Method::GET && op.method != reqwest::Method::DELETE {
+                req = match op.id.as_str() {
+                    "set_group_profile_picture" => {
+                        req.header("content-type", "image/jpeg").body("x")
+                    }
+                    _ => req.json(&serde_json::json!({})),
+                };
+            }
+            req.send()
+        };
+        for name in &documented {
+            let body: Value = send(format!("{name}=%21"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            assert!(
+                !refused(&body, name),
+                "{}: documented {name} is refused: {body}",
+                op.id
+            );
+            checked += 1;
+        }
+        let body: Value = send("undocumented=1".into())
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        assert!(
+            refused(&body, "undocumented"),
+            "{}: an undocumented parameter: {body}",
+            op.id
+        );
+    }
+    assert!(checked >= 15, "only {checked} documented query parameters");
+}

@@ -2103,3 +2103,390 @@ async fn the_same_participant_spelled_twice_is_a_duplicate() {
     )];
     check_rows(&app, &token, &rows).await;
 }
+
+// ---- names that disguise, truncated pictures, loose query strings (DESIGN §4) -----------
+
+#[tokio::test]
+async fn subjects_and_descriptions_that_could_disguise_a_group_are_refused() {
+    use Method as M;
+    let (app, token, g) = app_with_group().await;
+    let create = create_path();
+    let group = format!("/v1/groups/{g}");
+    let mut rows = Vec::new();
+    let subjects = [
+        ("NUL", "Team\u{0}chat"),
+        ("line feed", "Team\nchat"),
+        ("trailing line feed", "Team chat\n"),
+        ("carriage return", "Team\rchat"),
+        ("escape sequence", "\u{1B}[2JTeam"),
+        ("C1 control", "Team\u{85}chat"),
+        ("right-to-left override", "Invoice \u{202E}fdp.exe"),
+        ("left-to-right embedding", "\u{202A}Team"),
+        ("first-strong isolate", "Team \u{2068}chat\u{2069}"),
+    ];
+    for (what, subject) in subjects {
+        rows.push(row(
+            format!("create: subject with {what}"),
+            M::POST,
+            &create,
+            json_body(json!({ "subject": subject })),
+            400,
+            &["subject"],
+        ));
+        rows.push(row(
+            format!("update: subject with {what}"),
+            M::PATCH,
+            &group,
+            json_body(json!({ "subject": subject })),
+            400,
+            &["subject"],
+        ));
+    }
+    let descriptions = [
+        ("NUL", "Rules\u{0}"),
+        ("carriage return", "Rules:\r\n1. be kind"),
+        ("tab", "Rules:\tbe kind"),
+        ("escape sequence", "\u{1B}[31mred"),
+        ("right-to-left override", "Pay to \u{202E}4321"),
+        ("pop directional isolate", "Rules\u{2069}"),
+    ];
+    for (what, description) in descriptions {
+        rows.push(row(
+            format!("create: description with {what}"),
+            M::POST,
+            &create,
+            json_body(json!({ "subject": "Team", "description": description })),
+            400,
+            &["description"],
+        ));
+        rows.push(row(
+            format!("update: description with {what}"),
+            M::PATCH,
+            &group,
+            json_body(json!({ "description": description })),
+            400,
+            &["description"],
+        ));
+    }
+    check_rows(&app, &token, &rows).await;
+
+    // A description keeps its paragraphs: line feeds go to Meta as sent.
+    let before = app.upstream_requests().await.len();
+    let res = app
+        .send_json(
+            M::PATCH,
+            &group,
+            &token,
+            &json!({"description": "Rules:\n1. be kind\n2. no spam"}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        202,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let sent = app.upstream_requests().await;
+    assert_eq!(sent.len(), before + 1);
+    let forwarded = String::from_utf8_lossy(&sent[before].body).into_owned();
+    assert!(
+        forwarded.contains(r"Rules:\n1. be kind\n2. no spam"),
+        "{forwarded}"
+    );
+}
+
+#[tokio::test]
+async fn message_text_refuses_only_nul() {
+    use Method as M;
+    let (app, token, g) = app_with_group().await;
+    let messages = format!("/v1/groups/{g}/messages");
+    let rows = vec![
+        row(
+            "text with NUL",
+            M::POST,
+            &messages,
+            json_body(json!({"type": "text", "text": {"body": "hi\u{0}there"}})),
+            400,
+            &["text.body"],
+        ),
+        row(
+            "caption with NUL",
+            M::POST,
+            &messages,
+            json_body(
+                json!({"type": "image", "image": {"link": "https://example.com/a.jpg", "caption": "a\u{0}"}}),
+            ),
+            400,
+            &["image.caption"],
+        ),
+    ];
+    check_rows(&app, &token, &rows).await;
+    let res = app
+        .post_json(
+            &messages,
+            &token,
+            &json!({"type": "text", "text": {"body": "line one\r\nline two \u{202E}as written"}}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        202,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+}
+
+#[tokio::test]
+async fn a_truncated_jpeg_is_refused() {
+    use Method as M;
+    let (app, token, g) = app_with_group().await;
+    let picture = format!("/v1/groups/{g}/profile-picture");
+    let whole = synthetic_jpeg_header(640, 640);
+    // A picture with scan data, cut off in the middle of it as a dropped upload would be.
+    let mut scan = whole[..whole.len() - 2].to_vec();
+    scan.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00]);
+    scan.extend(std::iter::repeat_n(0x5A, 4096));
+    let cut_in_scan = scan[..3000].to_vec();
+    let without_end_marker = whole[..whole.len() - 2].to_vec();
+    let rows = vec![
+        row(
+            "JPEG without its end marker",
+            M::PUT,
+            &picture,
+            Content::Typed("image/jpeg", without_end_marker.clone()),
+            400,
+            &["file"],
+        ),
+        row(
+            "JPEG cut in its scan data",
+            M::PUT,
+            &picture,
+            Content::Typed("image/jpeg", cut_in_scan.clone()),
+            400,
+            &["file"],
+        ),
+        row(
+            "JPEG cut after one byte of its end marker",
+            M::PUT,
+            &picture,
+            Content::Typed("image/jpeg", whole[..whole.len() - 1].to_vec()),
+            400,
+            &["file"],
+        ),
+        row(
+            "multipart JPEG cut in its scan data",
+            M::PUT,
+            &picture,
+            Content::Multipart(vec![("file", cut_in_scan, "image/jpeg")]),
+            400,
+            &["file"],
+        ),
+        row(
+            "start and end markers without a frame header",
+            M::PUT,
+            &picture,
+            Content::Typed("image/jpeg", vec![0xFF, 0xD8, 0xFF, 0xD9]),
+            400,
+            &["file"],
+        ),
+    ];
+    check_rows(&app, &token, &rows).await;
+
+    // The same picture, whole, goes up.
+    scan.extend_from_slice(&[0xFF, 0xD9]);
+    let res = app
+        .http
+        .put(app.url(&picture))
+        .bearer_auth(&token)
+        .header("content-type", "image/jpeg")
+        .body(scan)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        res.status(),
+        202,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+}
+
+#[tokio::test]
+async fn unknown_and_repeated_query_parameters_are_refused_on_every_route() {
+    use Method as M;
+    let (app, token, g) = app_with_group().await;
+    let admin = app.token("platform", &["admin"]);
+    let create = create_path();
+    let team = || json_body(json!({"subject": "Team"}));
+    let none = || Content::None;
+    // Every /v1 route, each with a body it would accept, so the query is the only fault.
+    let routes: Vec<(M, String, Content)> = vec![
+        (M::POST, create.clone(), team()),
+        (M::GET, create.clone(), none()),
+        (M::GET, "/v1/group-requests/req_1".into(), none()),
+        (M::GET, format!("/v1/groups/{g}"), none()),
+        (M::PATCH, format!("/v1/groups/{g}"), team()),
+        (
+            M::PUT,
+            format!("/v1/groups/{g}/profile-picture"),
+            Content::Typed("image/jpeg", synthetic_jpeg_header(192, 192)),
+        ),
+        (M::DELETE, format!("/v1/groups/{g}"), none()),
+        (M::GET, format!("/v1/groups/{g}/invite-link"), none()),
+        (M::POST, format!("/v1/groups/{g}/invite-link"), none()),
+        (
+            M::POST,
+            format!("/v1/groups/{g}/invitations"),
+            json_body(
+                json!({"to": "+16505551234", "template": {"name": "group_invite", "language": "en_US"}}),
+            ),
+        ),
+        (
+            M::POST,
+            format!("/v1/groups/{g}/messages"),
+            json_body(json!({"type": "text", "text": {"body": "hi"}})),
+        ),
+        (M::GET, format!("/v1/groups/{g}/join-requests"), none()),
+        (
+            M::POST,
+            format!("/v1/groups/{g}/join-requests/approve"),
+            json_body(json!({"join_request_ids": ["J1"]})),
+        ),
+        (
+            M::POST,
+            format!("/v1/groups/{g}/join-requests/reject"),
+            json_body(json!({"join_request_ids": ["J1"]})),
+        ),
+        (
+            M::POST,
+            format!("/v1/groups/{g}/participants/remove"),
+            json_body(json!({"participants": ["+16505551234"]})),
+        ),
+        (M::GET, "/v1/events".into(), none()),
+    ];
+    let mut rows = Vec::new();
+    for (method, path, content) in &routes {
+        rows.push(row(
+            "an unknown parameter",
+            method.clone(),
+            format!("{path}?foo=1"),
+            content.clone(),
+            400,
+            &["foo"],
+        ));
+        rows.push(row(
+            "an unknown parameter twice, with an empty one",
+            method.clone(),
+            format!("{path}?foo=1&foo=2&bar"),
+            content.clone(),
+            400,
+            &["foo", "bar"],
+        ));
+    }
+    let repeated = [
+        (
+            M::GET,
+            format!("/v1/groups/{g}?fields=subject&fields=participants"),
+            none(),
+            "fields",
+        ),
+        (
+            M::GET,
+            format!("/v1/groups/{g}?fields=subject&fields=subject"),
+            none(),
+            "fields",
+        ),
+        (
+            M::POST,
+            format!("{create}?wait_seconds=0&wait_seconds=30"),
+            team(),
+            "wait_seconds",
+        ),
+        (
+            M::GET,
+            format!("{create}?limit=5&limit=1024"),
+            none(),
+            "limit",
+        ),
+        (
+            M::GET,
+            format!("/v1/groups/{g}/join-requests?limit=5&limit=6"),
+            none(),
+            "limit",
+        ),
+        (
+            M::GET,
+            "/v1/events?after=evt_a&after=evt_b".into(),
+            none(),
+            "after",
+        ),
+    ];
+    for (method, path, content, name) in repeated {
+        rows.push(row(
+            format!("{name} given twice"),
+            method,
+            path,
+            content,
+            400,
+            &[name],
+        ));
+    }
+    check_rows(&app, &token, &rows).await;
+
+    let admin_routes: Vec<(M, String, Content)> = vec![
+        (
+            M::GET,
+            format!("/v1/admin/phone-numbers/{PN}/groups"),
+            none(),
+        ),
+        (
+            M::PUT,
+            format!("/v1/admin/groups/{g}/owner"),
+            json_body(json!({"team": "sales", "phone_number_id": PN})),
+        ),
+        (M::GET, "/v1/admin/audit".into(), none()),
+        (
+            M::POST,
+            "/v1/admin/tokens".into(),
+            json_body(json!({"team": "sales", "scopes": ["groups:read"]})),
+        ),
+        (M::DELETE, "/v1/admin/tokens/abc".into(), none()),
+        (M::GET, "/v1/admin/events/unowned".into(), none()),
+        (M::GET, "/v1/admin/webhook-endpoints".into(), none()),
+    ];
+    let mut rows = Vec::new();
+    for (method, path, content) in admin_routes {
+        rows.push(row(
+            "an unknown parameter",
+            method,
+            format!("{path}?foo=1"),
+            content,
+            400,
+            &["foo"],
+        ));
+    }
+    rows.push(row(
+        "audit team given twice",
+        M::GET,
+        "/v1/admin/audit?team=sales&team=ops",
+        none(),
+        400,
+        &["team"],
+    ));
+    check_rows(&app, &admin, &rows).await;
+
+    // The parameters a route defines, each once, still work.
+    for path in [
+        format!("/v1/groups/{g}?fields=subject,participants"),
+        format!("{create}?limit=5&after=c2VxOjE"),
+        "/v1/events?limit=5".to_owned(),
+    ] {
+        let res = app.get(&path, &token).await;
+        assert_eq!(
+            res.status(),
+            200,
+            "{path}: {}",
+            res.text().await.unwrap_or_default()
+        );
+    }
+}
