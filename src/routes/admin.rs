@@ -15,7 +15,9 @@ use super::events::{EventList, event_list};
 use super::extract::scope::{Admin, UnnarrowedAdmin};
 use super::extract::{Authorized, BodyKind, Granted, Input, JsonInput, NoInput, Parts};
 use super::groups::{META_PAGE_QUERY, distinct_list, meta_page};
-use super::params::{AuditFilters, GroupPath, LogPaging, MetaPaging, PhoneNumberPath, TokenIdPath};
+use super::params::{
+    AUDIT_TEAM_CHARS, AuditFilters, GroupPath, LogPaging, MetaPaging, PhoneNumberPath, TokenIdPath,
+};
 use super::responses::{BodyRefusals, Refusals, UpstreamFailures};
 use super::{FieldReader, JsonObject};
 use crate::auth::{IssuedToken, TokenIssuer};
@@ -197,9 +199,6 @@ impl Input for SetOwner {
         })())
     }
 }
-
-/// Characters of the audit log's `team` filter.
-pub(crate) const AUDIT_TEAM_CHARS: std::ops::RangeInclusive<usize> = 1..=128;
 
 pub struct AuditQuery {
     limit: u32,

@@ -11,11 +11,13 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::{RefOr, Required};
 use utoipa::{IntoParams, PartialSchema};
 
-use super::admin::AUDIT_TEAM_CHARS;
 use crate::domain::{
     GroupField, GroupId, META_CURSOR, PageLimit, PhoneNumberId, RequestId, TokenId, WaitSeconds,
     cursor_schema,
 };
+
+/// Characters of the audit log's `team` filter.
+pub(crate) const AUDIT_TEAM_CHARS: std::ops::RangeInclusive<usize> = 1..=128;
 
 /// One parameter: `required` in `location`, its `schema` and what it means.
 fn param(

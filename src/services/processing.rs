@@ -301,6 +301,11 @@ impl Processor {
 
     /// Gives held events and overtaken creations their team (`creation::catch_up`).
     async fn catch_up(&self) -> Result<()> {
+        // Mostly there is nothing to do: asked first without the write lock.
+        let since = crate::clock::ago(self.hold_for);
+        if !self.storage.groups.has_stragglers(&since).await? {
+            return Ok(());
+        }
         let mut tx = self.storage.begin().await?;
         let (completed, deliveries_due) = creation::catch_up(tx.as_mut(), self.hold_for).await?;
         tx.commit().await?;

@@ -64,6 +64,11 @@ pub trait GroupStore: Send + Sync {
     /// `mark_outcome_unknown`, created before `created_before`: their call to Meta cannot
     /// still be running (its process died mid-call). Oldest first, `limit` at most.
     async fn stale_creations(&self, created_before: &str, limit: u32) -> Result<Vec<String>>;
+    /// Whether a catch-up has anything to do: a pending creation overtaken by its stored
+    /// webhook, or an ownerless event stored since `since` of a group a creation made (see
+    /// `RegistryTx::creations_overtaken_by_their_webhook` and
+    /// `completions_with_ownerless_events`). Read without taking the write lock.
+    async fn has_stragglers(&self, since: &str) -> Result<bool>;
     /// Marks failed, with `error`, the creations still pending that were created before
     /// `created_before` (no webhook came in time), each with a `group.create_failed` event
     /// for its team, announced to every replica; answers their request ids.

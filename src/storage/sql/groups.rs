@@ -227,6 +227,25 @@ impl GroupStore for SqlStorage {
             .collect())
     }
 
+    async fn has_stragglers(&self, since: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 WHERE EXISTS (
+                 SELECT 1 FROM create_requests c
+                 WHERE c.status = 'pending' AND c.meta_request_id IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM webhook_events we
+                               WHERE we.meta_request_id = c.meta_request_id
+                                 AND we.event_type = 'group_create'))
+             OR EXISTS (
+                 SELECT 1 FROM team_events te JOIN create_requests c ON c.group_id = te.group_id
+                 WHERE te.team IS NULL AND te.group_id IS NOT NULL AND te.created_at >= $1
+                   AND c.status = 'created')",
+        )
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
     async fn stale_creations(&self, created_before: &str, limit: u32) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
             "SELECT request_id FROM create_requests
