@@ -11,8 +11,8 @@ use std::fmt::Display;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -20,7 +20,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
@@ -253,31 +253,28 @@ impl<K: Hash + Eq + Clone + Display> Limiter<K> {
     }
 }
 
-/// Most client addresses tracked at once. Beyond it, idle (full) buckets are forgotten
-/// first; addresses that still do not fit share one bucket, so a flood from many addresses
-/// costs bounded memory and is throttled as a whole.
+/// Most addresses with a bucket of their own. Beyond it (a flood from many addresses), new
+/// addresses share one bucket until idle ones are swept: memory stays bounded and the flood
+/// is throttled as a whole.
 const MAX_ADDRESSES: usize = 65_536;
+/// How often buckets that are full again (idle addresses) are forgotten. The sweep walks
+/// every bucket once, so it runs at most this often, never per call: a caller rotating
+/// addresses cannot make each call cost a scan.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The bucket standing for every new address while the map is full.
+const OVERFLOW: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 
 /// One bucket per client address, for callers without a valid token: they cost the gateway
-/// work and log lines, and none of them is a team whose budget could be charged.
+/// work and log lines, and none of them is a team whose budget could be charged. Governor's
+/// keyed limiter (GCRA, one small state per key, O(1) per check).
 pub struct AddressBuckets {
     rate: Rate,
-    buckets: Mutex<HashMap<IpAddr, Tokens>>,
-}
-
-#[derive(Clone, Copy)]
-struct Tokens {
-    available: f64,
-    at: Instant,
-}
-
-impl Tokens {
-    fn refill(&mut self, rate: Rate, now: Instant) {
-        let gained =
-            now.saturating_duration_since(self.at).as_secs_f64() * f64::from(rate.per_second);
-        self.available = (self.available + gained).min(f64::from(rate.burst));
-        self.at = now;
-    }
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    clock: DefaultClock,
+    /// Milliseconds since `started` of the last sweep.
+    swept_at_ms: AtomicU64,
+    started: Instant,
 }
 
 /// The key of an address: IPv4 as is; IPv6 by its /64, which one subscriber usually holds
@@ -296,44 +293,58 @@ fn address_key(addr: IpAddr) -> IpAddr {
 }
 
 impl AddressBuckets {
+    /// A rate of 0 per second or a burst of 0 limits nothing.
     pub fn new(rate: Rate) -> Self {
         AddressBuckets {
             rate,
-            buckets: Mutex::new(HashMap::new()),
+            limiter: quota(&rate).map(RateLimiter::keyed),
+            clock: DefaultClock::default(),
+            swept_at_ms: AtomicU64::new(0),
+            started: Instant::now(),
         }
     }
 
     /// Takes one token from the address's bucket, or says how long until one is available.
     pub fn check(&self, addr: IpAddr) -> Result<(), Refusal> {
-        let now = Instant::now();
-        let rate = self.rate;
-        let burst = f64::from(rate.burst);
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let mut key = address_key(addr);
-        if buckets.len() >= MAX_ADDRESSES && !buckets.contains_key(&key) {
-            // A full bucket is what a new address gets anyway: forgetting it changes nothing.
-            buckets.retain(|_, t| {
-                t.refill(rate, now);
-                t.available < burst
-            });
-            if buckets.len() >= MAX_ADDRESSES {
-                key = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
-            }
-        }
-        let tokens = buckets.entry(key).or_insert(Tokens {
-            available: burst,
-            at: now,
-        });
-        tokens.refill(rate, now);
-        if tokens.available >= 1.0 {
-            tokens.available -= 1.0;
+        let Some(limiter) = &self.limiter else {
             return Ok(());
+        };
+        self.sweep_now_and_then(limiter);
+        let mut key = address_key(addr);
+        if limiter.len() >= MAX_ADDRESSES {
+            key = OVERFLOW;
         }
-        let missing = 1.0 - tokens.available;
-        Err(Refusal {
-            retry_after: Duration::from_secs_f64(missing / f64::from(rate.per_second.max(1))),
-            limit: rate.burst,
+        limiter.check_key(&key).map_err(|not_until| Refusal {
+            retry_after: not_until.wait_time_from(self.clock.now()),
+            limit: self.rate.burst,
         })
+    }
+
+    /// Addresses with a bucket now.
+    pub fn len(&self) -> usize {
+        self.limiter.as_ref().map_or(0, |l| l.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets the buckets that are full again, at most once per `SWEEP_EVERY` (the caller
+    /// that wins the race sweeps; the others go on).
+    fn sweep_now_and_then(&self, limiter: &DefaultKeyedRateLimiter<IpAddr>) {
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.swept_at_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < SWEEP_EVERY.as_millis() as u64 {
+            return;
+        }
+        if self
+            .swept_at_ms
+            .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
     }
 }
 
@@ -359,6 +370,33 @@ mod tests {
         assert!(buckets.check(v6a).is_ok());
         assert!(buckets.check(v6b).is_ok());
         assert!(buckets.check(v6a).is_err(), "one /64 shares one bucket");
+    }
+
+    /// A flood from more addresses than the map holds costs bounded memory, and the map is
+    /// emptied of idle addresses by a sweep, not by a scan on every call.
+    #[test]
+    fn a_flood_of_addresses_is_bounded_and_swept() {
+        let buckets = AddressBuckets::new(Rate {
+            per_second: 1,
+            burst: 1,
+        });
+        for i in 0..(MAX_ADDRESSES as u32 + 5_000) {
+            let _ = buckets.check(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+        }
+        assert!(
+            buckets.len() <= MAX_ADDRESSES + 1,
+            "{} buckets for a flood",
+            buckets.len()
+        );
+        // Once the flood's buckets are full again (1 s), the next sweep forgets them.
+        std::thread::sleep(Duration::from_secs(1) + SWEEP_EVERY + Duration::from_millis(100));
+        let late: IpAddr = "203.0.113.9".parse().unwrap();
+        assert!(buckets.check(late).is_ok());
+        assert!(
+            buckets.len() < 10,
+            "{} buckets after the sweep",
+            buckets.len()
+        );
     }
 
     #[test]

@@ -216,7 +216,16 @@ impl Application {
             Duration::from_secs(settings.webhooks.creation_timeout_seconds),
             &supervisor,
         );
-        crate::services::retention::spawn(&settings.retention, &storage, &supervisor);
+        crate::services::retention::spawn(
+            &settings.retention,
+            // Every token a revocation refuses has expired by then (tokens live at most
+            // auth.max_token_ttl_seconds, give or take the leeway).
+            Duration::from_secs(
+                settings.auth.max_token_ttl_seconds + 2 * settings.auth.leeway_seconds,
+            ),
+            &storage,
+            &supervisor,
+        );
         let feed = web::Data::new(Feed::new(&storage));
         let group_store = storage.groups.clone();
         let storage = web::Data::new(storage);

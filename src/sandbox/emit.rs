@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::{Receiver, Sender, channel};
 
 use super::state::Event;
 use crate::domain::meta_webhook::{SIGNATURE_HEADER, sign};
@@ -22,6 +23,10 @@ const SANDBOX_WABA_ID: &str = "102290129340398";
 const LOG_CAPACITY: usize = 200;
 const ATTEMPTS: u32 = 3;
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Webhooks waiting to be sent at most. A receiver that hangs (5 s a try, 3 tries) while
+/// calls keep coming must not make the queue, and the process, grow without bound: past it, a
+/// webhook is logged as not sent (`GET /sandbox/webhooks` shows it).
+const QUEUE_CAPACITY: usize = 10_000;
 
 struct Job {
     seq: u64,
@@ -58,7 +63,7 @@ pub struct Emitter {
     app_secret: SecretString,
     delay: Duration,
     url: Option<String>,
-    queue: Option<UnboundedSender<Job>>,
+    queue: Option<Sender<Job>>,
     log: SharedLog,
 }
 
@@ -111,12 +116,24 @@ impl Emitter {
                 body,
                 signature,
             };
-            if queue.send(job).is_err() {
-                set_delivery(
+            match queue.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    tracing::warn!(
+                        seq,
+                        "sandbox webhook queue full ({QUEUE_CAPACITY}): webhook not sent"
+                    );
+                    set_delivery(
+                        &self.log,
+                        seq,
+                        format!("not sent: {QUEUE_CAPACITY} webhooks already wait to be sent"),
+                    );
+                }
+                Err(TrySendError::Closed(_)) => set_delivery(
                     &self.log,
                     seq,
                     "not sent: the webhook sender has stopped".into(),
-                );
+                ),
             }
         }
     }
@@ -168,8 +185,8 @@ fn set_delivery(log: &SharedLog, seq: u64, outcome: String) {
     }
 }
 
-fn spawn_delivery(url: String, log: SharedLog) -> Option<UnboundedSender<Job>> {
-    let (tx, rx) = unbounded_channel::<Job>();
+fn spawn_delivery(url: String, log: SharedLog) -> Option<Sender<Job>> {
+    let (tx, rx) = channel::<Job>(QUEUE_CAPACITY);
     let spawned = std::thread::Builder::new()
         .name("sandbox-webhooks".into())
         .spawn(move || actix_web::rt::System::new().block_on(deliver_all(url, rx, log)));
@@ -183,7 +200,7 @@ fn spawn_delivery(url: String, log: SharedLog) -> Option<UnboundedSender<Job>> {
 }
 
 /// Runs until every sender is gone (the server stopped).
-async fn deliver_all(url: String, mut rx: UnboundedReceiver<Job>, log: SharedLog) {
+async fn deliver_all(url: String, mut rx: Receiver<Job>, log: SharedLog) {
     let client = awc::Client::builder()
         .timeout(DELIVERY_TIMEOUT)
         .disable_redirects()
@@ -223,4 +240,42 @@ async fn deliver(client: &awc::Client, url: &str, job: &Job) -> Result<String, S
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::state::Field;
+
+    /// With the receiver not taking webhooks (each waits an hour here), calls that keep
+    /// coming fill the queue to its bound and no further: the rest are logged as not sent.
+    #[test]
+    fn the_webhook_queue_is_bounded() {
+        let emitter = Emitter::new(
+            SecretString::from("sandbox-test-secret"),
+            Duration::from_secs(3600),
+            Some("http://127.0.0.1:9/webhooks/whatsapp".into()),
+        );
+        let extra = 50;
+        for i in 0..QUEUE_CAPACITY + extra {
+            emitter.emit(Event {
+                pn: "12784358810".into(),
+                field: Field::Lifecycle,
+                item: json!({"type": "group_suspend", "group_id": format!("G{i}")}),
+                contacts: Vec::new(),
+            });
+        }
+        let recent = emitter.recent();
+        let refused = recent["webhooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["delivery"].as_str().unwrap().contains("already wait"))
+            .count();
+        // One job is out of the queue, waiting for its time; the queue holds the bound.
+        assert!(
+            (extra - 1..=extra).contains(&refused),
+            "{refused} webhooks refused"
+        );
+    }
 }

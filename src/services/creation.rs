@@ -32,9 +32,26 @@ pub struct Waiters {
 }
 
 impl Waiters {
-    pub fn subscribe(&self, request_id: &str) -> Arc<Notify> {
+    /// Waits for `request_id`'s completion from now on; the entry goes when the returned
+    /// guard is dropped, on every path out of the caller (early returns and errors included),
+    /// so abandoned waits never accumulate.
+    pub fn subscribe(&self, request_id: &str) -> Waiting {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(request_id.to_owned()).or_default().clone()
+        let notify = map.entry(request_id.to_owned()).or_default().clone();
+        Waiting {
+            waiters: self.clone(),
+            request_id: request_id.to_owned(),
+            notify,
+        }
+    }
+
+    /// Requests someone waits for now.
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn wake(&self, request_id: &str) {
@@ -63,12 +80,35 @@ impl Waiters {
         }
     }
 
-    /// Drops the entry once nobody else holds it, so abandoned waits do not accumulate.
-    pub fn release(&self, request_id: &str, notify: Arc<Notify>) {
+    /// Drops the entry once nobody else holds it.
+    fn release(&self, request_id: &str, notify: &Arc<Notify>) {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if Arc::strong_count(&notify) <= 2 {
+        // The map's reference and this one: nobody else waits.
+        if Arc::strong_count(notify) <= 2
+            && map.get(request_id).is_some_and(|n| Arc::ptr_eq(n, notify))
+        {
             map.remove(request_id);
         }
+    }
+}
+
+/// One caller's wait for a creation (`Waiters::subscribe`); released when dropped.
+pub struct Waiting {
+    waiters: Waiters,
+    request_id: String,
+    notify: Arc<Notify>,
+}
+
+impl std::ops::Deref for Waiting {
+    type Target = Notify;
+    fn deref(&self) -> &Notify {
+        &self.notify
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.waiters.release(&self.request_id, &self.notify);
     }
 }
 
@@ -199,7 +239,6 @@ impl Creations {
                     None => ItemError::new(0, e.to_string()),
                 };
                 self.groups.fail_creation(&request_id, &item).await?;
-                self.waiters.release(request_id.as_ref(), notify);
                 return Err(e.into());
             }
         };
@@ -207,9 +246,7 @@ impl Creations {
             Sent::Named(meta_id) => self.attach_meta_request_id(&request_id, &meta_id).await?,
             Sent::Unknown => self.await_webhook(request_id.as_ref()).await?,
         }
-        let current = self.wait(request_id.as_ref(), &notify, wait).await;
-        self.waiters.release(request_id.as_ref(), notify);
-        current
+        self.wait(request_id.as_ref(), &notify, wait).await
     }
 
     /// The team's creation `request_id` as it stands, waiting up to `wait` while it is
@@ -230,9 +267,7 @@ impl Creations {
             return Ok(Some(creation));
         }
         let notify = self.waiters.subscribe(request_id);
-        let current = self.wait(request_id, &notify, wait).await;
-        self.waiters.release(request_id, notify);
-        current.map(Some)
+        self.wait(request_id, &notify, wait).await.map(Some)
     }
 
     async fn wait(
@@ -478,4 +513,52 @@ pub(crate) async fn complete(
             CreationOutcome::Failed { .. } => None,
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// However a waiting caller leaves (an answer, an error, a dropped request), its entry
+    /// goes with it; an entry another caller still waits on stays.
+    #[tokio::test]
+    async fn a_wait_leaves_no_entry_behind_on_any_way_out() {
+        let waiters = Waiters::default();
+        let first = waiters.subscribe("req-1");
+        let second = waiters.subscribe("req-1");
+        assert_eq!(waiters.len(), 1);
+        drop(first);
+        assert_eq!(waiters.len(), 1, "the second caller still waits");
+        drop(second);
+        assert!(waiters.is_empty());
+
+        // An early return with `?` after subscribing.
+        async fn fails_midway(waiters: &Waiters) -> Result<(), &'static str> {
+            let _waiting = waiters.subscribe("req-2");
+            Err("storage failed")?;
+            Ok(())
+        }
+        assert!(fails_midway(&waiters).await.is_err());
+        assert!(waiters.is_empty());
+
+        // A caller dropped mid-wait (the client went away).
+        let waiting = waiters.subscribe("req-3");
+        let wait = tokio::spawn(async move {
+            waiting.notified().await;
+        });
+        tokio::task::yield_now().await;
+        wait.abort();
+        let _ = wait.await;
+        assert!(waiters.is_empty());
+
+        // A wake ends the entry; a later subscriber gets a fresh one that an old guard
+        // does not remove.
+        let old = waiters.subscribe("req-4");
+        waiters.wake("req-4");
+        let new = waiters.subscribe("req-4");
+        drop(old);
+        assert_eq!(waiters.len(), 1);
+        drop(new);
+        assert!(waiters.is_empty());
+    }
 }

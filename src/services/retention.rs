@@ -18,7 +18,12 @@ const FIRST_PASS_AFTER: Duration = Duration::from_secs(5);
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// Starts pruning on the current runtime, every `retention.interval_seconds`.
-pub fn spawn(settings: &RetentionSettings, storage: &Storage, supervisor: &Supervisor) {
+pub fn spawn(
+    settings: &RetentionSettings,
+    revocations_outlive: Duration,
+    storage: &Storage,
+    supervisor: &Supervisor,
+) {
     let settings = settings.clone();
     let storage = storage.clone();
     supervisor.spawn("retention", move || {
@@ -26,7 +31,7 @@ pub fn spawn(settings: &RetentionSettings, storage: &Storage, supervisor: &Super
         async move {
             tokio::time::sleep(FIRST_PASS_AFTER).await;
             loop {
-                match prune(&settings, &storage).await {
+                match prune(&settings, revocations_outlive, &storage).await {
                     Ok(0) => {}
                     Ok(rows) => tracing::info!(rows, "retention: old rows pruned"),
                     Err(e) => tracing::error!(error = %e, "retention pass failed; will retry"),
@@ -37,8 +42,14 @@ pub fn spawn(settings: &RetentionSettings, storage: &Storage, supervisor: &Super
     });
 }
 
-/// One pass over every table: answers the rows deleted.
-pub async fn prune(settings: &RetentionSettings, storage: &Storage) -> Result<u64> {
+/// One pass over every table: answers the rows deleted. A revocation is kept for
+/// `revocations_outlive` (the longest lifetime a token may have, and the leeway): every token
+/// it refuses has expired once it goes.
+pub async fn prune(
+    settings: &RetentionSettings,
+    revocations_outlive: Duration,
+    storage: &Storage,
+) -> Result<u64> {
     let limit = settings.batch_size;
     let cutoff = |days: u32| ago(DAY * days);
     let (events, inbox, audit, keys, creations) = (
@@ -63,6 +74,9 @@ pub async fn prune(settings: &RetentionSettings, storage: &Storage) -> Result<u6
     rows += drain(limit, || storage.audit.prune_audit(&audit)).await?;
     rows += drain(limit, || storage.idempotency.prune_keys(&keys)).await?;
     rows += drain(limit, || storage.groups.prune_creations(&creations)).await?;
+    let revocations = ago(revocations_outlive);
+    let revocations = batch(&revocations);
+    rows += drain(limit, || storage.tokens.prune_revocations(&revocations)).await?;
     Ok(rows)
 }
 

@@ -9,7 +9,7 @@
 //! revocation committed late (within that window of its number) is still seen at the next
 //! refresh, not at the next full reload.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,13 +22,16 @@ pub const REFRESH_EVERY: Duration = Duration::from_millis(500);
 /// Every this many refreshes, the whole table is read again: a last guard against a row
 /// whose `seq` was allocated long before it became visible.
 const FULL_RELOAD_EVERY: u32 = 120;
+/// The `seq` of a revocation made here and not read back from storage yet: newer than any.
+const LOCAL: i64 = i64::MAX;
 /// How long after its number was handed out a revocation may still commit and be seen at
 /// the next refresh (a revocation is one INSERT: milliseconds, with room for a slow disk).
 const GAP_WINDOW: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 struct State {
-    jtis: HashSet<String>,
+    /// Each revoked id with its `seq` (`LOCAL` until the row is read back).
+    jtis: HashMap<String, i64>,
     /// The highest `seq` read so far.
     last_seq: i64,
     /// `last_seq` as it stood at each refresh of the last `GAP_WINDOW`, oldest first.
@@ -78,7 +81,7 @@ impl RevocationList {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .jtis
-            .contains(jti.as_str())
+            .contains_key(jti.as_str())
     }
 
     /// Stores the revocation, then applies it here at once. Revoking twice is not an error.
@@ -88,7 +91,8 @@ impl RevocationList {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .jtis
-            .insert(jti.to_string());
+            .entry(jti.to_string())
+            .or_insert(LOCAL);
         Ok(())
     }
 
@@ -107,12 +111,46 @@ impl RevocationList {
         let rows = self.store.revoked_since(since).await?;
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         for (seq, jti) in rows {
-            state.jtis.insert(jti);
+            state.jtis.insert(jti, seq);
             state.last_seq = state.last_seq.max(seq);
         }
         let last_seq = state.last_seq;
         state.recent.push_back((Instant::now(), last_seq));
         Ok(())
+    }
+
+    /// Reads every stored revocation again and forgets those storage no longer holds
+    /// (retention prunes a revocation once every token it could refuse has expired), so the
+    /// list is as bounded as the table. Revocations newer than what was read (made here
+    /// meanwhile) stay.
+    async fn reload(&self) -> Result<()> {
+        let rows = self.store.revoked_since(0).await?;
+        let newest_read = rows.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut jtis: HashMap<String, i64> = state
+            .jtis
+            .drain()
+            .filter(|(_, seq)| *seq > newest_read)
+            .collect();
+        for (seq, jti) in rows {
+            jtis.insert(jti, seq);
+        }
+        state.jtis = jtis;
+        state.last_seq = state.last_seq.max(newest_read);
+        Ok(())
+    }
+
+    /// Revoked ids held in memory.
+    pub fn len(&self) -> usize {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .jtis
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Refreshes every `every` until the list is dropped (the gateway stopped).
@@ -143,7 +181,7 @@ async fn refresh_until_dropped(
         };
         round = round.wrapping_add(1);
         let result = if round.is_multiple_of(FULL_RELOAD_EVERY) {
-            list.read_since(0).await
+            list.reload().await
         } else {
             list.refresh().await
         };
@@ -177,6 +215,37 @@ mod tests {
         );
         // The window does not grow with refreshes: one floor and the young entries.
         assert!(state.recent.len() <= 2, "{:?}", state.recent);
+    }
+
+    /// Retention forgets a revocation once the longest-lived token it could refuse has
+    /// expired; the next full reload forgets it in memory too, but keeps what is newer.
+    #[tokio::test]
+    async fn pruned_revocations_leave_memory_at_the_next_reload() {
+        let storage = crate::storage::Storage::connect("sqlite::memory:", 1)
+            .await
+            .unwrap();
+        let list = RevocationList::load(storage.tokens.clone()).await.unwrap();
+        let id = |raw: &str| TokenId::parse(raw).unwrap();
+        list.revoke(&id("old"), "platform").await.unwrap();
+        list.refresh().await.unwrap();
+        // Every revocation so far is older than the cut-off.
+        let cutoff = crate::clock::now();
+        std::thread::sleep(Duration::from_millis(5));
+        let pruned = storage
+            .tokens
+            .prune_revocations(&crate::storage::PruneBatch {
+                before: &cutoff,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(pruned, 1);
+        list.revoke(&id("new"), "platform").await.unwrap();
+        assert!(list.is_revoked(&id("old")), "kept until the reload");
+        list.reload().await.unwrap();
+        assert!(!list.is_revoked(&id("old")));
+        assert!(list.is_revoked(&id("new")));
+        assert_eq!(list.len(), 1);
     }
 
     #[tokio::test]

@@ -152,6 +152,9 @@ pub trait TokenStore: Send + Sync {
     async fn revoke(&self, jti: &str, by: &str) -> Result<()>;
     /// Revocations stored after `seq`, as (seq, jti), in seq order.
     async fn revoked_since(&self, seq: i64) -> Result<Vec<(i64, String)>>;
+    /// Forgets revocations made before `batch.before`: every token they could refuse has
+    /// expired by then.
+    async fn prune_revocations(&self, batch: &PruneBatch<'_>) -> Result<u64>;
 }
 
 /// Answers kept for `Idempotency-Key` replays.

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::SqlStorage;
 use crate::clock::now;
-use crate::storage::{Result, TokenStore};
+use crate::storage::{PruneBatch, Result, TokenStore};
 
 #[async_trait]
 impl TokenStore for SqlStorage {
@@ -28,6 +28,18 @@ impl TokenStore for SqlStorage {
                 .fetch_all(&self.pool)
                 .await?;
         Ok(rows.into_iter().map(|r| (r.seq, r.jti)).collect())
+    }
+
+    async fn prune_revocations(&self, batch: &PruneBatch<'_>) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM revoked_tokens WHERE seq IN (
+               SELECT seq FROM revoked_tokens WHERE revoked_at < $1 ORDER BY seq LIMIT $2)",
+        )
+        .bind(batch.before)
+        .bind(i64::from(batch.limit))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
     }
 }
 
