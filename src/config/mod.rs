@@ -1,5 +1,6 @@
-//! Typed settings, layered as DESIGN §8 says: compiled-in defaults, `config/default.toml`,
-//! `config/{APP_ENVIRONMENT}.toml`, `--config FILE`, then `WAGW__…` variables.
+//! Typed settings, layered as README, "Configuration", says: compiled-in defaults,
+//! `config/default.toml`, `config/{APP_ENVIRONMENT}.toml`, `--config FILE`, then `WAGW__…`
+//! variables.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

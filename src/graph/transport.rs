@@ -17,7 +17,7 @@ use crate::domain::PhoneNumberId;
 
 /// Largest upstream answer read; Graph answers for these calls are a few KiB.
 const MAX_UPSTREAM_BODY: usize = 2 * 1024 * 1024;
-/// Attempts of an idempotent call, in all (DESIGN §5).
+/// Attempts of an idempotent call, in all, within `graph.timeout_ms` (README, "API overview").
 const MAX_ATTEMPTS: u32 = 3;
 
 /// Access tokens per business phone number. Shared by every worker; never printed.
