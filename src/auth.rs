@@ -18,7 +18,7 @@ use crate::services::revocation::RevocationList;
 use crate::telemetry::AuthenticatedTeam;
 use crate::tokens::ApprovedToken;
 
-/// The claims the gateway issues and requires (DESIGN §3).
+/// The claims the gateway issues and requires (README, "Authentication").
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub iss: String,
@@ -44,7 +44,7 @@ pub struct Principal {
     /// The team's grants from config, narrowed by the token's `phone_numbers` claim.
     numbers: Vec<PhoneNumberId>,
     /// The token carries `phone_numbers`: it may act only on those numbers, never on what
-    /// concerns no single number (DESIGN §3 "Narrowing only ever narrows").
+    /// concerns no single number (README, "Security rules", "Narrowing only narrows").
     narrowed: bool,
     team_is_admin: bool,
 }
@@ -224,7 +224,7 @@ fn decoding_key(k: &KeySettings) -> Result<DecodingKey, KeyError> {
     }
 }
 
-/// The checks of DESIGN §3 for a token of `algorithm`.
+/// The checks of README, "Authentication", for a token of `algorithm`.
 fn validation(auth: &AuthSettings, algorithm: Algorithm) -> Validation {
     let mut validation = Validation::new(algorithm);
     validation.set_issuer(&[&auth.issuer]);
@@ -365,9 +365,10 @@ impl Authenticator {
         Ok((principal, valid_until))
     }
 
-    /// The rules on `iat` (DESIGN §3): not issued in the future beyond the leeway, and not
-    /// valid longer than `auth.max_token_ttl_seconds`, wherever the token was minted: a key
-    /// that leaks must not be able to mint tokens that outlive its rotation.
+    /// The rules on `iat` (README, "Security rules", "Bounded lifetimes"): not issued in the
+    /// future beyond the leeway, and not valid longer than `auth.max_token_ttl_seconds`,
+    /// wherever the token was minted: a key that leaks must not be able to mint tokens that
+    /// outlive its rotation.
     fn check_lifetime(&self, claims: &Claims, now: u64) -> Result<(), ApiError> {
         let now = i64::try_from(now).unwrap_or(i64::MAX);
         let leeway = i64::try_from(self.leeway_seconds).unwrap_or(i64::MAX);

@@ -1,4 +1,4 @@
-//! The command line (DESIGN §9). Every command reads the same configuration.
+//! The command line (README, "Command line"). Every command reads the same configuration.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

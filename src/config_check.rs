@@ -83,8 +83,8 @@ fn check_keys(settings: &Settings) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Whether the value under `key` is a secret. Besides the secrets
-/// DESIGN names, any key that looks like one is hidden: a new secret must not leak because
+/// Whether the value under `key` is a secret. Besides the secrets README, "Configuration",
+/// names, any key that looks like one is hidden: a new secret must not leak because
 /// this list was not updated.
 fn is_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();

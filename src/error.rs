@@ -53,7 +53,8 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     /// Another creation with the same phone number and subject still waits for Meta's
-    /// request id (DESIGN §5: one at a time, so webhooks cannot be matched to the wrong team).
+    /// request id: one at a time, so webhooks cannot be matched to the wrong team (README,
+    /// "Creations and isolation").
     #[error(
         "a creation with this subject on this phone number is in progress; retry in {retry_after_seconds} s"
     )]

@@ -5,32 +5,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_http::HttpService;
-use actix_service::{Service, apply_fn_factory, map_config};
+use actix_service::{Service, ServiceFactory, apply_fn_factory, map_config};
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::AppConfig;
 use actix_web::dev::ServiceResponse;
+use actix_web::dev::{AppConfig, ServiceRequest};
 use actix_web::http::header;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, from_fn};
 use actix_web::rt::net::TcpStream;
-use actix_web::{App, HttpResponse, web};
+use actix_web::{App, HttpResponse, Scope, web};
 use secrecy::ExposeSecret;
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::{Authenticator, KeyError, TokenIssuer};
-use crate::config::{GraphMode, RateLimitSettings, RateLimitStore, Settings};
+use crate::auth::{Authenticator, KeyError, TeamLimits, TokenIssuer};
+use crate::config::{
+    GraphMode, RateLimitSettings, RateLimitStore, RateLimitStoreSettings, ServerSettings, Settings,
+};
 use crate::connection::RefusedBeforeRouting;
 use crate::error::{self, ApiError};
-use crate::graph::GraphClient;
+use crate::graph::{GraphClient, NumberLimits, TokenStore};
 use crate::openapi::{ApiDoc, spec};
 use crate::process::BoundServer;
 use crate::ratelimit::{AddressBuckets, Limiter, Rate, RedisStore};
 use crate::routes::admin::AdminContext;
-use crate::routes::body::BodyBudget;
+use crate::routes::body::{BodyBudget, BodyTimeout};
+use crate::routes::health::Dependencies;
 use crate::routes::idempotency::Idempotency;
 use crate::routes::webhooks::{IngressLimits, VerifyToken};
 use crate::routes::{self, JSON_LIMIT};
+use crate::sandbox::{SandboxOptions, SandboxState};
 use crate::services::audit::AuditLog;
 use crate::services::creation::{Creations, Waiters};
 use crate::services::events::Feed;
@@ -38,7 +42,7 @@ use crate::services::groups::Groups;
 use crate::services::ownership::Ownership;
 use crate::services::processing::{self, Ingress};
 use crate::services::revocation::{self, RevocationList};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{GroupStore, Storage, StorageError};
 use crate::supervisor::Supervisor;
 use crate::telemetry::request_context;
 
@@ -64,60 +68,151 @@ pub struct Application;
 impl Application {
     /// Binds (port 0 picks a free port), opens storage, starts the webhook processor.
     pub async fn build(settings: Settings) -> Result<BoundServer, StartupError> {
-        let storage = Storage::connect(
-            settings.storage.url.expose_secret(),
-            settings.storage.max_connections,
-        )
-        .await
-        .map_err(|source| StartupError::Storage {
-            url: settings.storage.url.to_string(),
-            source,
-        })?;
+        let storage = open_storage(&settings).await?;
         // Every background task of this gateway runs under it; /readyz reports its state.
         let supervisor = Supervisor::default();
-        let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
-            address: address.clone(),
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind { address, source })?
-            .port();
+        let (listener, port) = bind(&settings.server)?;
+        crate::metrics::install();
+        // With `store = "redis"`, every replica draws from the same buckets.
+        let shared_buckets = shared_buckets(&settings.rate_limit)?;
+        let upstream = Upstream::new(&settings, port, shared_buckets.clone());
+        let (guards, refused_before_routing) = Guards::new(&settings, shared_buckets, &supervisor);
+        let access = Access::load(&settings, &storage, &supervisor).await?;
+        let services = Services::start(&settings, storage, &supervisor).await;
+        let shared = Shared {
+            upstream,
+            guards,
+            access,
+            services,
+            openapi: spec(),
+            sandbox: sandbox(&settings, port),
+        };
+        let server = serve(
+            listener,
+            port,
+            &settings.server,
+            shared,
+            refused_before_routing,
+        )?;
+        Ok(BoundServer::new(port, server.run(), supervisor))
+    }
+}
 
-        let graph_base = match settings.graph.mode {
+fn storage_error(settings: &Settings) -> impl FnOnce(StorageError) -> StartupError + '_ {
+    |source| StartupError::Storage {
+        url: settings.storage.url.to_string(),
+        source,
+    }
+}
+
+async fn open_storage(settings: &Settings) -> Result<Storage, StartupError> {
+    Storage::connect(
+        settings.storage.url.expose_secret(),
+        settings.storage.max_connections,
+    )
+    .await
+    .map_err(storage_error(settings))
+}
+
+/// The listening socket and its port (the one picked when `server.port` is 0).
+fn bind(server: &ServerSettings) -> Result<(TcpListener, u16), StartupError> {
+    let address = format!("{}:{}", server.host, server.port);
+    let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
+        address: address.clone(),
+        source,
+    })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind { address, source })?
+        .port();
+    Ok((listener, port))
+}
+
+/// The Redis store of `[rate_limit]`, when buckets are shared by the fleet.
+fn shared_buckets(
+    settings: &RateLimitStoreSettings,
+) -> Result<Option<Arc<RedisStore>>, StartupError> {
+    match settings.store {
+        RateLimitStore::Local => Ok(None),
+        RateLimitStore::Redis => RedisStore::new(
+            settings
+                .redis_url
+                .as_ref()
+                .map(ExposeSecret::expose_secret)
+                .unwrap_or_default(),
+        )
+        .map(Some)
+        .map_err(StartupError::RateLimitStore),
+    }
+}
+
+/// How each worker reaches Meta: awc clients are not `Send`, so every worker builds its own
+/// `GraphClient` from this.
+#[derive(Clone)]
+struct Upstream {
+    base: String,
+    api_version: String,
+    timeout: Duration,
+    attempt_timeout: Duration,
+    tokens: TokenStore,
+    number_limits: NumberLimits,
+}
+
+impl Upstream {
+    fn new(settings: &Settings, port: u16, shared: Option<Arc<RedisStore>>) -> Self {
+        let base = match settings.graph.mode {
             GraphMode::Live => settings.graph.base_url.clone(),
             // The gateway talks to its own simulation over HTTP, through the same client code.
             GraphMode::Sandbox => format!("http://127.0.0.1:{port}/sandbox/graph"),
         };
-        crate::metrics::install();
-        let api_version = settings.graph.api_version.clone();
-        let timeout = Duration::from_millis(settings.graph.timeout_ms);
-        let attempt_timeout = Duration::from_millis(settings.graph.attempt_timeout_ms);
-        let tokens = Arc::new(settings.phone_numbers.clone());
-        // With `store = "redis"`, every replica draws from the same buckets.
-        let shared = match settings.rate_limit.store {
-            RateLimitStore::Local => None,
-            RateLimitStore::Redis => Some(
-                RedisStore::new(
-                    settings
-                        .rate_limit
-                        .redis_url
-                        .as_ref()
-                        .map(ExposeSecret::expose_secret)
-                        .unwrap_or_default(),
-                )
-                .map_err(StartupError::RateLimitStore)?,
-            ),
-        };
-        let number_limits: crate::graph::NumberLimits = Arc::new(Limiter::new(
+        let number_limits = Arc::new(Limiter::new(
             "phone_number",
             settings
                 .phone_number_rate_limits
                 .iter()
                 .map(|(pn, limit)| (pn.clone(), rate(limit))),
-            shared.clone(),
+            shared,
         ));
+        Upstream {
+            base,
+            api_version: settings.graph.api_version.clone(),
+            timeout: Duration::from_millis(settings.graph.timeout_ms),
+            attempt_timeout: Duration::from_millis(settings.graph.attempt_timeout_ms),
+            tokens: Arc::new(settings.phone_numbers.clone()),
+            number_limits,
+        }
+    }
+
+    /// One per worker; each keeps its own connection pool.
+    fn client(&self) -> GraphClient {
+        GraphClient::new(
+            &self.base,
+            &self.api_version,
+            self.timeout,
+            self.attempt_timeout,
+            self.tokens.clone(),
+            self.number_limits.clone(),
+        )
+    }
+}
+
+/// What requests are measured against before a handler runs: limits, budgets, readiness.
+#[derive(Clone)]
+struct Guards {
+    team_limits: web::Data<TeamLimits>,
+    readiness: web::Data<Dependencies>,
+    body_timeout: web::Data<BodyTimeout>,
+    anonymous_limits: web::Data<AddressBuckets>,
+    ingress_limits: web::Data<IngressLimits>,
+}
+
+impl Guards {
+    /// Also what sees the requests refused before routing, charged to the same addresses.
+    fn new(
+        settings: &Settings,
+        shared: Option<Arc<RedisStore>>,
+        supervisor: &Supervisor,
+    ) -> (Self, RefusedBeforeRouting) {
         let team_limits = web::Data::new(Limiter::new(
             "team",
             settings
@@ -126,37 +221,58 @@ impl Application {
                 .map(|(team, limit)| (team, rate(&limit))),
             shared.clone(),
         ));
-        let readiness = web::Data::new(routes::health::Dependencies {
+        let readiness = web::Data::new(Dependencies {
             rate_limit_store: shared,
             tasks: supervisor.clone(),
         });
-        let body_timeout = web::Data::new(routes::body::BodyTimeout(Duration::from_millis(
+        let body_timeout = web::Data::new(BodyTimeout(Duration::from_millis(
             settings.server.body_timeout_ms,
         )));
         let anonymous_limits = Arc::new(AddressBuckets::new(rate(
             &settings.server.anonymous_rate_limit,
         )));
         let refused_before_routing = RefusedBeforeRouting::new(anonymous_limits.clone());
-        let anonymous_limits = web::Data::from(anonymous_limits);
         let ingress_limits = web::Data::new(IngressLimits {
             max_body: settings.webhooks.max_body_bytes,
             budget: BodyBudget::new(settings.webhooks.max_in_flight_bytes),
         });
+        let guards = Guards {
+            team_limits,
+            readiness,
+            body_timeout,
+            anonymous_limits: web::Data::from(anonymous_limits),
+            ingress_limits,
+        };
+        (guards, refused_before_routing)
+    }
+}
+
+/// Who may call: keys, revoked tokens, the administrators' context and their audit log.
+#[derive(Clone)]
+struct Access {
+    authenticator: web::Data<Authenticator>,
+    revocations: web::Data<RevocationList>,
+    admin: web::Data<AdminContext>,
+    audit_log: web::Data<AuditLog>,
+}
+
+impl Access {
+    async fn load(
+        settings: &Settings,
+        storage: &Storage,
+        supervisor: &Supervisor,
+    ) -> Result<Self, StartupError> {
         let teams = Arc::new(settings.teams.clone());
         // Revoked tokens are refused from the first request on; other replicas' revocations
         // arrive with the background refresh.
         let revocations = RevocationList::load(storage.tokens.clone())
             .await
-            .map_err(|source| StartupError::Storage {
-                url: settings.storage.url.to_string(),
-                source,
-            })?;
-        revocations.spawn_refresher(revocation::REFRESH_EVERY, &supervisor);
+            .map_err(storage_error(settings))?;
+        revocations.spawn_refresher(revocation::REFRESH_EVERY, supervisor);
         let authenticator = web::Data::new(
             Authenticator::new(&settings.auth, teams.clone())?
                 .with_revocations(revocations.clone()),
         );
-        let revocations = web::Data::new(revocations);
         let can_sign = settings
             .auth
             .keys
@@ -169,27 +285,53 @@ impl Application {
                 .then(|| TokenIssuer::new(&settings.auth, None))
                 .transpose()?,
         });
-        let audit_log = web::Data::new(AuditLog::new(storage.audit.clone()));
-        let verify_token = web::Data::new(VerifyToken(settings.webhooks.verify_token.clone()));
+        Ok(Access {
+            authenticator,
+            revocations: web::Data::new(revocations),
+            admin,
+            audit_log: web::Data::new(AuditLog::new(storage.audit.clone())),
+        })
+    }
+}
+
+/// The use cases, with the background work they own started.
+#[derive(Clone)]
+struct Services {
+    storage: web::Data<Storage>,
+    group_store: Arc<dyn GroupStore>,
+    verify_token: web::Data<VerifyToken>,
+    ingress: web::Data<Ingress>,
+    idempotency: web::Data<Idempotency>,
+    ownership: web::Data<Ownership>,
+    creations: web::Data<Creations>,
+    feed: web::Data<Feed>,
+}
+
+impl Services {
+    /// Webhook ingress → processor → deliveries, the creation watchdog, retention, and the
+    /// ownership cache, warmed before the first request.
+    async fn start(settings: &Settings, storage: Storage, supervisor: &Supervisor) -> Self {
+        let timeout = Duration::from_millis(settings.graph.timeout_ms);
+        let creation_timeout = Duration::from_secs(settings.webhooks.creation_timeout_seconds);
         let deliveries = crate::services::delivery::spawn(
             &settings.delivery,
             &settings.teams,
             &storage,
-            &supervisor,
+            supervisor,
         );
         let waiters = Waiters::default();
         let processor = processing::spawn_processor(
             storage.clone(),
             waiters.clone(),
             deliveries,
-            Duration::from_secs(settings.webhooks.creation_timeout_seconds),
-            &supervisor,
+            creation_timeout,
+            supervisor,
         );
         let ingress = web::Data::new(Ingress::new(
             settings.webhooks.app_secret.clone(),
             &storage,
             processor,
-            &supervisor,
+            supervisor,
         ));
         let idempotency = web::Data::new(Idempotency::new(
             &storage,
@@ -199,7 +341,7 @@ impl Application {
         let ownership = web::Data::new(Ownership::new(
             &storage,
             settings.storage.cache_ttl.0,
-            &supervisor,
+            supervisor,
         ));
         // Warmed before the first request: the hot path needs no storage round trip.
         if let Err(e) = ownership.warm().await {
@@ -213,8 +355,8 @@ impl Application {
         // A call to Meta takes at most graph.timeout_ms; a margin covers clocks and commits.
         creations.spawn_watchdog(
             timeout + Duration::from_secs(5),
-            Duration::from_secs(settings.webhooks.creation_timeout_seconds),
-            &supervisor,
+            creation_timeout,
+            supervisor,
         );
         crate::services::retention::spawn(
             &settings.retention,
@@ -224,139 +366,178 @@ impl Application {
                 settings.auth.max_token_ttl_seconds + 2 * settings.auth.leeway_seconds,
             ),
             &storage,
-            &supervisor,
+            supervisor,
         );
-        let feed = web::Data::new(Feed::new(&storage));
-        let group_store = storage.groups.clone();
-        let storage = web::Data::new(storage);
-        let openapi = spec();
-        // Sandbox mode (DESIGN §10): the simulated Meta, sending its webhooks to our ingress.
-        let sandbox = (settings.graph.mode == GraphMode::Sandbox).then(|| {
-            crate::sandbox::SandboxState::new(crate::sandbox::SandboxOptions::from_settings(
-                &settings,
-                Some(format!("http://127.0.0.1:{port}/webhooks/whatsapp")),
-            ))
-        });
-
-        let app = move || {
-            // awc clients are per worker (not Send); each keeps its own connection pool.
-            let graph = GraphClient::new(
-                &graph_base,
-                &api_version,
-                timeout,
-                attempt_timeout,
-                tokens.clone(),
-                number_limits.clone(),
-            );
-            let groups = web::Data::new(Groups::new(graph.clone(), group_store.clone()));
-            App::new()
-                .into_utoipa_app()
-                .openapi(ApiDoc::openapi())
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(JSON_LIMIT)
-                        .error_handler(error::json_error_handler),
-                )
-                .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
-                .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
-                .app_data(web::PayloadConfig::default().limit(JSON_LIMIT))
-                .app_data(groups)
-                .app_data(web::Data::new(graph))
-                .app_data(storage.clone())
-                .app_data(authenticator.clone())
-                .app_data(team_limits.clone())
-                .app_data(readiness.clone())
-                .app_data(body_timeout.clone())
-                .app_data(anonymous_limits.clone())
-                .app_data(ingress_limits.clone())
-                .app_data(idempotency.clone())
-                .app_data(verify_token.clone())
-                .app_data(ingress.clone())
-                .app_data(ownership.clone())
-                .app_data(creations.clone())
-                .app_data(feed.clone())
-                .app_data(revocations.clone())
-                .app_data(admin.clone())
-                .app_data(audit_log.clone())
-                .configure(routes::configure)
-                .split_for_parts()
-                .0
-                // Before the catch-all scope below; outside the OpenAPI document; live: absent.
-                .configure(|cfg| {
-                    if let Some(sandbox) = &sandbox {
-                        cfg.service(sandbox.scope());
-                    }
-                })
-                .service(
-                    web::scope("")
-                        .service(
-                            SwaggerUi::new("/swagger-ui/{_:.*}")
-                                .url("/openapi.json", openapi.clone()),
-                        )
-                        .route(
-                            "/swagger-ui",
-                            web::get().to(|| async {
-                                HttpResponse::PermanentRedirect()
-                                    .insert_header((header::LOCATION, "/swagger-ui/"))
-                                    .finish()
-                            }),
-                        ),
-                )
-                .default_service(web::to(error::not_found))
-                .wrap(ErrorHandlers::new().default_handler(as_problem))
-                // Inside request_context, whose request id each audit row records.
-                .wrap(from_fn(routes::audit::record))
-                .wrap(from_fn(request_context))
-        };
-        let client_request_timeout =
-            Duration::from_millis(settings.server.client_request_timeout_ms);
-        let mut server =
-            actix_server::Server::build().shutdown_timeout(settings.server.shutdown_grace_seconds);
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
+        Services {
+            feed: web::Data::new(Feed::new(&storage)),
+            group_store: storage.groups.clone(),
+            verify_token: web::Data::new(VerifyToken(settings.webhooks.verify_token.clone())),
+            storage: web::Data::new(storage),
+            ingress,
+            idempotency,
+            ownership,
+            creations,
         }
-        // What actix-web's HttpServer builds, with each connection's end in sight: the
-        // requests actix refuses before routing are seen here, with their client's address.
-        let shutdown = server.graceful_shutdown_signal();
-        let local = listener.local_addr().map_err(|source| StartupError::Bind {
-            address: format!("port {port}"),
-            source,
-        })?;
-        let server = server
-            .listen("wa-groups-gateway", listener, move || {
-                let shutdown = shutdown.clone();
-                let http = HttpService::build()
-                    .graceful_shutdown_signal(move || {
-                        let shutdown = shutdown.clone();
-                        async move { shutdown.notified().await }
-                    })
-                    .client_request_timeout(client_request_timeout)
-                    .client_disconnect_timeout(Duration::from_secs(1))
-                    .local_addr(local)
-                    // HttpServer's host is the listening address; the default (localhost:8080)
-                    // differs only for a request without a Host header (HTTP/1.0).
-                    .finish(map_config(app(), |_| AppConfig::default()))
-                    .tcp();
-                let refused = refused_before_routing.clone();
-                apply_fn_factory(http, move |io: TcpStream, connection: &_| {
-                    let peer = io.peer_addr().ok().map(|a| a.ip());
-                    let served = connection.call(io);
-                    let refused = refused.clone();
-                    async move {
-                        let ended = served.await;
-                        if let Err(e) = &ended {
-                            refused.note(e, peer);
-                        }
-                        ended
-                    }
-                })
-            })
-            .map_err(|source| StartupError::Bind {
-                address: format!("port {port}"),
-                source,
-            })?;
-        Ok(BoundServer::new(port, server.run(), supervisor))
     }
+}
+
+/// Sandbox mode (README, "Sandbox"): the simulated Meta, sending its webhooks to our ingress.
+fn sandbox(settings: &Settings, port: u16) -> Option<SandboxState> {
+    (settings.graph.mode == GraphMode::Sandbox).then(|| {
+        SandboxState::new(SandboxOptions::from_settings(
+            settings,
+            Some(format!("http://127.0.0.1:{port}/webhooks/whatsapp")),
+        ))
+    })
+}
+
+/// Everything the workers' apps share; each worker clones it and builds its own app.
+#[derive(Clone)]
+struct Shared {
+    upstream: Upstream,
+    guards: Guards,
+    access: Access,
+    services: Services,
+    openapi: utoipa::openapi::OpenApi,
+    sandbox: Option<SandboxState>,
+}
+
+impl Shared {
+    /// One worker's app: the documented routes, the sandbox when on, Swagger UI, and the
+    /// middleware every request passes.
+    fn app(
+        &self,
+    ) -> App<
+        impl ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<impl MessageBody + use<>>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + use<>,
+    > {
+        self.with_data(App::new())
+            .into_utoipa_app()
+            .openapi(ApiDoc::openapi())
+            .configure(routes::configure)
+            .split_for_parts()
+            .0
+            // Before the catch-all scope below; outside the OpenAPI document; live: absent.
+            .configure(|cfg| {
+                if let Some(sandbox) = &self.sandbox {
+                    cfg.service(sandbox.scope());
+                }
+            })
+            .service(swagger_ui(self.openapi.clone()))
+            .default_service(web::to(error::not_found))
+            .wrap(ErrorHandlers::new().default_handler(as_problem))
+            // Inside request_context, whose request id each audit row records.
+            .wrap(from_fn(routes::audit::record))
+            .wrap(from_fn(request_context))
+    }
+
+    /// The extractors' configuration and what the handlers are given.
+    fn with_data<T>(&self, app: App<T>) -> App<T>
+    where
+        T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
+    {
+        let graph = self.upstream.client();
+        let groups = Groups::new(graph.clone(), self.services.group_store.clone());
+        let (guards, access, services) = (&self.guards, &self.access, &self.services);
+        app.app_data(
+            web::JsonConfig::default()
+                .limit(JSON_LIMIT)
+                .error_handler(error::json_error_handler),
+        )
+        .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
+        .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
+        .app_data(web::PayloadConfig::default().limit(JSON_LIMIT))
+        .app_data(web::Data::new(groups))
+        .app_data(web::Data::new(graph))
+        .app_data(services.storage.clone())
+        .app_data(access.authenticator.clone())
+        .app_data(guards.team_limits.clone())
+        .app_data(guards.readiness.clone())
+        .app_data(guards.body_timeout.clone())
+        .app_data(guards.anonymous_limits.clone())
+        .app_data(guards.ingress_limits.clone())
+        .app_data(services.idempotency.clone())
+        .app_data(services.verify_token.clone())
+        .app_data(services.ingress.clone())
+        .app_data(services.ownership.clone())
+        .app_data(services.creations.clone())
+        .app_data(services.feed.clone())
+        .app_data(access.revocations.clone())
+        .app_data(access.admin.clone())
+        .app_data(access.audit_log.clone())
+    }
+}
+
+/// Swagger UI on the served document, and `/swagger-ui` redirected to it.
+fn swagger_ui(openapi: utoipa::openapi::OpenApi) -> Scope {
+    web::scope("")
+        .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", openapi))
+        .route(
+            "/swagger-ui",
+            web::get().to(|| async {
+                HttpResponse::PermanentRedirect()
+                    .insert_header((header::LOCATION, "/swagger-ui/"))
+                    .finish()
+            }),
+        )
+}
+
+/// What actix-web's HttpServer builds, with each connection's end in sight: the requests
+/// actix refuses before routing are seen here, with their client's address.
+fn serve(
+    listener: TcpListener,
+    port: u16,
+    settings: &ServerSettings,
+    shared: Shared,
+    refused_before_routing: RefusedBeforeRouting,
+) -> Result<actix_server::ServerBuilder, StartupError> {
+    let bind_error = |source| StartupError::Bind {
+        address: format!("port {port}"),
+        source,
+    };
+    let client_request_timeout = Duration::from_millis(settings.client_request_timeout_ms);
+    let mut server =
+        actix_server::Server::build().shutdown_timeout(settings.shutdown_grace_seconds);
+    if settings.workers > 0 {
+        server = server.workers(settings.workers);
+    }
+    let shutdown = server.graceful_shutdown_signal();
+    let local = listener.local_addr().map_err(bind_error)?;
+    server
+        .listen("wa-groups-gateway", listener, move || {
+            let shutdown = shutdown.clone();
+            let http = HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                .client_request_timeout(client_request_timeout)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .local_addr(local)
+                // HttpServer's host is the listening address; the default (localhost:8080)
+                // differs only for a request without a Host header (HTTP/1.0).
+                .finish(map_config(shared.app(), |_| AppConfig::default()))
+                .tcp();
+            let refused = refused_before_routing.clone();
+            apply_fn_factory(http, move |io: TcpStream, connection: &_| {
+                let peer = io.peer_addr().ok().map(|a| a.ip());
+                let served = connection.call(io);
+                let refused = refused.clone();
+                async move {
+                    let ended = served.await;
+                    if let Err(e) = &ended {
+                        refused.note(e, peer);
+                    }
+                    ended
+                }
+            })
+        })
+        .map_err(bind_error)
 }
 
 fn rate(limit: &RateLimitSettings) -> Rate {

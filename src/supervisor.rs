@@ -1,7 +1,8 @@
-//! Background work that keeps running (DESIGN §7): each long-lived task (webhook processing,
-//! deliveries, notifications, retention, …) runs under a supervisor that restarts it with
-//! backoff when it panics, counts the restart (`wagw_task_restarts_total{task}`) and tells
-//! `/readyz` which task is down and why until it runs again.
+//! Background work that keeps running (docs/architecture.md, "Supervision"): each long-lived
+//! task (webhook processing, deliveries, notifications, retention, …) runs under a supervisor
+//! that restarts it with backoff when it panics, counts the restart
+//! (`wagw_task_restarts_total{task}`) and tells `/readyz` which task is down and why until it
+//! runs again.
 //!
 //! Tasks handle their own errors (log and retry); what reaches the supervisor is what they
 //! could not handle: a panic. A task that returns has stopped on purpose (the gateway is

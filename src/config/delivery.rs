@@ -76,7 +76,7 @@ impl DeliverySettings {
         if !(0.0..1.0).contains(&self.jitter) {
             return Err(("jitter", "must be at least 0 and below 1".into()));
         }
-        // DESIGN §6: the first retry comes within 10 seconds, jitter included.
+        // A failed delivery is retried within 10 seconds the first time, jitter included.
         if self.first_retry_ms as f64 * (1.0 + self.jitter) > 10_000.0 {
             return Err((
                 "first_retry_ms",

@@ -1,5 +1,6 @@
-//! Typed settings, layered as DESIGN §8 says: compiled-in defaults, `config/default.toml`,
-//! `config/{APP_ENVIRONMENT}.toml`, `--config FILE`, then `WAGW__…` variables.
+//! Typed settings, layered as README, "Configuration", says: compiled-in defaults,
+//! `config/default.toml`, `config/{APP_ENVIRONMENT}.toml`, `--config FILE`, then `WAGW__…`
+//! variables.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -779,191 +780,27 @@ fn check_rate(key: impl Into<String>, limit: &RateLimitSettings) -> Result<(), C
 impl RawSettings {
     fn resolve(self) -> Result<Settings, ConfigError> {
         let sandbox = self.graph.mode == GraphMode::Sandbox;
-        if let Err((key, message)) = self.delivery.validate() {
-            return Err(ConfigError::invalid(format!("delivery.{key}"), message));
-        }
-        if let Err((key, message)) = self.retention.validate() {
-            return Err(ConfigError::invalid(format!("retention.{key}"), message));
-        }
-        check_rate(
-            "server.anonymous_rate_limit",
-            &self.server.anonymous_rate_limit,
-        )?;
-        ensure(
-            self.webhooks.max_body_bytes > 0,
-            "webhooks.max_body_bytes",
-            GREATER_THAN_0,
-        )?;
-        // A body larger than SMALL_BODY may use at most 3/4 of the budget (the rest is kept
-        // for small POSTs): the largest accepted POST must still fit.
-        ensure(
-            self.webhooks.max_body_bytes <= self.webhooks.max_in_flight_bytes / 4 * 3,
-            "webhooks.max_in_flight_bytes",
-            "must be at least 4/3 of webhooks.max_body_bytes",
-        )?;
-        ensure(
-            self.auth.max_token_ttl_seconds > 0,
-            "auth.max_token_ttl_seconds",
-            GREATER_THAN_0,
-        )?;
-        ensure(
-            self.webhooks.creation_timeout_seconds > 0,
-            "webhooks.creation_timeout_seconds",
-            GREATER_THAN_0,
-        )?;
-        ensure(
-            self.graph.attempt_timeout_ms > 0,
-            "graph.attempt_timeout_ms",
-            GREATER_THAN_0,
-        )?;
-        if let Some(rl) = &self.server.default_team_rate_limit {
-            check_rate("server.default_team_rate_limit", rl)?;
-        }
-        ensure(
-            self.graph.timeout_ms > 0,
-            "graph.timeout_ms",
-            GREATER_THAN_0,
-        )?;
-        ensure(
-            self.graph.base_url.starts_with("http://")
-                || self.graph.base_url.starts_with("https://"),
-            "graph.base_url",
-            "must be an http(s) URL",
-        )?;
-        ensure(
-            !(self.graph.api_version.is_empty() || self.graph.api_version.contains('/')),
-            "graph.api_version",
-            "must look like v23.0",
-        )?;
-        let url = &self.storage.url;
-        ensure(
-            ["sqlite:", "postgres://", "postgresql://"]
-                .iter()
-                .any(|scheme| url.starts_with(scheme)),
-            "storage.url",
-            "must start with sqlite: or postgres://",
-        )?;
-        ensure(
-            url.starts_with("sqlite:") || url.parses(),
-            "storage.url",
-            UNREADABLE_URL,
-        )?;
-        ensure(
-            self.storage.max_connections > 0,
-            "storage.max_connections",
-            GREATER_THAN_0,
-        )?;
-        if self.rate_limit.store == RateLimitStore::Redis {
-            let redis_url = self.rate_limit.redis_url.as_ref();
-            ensure(
-                redis_url.is_some_and(|u| u.starts_with("redis://") || u.starts_with("rediss://")),
-                "rate_limit.redis_url",
-                "store = \"redis\" needs a redis:// URL",
-            )?;
-            ensure(
-                redis_url.is_some_and(ServiceUrl::parses),
-                "rate_limit.redis_url",
-                UNREADABLE_URL,
-            )?;
-        }
-
-        let mut phone_numbers = BTreeMap::new();
-        let mut phone_number_rate_limits = BTreeMap::new();
-        for (id, number) in self.phone_numbers {
-            let key = format!("phone_numbers.{id}.access_token");
-            let pn = PhoneNumberId::parse(&id)
-                .map_err(|m| ConfigError::invalid(format!("phone_numbers.{id}"), m))?;
-            let token = match number.access_token.resolve(&key) {
-                Ok(token) => token,
-                // The sandbox checks no token, so a newcomer needs none.
-                Err(_) if sandbox => SecretString::from(format!("sandbox-token-{id}")),
-                Err(e) => return Err(e),
-            };
-            if token.expose_secret().trim().is_empty() {
-                return Err(ConfigError::invalid(key, "must not be empty"));
-            }
-            if let Some(limit) = number.rate_limit {
-                check_rate(format!("phone_numbers.{id}.rate_limit"), &limit)?;
-                phone_number_rate_limits.insert(pn.clone(), limit);
-            }
-            phone_numbers.insert(pn, token);
-        }
-
-        let mut teams = BTreeMap::new();
-        for (name, team) in self.teams {
-            let mut numbers = Vec::new();
-            for (i, raw) in team.phone_numbers.iter().enumerate() {
-                let key = format!("teams.{name}.phone_numbers[{i}]");
-                let pn = PhoneNumberId::parse(raw).map_err(|m| ConfigError::invalid(&key, m))?;
-                if !phone_numbers.contains_key(&pn) {
-                    return Err(ConfigError::invalid(
-                        key,
-                        format!("phone number {raw} has no [phone_numbers.{raw}] entry"),
-                    ));
-                }
-                numbers.push(pn);
-            }
-            if let Some(rl) = &team.rate_limit {
-                check_rate(format!("teams.{name}.rate_limit"), rl)?;
-            }
-            let webhook = match team.webhook {
-                None => None,
-                Some(hook) => {
-                    let key = format!("teams.{name}.webhook.secret");
-                    let secret = hook.secret.resolve(&key)?;
-                    let signing_key = signing_key(secret.expose_secret())
-                        .map_err(|message| ConfigError::invalid(key, message))?;
-                    if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
-                        return Err(ConfigError::invalid(
-                            format!("teams.{name}.webhook.url"),
-                            "must be an http(s) URL",
-                        ));
-                    }
-                    if let Err(message) = check_webhook_host(&hook.url) {
-                        return Err(ConfigError::invalid(
-                            format!("teams.{name}.webhook.url"),
-                            message,
-                        ));
-                    }
-                    Some(TeamWebhook {
-                        url: hook.url,
-                        secret,
-                        signing_key,
-                    })
-                }
-            };
-            teams.insert(
-                name,
-                TeamSettings {
-                    phone_numbers: numbers,
-                    admin: team.admin,
-                    rate_limit: team.rate_limit,
-                    webhook,
-                },
-            );
-        }
-
+        self.check()?;
+        let (phone_numbers, phone_number_rate_limits) =
+            resolve_phone_numbers(self.phone_numbers, sandbox)?;
+        let teams = self
+            .teams
+            .into_iter()
+            .map(|(name, team)| {
+                let team = team.resolve(&name, &phone_numbers)?;
+                Ok((name, team))
+            })
+            .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
         let auth = self.auth.resolve()?;
-        let webhooks = WebhookSettings {
-            verify_token: self
-                .webhooks
-                .verify_token
-                .resolve("webhooks.verify_token")?,
-            app_secret: self.webhooks.app_secret.resolve("webhooks.app_secret")?,
-            max_body_bytes: self.webhooks.max_body_bytes,
-            max_in_flight_bytes: self.webhooks.max_in_flight_bytes,
-            creation_timeout_seconds: self.webhooks.creation_timeout_seconds,
-        };
+        let webhooks = self.webhooks.resolve()?;
         if !sandbox {
             refuse_development_secrets(&auth, &webhooks)?;
         }
-        if webhooks.app_secret.expose_secret().is_empty() {
-            return Err(ConfigError::invalid(
-                "webhooks.app_secret",
-                "must not be empty",
-            ));
-        }
-
+        ensure(
+            !webhooks.app_secret.expose_secret().is_empty(),
+            "webhooks.app_secret",
+            "must not be empty",
+        )?;
         Ok(Settings {
             server: self.server,
             graph: self.graph,
@@ -980,9 +817,225 @@ impl RawSettings {
             teams,
         })
     }
+
+    /// The rules that need no secret, section by section.
+    fn check(&self) -> Result<(), ConfigError> {
+        if let Err((key, message)) = self.delivery.validate() {
+            return Err(ConfigError::invalid(format!("delivery.{key}"), message));
+        }
+        if let Err((key, message)) = self.retention.validate() {
+            return Err(ConfigError::invalid(format!("retention.{key}"), message));
+        }
+        self.server.check()?;
+        self.webhooks.check()?;
+        self.auth.check()?;
+        self.graph.check()?;
+        self.storage.check()?;
+        self.rate_limit.check()
+    }
+}
+
+impl ServerSettings {
+    fn check(&self) -> Result<(), ConfigError> {
+        check_rate("server.anonymous_rate_limit", &self.anonymous_rate_limit)?;
+        if let Some(rl) = &self.default_team_rate_limit {
+            check_rate("server.default_team_rate_limit", rl)?;
+        }
+        Ok(())
+    }
+}
+
+impl GraphSettings {
+    fn check(&self) -> Result<(), ConfigError> {
+        ensure(
+            self.attempt_timeout_ms > 0,
+            "graph.attempt_timeout_ms",
+            GREATER_THAN_0,
+        )?;
+        ensure(self.timeout_ms > 0, "graph.timeout_ms", GREATER_THAN_0)?;
+        ensure(
+            self.base_url.starts_with("http://") || self.base_url.starts_with("https://"),
+            "graph.base_url",
+            "must be an http(s) URL",
+        )?;
+        ensure(
+            !(self.api_version.is_empty() || self.api_version.contains('/')),
+            "graph.api_version",
+            "must look like v23.0",
+        )
+    }
+}
+
+impl StorageSettings {
+    fn check(&self) -> Result<(), ConfigError> {
+        let url = &self.url;
+        ensure(
+            ["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme)),
+            "storage.url",
+            "must start with sqlite: or postgres://",
+        )?;
+        ensure(
+            url.starts_with("sqlite:") || url.parses(),
+            "storage.url",
+            UNREADABLE_URL,
+        )?;
+        ensure(
+            self.max_connections > 0,
+            "storage.max_connections",
+            GREATER_THAN_0,
+        )
+    }
+}
+
+impl RateLimitStoreSettings {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.store != RateLimitStore::Redis {
+            return Ok(());
+        }
+        let redis_url = self.redis_url.as_ref();
+        ensure(
+            redis_url.is_some_and(|u| u.starts_with("redis://") || u.starts_with("rediss://")),
+            "rate_limit.redis_url",
+            "store = \"redis\" needs a redis:// URL",
+        )?;
+        ensure(
+            redis_url.is_some_and(ServiceUrl::parses),
+            "rate_limit.redis_url",
+            UNREADABLE_URL,
+        )
+    }
+}
+
+impl RawWebhookSettings {
+    fn check(&self) -> Result<(), ConfigError> {
+        ensure(
+            self.max_body_bytes > 0,
+            "webhooks.max_body_bytes",
+            GREATER_THAN_0,
+        )?;
+        // A body larger than SMALL_BODY may use at most 3/4 of the budget (the rest is kept
+        // for small POSTs): the largest accepted POST must still fit.
+        ensure(
+            self.max_body_bytes <= self.max_in_flight_bytes / 4 * 3,
+            "webhooks.max_in_flight_bytes",
+            "must be at least 4/3 of webhooks.max_body_bytes",
+        )?;
+        ensure(
+            self.creation_timeout_seconds > 0,
+            "webhooks.creation_timeout_seconds",
+            GREATER_THAN_0,
+        )
+    }
+
+    fn resolve(self) -> Result<WebhookSettings, ConfigError> {
+        Ok(WebhookSettings {
+            verify_token: self.verify_token.resolve("webhooks.verify_token")?,
+            app_secret: self.app_secret.resolve("webhooks.app_secret")?,
+            max_body_bytes: self.max_body_bytes,
+            max_in_flight_bytes: self.max_in_flight_bytes,
+            creation_timeout_seconds: self.creation_timeout_seconds,
+        })
+    }
+}
+
+/// Each number's access token and its own rate limit, if any.
+type PhoneNumbers = (
+    BTreeMap<PhoneNumberId, SecretString>,
+    BTreeMap<PhoneNumberId, RateLimitSettings>,
+);
+
+fn resolve_phone_numbers(
+    raw: BTreeMap<String, RawPhoneNumber>,
+    sandbox: bool,
+) -> Result<PhoneNumbers, ConfigError> {
+    let mut phone_numbers = BTreeMap::new();
+    let mut phone_number_rate_limits = BTreeMap::new();
+    for (id, number) in raw {
+        let key = format!("phone_numbers.{id}.access_token");
+        let pn = PhoneNumberId::parse(&id)
+            .map_err(|m| ConfigError::invalid(format!("phone_numbers.{id}"), m))?;
+        let token = match number.access_token.resolve(&key) {
+            Ok(token) => token,
+            // The sandbox checks no token, so a newcomer needs none.
+            Err(_) if sandbox => SecretString::from(format!("sandbox-token-{id}")),
+            Err(e) => return Err(e),
+        };
+        if token.expose_secret().trim().is_empty() {
+            return Err(ConfigError::invalid(key, "must not be empty"));
+        }
+        if let Some(limit) = number.rate_limit {
+            check_rate(format!("phone_numbers.{id}.rate_limit"), &limit)?;
+            phone_number_rate_limits.insert(pn.clone(), limit);
+        }
+        phone_numbers.insert(pn, token);
+    }
+    Ok((phone_numbers, phone_number_rate_limits))
+}
+
+impl RawTeam {
+    /// `name`'s team, whose numbers must each have a `[phone_numbers.…]` entry.
+    fn resolve(
+        self,
+        name: &str,
+        phone_numbers: &BTreeMap<PhoneNumberId, SecretString>,
+    ) -> Result<TeamSettings, ConfigError> {
+        let mut numbers = Vec::new();
+        for (i, raw) in self.phone_numbers.iter().enumerate() {
+            let key = format!("teams.{name}.phone_numbers[{i}]");
+            let pn = PhoneNumberId::parse(raw).map_err(|m| ConfigError::invalid(&key, m))?;
+            if !phone_numbers.contains_key(&pn) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("phone number {raw} has no [phone_numbers.{raw}] entry"),
+                ));
+            }
+            numbers.push(pn);
+        }
+        if let Some(rl) = &self.rate_limit {
+            check_rate(format!("teams.{name}.rate_limit"), rl)?;
+        }
+        let webhook = self.webhook.map(|hook| hook.resolve(name)).transpose()?;
+        Ok(TeamSettings {
+            phone_numbers: numbers,
+            admin: self.admin,
+            rate_limit: self.rate_limit,
+            webhook,
+        })
+    }
+}
+
+impl RawTeamWebhook {
+    fn resolve(self, team: &str) -> Result<TeamWebhook, ConfigError> {
+        let key = format!("teams.{team}.webhook.secret");
+        let secret = self.secret.resolve(&key)?;
+        let signing_key = signing_key(secret.expose_secret())
+            .map_err(|message| ConfigError::invalid(key, message))?;
+        let url_key = || format!("teams.{team}.webhook.url");
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(ConfigError::invalid(url_key(), "must be an http(s) URL"));
+        }
+        if let Err(message) = check_webhook_host(&self.url) {
+            return Err(ConfigError::invalid(url_key(), message));
+        }
+        Ok(TeamWebhook {
+            url: self.url,
+            secret,
+            signing_key,
+        })
+    }
 }
 
 impl RawAuthSettings {
+    fn check(&self) -> Result<(), ConfigError> {
+        ensure(
+            self.max_token_ttl_seconds > 0,
+            "auth.max_token_ttl_seconds",
+            GREATER_THAN_0,
+        )
+    }
+
     fn resolve(self) -> Result<AuthSettings, ConfigError> {
         if self.keys.is_empty() {
             return Err(ConfigError::invalid(
@@ -992,75 +1045,8 @@ impl RawAuthSettings {
         }
         let mut keys: Vec<KeySettings> = Vec::new();
         for (i, raw) in self.keys.into_iter().enumerate() {
-            let at = |field: &str| format!("auth.keys[{i}].{field}");
-            if raw.kid.is_empty() {
-                return Err(ConfigError::invalid(at("kid"), "must not be empty"));
-            }
-            if keys.iter().any(|k| k.kid == raw.kid) {
-                return Err(ConfigError::invalid(
-                    at("kid"),
-                    format!("duplicate kid {}", raw.kid),
-                ));
-            }
-            let algorithm = KeyAlgorithm::parse(&raw.algorithm).ok_or_else(|| {
-                ConfigError::invalid(at("algorithm"), "must be one of HS256, RS256, ES256, EdDSA")
-            })?;
-            let secret = raw
-                .secret
-                .as_ref()
-                .map(|s| s.resolve(&at("secret")))
-                .transpose()?;
-            let public_key_pem = match (raw.public_key_pem, raw.public_key_pem_file) {
-                (Some(pem), _) => Some(pem),
-                (None, Some(path)) => Some(std::fs::read_to_string(&path).map_err(|e| {
-                    ConfigError::invalid(
-                        at("public_key_pem_file"),
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?),
-                (None, None) => None,
-            };
-            let private_key_pem = match (raw.private_key_pem, raw.private_key_pem_file) {
-                (Some(pem), _) => Some(pem.resolve(&at("private_key_pem"))?),
-                (None, Some(path)) => Some(SecretString::from(
-                    std::fs::read_to_string(&path).map_err(|e| {
-                        ConfigError::invalid(
-                            at("private_key_pem_file"),
-                            format!("cannot read {}: {e}", path.display()),
-                        )
-                    })?,
-                )),
-                (None, None) => None,
-            };
-            match algorithm {
-                KeyAlgorithm::Hs256 => {
-                    let ok = secret
-                        .as_ref()
-                        .is_some_and(|s| !s.expose_secret().is_empty());
-                    if !ok {
-                        return Err(ConfigError::invalid(
-                            at("secret"),
-                            "HS256 keys need a non-empty secret",
-                        ));
-                    }
-                }
-                _ => {
-                    if public_key_pem.is_none() {
-                        return Err(ConfigError::invalid(
-                            at("public_key_pem"),
-                            "asymmetric keys need public_key_pem or public_key_pem_file",
-                        ));
-                    }
-                }
-            }
-            keys.push(KeySettings {
-                kid: raw.kid,
-                algorithm,
-                secret,
-                public_key_pem,
-                private_key_pem,
-                signing: raw.signing,
-            });
+            let key = raw.resolve(i, &keys)?;
+            keys.push(key);
         }
         if keys.iter().filter(|k| k.signing).count() > 1 {
             return Err(ConfigError::invalid(
@@ -1075,6 +1061,78 @@ impl RawAuthSettings {
             max_token_ttl_seconds: self.max_token_ttl_seconds,
             keys,
         })
+    }
+}
+
+impl RawKey {
+    /// `auth.keys[i]`, whose kid none of `earlier` has.
+    fn resolve(self, i: usize, earlier: &[KeySettings]) -> Result<KeySettings, ConfigError> {
+        let at = |field: &str| format!("auth.keys[{i}].{field}");
+        if self.kid.is_empty() {
+            return Err(ConfigError::invalid(at("kid"), "must not be empty"));
+        }
+        if earlier.iter().any(|k| k.kid == self.kid) {
+            return Err(ConfigError::invalid(
+                at("kid"),
+                format!("duplicate kid {}", self.kid),
+            ));
+        }
+        let algorithm = KeyAlgorithm::parse(&self.algorithm).ok_or_else(|| {
+            ConfigError::invalid(at("algorithm"), "must be one of HS256, RS256, ES256, EdDSA")
+        })?;
+        let secret = self
+            .secret
+            .as_ref()
+            .map(|s| s.resolve(&at("secret")))
+            .transpose()?;
+        let public_key_pem = match (self.public_key_pem, self.public_key_pem_file) {
+            (Some(pem), _) => Some(pem),
+            (None, Some(path)) => Some(read_pem(&path, at("public_key_pem_file"))?),
+            (None, None) => None,
+        };
+        let private_key_pem = match (self.private_key_pem, self.private_key_pem_file) {
+            (Some(pem), _) => Some(pem.resolve(&at("private_key_pem"))?),
+            (None, Some(path)) => Some(SecretString::from(read_pem(
+                &path,
+                at("private_key_pem_file"),
+            )?)),
+            (None, None) => None,
+        };
+        check_key_material(algorithm, secret.as_ref(), public_key_pem.is_some(), at)?;
+        Ok(KeySettings {
+            kid: self.kid,
+            algorithm,
+            secret,
+            public_key_pem,
+            private_key_pem,
+            signing: self.signing,
+        })
+    }
+}
+
+fn read_pem(path: &Path, key: String) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::invalid(key, format!("cannot read {}: {e}", path.display())))
+}
+
+/// HS256 verifies with its secret, the others with their public key.
+fn check_key_material(
+    algorithm: KeyAlgorithm,
+    secret: Option<&SecretString>,
+    has_public_key: bool,
+    at: impl Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    match algorithm {
+        KeyAlgorithm::Hs256 => ensure(
+            secret.is_some_and(|s| !s.expose_secret().is_empty()),
+            at("secret"),
+            "HS256 keys need a non-empty secret",
+        ),
+        _ => ensure(
+            has_public_key,
+            at("public_key_pem"),
+            "asymmetric keys need public_key_pem or public_key_pem_file",
+        ),
     }
 }
 

@@ -1,6 +1,6 @@
-//! Team events (DESIGN §6): every group event Meta reports, as the team owning the group sees
-//! it. They make the feed behind `GET /v1/events` and the body of each signed delivery to the
-//! team's `webhook.url`.
+//! Team events (README, "Team events"): every group event Meta reports, as the team owning the
+//! group sees it. They make the feed behind `GET /v1/events` and the body of each signed
+//! delivery to the team's `webhook.url`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::lenient;
 
-/// What happened to a group. The names are part of the contract (DESIGN §6).
+/// What happened to a group. The names are stable: teams match on them (README, "Team events").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum EventType {
     /// A creation succeeded: `data` has Meta's `subject`, `invite_link`, `join_approval_mode`.

@@ -1,4 +1,4 @@
-//! A message the business sends into a group (DESIGN §4 "Group messaging"): the kinds Meta's
+//! A message the business sends into a group (README, "Group messaging"): the kinds Meta's
 //! Groups API accepts there (text, the four media types, templates), each part checked
 //! before Meta is called so a broken message never costs upstream quota.
 //!

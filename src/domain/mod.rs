@@ -199,7 +199,7 @@ impl TextRule {
     /// Control characters (C0, DEL, C1: what `char::is_control` means) and the bidirectional
     /// overrides and isolates, which make the text around them display in another order: a
     /// group's name and description are shown to every participant and must not be able to
-    /// disguise themselves (DESIGN §4).
+    /// disguise themselves (README, "Security rules", "Input").
     pub const NAME: TextRule = TextRule {
         refused: &[
             '\u{0}'..='\u{1F}',

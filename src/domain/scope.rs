@@ -1,4 +1,4 @@
-//! What a token may do: scopes with fixed string forms (DESIGN §3).
+//! What a token may do: scopes with fixed string forms (README, "Authentication").
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {

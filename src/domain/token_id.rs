@@ -1,9 +1,10 @@
 use super::Alphabet;
 
-/// A token's `jti` (DESIGN §3): 1–128 characters of `[A-Za-z0-9._~-]`, the alphabet of
-/// UUIDs, ULIDs and base64url. A token is revoked by its `jti` through a URL path and the
-/// command line, so a token whose `jti` could not travel there (empty, blank, non-ASCII,
-/// `/`, too long) is refused outright: every accepted token can be revoked.
+/// A token's `jti` (README, "Security rules", "Every token can be revoked"): 1–128
+/// characters of `[A-Za-z0-9._~-]`, the alphabet of UUIDs, ULIDs and base64url. A token is
+/// revoked by its `jti` through a URL path and the command line, so a token whose `jti` could
+/// not travel there (empty, blank, non-ASCII, `/`, too long) is refused outright: every
+/// accepted token can be revoked.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct TokenId(String);

@@ -1,5 +1,5 @@
-//! How Meta's failures reach callers (DESIGN §5). Classification keys on Meta's
-//! `error.code`, never on the HTTP status alone, because Meta sends the same status for
+//! How Meta's failures reach callers (README, "API overview", errors). Classification keys on
+//! Meta's `error.code`, never on the HTTP status alone, because Meta sends the same status for
 //! unrelated failures and business errors with odd statuses (206, 403).
 
 use actix_web::http::StatusCode;

@@ -288,7 +288,7 @@ fn strings(errors: &mut FieldErrors, field: &str, items: &[serde_json::Value]) -
         .collect()
 }
 
-/// A `jti` no token can carry (DESIGN §3) is a 400: answering 204 would claim a revocation
+/// A `jti` no token can carry (see `TokenId`) is a 400: answering 204 would claim a revocation
 /// that protects nothing.
 pub struct Jti(TokenId);
 

@@ -1,5 +1,5 @@
 //! What a handler states in its signature: the scope it needs, the resource it acts on and
-//! the input it reads. The extractors run the checks in the documented order (DESIGN §4):
+//! the input it reads. The extractors run the checks in the order README, "API overview", gives:
 //! 401 (token, then the team's rate limit), the body's size and type (413, 415, 408), 400
 //! with every broken field of path, query and body at once, 403 (scope, then phone-number
 //! grant), 404 (a group the team does not own), so a handler cannot skip or reorder them.
@@ -24,7 +24,7 @@ use crate::storage::GroupRecord;
 pub trait RequiredScope: 'static {
     const SCOPE: Scope;
     /// The route concerns no single phone number, so a token narrowed by `phone_numbers`
-    /// cannot use it (403, DESIGN §3 "Narrowing only ever narrows").
+    /// cannot use it (403; README, "Security rules", "Narrowing only narrows").
     const UNNARROWED: bool = false;
 }
 
@@ -253,9 +253,10 @@ async fn extract<S: RequiredScope, R: Resource, I: Input>(
     })
 }
 
-/// The query parameters, each once and each one of `known` (DESIGN §4): an unknown one is
-/// most often a typo whose intent would be silently dropped, and a repeated one would leave
-/// the gateway and whatever reads the URL after it to pick different values.
+/// The query parameters, each once and each one of `known` (README, "Security rules",
+/// "Input"): an unknown one is most often a typo whose intent would be silently dropped, and
+/// a repeated one would leave the gateway and whatever reads the URL after it to pick
+/// different values.
 fn query_of(
     req: &HttpRequest,
     known: &[&str],

@@ -1,4 +1,4 @@
-//! `/v1/groups/{group_id}/messages`: the business writes into a group it owns (DESIGN §4
+//! `/v1/groups/{group_id}/messages`: the business writes into a group it owns (README,
 //! "Group messaging"). What participants write, and the statuses of what the business
 //! wrote, arrive as team events (`group.message_received`, `group.message_status`).
 

@@ -25,7 +25,8 @@ use serde_json::{Map, Value};
 use crate::domain::FieldErrors;
 use crate::error::ApiError;
 
-/// Largest JSON body accepted (DESIGN keeps requests small; pictures have their own limit).
+/// Largest JSON body accepted: requests stay small (README, "API overview", limits);
+/// pictures have their own limit.
 pub const JSON_LIMIT: usize = 64 * 1024;
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -141,7 +142,8 @@ impl<'a> FieldReader<'a> {
         match self.obj.get(name) {
             None => None,
             Some(Value::Null) => {
-                // An optional field sent as null is a mistake, not an omission (DESIGN §4).
+                // An optional field sent as null is a mistake, not an omission: 400, as README,
+                // "API overview", says.
                 self.errors.push(name, "must not be null");
                 None
             }

@@ -50,7 +50,7 @@ pub enum BodyRefusals {
     UnsupportedMediaType(Problem),
 }
 
-/// Routes that call Meta: how its failures reach the caller (DESIGN §5).
+/// Routes that call Meta: how its failures reach the caller (README, "API overview", errors).
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum UpstreamFailures {
@@ -79,7 +79,8 @@ pub enum IdempotencyRefusals {
 }
 
 /// `create_group`: the refusals of `Idempotency-Key`, and the one creation per phone number
-/// and subject that may wait for Meta's request id at a time (DESIGN §5).
+/// and subject that may wait for Meta's request id at a time (README, "Creations and
+/// isolation").
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum CreationRefusals {

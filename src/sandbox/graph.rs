@@ -1,5 +1,5 @@
-//! `/sandbox/graph/{version}/…`: the Graph calls of DESIGN §4 (exactly those the gateway's
-//! Graph client makes), answered as Meta answers them.
+//! `/sandbox/graph/{version}/…`: exactly the Graph calls the gateway's Graph client makes
+//! (`graph/operations.rs`), answered as Meta answers them.
 
 use std::collections::HashMap;
 

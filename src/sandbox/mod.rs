@@ -1,10 +1,10 @@
-//! Sandbox mode (DESIGN §10): a stateful simulation of Meta's Groups API, so the gateway
+//! Sandbox mode (README, "Sandbox"): a stateful simulation of Meta's Groups API, so the gateway
 //! runs with no Meta account and every flow can be tried end to end.
 //!
 //! Two faces, both under `/sandbox`:
 //! - `/sandbox/graph/{version}/…` answers every upstream call the gateway's Graph client
-//!   makes (DESIGN §4), with Meta's rules, status codes and error envelope, and sends the
-//!   webhooks Meta would send, signed with the app secret;
+//!   makes (`graph/operations.rs`), with Meta's rules, status codes and error envelope, and
+//!   sends the webhooks Meta would send, signed with the app secret;
 //! - `/sandbox/groups/…` plays the WhatsApp users' side: join by link (or ask to join),
 //!   leave, write in a group, and Meta's own suspension of a group.
 //!

@@ -28,7 +28,7 @@ const MAX_PER_REMOVAL: usize = 8;
 const DEFAULT_PAGE: usize = 25;
 const MAX_PAGE: usize = 1024;
 
-/// The fields `GET /{group_id}` serves (DESIGN §4 and Meta's reference).
+/// The fields `GET /{group_id}` serves (README, "API overview", and Meta's reference).
 const GROUP_FIELDS: [&str; 8] = [
     "id",
     "subject",

@@ -1,4 +1,5 @@
-//! Meta's webhooks, from the signed POST to registry changes and team events (DESIGN §6).
+//! Meta's webhooks, from the signed POST to registry changes and team events
+//! (docs/architecture.md, "The webhook pipeline").
 //!
 //! A verified POST is stored before Meta is told 200 (`Ingress`); the processor then turns
 //! stored POSTs into registry changes, team events and delivery rows, one unit of work at a

@@ -1,6 +1,6 @@
-//! Retention (DESIGN §7 `[retention]`): every table that grows with traffic is pruned in the
-//! background, in small batches, so the database stays bounded and no pass holds SQLite's
-//! write lock for long (webhook ingress and API calls keep their latency meanwhile).
+//! Retention (`[retention]`, README, "Keys"): every table that grows with traffic is pruned in
+//! the background, in small batches, so the database stays bounded and no pass holds
+//! SQLite's write lock for long (webhook ingress and API calls keep their latency meanwhile).
 
 use crate::supervisor::Supervisor;
 use std::future::Future;

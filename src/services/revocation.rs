@@ -1,7 +1,8 @@
-//! Revoked token ids (DESIGN §3 "jti not revoked"). Checking a token costs no storage round
-//! trip: every replica keeps the revoked ids in memory, loaded at start, updated at once when
-//! it revokes one itself, and refreshed from storage in the background so that revocations
-//! made by other replicas (or by `token revoke`) take effect within a second.
+//! Revoked token ids (README, "Revoking tokens"; docs/architecture.md, "Caches"). Checking
+//! a token costs no storage round trip: every replica keeps the revoked ids in memory, loaded
+//! at start, updated at once when it revokes one itself, and refreshed from storage in the
+//! background so that revocations made by other replicas (or by `token revoke`) take effect
+//! within a second.
 //!
 //! Sequence numbers are handed out when a row is inserted but become visible when its
 //! transaction commits, so a revocation can appear below the highest `seq` already read. Each

@@ -1,5 +1,6 @@
 //! Creations that waited too long for Meta's webhook: failed, told to their team and to
-//! every replica in one transaction (DESIGN §7, `webhooks.creation_timeout_seconds`).
+//! every replica in one transaction after `webhooks.creation_timeout_seconds`
+//! (docs/architecture.md, "The life of a group creation", Expiry).
 
 use serde_json::{Value, json};
 use sqlx::Row;
