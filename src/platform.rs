@@ -140,6 +140,13 @@ pub struct Directory {
     default_team_rate_limit: Option<RateLimitSettings>,
 }
 
+impl Default for Directory {
+    /// No team, no number.
+    fn default() -> Self {
+        Directory::new(Platform::default(), None)
+    }
+}
+
 impl Directory {
     pub fn new(platform: Platform, default_team_rate_limit: Option<RateLimitSettings>) -> Self {
         Directory {

@@ -25,7 +25,8 @@ use crate::error::{self, ApiError};
 use crate::graph::GraphClient;
 use crate::openapi::{ApiDoc, spec};
 use crate::process::BoundServer;
-use crate::ratelimit::{AddressBuckets, Limiter, Rate, RedisStore};
+use crate::platform::{Directory, LiveLimiter};
+use crate::ratelimit::{AddressBuckets, Rate, RedisStore};
 use crate::routes::admin::AdminContext;
 use crate::routes::body::BodyBudget;
 use crate::routes::idempotency::Idempotency;
@@ -37,6 +38,7 @@ use crate::services::events::Feed;
 use crate::services::groups::Groups;
 use crate::services::ownership::Ownership;
 use crate::services::processing::{self, Ingress};
+use crate::services::registry::{Registry, RegistryError};
 use crate::services::revocation::{self, RevocationList};
 use crate::storage::{Storage, StorageError};
 use crate::supervisor::Supervisor;
@@ -56,6 +58,8 @@ pub enum StartupError {
     Key(#[from] KeyError),
     #[error("rate_limit.redis_url is unusable: {0}")]
     RateLimitStore(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
 }
 
 /// The gateway: `build` wires config, storage, Meta's client and the routes into a bound server.
@@ -75,6 +79,17 @@ impl Application {
         })?;
         // Every background task of this gateway runs under it; /readyz reports its state.
         let supervisor = Supervisor::default();
+        // DESIGN §11: the teams and numbers in force, configuration's and the admin API's.
+        let registry = Registry::start(
+            Directory::from_settings(&settings),
+            &storage,
+            settings.encryption.keys.clone(),
+            settings.storage.cache_ttl.0,
+        )
+        .await?;
+        registry.follow(&storage, &supervisor);
+        let directory = registry.directory().clone();
+        let registry = web::Data::new(registry);
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
             address: address.clone(),
@@ -94,7 +109,7 @@ impl Application {
         let api_version = settings.graph.api_version.clone();
         let timeout = Duration::from_millis(settings.graph.timeout_ms);
         let attempt_timeout = Duration::from_millis(settings.graph.attempt_timeout_ms);
-        let tokens = Arc::new(settings.phone_numbers.clone());
+        let tokens = directory.clone();
         // With `store = "redis"`, every replica draws from the same buckets.
         let shared = match settings.rate_limit.store {
             RateLimitStore::Local => None,
@@ -110,22 +125,18 @@ impl Application {
                 .map_err(StartupError::RateLimitStore)?,
             ),
         };
-        let number_limits: crate::graph::NumberLimits = Arc::new(Limiter::new(
+        let number_limits: crate::graph::NumberLimits = Arc::new(LiveLimiter::new(
             "phone_number",
-            settings
-                .phone_number_rate_limits
-                .iter()
-                .map(|(pn, limit)| (pn.clone(), rate(limit))),
             shared.clone(),
+            {
+                let directory = directory.clone();
+                move |pn| directory.number_rate(pn)
+            },
         ));
-        let team_limits = web::Data::new(Limiter::new(
-            "team",
-            settings
-                .team_rate_limits()
-                .into_iter()
-                .map(|(team, limit)| (team, rate(&limit))),
-            shared.clone(),
-        ));
+        let team_limits = web::Data::new(LiveLimiter::new("team", shared.clone(), {
+            let directory = directory.clone();
+            move |team| directory.team_rate(team)
+        }));
         let readiness = web::Data::new(routes::health::Dependencies {
             rate_limit_store: shared,
             tasks: supervisor.clone(),
@@ -142,7 +153,7 @@ impl Application {
             max_body: settings.webhooks.max_body_bytes,
             budget: BodyBudget::new(settings.webhooks.max_in_flight_bytes),
         });
-        let teams = Arc::new(settings.teams.clone());
+        let teams = directory.clone();
         // Revoked tokens are refused from the first request on; other replicas' revocations
         // arrive with the background refresh.
         let revocations = RevocationList::load(storage.tokens.clone())
@@ -223,10 +234,13 @@ impl Application {
         let openapi = spec();
         // Sandbox mode (DESIGN §10): the simulated Meta, sending its webhooks to our ingress.
         let sandbox = (settings.graph.mode == GraphMode::Sandbox).then(|| {
-            crate::sandbox::SandboxState::new(crate::sandbox::SandboxOptions::from_settings(
-                &settings,
-                Some(format!("http://127.0.0.1:{port}/webhooks/whatsapp")),
-            ))
+            crate::sandbox::SandboxState::new(
+                crate::sandbox::SandboxOptions::from_settings(
+                    &settings,
+                    Some(format!("http://127.0.0.1:{port}/webhooks/whatsapp")),
+                )
+                .following(directory.clone()),
+            )
         });
 
         let app = move || {
@@ -269,6 +283,7 @@ impl Application {
                 .app_data(revocations.clone())
                 .app_data(admin.clone())
                 .app_data(audit_log.clone())
+                .app_data(registry.clone())
                 .configure(routes::configure)
                 .split_for_parts()
                 .0

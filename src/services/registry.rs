@@ -230,12 +230,14 @@ impl Registry {
         ))
     }
 
-    /// Creates or replaces an API team. Every number must be in force (400 naming
-    /// `phone_numbers[i]`).
-    pub async fn put_team(&self, name: &TeamName, change: TeamChange) -> Result<Put, ApiError> {
-        if self.inner.config.teams.contains_key(name.as_str()) {
+    /// Creates or replaces an API team. A team of configuration is read-only (409, whatever
+    /// its name); the name must follow `TeamName` (400 naming `team`); every number must be
+    /// in force (400 naming `phone_numbers[i]`).
+    pub async fn put_team(&self, name: &str, change: TeamChange) -> Result<Put, ApiError> {
+        if self.inner.config.teams.contains_key(name) {
             return Err(self.read_only(&format!("team {name}")));
         }
+        let name = TeamName::parse(name).map_err(|m| ApiError::field("team", m))?;
         let current = self.inner.directory.current();
         let mut unknown = Vec::new();
         let mut stored_numbers = Vec::new();
