@@ -242,10 +242,7 @@ fn validation(auth: &AuthSettings, algorithm: Algorithm) -> Validation {
 }
 
 impl Authenticator {
-    pub fn new(
-        auth: &AuthSettings,
-        teams: Directory,
-    ) -> Result<Self, KeyError> {
+    pub fn new(auth: &AuthSettings, teams: Directory) -> Result<Self, KeyError> {
         let mut keys = HashMap::new();
         for k in &auth.keys {
             keys.insert(

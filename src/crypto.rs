@@ -45,8 +45,8 @@ impl EncryptionKey {
                 bytes.len()
             ));
         }
-        let cipher = Aes256Gcm::new_from_slice(&bytes)
-            .map_err(|_| format!("must be {KEY_LEN} bytes"))?;
+        let cipher =
+            Aes256Gcm::new_from_slice(&bytes).map_err(|_| format!("must be {KEY_LEN} bytes"))?;
         Ok(EncryptionKey {
             cipher,
             fingerprint: fingerprint(&bytes),
@@ -158,7 +158,10 @@ mod tests {
             k.open("111", &sealed).map(|s| s.expose_secret().to_owned()),
             Some("EAAG-very-secret-token".to_owned())
         );
-        assert!(other.open("111", &sealed).is_none(), "another key opened it");
+        assert!(
+            other.open("111", &sealed).is_none(),
+            "another key opened it"
+        );
         assert!(k.open("222", &sealed).is_none(), "another owner opened it");
         assert!(k.open("111", "v1:AAAA").is_none());
         assert!(k.open("111", "not sealed").is_none());

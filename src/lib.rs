@@ -36,6 +36,7 @@ pub mod routes;
 pub mod telemetry;
 
 pub mod cli;
+pub mod cli_registry;
 pub mod config_check;
 pub mod openapi;
 pub mod process;

@@ -289,7 +289,10 @@ mod tests {
         });
         let key = "a".to_owned();
         assert!(limiter.check(&key).await.is_ok());
-        assert!(limiter.check(&key).await.is_err(), "the burst of 1 is spent");
+        assert!(
+            limiter.check(&key).await.is_err(),
+            "the burst of 1 is spent"
+        );
         *rate.write().unwrap() = Some(Rate {
             per_second: 1,
             burst: 5,

@@ -24,8 +24,8 @@ use crate::connection::RefusedBeforeRouting;
 use crate::error::{self, ApiError};
 use crate::graph::GraphClient;
 use crate::openapi::{ApiDoc, spec};
-use crate::process::BoundServer;
 use crate::platform::{Directory, LiveLimiter};
+use crate::process::BoundServer;
 use crate::ratelimit::{AddressBuckets, Rate, RedisStore};
 use crate::routes::admin::AdminContext;
 use crate::routes::body::BodyBudget;
@@ -125,14 +125,11 @@ impl Application {
                 .map_err(StartupError::RateLimitStore)?,
             ),
         };
-        let number_limits: crate::graph::NumberLimits = Arc::new(LiveLimiter::new(
-            "phone_number",
-            shared.clone(),
-            {
+        let number_limits: crate::graph::NumberLimits =
+            Arc::new(LiveLimiter::new("phone_number", shared.clone(), {
                 let directory = directory.clone();
                 move |pn| directory.number_rate(pn)
-            },
-        ));
+            }));
         let team_limits = web::Data::new(LiveLimiter::new("team", shared.clone(), {
             let directory = directory.clone();
             move |team| directory.team_rate(team)

@@ -90,11 +90,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("storage.encryption_key"), "{err}");
-        let err = Settings::from_toml_overrides(
-            "[storage]\nprevious_encryption_keys = [\"nope\"]\n",
-        )
-        .unwrap_err()
-        .to_string();
+        let err =
+            Settings::from_toml_overrides("[storage]\nprevious_encryption_keys = [\"nope\"]\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("storage.previous_encryption_keys[0]"), "{err}");
     }
 

@@ -27,7 +27,8 @@ impl TeamName {
         allowed: |b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'),
         message: "",
     };
-    const MESSAGE: &'static str = "must be 1-63 characters of a-z, 0-9, '_' or '-', starting with a letter or digit";
+    const MESSAGE: &'static str =
+        "must be 1-63 characters of a-z, 0-9, '_' or '-', starting with a letter or digit";
 
     pub fn parse(raw: &str) -> Result<Self, String> {
         // Index 1 is a boundary only after a one-byte (ASCII) first character.

@@ -451,7 +451,7 @@ pub async fn admin_issue_token(
         context.max_token_ttl_seconds,
         &call.input.0,
     )
-        .map_err(ApiError::fields)?;
+    .map_err(ApiError::fields)?;
     call.principal
         .require_may_issue_for(approved.phone_numbers.as_deref())?;
     let issuer = context.issuer.as_ref().ok_or_else(|| {

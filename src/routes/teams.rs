@@ -90,7 +90,7 @@ pub struct TeamInfo {
 }
 
 impl TeamInfo {
-    fn of(name: &str, entry: &TeamEntry) -> Self {
+    pub fn of(name: &str, entry: &TeamEntry) -> Self {
         TeamInfo {
             name: name.to_owned(),
             phone_numbers: entry
@@ -134,7 +134,7 @@ pub struct PhoneNumberInfo {
 }
 
 impl PhoneNumberInfo {
-    fn of(platform: &Platform, pn: &PhoneNumberId, entry: &NumberEntry) -> Self {
+    pub fn of(platform: &Platform, pn: &PhoneNumberId, entry: &NumberEntry) -> Self {
         PhoneNumberInfo {
             phone_number_id: pn.to_string(),
             source: entry.source.into(),
@@ -249,7 +249,9 @@ impl PartialSchema for PutPhoneNumberBody {
             .property("max_groups", max_groups_schema())
             .required("access_token")
             .additional_properties(Some(AdditionalProperties::FreeForm(false)))
-            .examples([json!({"access_token": "EAAG…", "rate_limit": {"per_second": 10, "burst": 20}})])
+            .examples([
+                json!({"access_token": "EAAG…", "rate_limit": {"per_second": 10, "burst": 20}}),
+            ])
             .into()
     }
 }
@@ -518,7 +520,12 @@ pub async fn admin_put_team(
                "rate_limit": change.rate_limit.as_ref().map(|r| json!({"per_second": r.per_second, "burst": r.burst})),
                "max_groups": change.max_groups}),
     );
-    tracing::info!(team = name, outcome = outcome(put), by = call.principal.team, "team stored");
+    tracing::info!(
+        team = name,
+        outcome = outcome(put),
+        by = call.principal.team,
+        "team stored"
+    );
     let platform = registry.directory().current();
     let mut answer = created_or_replaced(put);
     if let Some(entry) = platform.teams.get(&name) {

@@ -327,9 +327,7 @@ impl Registry {
         }
         match self.inner.store.delete_number(pn.as_str()).await? {
             NumberDelete::Deleted => self.reload_after_change().await,
-            NumberDelete::Absent => Err(ApiError::NotFound(format!(
-                "phone number {pn} not found"
-            ))),
+            NumberDelete::Absent => Err(ApiError::NotFound(format!("phone number {pn} not found"))),
             NumberDelete::Granted(teams) => Err(ApiError::Conflict(format!(
                 "phone number {pn} is still granted to the teams {}: remove it from them first",
                 teams.join(", ")

@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "startup",
             "openapi",
             "cli",
+            "cli_registry",
             "config_check",
             "sandbox",
         ],

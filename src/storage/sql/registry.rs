@@ -9,9 +9,7 @@ use sqlx::{Any, Transaction};
 
 use super::rows::narrow;
 use super::{SqlStorage, notify};
-use crate::storage::{
-    NumberDelete, PlatformStore, Put, Result, StoredNumber, StoredTeam, TeamPut,
-};
+use crate::storage::{NumberDelete, PlatformStore, Put, Result, StoredNumber, StoredTeam, TeamPut};
 
 /// The PostgreSQL channel on which a change of the stored teams or numbers is announced.
 pub(super) const PLATFORM_CHANNEL: &str = "wagw_platform";
