@@ -219,9 +219,14 @@ fn rate(limit: &RateLimitSettings) -> Rate {
 pub struct LiveLimiter<K> {
     kind: &'static str,
     shared: Option<Arc<RedisStore>>,
-    rate_of: Box<dyn Fn(&K) -> Option<Rate> + Send + Sync>,
-    limiters: RwLock<HashMap<K, (Rate, Arc<Limiter<K>>)>>,
+    rate_of: RateOf<K>,
+    limiters: RwLock<HashMap<K, RatedLimiter<K>>>,
 }
+
+/// A key's rate now: None when it is not limited.
+type RateOf<K> = Box<dyn Fn(&K) -> Option<Rate> + Send + Sync>;
+/// A key's bucket and the rate it was made for.
+type RatedLimiter<K> = (Rate, Arc<Limiter<K>>);
 
 impl<K: Hash + Eq + Clone + Display> LiveLimiter<K> {
     pub fn new(
@@ -254,7 +259,7 @@ impl<K: Hash + Eq + Clone + Display> LiveLimiter<K> {
             Some(limiter) => limiter,
             None => {
                 let mut limiters = self.limiters.write().unwrap_or_else(|p| p.into_inner());
-                let limiter = match limiters.get(key) {
+                match limiters.get(key) {
                     Some((r, limiter)) if *r == rate => limiter.clone(),
                     _ => {
                         let limiter = Arc::new(Limiter::new(
@@ -265,8 +270,7 @@ impl<K: Hash + Eq + Clone + Display> LiveLimiter<K> {
                         limiters.insert(key.clone(), (rate, limiter.clone()));
                         limiter
                     }
-                };
-                limiter
+                }
             }
         };
         limiter.check(key).await
