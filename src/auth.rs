@@ -1,19 +1,20 @@
 //! Who is calling (JWT verification) and what they may do (scopes, phone-number grants).
 //! Authentication is an extractor: a handler that takes a `Principal` cannot forget it.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::RwLock;
 
 use actix_web::{HttpMessage, HttpRequest, web};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AuthSettings, KeyAlgorithm, KeySettings, TeamSettings};
+use crate::config::{AuthSettings, KeyAlgorithm, KeySettings};
 use crate::context;
 pub use crate::domain::Scope;
 use crate::domain::{PhoneNumberId, TokenId};
 use crate::error::ApiError;
+use crate::platform::Directory;
 use crate::services::revocation::RevocationList;
 use crate::telemetry::AuthenticatedTeam;
 use crate::tokens::ApprovedToken;
@@ -41,8 +42,11 @@ pub struct Principal {
     pub team: String,
     pub jti: TokenId,
     scopes: Vec<Scope>,
-    /// The team's grants from config, narrowed by the token's `phone_numbers` claim.
+    /// The team's grants (config or the admin API), narrowed by the token's
+    /// `phone_numbers` claim; read anew from the registry for every request.
     numbers: Vec<PhoneNumberId>,
+    /// The token's `phone_numbers` claim.
+    claimed_numbers: Option<Vec<String>>,
     /// The token carries `phone_numbers`: it may act only on those numbers, never on what
     /// concerns no single number (README, "Security rules", "Narrowing only narrows").
     narrowed: bool,
@@ -140,7 +144,9 @@ pub struct Authenticator {
     leeway_seconds: u64,
     /// `auth.max_token_ttl_seconds`: the longest `exp - iat` accepted.
     max_ttl_seconds: u64,
-    teams: Arc<BTreeMap<String, TeamSettings>>,
+    /// The teams in force: a team deleted through the admin API stops its tokens at the
+    /// next request, remembered or not.
+    teams: Directory,
     revoked: Option<RevocationList>,
     verified: VerifiedTokens,
 }
@@ -236,10 +242,7 @@ fn validation(auth: &AuthSettings, algorithm: Algorithm) -> Validation {
 }
 
 impl Authenticator {
-    pub fn new(
-        auth: &AuthSettings,
-        teams: Arc<BTreeMap<String, TeamSettings>>,
-    ) -> Result<Self, KeyError> {
+    pub fn new(auth: &AuthSettings, teams: Directory) -> Result<Self, KeyError> {
         let mut keys = HashMap::new();
         for k in &auth.keys {
             keys.insert(
@@ -288,6 +291,25 @@ impl Authenticator {
                 "the token has been revoked".to_owned(),
             ));
         }
+        self.with_grants(principal)
+    }
+
+    /// The principal with its team's grants as they stand now: 401 once the team is gone.
+    fn with_grants(&self, mut principal: Principal) -> Result<Principal, ApiError> {
+        let platform = self.teams.current();
+        let team = platform.team(&principal.team).ok_or_else(|| {
+            ApiError::Unauthorized("the token's team is not configured".to_owned())
+        })?;
+        principal.numbers = match &principal.claimed_numbers {
+            None => team.phone_numbers.clone(),
+            Some(narrowed) => team
+                .phone_numbers
+                .iter()
+                .filter(|pn| narrowed.iter().any(|n| n == pn.as_ref()))
+                .cloned()
+                .collect(),
+        };
+        principal.team_is_admin = team.admin;
         Ok(principal)
     }
 
@@ -336,31 +358,23 @@ impl Authenticator {
         let valid_until = u64::try_from(claims.exp)
             .unwrap_or_default()
             .saturating_add(key.validation.leeway);
-        let team = self
-            .teams
-            .get(&claims.sub)
-            .ok_or_else(|| unauthorized("the token's team is not configured"))?;
+        if self.teams.current().team(&claims.sub).is_none() {
+            return Err(unauthorized("the token's team is not configured"));
+        }
         let scopes = claims
             .scope
             .split_whitespace()
             .filter_map(Scope::parse)
             .collect();
-        let numbers = match &claims.phone_numbers {
-            None => team.phone_numbers.clone(),
-            Some(narrowed) => team
-                .phone_numbers
-                .iter()
-                .filter(|pn| narrowed.iter().any(|n| n == pn.as_ref()))
-                .cloned()
-                .collect(),
-        };
+        // Grants are filled in by `with_grants`, for every request.
         let principal = Principal {
             team: claims.sub,
             jti,
             scopes,
-            numbers,
+            numbers: Vec::new(),
             narrowed: claims.phone_numbers.is_some(),
-            team_is_admin: team.admin,
+            claimed_numbers: claims.phone_numbers,
+            team_is_admin: false,
         };
         Ok((principal, valid_until))
     }
@@ -508,7 +522,7 @@ fn charge_anonymous(req: &HttpRequest, refused: ApiError) -> ApiError {
 }
 
 /// Each team's token bucket, checked once a caller is authenticated.
-pub type TeamLimits = crate::ratelimit::Limiter<String>;
+pub type TeamLimits = crate::platform::LiveLimiter<String>;
 
 /// Mints a token with the configured signing key (CLI `token issue`, admin API).
 pub struct TokenIssuer {
@@ -694,7 +708,7 @@ phone_numbers = ["1"]
     #[test]
     fn a_token_accepted_before_is_refused_once_it_expires() {
         let settings = no_leeway();
-        let auth = Authenticator::new(&settings.auth, Arc::new(settings.teams.clone())).unwrap();
+        let auth = Authenticator::new(&settings.auth, Directory::from_settings(&settings)).unwrap();
         let issuer = TokenIssuer::new(&settings.auth, None).unwrap();
         let token = issuer
             .issue("sales", &[Scope::GroupsRead], None, 1)

@@ -43,6 +43,22 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Teams managed at runtime (DESIGN §11): stored, in force on every replica within a
+    /// second.
+    Team {
+        #[command(subcommand)]
+        action: crate::cli_registry::TeamAction,
+    },
+    /// Phone numbers and their access tokens managed at runtime (the token read from stdin).
+    PhoneNumber {
+        #[command(subcommand)]
+        action: crate::cli_registry::PhoneNumberAction,
+    },
+    /// Storage maintenance.
+    Storage {
+        #[command(subcommand)]
+        action: crate::cli_registry::StorageAction,
+    },
     /// Run the simulated Graph API alone (no gateway), for other teams' tests.
     Sandbox {
         /// Address to listen on.
@@ -169,10 +185,31 @@ pub fn run() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Team { action } => printed(crate::cli_registry::team(&settings, action)),
+        Command::PhoneNumber { action } => printed(crate::cli_registry::phone_number(
+            &settings,
+            action,
+            &mut std::io::stdin(),
+        )),
+        Command::Storage { action } => printed(crate::cli_registry::storage(&settings, action)),
         // Handled before the configuration is loaded, so its errors are reported the same way.
         Command::Config {
             action: ConfigAction::Check,
         } => crate::config_check::run(cli.config.as_deref()),
+    }
+}
+
+/// Prints a command's answer, or its error (exit status 2).
+fn printed(answer: Result<String, String>) -> ExitCode {
+    match answer {
+        Ok(out) => {
+            let _ = writeln!(std::io::stdout(), "{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

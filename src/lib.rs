@@ -3,9 +3,9 @@
 //!
 //! Layers, bottom up; a module imports only from its own layer or those below (README, "Code
 //! map"):
-//! 1. leaves: `clock`, `context` (the request's id and audit notes), `domain`, `metrics`,
-//!    `supervisor` (background tasks restarted after a panic);
-//! 2. `config`, `ratelimit`;
+//! 1. leaves: `clock`, `context` (the request's id and audit notes), `crypto` (secrets at
+//!    rest), `domain`, `metrics`, `supervisor` (background tasks restarted after a panic);
+//! 2. `config`, `platform` (the live teams and phone numbers), `ratelimit`;
 //! 3. `storage` (all SQL), `graph` (all Graph calls);
 //! 4. `error`, `services`, `tokens`;
 //! 5. HTTP: `auth`, `connection` (requests refused before routing), `telemetry`, `routes`;
@@ -14,11 +14,13 @@
 
 pub mod clock;
 pub mod context;
+pub mod crypto;
 pub mod domain;
 pub mod metrics;
 pub mod supervisor;
 
 pub mod config;
+pub mod platform;
 pub mod ratelimit;
 
 pub mod graph;
@@ -34,6 +36,7 @@ pub mod routes;
 pub mod telemetry;
 
 pub mod cli;
+pub mod cli_registry;
 pub mod config_check;
 pub mod openapi;
 pub mod process;

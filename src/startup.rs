@@ -26,8 +26,9 @@ use crate::connection::RefusedBeforeRouting;
 use crate::error::{self, ApiError};
 use crate::graph::{GraphClient, NumberLimits, TokenStore};
 use crate::openapi::{ApiDoc, spec};
+use crate::platform::{Directory, LiveLimiter};
 use crate::process::BoundServer;
-use crate::ratelimit::{AddressBuckets, Limiter, Rate, RedisStore};
+use crate::ratelimit::{AddressBuckets, Rate, RedisStore};
 use crate::routes::admin::AdminContext;
 use crate::routes::body::{BodyBudget, BodyTimeout};
 use crate::routes::health::Dependencies;
@@ -41,6 +42,7 @@ use crate::services::events::Feed;
 use crate::services::groups::Groups;
 use crate::services::ownership::Ownership;
 use crate::services::processing::{self, Ingress};
+use crate::services::registry::{Registry, RegistryError};
 use crate::services::revocation::{self, RevocationList};
 use crate::storage::{GroupStore, Storage, StorageError};
 use crate::supervisor::Supervisor;
@@ -60,6 +62,8 @@ pub enum StartupError {
     Key(#[from] KeyError),
     #[error("rate_limit.redis_url is unusable: {0}")]
     RateLimitStore(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
 }
 
 /// The gateway: `build` wires config, storage, Meta's client and the routes into a bound server.
@@ -71,13 +75,25 @@ impl Application {
         let storage = open_storage(&settings).await?;
         // Every background task of this gateway runs under it; /readyz reports its state.
         let supervisor = Supervisor::default();
+        // The teams and numbers in force, configuration's and the admin API's (README,
+        // "Runtime management").
+        let registry = Registry::start(
+            Directory::from_settings(&settings),
+            &storage,
+            settings.encryption.keys.clone(),
+            settings.storage.cache_ttl.0,
+        )
+        .await?;
+        registry.follow(&storage, &supervisor);
+        let directory = registry.directory().clone();
         let (listener, port) = bind(&settings.server)?;
         crate::metrics::install();
         // With `store = "redis"`, every replica draws from the same buckets.
         let shared_buckets = shared_buckets(&settings.rate_limit)?;
-        let upstream = Upstream::new(&settings, port, shared_buckets.clone());
-        let (guards, refused_before_routing) = Guards::new(&settings, shared_buckets, &supervisor);
-        let access = Access::load(&settings, &storage, &supervisor).await?;
+        let upstream = Upstream::new(&settings, port, shared_buckets.clone(), &directory);
+        let (guards, refused_before_routing) =
+            Guards::new(&settings, shared_buckets, &supervisor, &directory);
+        let access = Access::load(&settings, &storage, &supervisor, registry).await?;
         let services = Services::start(&settings, storage, &supervisor).await;
         let shared = Shared {
             upstream,
@@ -85,7 +101,7 @@ impl Application {
             access,
             services,
             openapi: spec(),
-            sandbox: sandbox(&settings, port),
+            sandbox: sandbox(&settings, port, &directory),
         };
         let server = serve(
             listener,
@@ -159,26 +175,28 @@ struct Upstream {
 }
 
 impl Upstream {
-    fn new(settings: &Settings, port: u16, shared: Option<Arc<RedisStore>>) -> Self {
+    fn new(
+        settings: &Settings,
+        port: u16,
+        shared: Option<Arc<RedisStore>>,
+        directory: &Directory,
+    ) -> Self {
         let base = match settings.graph.mode {
             GraphMode::Live => settings.graph.base_url.clone(),
             // The gateway talks to its own simulation over HTTP, through the same client code.
             GraphMode::Sandbox => format!("http://127.0.0.1:{port}/sandbox/graph"),
         };
-        let number_limits = Arc::new(Limiter::new(
-            "phone_number",
-            settings
-                .phone_number_rate_limits
-                .iter()
-                .map(|(pn, limit)| (pn.clone(), rate(limit))),
-            shared,
-        ));
+        // A number's limit follows the registry: changed through the API, in force at once.
+        let number_limits = Arc::new(LiveLimiter::new("phone_number", shared, {
+            let directory = directory.clone();
+            move |pn| directory.number_rate(pn)
+        }));
         Upstream {
             base,
             api_version: settings.graph.api_version.clone(),
             timeout: Duration::from_millis(settings.graph.timeout_ms),
             attempt_timeout: Duration::from_millis(settings.graph.attempt_timeout_ms),
-            tokens: Arc::new(settings.phone_numbers.clone()),
+            tokens: directory.clone(),
             number_limits,
         }
     }
@@ -212,15 +230,12 @@ impl Guards {
         settings: &Settings,
         shared: Option<Arc<RedisStore>>,
         supervisor: &Supervisor,
+        directory: &Directory,
     ) -> (Self, RefusedBeforeRouting) {
-        let team_limits = web::Data::new(Limiter::new(
-            "team",
-            settings
-                .team_rate_limits()
-                .into_iter()
-                .map(|(team, limit)| (team, rate(&limit))),
-            shared.clone(),
-        ));
+        let team_limits = web::Data::new(LiveLimiter::new("team", shared.clone(), {
+            let directory = directory.clone();
+            move |team| directory.team_rate(team)
+        }));
         let readiness = web::Data::new(Dependencies {
             rate_limit_store: shared,
             tasks: supervisor.clone(),
@@ -254,6 +269,7 @@ struct Access {
     revocations: web::Data<RevocationList>,
     admin: web::Data<AdminContext>,
     audit_log: web::Data<AuditLog>,
+    registry: web::Data<Registry>,
 }
 
 impl Access {
@@ -261,8 +277,9 @@ impl Access {
         settings: &Settings,
         storage: &Storage,
         supervisor: &Supervisor,
+        registry: Registry,
     ) -> Result<Self, StartupError> {
-        let teams = Arc::new(settings.teams.clone());
+        let teams = registry.directory().clone();
         // Revoked tokens are refused from the first request on; other replicas' revocations
         // arrive with the background refresh.
         let revocations = RevocationList::load(storage.tokens.clone())
@@ -290,6 +307,7 @@ impl Access {
             revocations: web::Data::new(revocations),
             admin,
             audit_log: web::Data::new(AuditLog::new(storage.audit.clone())),
+            registry: web::Data::new(registry),
         })
     }
 }
@@ -382,12 +400,15 @@ impl Services {
 }
 
 /// Sandbox mode (README, "Sandbox"): the simulated Meta, sending its webhooks to our ingress.
-fn sandbox(settings: &Settings, port: u16) -> Option<SandboxState> {
+fn sandbox(settings: &Settings, port: u16, directory: &Directory) -> Option<SandboxState> {
     (settings.graph.mode == GraphMode::Sandbox).then(|| {
-        SandboxState::new(SandboxOptions::from_settings(
-            settings,
-            Some(format!("http://127.0.0.1:{port}/webhooks/whatsapp")),
-        ))
+        SandboxState::new(
+            SandboxOptions::from_settings(
+                settings,
+                Some(format!("http://127.0.0.1:{port}/webhooks/whatsapp")),
+            )
+            .following(directory.clone()),
+        )
     })
 }
 
@@ -470,6 +491,7 @@ impl Shared {
         .app_data(access.revocations.clone())
         .app_data(access.admin.clone())
         .app_data(access.audit_log.clone())
+        .app_data(access.registry.clone())
     }
 }
 

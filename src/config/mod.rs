@@ -12,11 +12,13 @@ use crate::domain::PhoneNumberId;
 use crate::domain::url::ServiceUrl;
 mod delivery;
 mod duration;
+mod encryption;
 
 pub use delivery::{
     DeliverySettings, SigningKey, check_webhook_host, forbidden_address, signing_key,
 };
 pub use duration::ConfigDuration;
+pub use encryption::{EncryptionSettings, WrittenKey};
 
 /// The defaults are compiled in so the binary runs from any directory.
 const DEFAULTS: &str = include_str!("../../config/default.toml");
@@ -276,6 +278,13 @@ pub struct StorageSettings {
     /// when a notification of its change was missed.
     #[serde(default = "default_cache_ttl")]
     pub cache_ttl: ConfigDuration,
+    /// Seals the access tokens stored through the admin API (DESIGN §11); resolved into
+    /// `Settings::encryption`.
+    #[serde(default)]
+    pub encryption_key: Option<WrittenKey>,
+    /// Older keys: they still open what they sealed, until `storage rekey`.
+    #[serde(default)]
+    pub previous_encryption_keys: Vec<WrittenKey>,
 }
 
 fn default_max_connections() -> u32 {
@@ -526,6 +535,8 @@ pub struct Settings {
     pub phone_numbers: BTreeMap<PhoneNumberId, SecretString>,
     pub phone_number_rate_limits: BTreeMap<PhoneNumberId, RateLimitSettings>,
     pub teams: BTreeMap<String, TeamSettings>,
+    /// `storage.encryption_key` and `storage.previous_encryption_keys`, resolved.
+    pub encryption: EncryptionSettings,
 }
 
 /// Where configuration comes from besides the compiled-in defaults.
@@ -708,7 +719,11 @@ impl Settings {
         if self.server.is_loopback() {
             return Vec::new();
         }
-        development_secret_keys(&self.auth, &self.webhooks)
+        let mut keys = development_secret_keys(&self.auth, &self.webhooks);
+        if self.encryption.development {
+            keys.push("storage.encryption_key".into());
+        }
+        keys
     }
 
     /// Replaces every public development value by a random one for this run (the sandbox
@@ -739,6 +754,7 @@ impl Settings {
         if self.webhooks.verify_token.expose_secret() == DEVELOPMENT_VERIFY_TOKEN {
             self.webhooks.verify_token = SecretString::from(generated_secret());
         }
+        self.encryption.drop_development_key();
         replaced
     }
 }
@@ -792,6 +808,7 @@ impl RawSettings {
             })
             .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
         let auth = self.auth.resolve()?;
+        let encryption = encryption::resolve(&self.storage, sandbox)?;
         let webhooks = self.webhooks.resolve()?;
         if !sandbox {
             refuse_development_secrets(&auth, &webhooks)?;
@@ -815,6 +832,7 @@ impl RawSettings {
             phone_numbers,
             phone_number_rate_limits,
             teams,
+            encryption,
         })
     }
 
@@ -1233,7 +1251,8 @@ mod tests {
             [
                 "auth.keys[0].secret",
                 "webhooks.app_secret",
-                "webhooks.verify_token"
+                "webhooks.verify_token",
+                "storage.encryption_key"
             ]
         );
         assert_ne!(exposed.auth.keys[0].kid, "local-dev");

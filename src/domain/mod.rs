@@ -312,6 +312,7 @@ mod phone_number_id;
 mod profile_picture;
 mod request_id;
 mod scope;
+mod team_name;
 mod template;
 mod token_id;
 pub mod url;
@@ -336,6 +337,7 @@ pub use phone_number_id::PhoneNumberId;
 pub use profile_picture::{ProfilePicture, synthetic_jpeg_header};
 pub use request_id::RequestId;
 pub use scope::Scope;
+pub use team_name::TeamName;
 pub use template::{LanguageCode, TemplateName, TemplateParameter};
 pub use token_id::TokenId;
 

@@ -2,7 +2,6 @@
 //! budget, the deadline of the whole call and of each attempt, retries of the calls that may
 //! be sent again, and the log line, metrics and audit facts of every attempt.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,11 +19,12 @@ const MAX_UPSTREAM_BODY: usize = 2 * 1024 * 1024;
 /// Attempts of an idempotent call, in all, within `graph.timeout_ms` (README, "API overview").
 const MAX_ATTEMPTS: u32 = 3;
 
-/// Access tokens per business phone number. Shared by every worker; never printed.
-pub type TokenStore = Arc<BTreeMap<PhoneNumberId, SecretString>>;
+/// Access tokens per business phone number: the numbers in force (configuration and the
+/// admin API). Shared by every worker; never printed.
+pub type TokenStore = crate::platform::Directory;
 
 /// Per-number buckets protecting Meta's quota; shared by every worker.
-pub type NumberLimits = Arc<crate::ratelimit::Limiter<PhoneNumberId>>;
+pub type NumberLimits = Arc<crate::platform::LiveLimiter<PhoneNumberId>>;
 
 #[derive(Clone)]
 pub struct GraphClient {
@@ -146,9 +146,10 @@ impl GraphClient {
         }
     }
 
-    fn token(&self, pn: &PhoneNumberId) -> Result<&SecretString, UpstreamError> {
-        // Callers only reach here for configured numbers; a miss is a gateway bug, not Meta's.
-        self.tokens.get(pn).ok_or_else(|| {
+    fn token(&self, pn: &PhoneNumberId) -> Result<SecretString, UpstreamError> {
+        // Callers only reach here for granted numbers; a miss is a number deleted meanwhile
+        // or a gateway bug, not Meta's.
+        self.tokens.access_token(pn).ok_or_else(|| {
             UpstreamError::Unreachable(format!("no access token configured for {pn}"))
         })
     }
@@ -189,7 +190,7 @@ impl GraphClient {
             let started = Instant::now();
             let result = tokio::time::timeout(
                 per_attempt,
-                self.attempt(&url, &method, token, &query, &payload, per_attempt),
+                self.attempt(&url, &method, &token, &query, &payload, per_attempt),
             )
             .await
             .unwrap_or(Err(UpstreamError::Timeout));

@@ -2,9 +2,6 @@
 //! `admin = true`). Tokens, revocation, the audit log, group ownership, events no team sees
 //! and the teams' webhook endpoints.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use actix_web::http::header;
 use actix_web::{HttpResponse, delete, get, post, put, web};
 use serde::{Deserialize, Serialize};
@@ -21,7 +18,6 @@ use super::params::{
 use super::responses::{BodyRefusals, Refusals, UpstreamFailures};
 use super::{FieldReader, JsonObject};
 use crate::auth::{IssuedToken, TokenIssuer};
-use crate::config::TeamSettings;
 use crate::context;
 use crate::domain::{
     FeedPosition, FieldErrors, GroupId, PageLimit, Paging, PhoneNumberId, Scope, TokenId,
@@ -29,6 +25,7 @@ use crate::domain::{
 };
 use crate::error::ApiError;
 use crate::graph::MetaPage;
+use crate::platform::Directory;
 use crate::services::audit::AuditLog;
 use crate::services::events::Feed;
 use crate::services::groups::Groups;
@@ -38,7 +35,8 @@ use crate::tokens::{self, TokenRequest};
 
 /// What the admin endpoints need from configuration.
 pub struct AdminContext {
-    pub teams: Arc<BTreeMap<String, TeamSettings>>,
+    /// The teams in force (configuration's and the admin API's).
+    pub teams: Directory,
     pub max_token_ttl_seconds: u64,
     /// None when no configured key can sign (verification-only deployments).
     pub issuer: Option<TokenIssuer>,
@@ -385,7 +383,7 @@ pub async fn admin_set_group_owner(
         call.principal.require_number(&current)?;
     }
     let assignment = groups
-        .assign_owner(&context.teams, group_id, pn, team)
+        .assign_owner(context.teams.current().team_settings(), group_id, pn, team)
         .await?;
     Ok(web::Json(GroupOwnership {
         group_id: group_id.to_string(),
@@ -448,8 +446,12 @@ pub async fn admin_issue_token(
     call: Authorized<Admin, IssueToken>,
     context: web::Data<AdminContext>,
 ) -> Result<HttpResponse, ApiError> {
-    let approved = tokens::approve(&context.teams, context.max_token_ttl_seconds, &call.input.0)
-        .map_err(ApiError::fields)?;
+    let approved = tokens::approve(
+        context.teams.current().team_settings(),
+        context.max_token_ttl_seconds,
+        &call.input.0,
+    )
+    .map_err(ApiError::fields)?;
     call.principal
         .require_may_issue_for(approved.phone_numbers.as_deref())?;
     let issuer = context.issuer.as_ref().ok_or_else(|| {

@@ -14,6 +14,7 @@ pub mod messages;
 pub mod params;
 pub mod picture;
 pub mod responses;
+pub mod teams;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -54,7 +55,13 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(admin::admin_issue_token)
             .service(admin::admin_revoke_token)
             .service(admin::admin_list_unowned_events)
-            .service(admin::admin_list_webhook_endpoints),
+            .service(admin::admin_list_webhook_endpoints)
+            .service(teams::admin_list_teams)
+            .service(teams::admin_put_team)
+            .service(teams::admin_delete_team)
+            .service(teams::admin_list_phone_numbers)
+            .service(teams::admin_put_phone_number)
+            .service(teams::admin_delete_phone_number),
     )
     .service(webhooks::verify_subscription)
     .service(webhooks::receive)

@@ -30,6 +30,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Settings;
 use crate::domain::PhoneNumberId;
+use crate::platform::{Directory, NumberEntry, Platform, Source};
 use emit::Emitter;
 use state::World;
 
@@ -52,6 +53,9 @@ pub struct SandboxOptions {
     pub webhook_url: Option<String>,
     /// The gateway's `graph.api_version`, shown in help texts.
     pub api_version: String,
+    /// In gateway mode, the numbers in force: a number added through the admin API is
+    /// served from the next call on, with its token. `tokens` is used without it.
+    pub live: Option<Directory>,
 }
 
 impl SandboxOptions {
@@ -62,7 +66,14 @@ impl SandboxOptions {
             webhook_delay: Duration::from_millis(settings.sandbox.webhook_delay_ms),
             webhook_url,
             api_version: settings.graph.api_version.clone(),
+            live: None,
         }
+    }
+
+    /// Serves the numbers `directory` holds, whenever asked, instead of `tokens`.
+    pub fn following(mut self, directory: Directory) -> Self {
+        self.live = Some(directory);
+        self
     }
 }
 
@@ -75,7 +86,7 @@ pub struct SandboxState {
 
 struct Shared {
     /// Phone number id → the access token Meta would accept for it.
-    tokens: BTreeMap<String, SecretString>,
+    tokens: Directory,
     emitter: Emitter,
     api_version: String,
 }
@@ -84,12 +95,8 @@ impl SandboxState {
     /// Starts the webhook sender (a thread of its own: awc clients cannot move between
     /// threads, and a webhook must never hold up the simulated answer).
     pub fn new(options: SandboxOptions) -> Self {
-        let tokens: BTreeMap<String, SecretString> = options
-            .tokens
-            .into_iter()
-            .map(|(pn, token)| (pn.to_string(), token))
-            .collect();
-        let world = World::new(tokens.keys().cloned());
+        let tokens = options.live.unwrap_or_else(|| fixed_tokens(options.tokens));
+        let world = World::new(tokens.current().numbers.keys().map(|pn| pn.to_string()));
         SandboxState {
             world: Arc::new(Mutex::new(world)),
             shared: Arc::new(Shared {
@@ -121,12 +128,25 @@ impl SandboxState {
 
     /// The phone numbers whose access token is `token` (one token may serve several).
     fn numbers_of_token(&self, token: &str) -> Vec<String> {
-        self.shared
+        let numbers: Vec<String> = self
+            .shared
             .tokens
+            .current()
+            .numbers
             .iter()
-            .filter(|(_, t)| bool::from(t.expose_secret().as_bytes().ct_eq(token.as_bytes())))
-            .map(|(pn, _)| pn.clone())
-            .collect()
+            .filter(|(_, n)| {
+                bool::from(
+                    n.access_token
+                        .expose_secret()
+                        .as_bytes()
+                        .ct_eq(token.as_bytes()),
+                )
+            })
+            .map(|(pn, _)| pn.to_string())
+            .collect();
+        // A number added through the admin API since the start has no state yet.
+        self.world().know_numbers(&numbers);
+        numbers
     }
 
     fn emitter(&self) -> &Emitter {
@@ -137,7 +157,33 @@ impl SandboxState {
         &self.shared.api_version
     }
 
-    fn phone_numbers(&self) -> impl Iterator<Item = &String> {
-        self.shared.tokens.keys()
+    fn phone_numbers(&self) -> impl Iterator<Item = String> {
+        let numbers: Vec<String> = self
+            .shared
+            .tokens
+            .current()
+            .numbers
+            .keys()
+            .map(|pn| pn.to_string())
+            .collect();
+        numbers.into_iter()
     }
+}
+
+/// The standalone simulation's numbers: fixed at start.
+fn fixed_tokens(tokens: BTreeMap<PhoneNumberId, SecretString>) -> Directory {
+    let numbers = tokens
+        .into_iter()
+        .map(|(pn, access_token)| {
+            let entry = NumberEntry {
+                access_token,
+                rate_limit: None,
+                max_groups: None,
+                source: Source::Config,
+                updated_at: None,
+            };
+            (pn, entry)
+        })
+        .collect();
+    Directory::new(Platform::new(BTreeMap::new(), numbers), None)
 }

@@ -499,6 +499,15 @@ impl World {
         }
     }
 
+    /// Gives numbers that have none their (empty) state.
+    pub fn know_numbers(&mut self, numbers: &[String]) {
+        for pn in numbers {
+            if !self.numbers.contains_key(pn) {
+                self.numbers.insert(pn.clone(), NumberState::default());
+            }
+        }
+    }
+
     fn number_mut(&mut self, pn: &str) -> Result<&mut NumberState, MetaFailure> {
         self.numbers
             .get_mut(pn)

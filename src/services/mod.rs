@@ -19,5 +19,6 @@ pub mod events;
 pub mod groups;
 pub mod ownership;
 pub mod processing;
+pub mod registry;
 pub mod retention;
 pub mod revocation;

@@ -5,6 +5,7 @@
 //! once, so those changes go through one unit of work (`RegistryTx`) that commits or rolls
 //! back as a whole.
 
+mod platform;
 mod records;
 pub mod sql;
 
@@ -18,6 +19,7 @@ use serde_json::Value;
 use crate::domain::events::{Completion, NewWebhookEvent};
 use crate::domain::{FeedPosition, GroupId, ItemError, PhoneNumberId, RequestId};
 
+pub use platform::*;
 pub use records::*;
 
 /// A storage failure. The backend's own error is kept as the source, for the logs.
@@ -268,7 +270,7 @@ pub trait RegistryTx: Send {
 /// Every concern of one backend.
 #[async_trait]
 pub trait Backend:
-    GroupStore + InboxStore + EventStore + AuditStore + TokenStore + IdempotencyStore
+    GroupStore + InboxStore + EventStore + AuditStore + TokenStore + IdempotencyStore + PlatformStore
 {
     async fn begin(&self) -> Result<Box<dyn RegistryTx>>;
     /// A unit of work holding only what can be derived again from data already committed
@@ -284,7 +286,13 @@ pub trait Backend:
     /// Calls `on_change` for each group whose record changes, as soon as the change is
     /// committed here, and (on a shared backend) when another process committed one.
     fn watch_groups(&self, on_change: GroupWatcher, supervisor: &Supervisor);
+    /// Calls `on_change` with true whenever another process changed the stored teams or
+    /// phone numbers, and with false when such changes may have been missed (the
+    /// notification connection was opened, or opened again).
+    fn watch_platform(&self, on_change: PlatformWatcher, supervisor: &Supervisor);
 }
+
+pub type PlatformWatcher = Arc<dyn Fn(bool) + Send + Sync>;
 
 /// What changed in the registry's groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,6 +318,7 @@ pub struct Storage {
     pub audit: Arc<dyn AuditStore>,
     pub tokens: Arc<dyn TokenStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
+    pub platform: Arc<dyn PlatformStore>,
     backend: Arc<dyn Backend>,
 }
 
@@ -325,6 +334,7 @@ impl Storage {
             audit: backend.clone(),
             tokens: backend.clone(),
             idempotency: backend.clone(),
+            platform: backend.clone(),
             backend,
         })
     }
@@ -345,6 +355,11 @@ impl Storage {
     /// See `Backend::watch_creations`.
     pub fn watch_creations(&self, on_done: CreationWatcher, supervisor: &Supervisor) {
         self.backend.watch_creations(on_done, supervisor)
+    }
+
+    /// See `Backend::watch_platform`.
+    pub fn watch_platform(&self, on_change: PlatformWatcher, supervisor: &Supervisor) {
+        self.backend.watch_platform(on_change, supervisor)
     }
 
     /// See `Backend::watch_groups`.

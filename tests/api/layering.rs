@@ -11,9 +11,16 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaves",
-        &["clock", "context", "domain", "metrics", "supervisor"],
+        &[
+            "clock",
+            "context",
+            "crypto",
+            "domain",
+            "metrics",
+            "supervisor",
+        ],
     ),
-    ("configuration", &["config", "ratelimit"]),
+    ("configuration", &["config", "platform", "ratelimit"]),
     ("storage and Meta", &["storage", "graph"]),
     ("services", &["error", "services", "tokens"]),
     ("HTTP", &["auth", "connection", "telemetry", "routes"]),
@@ -24,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "startup",
             "openapi",
             "cli",
+            "cli_registry",
             "config_check",
             "sandbox",
         ],

@@ -18,6 +18,7 @@ mod isolation;
 mod layering;
 mod messages;
 mod openapi;
+mod platform;
 mod replicas;
 mod resilience;
 mod route_faults;

@@ -12,6 +12,7 @@ mod expiry;
 mod groups;
 mod idempotency;
 mod inbox;
+mod registry;
 mod rows;
 mod tokens;
 
@@ -26,7 +27,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, FromRow, Transaction};
 
 use super::{
     Backend, CreationOutcome, CreationWatcher, GroupChange, GroupOwner, GroupWatcher, NewTeamEvent,
-    PendingCreation, RegistryTx, Result, SeenGroup,
+    PendingCreation, PlatformWatcher, RegistryTx, Result, SeenGroup,
 };
 use crate::clock::now;
 use crate::domain::RequestId;
@@ -340,6 +341,23 @@ impl Backend for SqlStorage {
                 listen(
                     url.clone(),
                     GROUPS_CHANNEL,
+                    on_payload.clone(),
+                    on_connect.clone(),
+                )
+            });
+        }
+    }
+
+    fn watch_platform(&self, on_change: PlatformWatcher, supervisor: &Supervisor) {
+        if self.dialect == Dialect::Postgres {
+            let changed = on_change.clone();
+            let on_payload = move |_: &str| changed(true);
+            let on_connect = move || on_change(false);
+            let url = self.url.clone();
+            supervisor.spawn("notifications-platform", move || {
+                listen(
+                    url.clone(),
+                    registry::PLATFORM_CHANNEL,
                     on_payload.clone(),
                     on_connect.clone(),
                 )
