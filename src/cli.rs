@@ -78,7 +78,8 @@ pub enum Command {
 pub enum TokenAction {
     /// Mint a token for a team and print it.
     Issue {
-        /// A team defined in configuration.
+        /// A team of configuration, or one made through the admin API or `team put` (read
+        /// from storage).
         #[arg(long)]
         team: String,
         /// Scopes: groups:read, groups:write, groups:delete, groups:invite, groups:message, admin.
@@ -268,18 +269,23 @@ pub fn issue_token(
         phone_numbers: (!phone_numbers.is_empty()).then(|| phone_numbers.to_vec()),
         ttl_seconds,
     };
-    let approved = tokens::approve(
-        &settings.teams,
-        settings.auth.max_token_ttl_seconds,
-        &request,
-    )
-    .map_err(|errors| {
-        errors
-            .iter()
-            .map(|e| format!("{}: {}", option_of(&e.field), e.message))
-            .collect::<Vec<_>>()
-            .join("; ")
-    })?;
+    // A team of configuration needs no storage (a token can be minted where the database is
+    // out of reach); any other is looked up among the stored teams, as the gateway would.
+    let teams = match settings.teams.contains_key(team) {
+        true => settings.teams.clone(),
+        false => crate::cli_registry::teams_in_force(settings).map_err(|e| {
+            format!("--team {team} is not a team of configuration, and the stored teams cannot be read: {e}")
+        })?,
+    };
+    let approved = tokens::approve(&teams, settings.auth.max_token_ttl_seconds, &request).map_err(
+        |errors| {
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", option_of(&e.field), e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+    )?;
     let issuer = TokenIssuer::new(&settings.auth, kid).map_err(|e| e.to_string())?;
     issuer
         .issue(

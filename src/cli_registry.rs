@@ -8,7 +8,9 @@ use std::io::Read;
 use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{RateLimitSettings, Settings};
+use std::collections::BTreeMap;
+
+use crate::config::{RateLimitSettings, Settings, TeamSettings};
 use crate::domain::PhoneNumberId;
 use crate::error::ApiError;
 use crate::platform::Directory;
@@ -121,6 +123,24 @@ async fn open(settings: &Settings) -> Result<(Storage, Registry), String> {
     .await
     .map_err(|e| e.to_string())?;
     Ok((storage, registry))
+}
+
+/// Every team in force, configuration's and storage's, read the way `serve` reads them (a
+/// key that cannot open the stored access tokens is an error naming it): `token issue` mints
+/// for a team made through the API as `POST /v1/admin/tokens` does.
+/// On a thread of its own, so a caller already inside a runtime (a test) may call it too.
+pub fn teams_in_force(settings: &Settings) -> Result<BTreeMap<String, TeamSettings>, String> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                runtime()?.block_on(async {
+                    let (_storage, registry) = open(settings).await?;
+                    Ok(registry.directory().current().team_settings().clone())
+                })
+            })
+            .join()
+            .map_err(|_| "the storage reader stopped".to_owned())?
+    })
 }
 
 /// What the API would answer, said for a terminal.

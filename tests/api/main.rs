@@ -19,6 +19,7 @@ mod layering;
 mod messages;
 mod openapi;
 mod platform;
+mod platform_cli;
 mod replicas;
 mod resilience;
 mod route_faults;
