@@ -45,7 +45,10 @@ pub fn approve(
     if team.is_none() {
         errors.push(
             "team",
-            format!("`{}` is not a configured team", request.team),
+            format!(
+                "`{}` is not a team (of the configuration or the admin API)",
+                request.team
+            ),
         );
     }
 

@@ -119,7 +119,7 @@ impl Groups {
             None => {
                 return Err(ApiError::field(
                     "team",
-                    format!("`{team}` is not a configured team"),
+                    format!("`{team}` is not a team (of the configuration or the admin API)"),
                 ));
             }
             Some(t) if !t.phone_numbers.contains(pn) => {
