@@ -229,7 +229,9 @@ mod tests {
         let id = |raw: &str| TokenId::parse(raw).unwrap();
         list.revoke(&id("old"), "platform").await.unwrap();
         list.refresh().await.unwrap();
-        // Every revocation so far is older than the cut-off.
+        // Every revocation so far is older than the cut-off (times are kept to the
+        // millisecond: the cut-off is taken a few milliseconds later).
+        std::thread::sleep(Duration::from_millis(5));
         let cutoff = crate::clock::now();
         std::thread::sleep(Duration::from_millis(5));
         let pruned = storage
