@@ -60,7 +60,9 @@ impl Fleet {
             token,
             admin,
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
+                // Longer than any `wait_seconds` these tests send (20): an answer that waited
+                // the whole time shows as the 202 it is, not as a transport error.
+                .timeout(Duration::from_secs(30))
                 .pool_idle_timeout(Duration::from_secs(2))
                 .build()
                 .expect("client"),
