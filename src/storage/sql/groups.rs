@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::rows::{flag, known, parsed};
-use super::{SqlStorage, placeholders, set_group_column};
+use super::{HELD_EVENTS, OVERTAKEN_CREATIONS, SqlStorage, placeholders, set_group_column};
 use crate::clock::now;
 use crate::domain::{
     GroupId, ItemError, PageCursor, Paging, PhoneNumberId, RequestId, encode_cursor,
@@ -228,18 +228,10 @@ impl GroupStore for SqlStorage {
     }
 
     async fn has_stragglers(&self, since: &str) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 WHERE EXISTS (
-                 SELECT 1 FROM create_requests c
-                 WHERE c.status = 'pending' AND c.meta_request_id IS NOT NULL
-                   AND EXISTS (SELECT 1 FROM webhook_events we
-                               WHERE we.meta_request_id = c.meta_request_id
-                                 AND we.event_type = 'group_create'))
-             OR EXISTS (
-                 SELECT 1 FROM team_events te JOIN create_requests c ON c.group_id = te.group_id
-                 WHERE te.team IS NULL AND te.group_id IS NOT NULL AND te.created_at >= $1
-                   AND c.status = 'created')",
-        )
+        let found: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 WHERE EXISTS (SELECT 1 {OVERTAKEN_CREATIONS})
+                 OR EXISTS (SELECT 1 {HELD_EVENTS})"
+        )))
         .bind(since)
         .fetch_optional(&self.pool)
         .await?;

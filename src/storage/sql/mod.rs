@@ -42,6 +42,19 @@ const CREATIONS_CHANNEL: &str = "wagw_creations";
 /// The PostgreSQL channel on which a changed group record is announced to every replica.
 const GROUPS_CHANNEL: &str = "wagw_groups";
 
+/// What the catch-up of racing events looks for, written once for the look without the write
+/// lock (`GroupStore::has_stragglers`) and the reads in its unit of work. Pending creations
+/// (alias `c`) that know Meta's request id while Meta's `group_create` event for it is stored.
+const OVERTAKEN_CREATIONS: &str = "FROM create_requests c
+     WHERE c.status = 'pending' AND c.meta_request_id IS NOT NULL
+       AND EXISTS (SELECT 1 FROM webhook_events we
+                   WHERE we.meta_request_id = c.meta_request_id
+                     AND we.event_type = 'group_create')";
+/// Ownerless team events (`te`) stored since `$1` of groups a creation (`c`) made.
+const HELD_EVENTS: &str = "FROM team_events te JOIN create_requests c ON c.group_id = te.group_id
+     WHERE te.team IS NULL AND te.group_id IS NOT NULL AND te.created_at >= $1
+       AND c.status = 'created' AND c.meta_request_id IS NOT NULL";
+
 /// Who is told of group changes committed here (the ownership cache).
 type GroupWatcherCell = Arc<std::sync::RwLock<Option<GroupWatcher>>>;
 
@@ -761,12 +774,10 @@ impl RegistryTx for SqlTx {
 
     async fn completions_with_ownerless_events(&mut self, since: &str) -> Result<Vec<Completion>> {
         self.flush().await?;
-        let rows: Vec<CompletionRow> = sqlx::query_as(
+        let rows: Vec<CompletionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT DISTINCT c.request_id, c.team, c.phone_number_id, c.meta_request_id, c.group_id
-             FROM team_events te JOIN create_requests c ON c.group_id = te.group_id
-             WHERE te.team IS NULL AND te.group_id IS NOT NULL AND te.created_at >= $1
-               AND c.status = 'created' AND c.meta_request_id IS NOT NULL",
-        )
+             {HELD_EVENTS}"
+        )))
         .bind(since)
         .fetch_all(&mut *self.tx)
         .await?;
@@ -787,14 +798,10 @@ impl RegistryTx for SqlTx {
         limit: i64,
     ) -> Result<Vec<(String, String)>> {
         self.flush().await?;
-        let rows: Vec<OvertakenRow> = sqlx::query_as(
-            "SELECT c.request_id, c.meta_request_id FROM create_requests c
-             WHERE c.status = 'pending' AND c.meta_request_id IS NOT NULL
-               AND EXISTS (SELECT 1 FROM webhook_events we
-                           WHERE we.meta_request_id = c.meta_request_id
-                             AND we.event_type = 'group_create')
-             ORDER BY c.created_at LIMIT $1",
-        )
+        let rows: Vec<OvertakenRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT c.request_id, c.meta_request_id {OVERTAKEN_CREATIONS}
+             ORDER BY c.created_at LIMIT $1"
+        )))
         .bind(limit)
         .fetch_all(&mut *self.tx)
         .await?;
