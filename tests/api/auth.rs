@@ -1139,14 +1139,6 @@ async fn the_bearer_scheme_is_case_insensitive() {
     }
 }
 
-/// The jti in a token, read without verifying it (the test issued it).
-fn jti_of(token: &str) -> String {
-    let payload = token.split('.').nth(1).expect("payload");
-    let claims: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("json");
-    claims["jti"].as_str().expect("jti").to_owned()
-}
-
 /// DESIGN §3: authorization needs "jti not revoked"; §5: revoked is 401; §4:
 /// `DELETE /v1/admin/tokens/{jti}` revokes at once on the replica that answered.
 #[tokio::test]

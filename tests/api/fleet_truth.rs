@@ -14,7 +14,7 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::fleet::{Gateway, start};
-use crate::helpers::{API_VERSION, APP_SECRET, PN, eventually, test_config, uuid};
+use crate::helpers::{API_VERSION, APP_SECRET, PN, eventually, jti_of, test_config, uuid};
 use crate::pg::TestDatabase;
 
 /// Two replicas on one database, tokens of `sales`, `support` and `platform` (admin).
@@ -289,17 +289,4 @@ async fn a_revocation_committed_after_a_later_one_is_refused_within_a_second() {
         async || (list(&early).await.ok()?.status() == 401).then_some(()),
     )
     .await;
-}
-
-/// The `jti` claim of a token.
-fn jti_of(token: &str) -> String {
-    use base64::Engine;
-    let claims = token.split('.').nth(1).expect("claims part");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(claims)
-        .expect("base64");
-    serde_json::from_slice::<Value>(&raw).expect("json")["jti"]
-        .as_str()
-        .expect("jti")
-        .to_owned()
 }

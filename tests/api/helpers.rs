@@ -499,3 +499,25 @@ impl TestApp {
         .await;
     }
 }
+
+/// The `jti` claim of a token, read without verifying it (the test issued it).
+pub fn jti_of(token: &str) -> String {
+    use base64::Engine;
+    let claims = token.split('.').nth(1).expect("claims part");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims)
+        .expect("base64");
+    serde_json::from_slice::<Value>(&raw).expect("json")["jti"]
+        .as_str()
+        .expect("jti")
+        .to_owned()
+}
+
+/// How many group creations on `pn` reached Meta among `requests`.
+pub fn creations_sent(requests: &[wiremock::Request], pn: &str) -> usize {
+    let groups = format!("/{API_VERSION}/{pn}/groups");
+    requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == groups)
+        .count()
+}

@@ -10,14 +10,6 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::*;
 
-fn creations_sent(requests: &[wiremock::Request], pn: &str) -> usize {
-    let groups = format!("/{API_VERSION}/{pn}/groups");
-    requests
-        .iter()
-        .filter(|r| r.method.as_str() == "POST" && r.url.path() == groups)
-        .count()
-}
-
 /// Meta answers the next creation on `pn` only after the gateway's deadline (test config:
 /// 2 s), so its outcome, and its request id, stay unknown to the gateway.
 async fn meta_answers_too_late(app: &TestApp, pn: &str) {

@@ -13,7 +13,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::fleet::{Gateway, burst, join_post, joiner, log_tail, meta_answers_creation, start};
-use crate::helpers::{API_VERSION, APP_SECRET, PN, test_config, uuid};
+use crate::helpers::{API_VERSION, APP_SECRET, PN, jti_of, test_config, uuid};
 use crate::pg::TestDatabase;
 use crate::receiver::Receiver;
 
@@ -565,19 +565,6 @@ async fn a_token_revoked_on_one_replica_is_refused_by_the_others_within_a_second
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-/// The `jti` claim of a token.
-fn jti_of(token: &str) -> String {
-    use base64::Engine;
-    let claims = token.split('.').nth(1).expect("claims part");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(claims)
-        .expect("base64");
-    serde_json::from_slice::<Value>(&raw).expect("json")["jti"]
-        .as_str()
-        .expect("jti")
-        .to_owned()
 }
 
 #[tokio::test]

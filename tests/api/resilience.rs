@@ -31,13 +31,6 @@ async fn post_with_key(app: &TestApp, key: &str, body: &Value) -> reqwest::Respo
         .unwrap()
 }
 
-fn creates_sent(requests: &[wiremock::Request]) -> usize {
-    requests
-        .iter()
-        .filter(|r| r.method.as_str() == "POST" && r.url.path() == graph(&format!("{PN}/groups")))
-        .count()
-}
-
 // ---- Idempotency-Key ------------------------------------------------------------------------
 
 #[tokio::test]
@@ -57,11 +50,11 @@ async fn the_same_key_and_body_replays_without_a_second_group() {
     assert_eq!(second.status(), 202);
     assert_eq!(second.headers()["idempotent-replayed"], "true");
     assert_eq!(second.json::<Value>().await.unwrap(), first_body);
-    assert_eq!(creates_sent(&app.upstream_requests().await), 1);
+    assert_eq!(creations_sent(&app.upstream_requests().await, PN), 1);
 
     let conflict = post_with_key(&app, "key-1", &json!({"subject": "Something else"})).await;
     assert_eq!(conflict.status(), 422);
-    assert_eq!(creates_sent(&app.upstream_requests().await), 1);
+    assert_eq!(creations_sent(&app.upstream_requests().await, PN), 1);
 
     // Another team may use the same key for its own request.
     Mock::given(method("POST"))
@@ -80,7 +73,7 @@ async fn the_same_key_and_body_replays_without_a_second_group() {
         .await
         .unwrap();
     assert_eq!(other.status(), 202);
-    assert_eq!(creates_sent(&app.upstream_requests().await), 2);
+    assert_eq!(creations_sent(&app.upstream_requests().await, PN), 2);
 }
 
 #[tokio::test]
@@ -104,7 +97,7 @@ async fn concurrent_duplicates_wait_for_the_first() {
     assert_eq!(b.status(), 202);
     let (a, b): (Value, Value) = (a.json().await.unwrap(), b.json().await.unwrap());
     assert_eq!(a["request_id"], b["request_id"]);
-    assert_eq!(creates_sent(&app.upstream_requests().await), 1);
+    assert_eq!(creations_sent(&app.upstream_requests().await, PN), 1);
 }
 
 #[tokio::test]
@@ -122,7 +115,7 @@ async fn a_failed_creation_is_replayed_not_retried_upstream() {
     let again = post_with_key(&app, "key-f", &body).await;
     assert_eq!(again.status(), 502);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
-    assert_eq!(creates_sent(&app.upstream_requests().await), 1);
+    assert_eq!(creations_sent(&app.upstream_requests().await, PN), 1);
 }
 
 #[tokio::test]
@@ -185,7 +178,7 @@ async fn a_phone_number_budget_protects_metas_quota_for_all_teams() {
     assert_eq!(second.status(), 429);
     assert!(second.headers().get("retry-after").is_some());
     assert_eq!(
-        creates_sent(&app.upstream_requests().await),
+        creations_sent(&app.upstream_requests().await, PN),
         1,
         "the refused call never reached Meta"
     );
@@ -209,7 +202,7 @@ async fn each_throttling_code_is_429_and_never_retried_blindly_for_creates() {
         assert!(res.headers().get("retry-after").is_some(), "code {code}");
         assert_eq!(problem(res).await["upstream"]["code"], code);
         assert_eq!(
-            creates_sent(&app.upstream_requests().await),
+            creations_sent(&app.upstream_requests().await, PN),
             1,
             "code {code}"
         );
