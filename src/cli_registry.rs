@@ -290,8 +290,13 @@ pub fn storage(settings: &Settings, action: StorageAction) -> Result<String, Str
                 &settings.encryption.keys,
             )
             .await?;
+            let endpoints = crate::services::endpoints::rekey_secrets(
+                storage.endpoints.as_ref(),
+                &settings.encryption.keys,
+            )
+            .await?;
             Ok(format!(
-                "{} access tokens encrypted under storage.encryption_key ({} were under a previous key)",
+                "{} access tokens encrypted under storage.encryption_key ({} were under a previous key); {endpoints} webhook endpoint secrets too",
                 done.resealed, done.from_previous
             ))
         }),

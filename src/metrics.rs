@@ -22,7 +22,13 @@ pub const UNAUTHENTICATED: &str = "wagw_unauthenticated_requests_total";
 /// request line or header byte, head too large), `slow_head` (head not sent in time),
 /// `connection_error` (reset or closed mid-request).
 pub const REQUESTS_REFUSED: &str = "wagw_requests_refused_total";
-pub const EVENT_DELIVERIES: &str = "wagw_event_deliveries_total";
+/// Delivery attempts to teams' endpoints, by team and outcome (`delivered`, `retry`,
+/// `failed`).
+pub const WEBHOOK_DELIVERIES: &str = "wagw_webhook_deliveries_total";
+/// How long each delivery attempt took.
+pub const WEBHOOK_DELIVERY_SECONDS: &str = "wagw_webhook_delivery_seconds";
+/// Deliveries waiting, per team (enabled and disabled endpoints).
+pub const WEBHOOK_BACKLOG: &str = "wagw_webhook_backlog";
 pub const ENDPOINTS_DISABLED: &str = "wagw_webhook_endpoints_disabled_total";
 pub const IDEMPOTENT_REPLAYS: &str = "wagw_idempotent_replays_total";
 pub const BUILD_INFO: &str = "wagw_build_info";
@@ -50,6 +56,14 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                     Matcher::Suffix("duration_seconds".into()),
                     &[
                         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    ],
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full(WEBHOOK_DELIVERY_SECONDS.into()),
+                    &[
+                        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                        30.0,
                     ],
                 )
                 .ok()?;

@@ -323,6 +323,7 @@ struct Services {
     ownership: web::Data<Ownership>,
     creations: web::Data<Creations>,
     feed: web::Data<Feed>,
+    endpoints: web::Data<crate::services::endpoints::Endpoints>,
 }
 
 impl Services {
@@ -331,12 +332,28 @@ impl Services {
     async fn start(settings: &Settings, storage: Storage, supervisor: &Supervisor) -> Self {
         let timeout = Duration::from_millis(settings.graph.timeout_ms);
         let creation_timeout = Duration::from_secs(settings.webhooks.creation_timeout_seconds);
+        // Before the first event is processed: configuration's endpoints get its deliveries.
+        if let Err(e) =
+            crate::services::delivery::sync_config_endpoints(&storage, &settings.teams).await
+        {
+            tracing::error!(error = %e, "configuration's webhook endpoints could not be recorded; their teams' events are in the feed but not pushed until the next start");
+        }
         let deliveries = crate::services::delivery::spawn(
-            &settings.delivery,
-            &settings.teams,
+            crate::services::delivery::DeliveryConfig::new(
+                &settings.delivery,
+                &settings.webhooks,
+                &settings.teams,
+                settings.encryption.keys.clone(),
+            ),
             &storage,
             supervisor,
         );
+        let endpoints = web::Data::new(crate::services::endpoints::Endpoints::new(
+            &storage,
+            settings.encryption.keys.clone(),
+            settings.webhooks.secret_overlap,
+            deliveries.clone(),
+        ));
         let waiters = Waiters::default();
         let processor = processing::spawn_processor(
             storage.clone(),
@@ -387,6 +404,7 @@ impl Services {
             supervisor,
         );
         Services {
+            endpoints,
             feed: web::Data::new(Feed::new(&storage)),
             group_store: storage.groups.clone(),
             verify_token: web::Data::new(VerifyToken(settings.webhooks.verify_token.clone())),
@@ -488,6 +506,7 @@ impl Shared {
         .app_data(services.ownership.clone())
         .app_data(services.creations.clone())
         .app_data(services.feed.clone())
+        .app_data(services.endpoints.clone())
         .app_data(access.revocations.clone())
         .app_data(access.admin.clone())
         .app_data(access.audit_log.clone())

@@ -17,8 +17,14 @@ pub struct DeliverySettings {
     pub request_timeout_ms: u64,
     /// Bound of opening the connection (part of the attempt).
     pub connect_timeout_ms: u64,
-    /// Attempts in flight at once per team endpoint.
+    /// Attempts in flight at once per endpoint. 1 (the default) keeps each endpoint's
+    /// deliveries in event order; more trades that order for throughput to a slow receiver.
     pub max_in_flight_per_endpoint: usize,
+    /// Endpoints one replica delivers to at once; the others wait their turn (oldest served
+    /// first), so every endpoint gets its share.
+    pub max_endpoints_in_flight: usize,
+    /// Deliveries an endpoint's turn takes from storage at once (one query, one write back).
+    pub batch_size: usize,
     /// Wait before the first retry; each later one waits `backoff_factor` times longer.
     pub first_retry_ms: u64,
     pub backoff_factor: f64,
@@ -26,10 +32,6 @@ pub struct DeliverySettings {
     pub max_retry_delay_ms: u64,
     /// Each wait is randomised by ± this fraction.
     pub jitter: f64,
-    /// Attempts per event, the first included; then the delivery is marked failed.
-    pub max_attempts: u32,
-    /// An endpoint failing without a single success for this long is disabled.
-    pub disable_after_seconds: u64,
     /// How often storage is checked when nothing wakes the worker.
     pub poll_interval_ms: u64,
 }
@@ -39,13 +41,13 @@ impl Default for DeliverySettings {
         Self {
             request_timeout_ms: 15_000,
             connect_timeout_ms: 5_000,
-            max_in_flight_per_endpoint: 4,
+            max_in_flight_per_endpoint: 1,
+            max_endpoints_in_flight: 64,
+            batch_size: 100,
             first_retry_ms: 5_000,
             backoff_factor: 3.0,
             max_retry_delay_ms: 6 * 3600 * 1000,
             jitter: 0.2,
-            max_attempts: 12,
-            disable_after_seconds: 5 * 24 * 3600,
             poll_interval_ms: 1_000,
         }
     }
@@ -61,8 +63,11 @@ impl DeliverySettings {
                 "max_in_flight_per_endpoint",
                 self.max_in_flight_per_endpoint as u64,
             ),
-            ("max_attempts", u64::from(self.max_attempts)),
-            ("disable_after_seconds", self.disable_after_seconds),
+            (
+                "max_endpoints_in_flight",
+                self.max_endpoints_in_flight as u64,
+            ),
+            ("batch_size", self.batch_size as u64),
             ("poll_interval_ms", self.poll_interval_ms),
         ];
         for (key, value) in positive {
@@ -109,13 +114,21 @@ impl DeliverySettings {
         wait.mul_f64(factor)
     }
 
-    /// The whole schedule before jitter: the wait before each retry.
-    pub fn schedule(&self) -> Vec<Duration> {
-        (1..self.max_attempts).map(|n| self.backoff(n)).collect()
+    /// The waits before jitter of the retries that fit in `retry_for`.
+    pub fn schedule(&self, retry_for: Duration) -> Vec<Duration> {
+        let mut total = Duration::ZERO;
+        (1..)
+            .map(|n| self.backoff(n))
+            .take_while(|wait| {
+                total += *wait;
+                total <= retry_for
+            })
+            .collect()
     }
 
-    /// How long a claimed attempt keeps its row: a worker that dies mid-attempt leaves the
-    /// row to be retried after this.
+    /// How long a replica keeps an endpoint once it took it: one attempt's worst case and
+    /// a margin. A replica that dies leaves the endpoint to another after this; a live one
+    /// renews it before every attempt that might outlast it.
     pub fn lease(&self) -> Duration {
         Duration::from_millis(2 * self.request_timeout_ms + 1_000)
     }
@@ -354,12 +367,12 @@ mod tests {
     fn the_default_schedule_starts_within_ten_seconds_and_spans_about_a_day() {
         let settings = DeliverySettings::default();
         settings.validate().unwrap();
-        let schedule = settings.schedule();
+        let schedule = settings.schedule(Duration::from_secs(24 * 3600));
         assert!(schedule[0] <= Duration::from_secs(10));
         assert!(schedule.windows(2).all(|w| w[0] <= w[1]));
         let total: Duration = schedule.iter().sum();
         assert!(
-            (Duration::from_secs(18 * 3600)..=Duration::from_secs(30 * 3600)).contains(&total),
+            (Duration::from_secs(12 * 3600)..=Duration::from_secs(24 * 3600)).contains(&total),
             "{total:?}"
         );
         for _ in 0..100 {

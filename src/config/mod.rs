@@ -326,6 +326,24 @@ struct RawWebhookSettings {
     max_in_flight_bytes: usize,
     #[serde(default = "default_creation_timeout")]
     creation_timeout_seconds: u64,
+    #[serde(default = "default_retry_for")]
+    retry_for: ConfigDuration,
+    #[serde(default = "default_disable_after")]
+    disable_after: ConfigDuration,
+    #[serde(default = "default_secret_overlap")]
+    secret_overlap: ConfigDuration,
+}
+
+fn default_retry_for() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(24 * 3600))
+}
+
+fn default_disable_after() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(5 * 24 * 3600))
+}
+
+fn default_secret_overlap() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(24 * 3600))
 }
 
 fn default_max_body_bytes() -> usize {
@@ -351,6 +369,12 @@ pub struct WebhookSettings {
     pub max_in_flight_bytes: usize,
     /// A creation without Meta's `group_create` webhook after this long is failed.
     pub creation_timeout_seconds: u64,
+    /// A delivery is retried this long after it first became due; then it is `failed`.
+    pub retry_for: std::time::Duration,
+    /// An endpoint whose every attempt failed for this long is disabled.
+    pub disable_after: std::time::Duration,
+    /// After a secret rotation, deliveries carry the old secret's signature this long too.
+    pub secret_overlap: std::time::Duration,
 }
 
 /// `[retention]`: how long rows that grow with traffic are kept, and how they are pruned.
@@ -944,7 +968,14 @@ impl RawWebhookSettings {
             self.creation_timeout_seconds > 0,
             "webhooks.creation_timeout_seconds",
             GREATER_THAN_0,
-        )
+        )?;
+        for (key, value) in [
+            ("webhooks.retry_for", &self.retry_for),
+            ("webhooks.disable_after", &self.disable_after),
+        ] {
+            ensure(!value.0.is_zero(), key, GREATER_THAN_0)?;
+        }
+        Ok(())
     }
 
     fn resolve(self) -> Result<WebhookSettings, ConfigError> {
@@ -954,6 +985,9 @@ impl RawWebhookSettings {
             max_body_bytes: self.max_body_bytes,
             max_in_flight_bytes: self.max_in_flight_bytes,
             creation_timeout_seconds: self.creation_timeout_seconds,
+            retry_for: self.retry_for.0,
+            disable_after: self.disable_after.0,
+            secret_overlap: self.secret_overlap.0,
         })
     }
 }

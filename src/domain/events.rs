@@ -51,6 +51,11 @@ pub enum EventType {
     /// `recipient_participant_id`, and Meta's `errors`, `pricing`, ….
     #[serde(rename = "group.message_status")]
     MessageStatus,
+    /// One of the team's webhook endpoints was disabled (`data`: `endpoint_id`, `url`
+    /// without credentials, `reason`). Concerns no phone number (`phone_number_id` is
+    /// empty): every token of the team sees it in the feed; it is not pushed.
+    #[serde(rename = "webhook.endpoint_disabled")]
+    EndpointDisabled,
 }
 
 /// The `event_type` the webhook reader gives items of Meta's `messages` field (whose own
@@ -60,7 +65,7 @@ pub const GROUP_MESSAGE_ITEM: &str = "message";
 pub const GROUP_STATUS_ITEM: &str = "message_status";
 
 impl EventType {
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 14] = [
         EventType::Created,
         EventType::CreateFailed,
         EventType::Deleted,
@@ -74,6 +79,7 @@ impl EventType {
         EventType::SuspensionCleared,
         EventType::MessageReceived,
         EventType::MessageStatus,
+        EventType::EndpointDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -91,6 +97,7 @@ impl EventType {
             EventType::SuspensionCleared => "group.suspension_cleared",
             EventType::MessageReceived => "group.message_received",
             EventType::MessageStatus => "group.message_status",
+            EventType::EndpointDisabled => "webhook.endpoint_disabled",
         }
     }
 

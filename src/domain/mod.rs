@@ -296,6 +296,7 @@ fn class(ranges: impl Iterator<Item = RangeInclusive<char>>) -> String {
 }
 
 mod cursor;
+pub mod endpoint;
 pub mod events;
 mod group_description;
 mod group_field;

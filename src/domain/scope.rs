@@ -7,16 +7,19 @@ pub enum Scope {
     GroupsDelete,
     GroupsInvite,
     GroupsMessage,
+    /// Manages the team's own webhook endpoints.
+    Webhooks,
     Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::GroupsRead,
         Scope::GroupsWrite,
         Scope::GroupsDelete,
         Scope::GroupsInvite,
         Scope::GroupsMessage,
+        Scope::Webhooks,
         Scope::Admin,
     ];
 
@@ -27,6 +30,7 @@ impl Scope {
             Scope::GroupsDelete => "groups:delete",
             Scope::GroupsInvite => "groups:invite",
             Scope::GroupsMessage => "groups:message",
+            Scope::Webhooks => "webhooks",
             Scope::Admin => "admin",
         }
     }

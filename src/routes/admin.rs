@@ -10,7 +10,7 @@ use utoipa::{PartialSchema, ToSchema};
 
 use super::events::{EventList, event_list};
 use super::extract::scope::{Admin, UnnarrowedAdmin};
-use super::extract::{Authorized, BodyKind, Granted, Input, JsonInput, NoInput, Parts};
+use super::extract::{Authorized, BodyKind, Granted, Input, JsonInput, Parts};
 use super::groups::{META_PAGE_QUERY, distinct_list, meta_page};
 use super::params::{
     AUDIT_TEAM_CHARS, AuditFilters, GroupPath, LogPaging, MetaPaging, PhoneNumberPath, TokenIdPath,
@@ -30,7 +30,7 @@ use crate::services::audit::AuditLog;
 use crate::services::events::Feed;
 use crate::services::groups::Groups;
 use crate::services::revocation::RevocationList;
-use crate::storage::{AuditFilter, AuditRecord, EndpointRecord};
+use crate::storage::{AuditFilter, AuditRecord};
 use crate::tokens::{self, TokenRequest};
 
 /// What the admin endpoints need from configuration.
@@ -505,11 +505,6 @@ pub async fn admin_revoke_token(
 
 // ---- events no team sees, and the state of the teams' webhook endpoints --------------------
 
-#[derive(Serialize, ToSchema)]
-pub struct WebhookEndpointList {
-    pub endpoints: Vec<EndpointRecord>,
-}
-
 /// Events of groups no team owns (created outside the gateway and not adopted), oldest
 /// first. Adopting such a group makes its later events the new owner's. A token with
 /// `phone_numbers` reads only those of its numbers.
@@ -535,27 +530,6 @@ pub async fn admin_list_unowned_events(
         .unowned(numbers.as_deref(), call.input.after, call.input.limit)
         .await?;
     Ok(web::Json(event_list(page)))
-}
-
-/// Each team's webhook endpoint: enabled or disabled (and why), failing since when, the last
-/// success and failure. URLs are shown without credentials or query. Needs an admin token
-/// without `phone_numbers` (403).
-#[utoipa::path(
-    tag = "admin",
-    responses(
-        (status = 200, description = "The teams' endpoints", body = WebhookEndpointList),
-        Refusals,
-    ),
-    security(("bearer" = ["admin"]))
-)]
-#[get("/admin/webhook-endpoints")]
-pub async fn admin_list_webhook_endpoints(
-    _call: Authorized<UnnarrowedAdmin, NoInput>,
-    feed: web::Data<Feed>,
-) -> Result<web::Json<WebhookEndpointList>, ApiError> {
-    Ok(web::Json(WebhookEndpointList {
-        endpoints: feed.endpoints().await?,
-    }))
 }
 
 #[cfg(test)]

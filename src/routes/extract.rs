@@ -55,6 +55,7 @@ pub mod scope {
         GroupsDelete,
         GroupsInvite,
         GroupsMessage,
+        Webhooks,
         Admin
     );
 }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod audit;
 pub mod body;
+pub mod endpoints;
 pub mod events;
 pub mod extract;
 pub mod groups;
@@ -55,7 +56,15 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(admin::admin_issue_token)
             .service(admin::admin_revoke_token)
             .service(admin::admin_list_unowned_events)
-            .service(admin::admin_list_webhook_endpoints)
+            .service(endpoints::admin_list_webhook_endpoints)
+            .service(endpoints::create_webhook_endpoint)
+            .service(endpoints::list_webhook_endpoints)
+            .service(endpoints::get_webhook_endpoint)
+            .service(endpoints::update_webhook_endpoint)
+            .service(endpoints::delete_webhook_endpoint)
+            .service(endpoints::rotate_webhook_endpoint_secret)
+            .service(endpoints::list_webhook_attempts)
+            .service(endpoints::replay_webhook_endpoint)
             .service(teams::admin_list_teams)
             .service(teams::admin_put_team)
             .service(teams::admin_delete_team)
@@ -215,6 +224,11 @@ impl<'a> FieldReader<'a> {
     ) -> Option<T> {
         let raw = self.optional_str(name)?;
         self.errors.check(name, parse(raw))
+    }
+
+    /// True when the field is sent as `null` (for the few fields where null means "reset").
+    pub fn is_null(&self, name: &str) -> bool {
+        self.obj.get(name).is_some_and(Value::is_null)
     }
 
     pub fn optional_bool(&mut self, name: &str) -> Option<bool> {

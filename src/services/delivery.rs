@@ -1,14 +1,18 @@
-//! Pushes team events to each team's `webhook.url` following the Standard Webhooks
+//! Pushes team events to each of the team's endpoints following the Standard Webhooks
 //! specification (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`), the
 //! way svix-server's worker does: state in storage (a restart resumes it), retries with
-//! exponential backoff and jitter, `Retry-After` honoured, redirects not followed, `410`
-//! and sustained failure disabling the endpoint.
+//! exponential backoff and jitter for `webhooks.retry_for`, `Retry-After` honoured,
+//! redirects not followed, `410` and `webhooks.disable_after` of failure disabling the
+//! endpoint.
 //!
-//! The worker runs on its own thread and runtime (awc is not `Send`). Each endpoint has its
-//! own number of attempts in flight, and every attempt is bounded by a timeout, so a slow
-//! receiver only ever delays its own team.
+//! The worker runs on its own thread and runtime (awc is not `Send`). A replica delivers to
+//! an endpoint in turns, holding the endpoint's lease in storage: each attempt is made by
+//! one replica, an endpoint's deliveries go out in event order, a failing endpoint is tried
+//! once per backoff (not once per event), and a slow one only ever delays itself: every
+//! endpoint with work gets its own turn, least recently served first.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,12 +23,20 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use futures_util::StreamExt;
+use secrecy::ExposeSecret;
+use tokio::sync::{Notify, watch};
 
 use crate::clock::now_ms;
-use crate::config::{DeliverySettings, SigningKey, TeamSettings, forbidden_address};
+use crate::config::{DeliverySettings, SigningKey, TeamSettings, forbidden_address, signing_key};
+use crate::crypto::Keyring;
+use crate::domain::endpoint::{CONFIG_ENDPOINT, EndpointId};
+use crate::domain::events::TeamEvent;
 use crate::domain::url::without_credentials as redacted;
-use crate::storage::{DueDelivery, EventStore, FailedAttempt, Lease, Storage};
+use crate::storage::{
+    AuditEntry, AuditStore, DueDelivery, EndpointHealth, EndpointStore, EndpointTarget,
+    SettledAttempt, Storage, Verdict,
+};
 use crate::supervisor::Supervisor;
 
 /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
@@ -51,75 +63,92 @@ impl DeliveryHandle {
     }
 }
 
-/// What the worker needs of one team; built on the worker's thread.
-struct Endpoint {
-    team: String,
-    url: String,
-    key: SigningKey,
-    slots: Arc<Semaphore>,
+/// The owner a stored endpoint secret is sealed for: a sealed secret moved to another
+/// endpoint does not open.
+pub fn secret_owner(team: &str, endpoint_id: &str) -> String {
+    format!("webhook-endpoint:{team}:{endpoint_id}")
 }
 
-struct Worker {
-    store: Arc<dyn EventStore>,
-    settings: DeliverySettings,
-    endpoints: Vec<Rc<Endpoint>>,
-    client: awc::Client,
-    wake: Arc<Notify>,
-    synced: std::cell::Cell<bool>,
+/// Records configuration's endpoints (`teams.<t>.webhook`, id `config`) before any event is
+/// processed, so that every event of such a team gets its delivery row.
+pub async fn sync_config_endpoints(
+    storage: &Storage,
+    teams: &BTreeMap<String, TeamSettings>,
+) -> crate::storage::Result<()> {
+    let configured: Vec<(String, String)> = teams
+        .iter()
+        .filter_map(|(team, t)| Some((team.clone(), t.webhook.as_ref()?.url.clone())))
+        .collect();
+    storage.endpoints.sync_config_endpoints(&configured).await
+}
+
+/// What the worker needs besides storage.
+#[derive(Clone)]
+pub struct DeliveryConfig {
+    pub settings: DeliverySettings,
+    /// `webhooks.retry_for`.
+    pub retry_for: Duration,
+    /// `webhooks.disable_after`.
+    pub disable_after: Duration,
+    /// Opens the stored secrets.
+    pub keys: Keyring,
+    /// The keys of configuration's endpoints, by team.
+    pub config_keys: HashMap<String, SigningKey>,
+}
+
+impl DeliveryConfig {
+    pub fn new(
+        settings: &DeliverySettings,
+        webhooks: &crate::config::WebhookSettings,
+        teams: &BTreeMap<String, TeamSettings>,
+        keys: Keyring,
+    ) -> Self {
+        DeliveryConfig {
+            settings: settings.clone(),
+            retry_for: webhooks.retry_for,
+            disable_after: webhooks.disable_after,
+            keys,
+            config_keys: teams
+                .iter()
+                .filter_map(|(team, t)| {
+                    Some((team.clone(), t.webhook.as_ref()?.signing_key.clone()))
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Starts the worker on its own thread. It stops when the runtime that called this one
 /// goes away (the application's), and resumes from storage on the next start.
-pub fn spawn(
-    settings: &DeliverySettings,
-    teams: &BTreeMap<String, TeamSettings>,
-    storage: &Storage,
-    supervisor: &Supervisor,
-) -> DeliveryHandle {
+pub fn spawn(config: DeliveryConfig, storage: &Storage, supervisor: &Supervisor) -> DeliveryHandle {
     let handle = DeliveryHandle::default();
-    let mut configured = Vec::new();
-    for (team, team_settings) in teams {
-        let Some(hook) = &team_settings.webhook else {
-            continue;
-        };
-        configured.push((team.clone(), hook.url.clone(), hook.signing_key.clone()));
-    }
     let (alive_tx, alive_rx) = watch::channel(());
     tokio::spawn(async move {
         let _alive = alive_tx;
         std::future::pending::<()>().await
     });
-    let settings = settings.clone();
     let wake = handle.wake.clone();
-    let store = storage.events.clone();
+    let store = storage.endpoints.clone();
+    let audit = storage.audit.clone();
     let supervisor = supervisor.clone();
+    // Leases name the replica that holds them: another process never releases ours.
+    let owner = format!("{}-{}", std::process::id(), EndpointId::generate());
     let spawned = std::thread::Builder::new()
         .name("event-delivery".into())
         .spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                // Rebuilt from configuration at each (re)start: a worker that panicked
-                // leaves nothing behind but its claims, which expire.
+                // Rebuilt at each (re)start: a worker that panicked leaves nothing behind
+                // but its leases, which expire.
                 supervisor
                     .run_local("event-delivery", || {
                         let worker = Rc::new(Worker {
                             store: store.clone(),
-                            settings: settings.clone(),
-                            endpoints: configured
-                                .iter()
-                                .map(|(team, url, key)| {
-                                    Rc::new(Endpoint {
-                                        team: team.clone(),
-                                        url: url.clone(),
-                                        key: key.clone(),
-                                        slots: Arc::new(Semaphore::new(
-                                            settings.max_in_flight_per_endpoint,
-                                        )),
-                                    })
-                                })
-                                .collect(),
-                            client: delivery_client(&settings),
+                            audit: audit.clone(),
+                            client: delivery_client(&config.settings),
+                            config: config.clone(),
                             wake: wake.clone(),
-                            synced: std::cell::Cell::new(false),
+                            owner: owner.clone(),
+                            running: RefCell::new(HashSet::new()),
                         });
                         let alive = alive_rx.clone();
                         async move { worker.run(alive).await }
@@ -219,92 +248,349 @@ fn failure_class(e: &awc::error::SendRequestError) -> &'static str {
     }
 }
 
+struct Worker {
+    store: Arc<dyn EndpointStore>,
+    audit: Arc<dyn AuditStore>,
+    config: DeliveryConfig,
+    client: awc::Client,
+    wake: Arc<Notify>,
+    /// This replica's name in the endpoints' leases.
+    owner: String,
+    /// Endpoints this replica is delivering to now.
+    running: RefCell<HashSet<(String, String)>>,
+}
+
+/// How often the backlog gauge is read again.
+const BACKLOG_EVERY: Duration = Duration::from_secs(10);
+/// A turn ends after this long even if its endpoint has more: the others get theirs.
+const TURN: Duration = Duration::from_secs(2);
+
+/// The keys a turn signs with: the endpoint's secret, and the one before it during the
+/// overlap after a rotation.
+struct Keys(Vec<SigningKey>);
+
+impl Keys {
+    fn signature(&self, webhook_id: &str, timestamp: i64, body: &[u8]) -> String {
+        self.0
+            .iter()
+            .map(|key| sign(key.as_bytes(), webhook_id, timestamp, body))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 impl Worker {
     async fn run(self: Rc<Self>, mut alive: watch::Receiver<()>) {
+        let mut backlog_read = std::time::Instant::now() - BACKLOG_EVERY;
         loop {
-            let wait = match self.tick().await {
-                Ok(wait) => wait,
-                Err(e) => {
-                    tracing::error!(error = %e, "event delivery pass failed; will retry");
-                    Duration::from_millis(self.settings.poll_interval_ms)
+            if let Err(e) = self.start_turns().await {
+                tracing::error!(error = %e, "event delivery pass failed; will retry");
+            }
+            if backlog_read.elapsed() >= BACKLOG_EVERY {
+                backlog_read = std::time::Instant::now();
+                if let Ok(backlog) = self.store.backlog_by_team().await {
+                    for (team, count) in backlog {
+                        metrics::gauge!(crate::metrics::WEBHOOK_BACKLOG, "team" => team)
+                            .set(count as f64);
+                    }
                 }
-            };
+            }
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(Duration::from_millis(self.config.settings.poll_interval_ms)) => {}
                 _ = alive.changed() => return,
             }
         }
     }
 
-    /// Starts every attempt that is due and has a free slot; answers how long to sleep.
-    async fn tick(self: &Rc<Self>) -> crate::storage::Result<Duration> {
-        if !self.synced.get() {
-            for endpoint in &self.endpoints {
-                self.store
-                    .sync_endpoint(&endpoint.team, &endpoint.url)
-                    .await?;
-            }
-            self.synced.set(true);
+    /// Takes every endpoint with a delivery due that no replica serves, up to the bound,
+    /// least recently served first, and gives each a turn of its own.
+    async fn start_turns(self: &Rc<Self>) -> crate::storage::Result<()> {
+        let settings = &self.config.settings;
+        let free = settings
+            .max_endpoints_in_flight
+            .saturating_sub(self.running.borrow().len());
+        if free == 0 {
+            return Ok(());
         }
-        let configured: Vec<String> = self.endpoints.iter().map(|e| e.team.clone()).collect();
-        self.store.skip_unconfigured(&configured).await?;
-        let disabled = self.store.disabled_teams().await?;
         let now = now_ms();
-        let lease_until = now + self.settings.lease().as_millis() as i64;
-        for endpoint in &self.endpoints {
-            if disabled.contains(&endpoint.team) {
-                self.store
-                    .skip_pending(&endpoint.team, "the endpoint is disabled")
-                    .await?;
+        for (team, id) in self.store.due_endpoints(now, free).await? {
+            let key = (team.clone(), id.clone());
+            if self.running.borrow().contains(&key) {
                 continue;
             }
-            let free = endpoint.slots.available_permits();
-            if free == 0 {
+            let until = now + settings.lease().as_millis() as i64;
+            let Some(target) = self
+                .store
+                .take_endpoint(&team, &id, &self.owner, now, until)
+                .await?
+            else {
                 continue;
+            };
+            self.running.borrow_mut().insert(key.clone());
+            let worker = self.clone();
+            actix_web::rt::spawn(async move {
+                if let Err(e) = worker.turn(target, until).await {
+                    tracing::error!(error = %e, team = %key.0, endpoint_id = %key.1, "delivery turn failed; will retry");
+                }
+                let _ = worker.store.release_endpoint(&key.0, &key.1, &worker.owner).await;
+                worker.running.borrow_mut().remove(&key);
+                worker.wake.notify_one();
+            });
+        }
+        Ok(())
+    }
+
+    fn keys(&self, target: &EndpointTarget) -> Option<Keys> {
+        if target.id == CONFIG_ENDPOINT {
+            return self
+                .config
+                .config_keys
+                .get(&target.team)
+                .map(|k| Keys(vec![k.clone()]));
+        }
+        let owner = secret_owner(&target.team, &target.id);
+        let open = |sealed: &str| {
+            let (secret, _) = self.config.keys.open(&owner, sealed)?;
+            signing_key(secret.expose_secret()).ok()
+        };
+        let mut keys = vec![open(target.sealed_secret.as_deref()?)?];
+        let overlapping = target.previous_secret_until.is_some_and(|until| until > now_ms());
+        if overlapping && let Some(previous) = target.previous_sealed_secret.as_deref().and_then(open) {
+            keys.push(previous);
+        }
+        Some(Keys(keys))
+    }
+
+    /// Delivers the endpoint's due deliveries in order, batch by batch, until none is due,
+    /// an attempt fails (the endpoint then waits its backoff), or the turn is over.
+    async fn turn(self: &Rc<Self>, target: EndpointTarget, mut lease_until: i64) -> crate::storage::Result<()> {
+        let settings = &self.config.settings;
+        let started = std::time::Instant::now();
+        let Some(keys) = self.keys(&target) else {
+            let error = "the endpoint's secret cannot be opened (storage.encryption_key changed?)";
+            tracing::error!(team = %target.team, endpoint_id = %target.id, "{error}");
+            let health = self.failing(&target, error.to_owned(), None, now_ms());
+            self.store.settle(&target, &[], &health, i64::MIN).await?;
+            return Ok(());
+        };
+        let keys = Rc::new(keys);
+        let lease = settings.lease().as_millis() as i64;
+        let margin = settings.request_timeout_ms as i64 + 1_000;
+        loop {
+            let now = now_ms();
+            if lease_until - now < margin {
+                lease_until = now + lease;
+                if !self
+                    .store
+                    .renew_endpoint(&target.team, &target.id, &self.owner, lease_until)
+                    .await?
+                {
+                    // Another replica has it now: it carries on from storage.
+                    return Ok(());
+                }
             }
             let due = self
                 .store
-                .claim_due(
-                    &endpoint.team,
-                    Lease {
-                        now_ms: now,
-                        until_ms: lease_until,
-                        limit: free,
-                    },
-                )
+                .due_deliveries(&target.team, &target.id, now, settings.batch_size)
                 .await?;
-            for delivery in due {
-                let Ok(permit) = endpoint.slots.clone().try_acquire_owned() else {
-                    break;
-                };
-                actix_web::rt::spawn(self.clone().attempt(endpoint.clone(), delivery, permit));
+            if due.is_empty() {
+                return Ok(());
+            }
+            // The batch must end within the lease: no more of it than fits.
+            let fits = ((lease_until - now - margin) / settings.request_timeout_ms.max(1) as i64)
+                .max(1) as usize
+                * settings.max_in_flight_per_endpoint;
+            let stop = Rc::new(std::cell::Cell::new(false));
+            let attempts = futures_util::stream::iter(due.into_iter().take(fits))
+                .take_while({
+                    let stop = stop.clone();
+                    move |_| std::future::ready(!stop.get())
+                })
+                .map(|delivery| {
+                    let keys = keys.clone();
+                    let stop = stop.clone();
+                    let target = &target;
+                    async move {
+                        let at_ms = now_ms();
+                        let clock = std::time::Instant::now();
+                        let outcome = self.send(target, &keys, &delivery.event).await;
+                        let failed = !matches!(outcome, Outcome::Answered { status, .. } if status.is_success());
+                        if failed {
+                            // Nothing more is started in this turn: the endpoint waits.
+                            stop.set(true);
+                        }
+                        (delivery, outcome, at_ms, clock.elapsed())
+                    }
+                })
+                .buffered(settings.max_in_flight_per_endpoint)
+                .collect::<Vec<_>>()
+                .await;
+            let (settled, health) = self.judge(&target, attempts);
+            let expire_before = now_ms() - self.config.retry_for.as_millis() as i64;
+            let failing = matches!(health, EndpointHealth::Failing { .. });
+            let disabled = self
+                .store
+                .settle(&target, &settled, &health, expire_before)
+                .await?;
+            if disabled && let EndpointHealth::Failing { disable: Some(reason), .. } = &health {
+                self.disabled(&target, reason).await;
+            }
+            if failing || started.elapsed() >= TURN {
+                return Ok(());
             }
         }
-        let poll = Duration::from_millis(self.settings.poll_interval_ms);
-        Ok(match self.store.next_due_after(now).await? {
-            Some(at) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(poll),
-            None => poll,
-        })
     }
 
-    async fn attempt(
-        self: Rc<Self>,
-        endpoint: Rc<Endpoint>,
-        due: DueDelivery,
-        permit: OwnedSemaphorePermit,
-    ) {
-        let outcome = self.send(&endpoint, &due).await;
-        if let Err(e) = self.settle(&endpoint, &due, outcome).await {
-            // The lease runs out and the attempt is made again, with the same webhook-id.
-            tracing::error!(error = %e, team = %endpoint.team, event_id = %due.event.id, "delivery outcome not stored");
+    /// Each attempt's verdict, and the endpoint's health after them.
+    fn judge(
+        &self,
+        target: &EndpointTarget,
+        attempts: Vec<(DueDelivery, Outcome, i64, Duration)>,
+    ) -> (Vec<SettledAttempt>, EndpointHealth) {
+        let settings = &self.config.settings;
+        let mut settled = Vec::with_capacity(attempts.len());
+        let mut failure: Option<(String, Option<String>, Option<Duration>)> = None;
+        let retry_for = self.config.retry_for.as_millis() as i64;
+        for (delivery, outcome, at_ms, took) in attempts {
+            metrics::histogram!(crate::metrics::WEBHOOK_DELIVERY_SECONDS).record(took.as_secs_f64());
+            let (http_status, error, verdict) = match outcome {
+                Outcome::Answered { status, .. } if status.is_success() => {
+                    (Some(status.as_u16()), None, Verdict::Delivered)
+                }
+                Outcome::Answered { status, .. } if status == StatusCode::GONE => {
+                    let why = "the endpoint answered 410 Gone".to_owned();
+                    failure = Some((why.clone(), Some(why.clone()), None));
+                    (Some(410), Some(why), Verdict::Failed)
+                }
+                Outcome::Answered {
+                    status,
+                    retry_after,
+                } => {
+                    let error = if status.is_redirection() {
+                        format!("answered {status} (redirects are not followed)")
+                    } else {
+                        format!("answered {status}")
+                    };
+                    let verdict = self.retry_or_fail(&delivery, at_ms, retry_for, retry_after);
+                    failure = Some((error.clone(), None, retry_after));
+                    (Some(status.as_u16()), Some(error), verdict)
+                }
+                Outcome::Unreachable(class, detail) => {
+                    tracing::warn!(team = %target.team, endpoint_id = %target.id, endpoint = %redacted(&target.url), event_id = %delivery.event.id, attempt = delivery.attempt, error = %detail, "webhook delivery failed");
+                    let verdict = self.retry_or_fail(&delivery, at_ms, retry_for, None);
+                    failure = Some((class.to_owned(), None, None));
+                    (None, Some(class.to_owned()), verdict)
+                }
+            };
+            let outcome = match verdict {
+                Verdict::Delivered => "delivered",
+                Verdict::RetryAt(_) => "retry",
+                Verdict::Failed => "failed",
+            };
+            metrics::counter!(crate::metrics::WEBHOOK_DELIVERIES, "team" => target.team.clone(), "outcome" => outcome).increment(1);
+            settled.push(SettledAttempt {
+                delivery_id: delivery.id,
+                event_id: delivery.event.id,
+                attempt: delivery.attempt,
+                http_status,
+                error,
+                duration_ms: took.as_millis() as i64,
+                at_ms,
+                verdict,
+            });
         }
-        drop(permit);
-        self.wake.notify_one();
+        let health = match failure {
+            None => EndpointHealth::Healthy,
+            Some((error, gone, retry_after)) => {
+                let now = now_ms();
+                let mut health = self.failing(target, error, gone, now);
+                if let (EndpointHealth::Failing { paused_until, .. }, Some(wait)) = (&mut health, retry_after) {
+                    let cap = settings.max_retry_delay_ms as i64;
+                    *paused_until = (*paused_until).max(now + (wait.as_millis() as i64).min(cap));
+                }
+                health
+            }
+        };
+        (settled, health)
     }
 
-    async fn send(&self, endpoint: &Endpoint, due: &DueDelivery) -> Outcome {
-        let body = match serde_json::to_vec(&due.event) {
+    /// The endpoint's state after a failed attempt: paused for its backoff, and disabled
+    /// when it answered 410 (`gone`) or has failed without a success for
+    /// `webhooks.disable_after`.
+    fn failing(&self, target: &EndpointTarget, error: String, gone: Option<String>, now: i64) -> EndpointHealth {
+        let settings = &self.config.settings;
+        let failures = u32::try_from(target.consecutive_failures + 1).unwrap_or(u32::MAX);
+        let paused_until = now + settings.jittered(settings.backoff(failures)).as_millis() as i64;
+        let since = target.failing_since.unwrap_or(now);
+        let disable = gone.or_else(|| {
+            (now - since >= self.config.disable_after.as_millis() as i64).then(|| {
+                format!(
+                    "every attempt failed since {} (last: {error})",
+                    crate::clock::ms_to_rfc3339(since)
+                )
+            })
+        });
+        EndpointHealth::Failing {
+            paused_until,
+            error,
+            disable,
+        }
+    }
+
+    /// A failed attempt is retried after its backoff (at least what `Retry-After` asked, up
+    /// to the longest wait), until `webhooks.retry_for` has passed since it became due.
+    fn retry_or_fail(&self, delivery: &DueDelivery, now: i64, retry_for: i64, retry_after: Option<Duration>) -> Verdict {
+        if now - delivery.first_due_at >= retry_for {
+            return Verdict::Failed;
+        }
+        let settings = &self.config.settings;
+        let attempt = u32::try_from(delivery.attempt).unwrap_or(u32::MAX);
+        let cap = Duration::from_millis(settings.max_retry_delay_ms);
+        let wait = settings
+            .jittered(settings.backoff(attempt))
+            .max(retry_after.unwrap_or_default().min(cap));
+        Verdict::RetryAt(now + wait.as_millis() as i64)
+    }
+
+    /// Tells operators an endpoint was disabled: log line, metric and audit record (the
+    /// team's event was stored with the change).
+    async fn disabled(&self, target: &EndpointTarget, reason: &str) {
+        metrics::counter!(crate::metrics::ENDPOINTS_DISABLED, "team" => target.team.clone()).increment(1);
+        tracing::error!(
+            team = %target.team,
+            endpoint_id = %target.id,
+            endpoint = %redacted(&target.url),
+            reason,
+            "webhook endpoint disabled: its events accrue and go out once it is enabled again (PATCH /v1/webhook-endpoints/{{id}} {{\"disabled\": false}})"
+        );
+        let entry = AuditEntry {
+            occurred_at: crate::clock::now(),
+            team: Some(target.team.clone()),
+            jti: None,
+            method: "-".into(),
+            route: "webhook endpoint disabled by the gateway".into(),
+            phone_number_id: None,
+            group_id: None,
+            create_request_id: None,
+            request_id: format!("delivery-{}", EndpointId::generate()),
+            upstream_status: None,
+            upstream_code: None,
+            fbtrace_id: None,
+            status: 0,
+            details: Some(serde_json::json!({
+                "endpoint_id": target.id,
+                "url": redacted(&target.url),
+                "reason": reason,
+            })),
+        };
+        if let Err(e) = self.audit.insert(&entry).await {
+            tracing::error!(error = %e, "the audit record of a disabled endpoint was not stored");
+        }
+    }
+
+    async fn send(&self, target: &EndpointTarget, keys: &Keys, event: &TeamEvent) -> Outcome {
+        let body = match serde_json::to_vec(event) {
             Ok(body) => body,
             Err(e) => {
                 return Outcome::Unreachable(
@@ -314,12 +600,12 @@ impl Worker {
             }
         };
         let timestamp = chrono::Utc::now().timestamp();
-        let signature = sign(endpoint.key.as_bytes(), &due.event.id, timestamp, &body);
+        let signature = keys.signature(&event.id, timestamp, &body);
         let sent = self
             .client
-            .post(endpoint.url.as_str())
+            .post(target.url.as_str())
             .insert_header((header::CONTENT_TYPE, "application/json"))
-            .insert_header(("webhook-id", due.event.id.as_str()))
+            .insert_header(("webhook-id", event.id.as_str()))
             .insert_header(("webhook-timestamp", timestamp.to_string()))
             .insert_header(("webhook-signature", signature))
             .send_body(body)
@@ -330,7 +616,7 @@ impl Worker {
                 let retry_after = retry_after(response.headers());
                 // Read (and drop) what the receiver says, so the connection can be reused.
                 let _ = tokio::time::timeout(
-                    Duration::from_millis(self.settings.request_timeout_ms),
+                    Duration::from_millis(self.config.settings.request_timeout_ms),
                     response.body().limit(64 * 1024),
                 )
                 .await;
@@ -341,107 +627,6 @@ impl Worker {
             }
             Err(e) => Outcome::Unreachable(failure_class(&e), e.to_string()),
         }
-    }
-
-    async fn settle(
-        &self,
-        endpoint: &Endpoint,
-        due: &DueDelivery,
-        outcome: Outcome,
-    ) -> crate::storage::Result<()> {
-        let store = &self.store;
-        let (status, error, detail, retry_after) = match outcome {
-            Outcome::Answered { status, .. } if status.is_success() => {
-                tracing::debug!(team = %endpoint.team, event_id = %due.event.id, attempt = due.attempt, "event delivered");
-                metrics::counter!(crate::metrics::EVENT_DELIVERIES, "team" => endpoint.team.clone(), "outcome" => "delivered").increment(1);
-                return store
-                    .delivered(due.id, &endpoint.team, status.as_u16())
-                    .await;
-            }
-            Outcome::Answered { status, .. } if status == StatusCode::GONE => {
-                metrics::counter!(crate::metrics::EVENT_DELIVERIES, "team" => endpoint.team.clone(), "outcome" => "gone").increment(1);
-                let gone = FailedAttempt::give_up(Some(410), "the endpoint answered 410 Gone");
-                store.attempt_failed(due.id, &gone).await?;
-                return self
-                    .disable(endpoint, "the endpoint answered 410 Gone")
-                    .await;
-            }
-            Outcome::Answered {
-                status,
-                retry_after,
-            } => {
-                let error = if status.is_redirection() {
-                    format!("answered {status} (redirects are not followed)")
-                } else {
-                    format!("answered {status}")
-                };
-                (Some(status.as_u16()), error, None, retry_after)
-            }
-            Outcome::Unreachable(class, detail) => (None, class.to_owned(), Some(detail), None),
-        };
-        // Stored and shown: the class. Logged: the details, for the operator.
-        let detail = detail.unwrap_or_else(|| error.clone());
-        let now = now_ms();
-        let failing_since = store.endpoint_failed(&endpoint.team, now, &error).await?;
-        let window = i64::try_from(self.settings.disable_after_seconds)
-            .unwrap_or(i64::MAX / 1000)
-            .saturating_mul(1000);
-        if now - failing_since >= window {
-            let last = FailedAttempt::give_up(status, &error);
-            store.attempt_failed(due.id, &last).await?;
-            let since = chrono::DateTime::from_timestamp_millis(failing_since)
-                .map(|t| t.to_rfc3339())
-                .unwrap_or_default();
-            return self
-                .disable(
-                    endpoint,
-                    &format!("failing without a success since {since} (last: {error})"),
-                )
-                .await;
-        }
-        let retry_in = (due.attempt < self.settings.max_attempts).then(|| {
-            let backoff = self.settings.jittered(self.settings.backoff(due.attempt));
-            let cap = Duration::from_millis(self.settings.max_retry_delay_ms);
-            backoff.max(retry_after.unwrap_or_default().min(cap))
-        });
-        let (outcome, verdict) = match retry_in {
-            Some(_) => ("retry", "will retry"),
-            None => ("given_up", "given up after its last attempt"),
-        };
-        tracing::warn!(
-            team = %endpoint.team,
-            endpoint = %redacted(&endpoint.url),
-            event_id = %due.event.id,
-            attempt = due.attempt,
-            error = %detail,
-            retry_in_ms = retry_in.map(|wait| wait.as_millis() as u64),
-            "webhook delivery failed; {verdict}"
-        );
-        metrics::counter!(crate::metrics::EVENT_DELIVERIES, "team" => endpoint.team.clone(), "outcome" => outcome).increment(1);
-        let failed = FailedAttempt {
-            retry_at_ms: retry_in.map(|wait| now + wait.as_millis() as i64),
-            http_status: status,
-            error: &error,
-        };
-        store.attempt_failed(due.id, &failed).await
-    }
-
-    async fn disable(&self, endpoint: &Endpoint, reason: &str) -> crate::storage::Result<()> {
-        if self.store.disable_endpoint(&endpoint.team, reason).await? {
-            metrics::counter!(crate::metrics::ENDPOINTS_DISABLED, "team" => endpoint.team.clone())
-                .increment(1);
-            tracing::error!(
-                team = %endpoint.team,
-                endpoint = %redacted(&endpoint.url),
-                reason,
-                "webhook endpoint disabled: the team's events stay in GET /v1/events but are no longer pushed until teams.{}.webhook.url changes",
-                endpoint.team
-            );
-        }
-        self.store
-            .skip_pending(&endpoint.team, "the endpoint is disabled")
-            .await?;
-        Ok(())
     }
 }
 

@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::domain::url::without_credentials;
 use crate::domain::{FeedPosition, PhoneNumberId};
-use crate::storage::{EndpointRecord, EventPage, EventStore, FeedPage, Result, Storage};
+use crate::storage::{EventPage, EventStore, FeedPage, Result, Storage};
 
 #[derive(Clone)]
 pub struct Feed {
@@ -48,14 +47,5 @@ impl Feed {
     /// The feed position of one of the team's events.
     pub async fn position_of(&self, team: &str, event_id: &str) -> Result<Option<FeedPosition>> {
         self.store.position_of(team, event_id).await
-    }
-
-    /// The teams' endpoints, their URLs without credentials or query.
-    pub async fn endpoints(&self) -> Result<Vec<EndpointRecord>> {
-        let mut endpoints = self.store.endpoints().await?;
-        for endpoint in &mut endpoints {
-            endpoint.url = without_credentials(&endpoint.url);
-        }
-        Ok(endpoints)
     }
 }

@@ -5,7 +5,8 @@
 //!   and the callers waiting for it;
 //! - `groups`: every other group operation, with its effect on the registry;
 //! - `processing`: Meta's webhooks, from the signed POST to registry changes and team events;
-//! - `delivery`: team events pushed to the teams' webhooks;
+//! - `delivery`: team events pushed to the teams' webhook endpoints;
+//! - `endpoints`: the endpoints a team manages, their secrets, attempts and replays;
 //! - `events`: the team events feed, and what administrators see of it;
 //! - `ownership`: which team owns a group;
 //! - `revocation`: revoked tokens, held in memory;
@@ -15,6 +16,7 @@
 pub mod audit;
 pub mod creation;
 pub mod delivery;
+pub mod endpoints;
 pub mod events;
 pub mod groups;
 pub mod ownership;

@@ -70,6 +70,13 @@ pub async fn prune(
     let mut rows = 0;
     // Team events first: Meta's events they refer to are pruned only after them.
     rows += drain(limit, || storage.events.prune_events(&events)).await?;
+    // The attempts log is kept as long as the events it tells of.
+    let attempts_before = crate::clock::now_ms()
+        - i64::try_from((DAY * settings.team_events_days).as_millis()).unwrap_or(i64::MAX);
+    rows += drain(limit, || {
+        storage.endpoints.prune_attempts(attempts_before, limit)
+    })
+    .await?;
     rows += drain(limit, || storage.inbox.prune_inbox(&inbox)).await?;
     rows += drain(limit, || storage.audit.prune_audit(&audit)).await?;
     rows += drain(limit, || storage.idempotency.prune_keys(&keys)).await?;

@@ -5,6 +5,7 @@
 //! once, so those changes go through one unit of work (`RegistryTx`) that commits or rolls
 //! back as a whole.
 
+mod endpoints;
 mod platform;
 mod records;
 pub mod sql;
@@ -19,6 +20,7 @@ use serde_json::Value;
 use crate::domain::events::{Completion, NewWebhookEvent};
 use crate::domain::{FeedPosition, GroupId, ItemError, PhoneNumberId, RequestId};
 
+pub use endpoints::*;
 pub use platform::*;
 pub use records::*;
 
@@ -101,7 +103,7 @@ pub trait InboxStore: Send + Sync {
     async fn prune_inbox(&self, batch: &PruneBatch<'_>) -> Result<u64>;
 }
 
-/// Team events, their deliveries, and the teams' webhook endpoints.
+/// Team events (the feed).
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// A team's events on the given numbers after `after` (a seq), oldest first.
@@ -110,29 +112,9 @@ pub trait EventStore: Send + Sync {
     async fn list_unowned(&self, numbers: Option<&[String]>, page: FeedPage) -> Result<EventPage>;
     /// The feed position of one of the team's events.
     async fn position_of(&self, team: &str, event_id: &str) -> Result<Option<FeedPosition>>;
-    async fn delivery(&self, event_id: &str) -> Result<Option<DeliveryRecord>>;
-    async fn endpoints(&self) -> Result<Vec<EndpointRecord>>;
-    /// Records the configured endpoint; a changed URL is a new, enabled endpoint.
-    async fn sync_endpoint(&self, team: &str, url: &str) -> Result<()>;
-    async fn disabled_teams(&self) -> Result<Vec<String>>;
-    /// Skips pending deliveries of teams outside `teams`.
-    async fn skip_unconfigured(&self, teams: &[String]) -> Result<u64>;
-    /// Skips a team's pending deliveries.
-    async fn skip_pending(&self, team: &str, reason: &str) -> Result<u64>;
-    /// Claims up to `lease.limit` due deliveries of a team for one attempt each (counted,
-    /// and leased, so two workers never send the same attempt).
-    async fn claim_due(&self, team: &str, lease: Lease) -> Result<Vec<DueDelivery>>;
-    /// The earliest pending attempt after `now_ms`.
-    async fn next_due_after(&self, now_ms: i64) -> Result<Option<i64>>;
-    async fn delivered(&self, id: i64, team: &str, http_status: u16) -> Result<()>;
-    /// Notes a failed attempt on the endpoint; answers when its run of failures began.
-    async fn endpoint_failed(&self, team: &str, now_ms: i64, error: &str) -> Result<i64>;
-    /// Records a failed attempt: the delivery waits for its retry, or is given up.
-    async fn attempt_failed(&self, id: i64, failure: &FailedAttempt<'_>) -> Result<()>;
-    /// Disables the endpoint; true when it was enabled until now.
-    async fn disable_endpoint(&self, team: &str, reason: &str) -> Result<bool>;
-    /// Deletes up to `batch.limit` team events stored before `batch.before` whose delivery
-    /// is not pending, with their delivery rows; answers how many events.
+    /// Deletes up to `batch.limit` team events stored before `batch.before`, with their
+    /// delivery rows (a backlog kept for a disabled endpoint ends with retention); answers
+    /// how many events.
     async fn prune_events(&self, batch: &PruneBatch<'_>) -> Result<u64>;
 }
 
@@ -319,6 +301,7 @@ pub struct Storage {
     pub tokens: Arc<dyn TokenStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub platform: Arc<dyn PlatformStore>,
+    pub endpoints: Arc<dyn EndpointStore>,
     backend: Arc<dyn Backend>,
 }
 
@@ -335,6 +318,7 @@ impl Storage {
             tokens: backend.clone(),
             idempotency: backend.clone(),
             platform: backend.clone(),
+            endpoints: backend.clone(),
             backend,
         })
     }

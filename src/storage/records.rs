@@ -101,66 +101,6 @@ pub struct EventPage {
     pub more_after: Option<FeedPosition>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryStatus {
-    Pending,
-    Delivered,
-    Failed,
-    Skipped,
-}
-
-impl DeliveryStatus {
-    /// The status stored as `s`; None for a word this build does not write.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pending" => Some(DeliveryStatus::Pending),
-            "delivered" => Some(DeliveryStatus::Delivered),
-            "failed" => Some(DeliveryStatus::Failed),
-            "skipped" => Some(DeliveryStatus::Skipped),
-            _ => None,
-        }
-    }
-}
-
-/// Where the delivery of one event stands (for administrators and tests).
-#[derive(Debug, Clone, Serialize)]
-pub struct DeliveryRecord {
-    pub event_id: String,
-    pub team: String,
-    pub status: DeliveryStatus,
-    pub attempts: i64,
-    /// RFC 3339; while pending, the next attempt (or the end of the running one's lease).
-    pub next_attempt_at: String,
-    pub last_status: Option<i64>,
-    pub last_error: Option<String>,
-    pub delivered_at: Option<String>,
-}
-
-/// A team's webhook endpoint as the worker sees it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct EndpointRecord {
-    pub team: String,
-    pub url: String,
-    pub enabled: bool,
-    /// RFC 3339 start of the current run of failures, if failing.
-    pub failing_since: Option<String>,
-    pub last_success_at: Option<String>,
-    pub last_failure_at: Option<String>,
-    pub last_error: Option<String>,
-    pub disabled_at: Option<String>,
-    pub disabled_reason: Option<String>,
-}
-
-/// A delivery claimed for one attempt.
-#[derive(Debug, Clone)]
-pub struct DueDelivery {
-    pub id: i64,
-    /// Attempts made so far, this one included.
-    pub attempt: u32,
-    pub event: TeamEvent,
-}
-
 /// One audit record as `GET /v1/admin/audit` answers it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -263,14 +203,6 @@ pub struct GroupsPage {
     pub cursor: PageCursor,
 }
 
-/// Delivery attempts a worker claims at once, each leased until `until_ms`.
-#[derive(Debug, Clone, Copy)]
-pub struct Lease {
-    pub now_ms: i64,
-    pub until_ms: i64,
-    pub limit: usize,
-}
-
 /// A team's claim on an `Idempotency-Key`. Answers older than `expired_before` and claims
 /// without an answer older than `abandoned_before` (RFC 3339) free the key first.
 #[derive(Debug, Clone, Copy)]
@@ -307,25 +239,6 @@ pub struct NewTeamEvent<'a> {
     pub source: i64,
     pub team: Option<&'a str>,
     pub event: &'a TeamEvent,
-}
-
-/// A delivery attempt that failed.
-#[derive(Debug, Clone, Copy)]
-pub struct FailedAttempt<'a> {
-    /// When to try again (Unix ms); None gives the delivery up.
-    pub retry_at_ms: Option<i64>,
-    pub http_status: Option<u16>,
-    pub error: &'a str,
-}
-
-impl<'a> FailedAttempt<'a> {
-    pub fn give_up(http_status: Option<u16>, error: &'a str) -> Self {
-        FailedAttempt {
-            retry_at_ms: None,
-            http_status,
-            error,
-        }
-    }
 }
 
 /// A creation waiting for Meta's webhook.
@@ -395,14 +308,5 @@ mod tests {
         for word in ["weird", "", "PENDING", "expired"] {
             assert_eq!(RequestStatus::parse(word), None, "{word:?}");
         }
-        for (word, status) in [
-            ("pending", DeliveryStatus::Pending),
-            ("delivered", DeliveryStatus::Delivered),
-            ("failed", DeliveryStatus::Failed),
-            ("skipped", DeliveryStatus::Skipped),
-        ] {
-            assert_eq!(DeliveryStatus::parse(word), Some(status));
-        }
-        assert_eq!(DeliveryStatus::parse("weird"), None);
     }
 }

@@ -7,6 +7,7 @@
 
 mod audit;
 mod deferred;
+mod endpoints;
 mod events;
 mod expiry;
 mod groups;

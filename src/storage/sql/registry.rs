@@ -184,6 +184,20 @@ impl PlatformStore for SqlStorage {
                 .bind(name)
                 .execute(&mut *tx)
                 .await?;
+            // Its webhook endpoints go with it: a team made again later under the same name
+            // starts without them.
+            for table in ["webhook_deliveries", "webhook_attempts"] {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE team = $1"
+                )))
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("DELETE FROM webhook_endpoints WHERE team = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
             self.announce_platform(&mut tx).await?;
         }
         tx.commit().await?;
