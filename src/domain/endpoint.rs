@@ -92,10 +92,12 @@ impl EventTypeFilter {
 
     pub fn matches(&self, event_type: EventType) -> bool {
         let name = event_type.as_str();
-        self.0.iter().any(|pattern| match pattern.strip_suffix('*') {
-            Some(family) => name.starts_with(family),
-            None => pattern == name,
-        })
+        self.0
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(family) => name.starts_with(family),
+                None => pattern == name,
+            })
     }
 
     pub fn items(&self) -> &[String] {
@@ -137,7 +139,14 @@ mod tests {
         assert_eq!(EndpointId::parse(id.as_str()), Ok(id.clone()));
         assert!(EndpointId::parse("config").unwrap().is_config());
         assert_ne!(EndpointId::generate(), EndpointId::generate());
-        for bad in ["", "ep_", "ep_ABCDEFGHIJKLMNOPQRSTUVWXYZ", "../config", "config ", "ep_0"] {
+        for bad in [
+            "",
+            "ep_",
+            "ep_ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+            "../config",
+            "config ",
+            "ep_0",
+        ] {
             assert!(EndpointId::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -155,7 +164,14 @@ mod tests {
         assert!(groups.matches(EventType::MessageStatus));
         assert!(!groups.matches(EventType::EndpointDisabled));
         assert!(wants(None, EventType::Deleted));
-        for bad in ["group", "group.", "*", "group.created ", "groups.*", "Group.created"] {
+        for bad in [
+            "group",
+            "group.",
+            "*",
+            "group.created ",
+            "groups.*",
+            "Group.created",
+        ] {
             assert!(EventTypeFilter::parse_item(bad).is_err(), "{bad:?}");
         }
         assert_eq!(

@@ -301,7 +301,8 @@ fn read_description(r: &mut FieldReader<'_>) -> Option<Option<String>> {
     if !r.contains("description") {
         return Some(None);
     }
-    r.optional_parsed("description", parse_description).map(Some)
+    r.optional_parsed("description", parse_description)
+        .map(Some)
 }
 
 fn read_disabled(r: &mut FieldReader<'_>) -> Option<Option<bool>> {

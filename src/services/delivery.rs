@@ -21,10 +21,10 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HttpDate};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use futures_util::StreamExt;
+use hmac::{Hmac, KeyInit, Mac};
 use secrecy::ExposeSecret;
+use sha2::Sha256;
 use tokio::sync::{Notify, watch};
 
 use crate::clock::now_ms;
@@ -333,7 +333,10 @@ impl Worker {
                 if let Err(e) = worker.turn(target, until).await {
                     tracing::error!(error = %e, team = %key.0, endpoint_id = %key.1, "delivery turn failed; will retry");
                 }
-                let _ = worker.store.release_endpoint(&key.0, &key.1, &worker.owner).await;
+                let _ = worker
+                    .store
+                    .release_endpoint(&key.0, &key.1, &worker.owner)
+                    .await;
                 worker.running.borrow_mut().remove(&key);
                 worker.wake.notify_one();
             });
@@ -355,8 +358,12 @@ impl Worker {
             signing_key(secret.expose_secret()).ok()
         };
         let mut keys = vec![open(target.sealed_secret.as_deref()?)?];
-        let overlapping = target.previous_secret_until.is_some_and(|until| until > now_ms());
-        if overlapping && let Some(previous) = target.previous_sealed_secret.as_deref().and_then(open) {
+        let overlapping = target
+            .previous_secret_until
+            .is_some_and(|until| until > now_ms());
+        if overlapping
+            && let Some(previous) = target.previous_sealed_secret.as_deref().and_then(open)
+        {
             keys.push(previous);
         }
         Some(Keys(keys))
@@ -364,7 +371,11 @@ impl Worker {
 
     /// Delivers the endpoint's due deliveries in order, batch by batch, until none is due,
     /// an attempt fails (the endpoint then waits its backoff), or the turn is over.
-    async fn turn(self: &Rc<Self>, target: EndpointTarget, mut lease_until: i64) -> crate::storage::Result<()> {
+    async fn turn(
+        self: &Rc<Self>,
+        target: EndpointTarget,
+        mut lease_until: i64,
+    ) -> crate::storage::Result<()> {
         let settings = &self.config.settings;
         let started = std::time::Instant::now();
         let Some(keys) = self.keys(&target) else {
@@ -433,7 +444,12 @@ impl Worker {
                 .store
                 .settle(&target, &settled, &health, expire_before)
                 .await?;
-            if disabled && let EndpointHealth::Failing { disable: Some(reason), .. } = &health {
+            if disabled
+                && let EndpointHealth::Failing {
+                    disable: Some(reason),
+                    ..
+                } = &health
+            {
                 self.disabled(&target, reason).await;
             }
             if failing || started.elapsed() >= TURN {
@@ -453,7 +469,8 @@ impl Worker {
         let mut failure: Option<(String, Option<String>, Option<Duration>)> = None;
         let retry_for = self.config.retry_for.as_millis() as i64;
         for (delivery, outcome, at_ms, took) in attempts {
-            metrics::histogram!(crate::metrics::WEBHOOK_DELIVERY_SECONDS).record(took.as_secs_f64());
+            metrics::histogram!(crate::metrics::WEBHOOK_DELIVERY_SECONDS)
+                .record(took.as_secs_f64());
             let (http_status, error, verdict) = match outcome {
                 Outcome::Answered { status, .. } if status.is_success() => {
                     (Some(status.as_u16()), None, Verdict::Delivered)
@@ -505,7 +522,9 @@ impl Worker {
             Some((error, gone, retry_after)) => {
                 let now = now_ms();
                 let mut health = self.failing(target, error, gone, now);
-                if let (EndpointHealth::Failing { paused_until, .. }, Some(wait)) = (&mut health, retry_after) {
+                if let (EndpointHealth::Failing { paused_until, .. }, Some(wait)) =
+                    (&mut health, retry_after)
+                {
                     let cap = settings.max_retry_delay_ms as i64;
                     *paused_until = (*paused_until).max(now + (wait.as_millis() as i64).min(cap));
                 }
@@ -518,7 +537,13 @@ impl Worker {
     /// The endpoint's state after a failed attempt: paused for its backoff, and disabled
     /// when it answered 410 (`gone`) or has failed without a success for
     /// `webhooks.disable_after`.
-    fn failing(&self, target: &EndpointTarget, error: String, gone: Option<String>, now: i64) -> EndpointHealth {
+    fn failing(
+        &self,
+        target: &EndpointTarget,
+        error: String,
+        gone: Option<String>,
+        now: i64,
+    ) -> EndpointHealth {
         let settings = &self.config.settings;
         let failures = u32::try_from(target.consecutive_failures + 1).unwrap_or(u32::MAX);
         let paused_until = now + settings.jittered(settings.backoff(failures)).as_millis() as i64;
@@ -540,7 +565,13 @@ impl Worker {
 
     /// A failed attempt is retried after its backoff (at least what `Retry-After` asked, up
     /// to the longest wait), until `webhooks.retry_for` has passed since it became due.
-    fn retry_or_fail(&self, delivery: &DueDelivery, now: i64, retry_for: i64, retry_after: Option<Duration>) -> Verdict {
+    fn retry_or_fail(
+        &self,
+        delivery: &DueDelivery,
+        now: i64,
+        retry_for: i64,
+        retry_after: Option<Duration>,
+    ) -> Verdict {
         if now - delivery.first_due_at >= retry_for {
             return Verdict::Failed;
         }
@@ -556,7 +587,8 @@ impl Worker {
     /// Tells operators an endpoint was disabled: log line, metric and audit record (the
     /// team's event was stored with the change).
     async fn disabled(&self, target: &EndpointTarget, reason: &str) {
-        metrics::counter!(crate::metrics::ENDPOINTS_DISABLED, "team" => target.team.clone()).increment(1);
+        metrics::counter!(crate::metrics::ENDPOINTS_DISABLED, "team" => target.team.clone())
+            .increment(1);
         tracing::error!(
             team = %target.team,
             endpoint_id = %target.id,

@@ -131,7 +131,11 @@ impl Endpoints {
         change: EndpointChange,
     ) -> Result<EndpointRecord, ApiError> {
         self.writable(team, id).await?;
-        if !self.store.update_endpoint(team, id.as_str(), &change).await? {
+        if !self
+            .store
+            .update_endpoint(team, id.as_str(), &change)
+            .await?
+        {
             return Err(not_found(id.as_str()));
         }
         if change.disabled == Some(false) {
@@ -220,7 +224,9 @@ pub async fn rekey_secrets(store: &dyn EndpointStore, keys: &Keyring) -> Result<
         let owner = secret_owner(&team, &id);
         let open = |sealed: &str| {
             keys.open(&owner, sealed).map(|(s, _)| s).ok_or_else(|| {
-                format!("the secret of webhook endpoint {id} of team {team} opens with none of the keys")
+                format!(
+                    "the secret of webhook endpoint {id} of team {team} opens with none of the keys"
+                )
             })
         };
         let resealed = current.seal(&owner, &open(&sealed)?);

@@ -204,8 +204,7 @@ pub trait EndpointStore: Send + Sync {
     async fn list_endpoints(&self, team: Option<&str>) -> Result<Vec<EndpointRecord>>;
     /// Applies a `PATCH`; false when there is no such endpoint. Enabling clears the failure
     /// state and makes the backlog due at once, in event order.
-    async fn update_endpoint(&self, team: &str, id: &str, change: &EndpointChange)
-    -> Result<bool>;
+    async fn update_endpoint(&self, team: &str, id: &str, change: &EndpointChange) -> Result<bool>;
     /// Deletes the endpoint, its deliveries and attempts; false when there was none.
     async fn delete_endpoint(&self, team: &str, id: &str) -> Result<bool>;
     /// The new secret signs from now on; the current one too, until `previous_until` (ms).
@@ -258,8 +257,13 @@ pub trait EndpointStore: Send + Sync {
         until_ms: i64,
     ) -> Result<Option<EndpointTarget>>;
     /// Extends this replica's turn; false when it was lost.
-    async fn renew_endpoint(&self, team: &str, id: &str, owner: &str, until_ms: i64)
-    -> Result<bool>;
+    async fn renew_endpoint(
+        &self,
+        team: &str,
+        id: &str,
+        owner: &str,
+        until_ms: i64,
+    ) -> Result<bool>;
     async fn release_endpoint(&self, team: &str, id: &str, owner: &str) -> Result<()>;
     /// The endpoint's deliveries due at `now_ms`, oldest due first, then in event order.
     async fn due_deliveries(

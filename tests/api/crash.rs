@@ -38,7 +38,6 @@ log_level = "warn"
 first_retry_ms = 100
 backoff_factor = 2.0
 max_retry_delay_ms = 1000
-max_attempts = 50
 request_timeout_ms = 1000
 max_in_flight_per_endpoint = 16
 poll_interval_ms = 100
@@ -165,7 +164,7 @@ poll_interval_ms = 100
                 .await
                 .expect("count");
         let undelivered: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM event_deliveries WHERE status = 'pending'")
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")
                 .fetch_one(registry.pool())
                 .await
                 .expect("count");

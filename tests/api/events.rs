@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use wa_groups_gateway::domain::GroupId;
 use wa_groups_gateway::storage::sql::SqlStorage;
-use wa_groups_gateway::storage::{
-    DeliveryRecord, DeliveryStatus, EndpointRecord, EventStore, FeedPage, GroupStore,
-};
+use wa_groups_gateway::storage::{EventStore, FeedPage, GroupStore};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -23,7 +21,6 @@ first_retry_ms = 50
 backoff_factor = 2.0
 max_retry_delay_ms = 2000
 jitter = 0.0
-max_attempts = 8
 request_timeout_ms = 2000
 poll_interval_ms = 50
 "#;
@@ -72,27 +69,70 @@ async fn storage(app: &TestApp) -> (SqlStorage, SqlStorage) {
     (storage.clone(), storage)
 }
 
-/// A team's webhook endpoint as the delivery worker left it.
-async fn endpoint(
-    store: &SqlStorage,
-    team: &str,
-) -> wa_groups_gateway::storage::Result<Option<EndpointRecord>> {
-    Ok(store
-        .endpoints()
-        .await?
-        .into_iter()
-        .find(|e| e.team == team))
+/// The attempts log of `team`'s endpoint `id`, newest first.
+pub async fn attempts(app: &TestApp, team: &str, id: &str) -> Vec<Value> {
+    let res = app
+        .get(
+            &format!("/v1/webhook-endpoints/{id}/attempts"),
+            &app.token(team, &["webhooks"]),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    body["attempts"].as_array().unwrap().clone()
 }
 
-/// The delivery of an event once it is no longer pending (the receiver may record a request
-/// a moment before the gateway stores its outcome).
-async fn settled(store: &SqlStorage, event_id: &str) -> DeliveryRecord {
-    let deadline = Instant::now() + Duration::from_secs(5);
+/// `team`'s endpoint `id` as the team reads it.
+pub async fn endpoint_of(app: &TestApp, team: &str, id: &str) -> Value {
+    let res = app
+        .get(
+            &format!("/v1/webhook-endpoints/{id}"),
+            &app.token(team, &["webhooks"]),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// The attempts log once `done` holds for it (the receiver may record a request a moment
+/// before the gateway stores its outcome).
+pub async fn attempts_until(
+    app: &TestApp,
+    team: &str,
+    id: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let delivery = store.delivery(event_id).await.unwrap().unwrap();
-        if delivery.status != DeliveryStatus::Pending || Instant::now() > deadline {
-            return delivery;
+        let log = attempts(app, team, id).await;
+        if done(&log) {
+            return log;
         }
+        assert!(
+            Instant::now() < deadline,
+            "attempts log never settled: {log:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The endpoint once `done` holds for it.
+pub async fn endpoint_until(
+    app: &TestApp,
+    team: &str,
+    id: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let endpoint = endpoint_of(app, team, id).await;
+        if done(&endpoint) {
+            return endpoint;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "endpoint never got there: {endpoint:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -665,10 +705,12 @@ async fn deliveries_are_signed_per_standard_webhooks_and_match_the_feed() {
     assert!(check(&secret, &tampered, ts).is_err());
     assert!(check(&team_secret("support"), &hit.raw, ts).is_err());
 
-    let (_, store) = storage(&app).await;
-    let delivery = settled(&store, &hit.webhook_id).await;
-    assert_eq!(delivery.status, DeliveryStatus::Delivered);
-    assert_eq!(delivery.attempts, 1);
+    let log = attempts_until(&app, "sales", "config", |l| !l.is_empty()).await;
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(log[0]["event_id"], hit.webhook_id.as_str());
+    assert_eq!(log[0]["attempt"], 1);
+    assert_eq!(log[0]["outcome"], "succeeded");
+    assert_eq!(log[0]["http_status"], 200);
 }
 
 #[tokio::test]
@@ -703,10 +745,30 @@ async fn a_failing_receiver_gets_the_same_event_again_until_it_succeeds() {
     let second_wait = hits[2].at - hits[1].at;
     assert!(first_wait >= Duration::from_millis(40), "{first_wait:?}");
     assert!(second_wait >= Duration::from_millis(90), "{second_wait:?}");
-    let (_, store) = storage(&app).await;
-    let delivery = settled(&store, &hits[0].webhook_id).await;
-    assert_eq!(delivery.status, DeliveryStatus::Delivered);
-    assert_eq!(delivery.attempts, 3);
+    // The attempts log tells the same story, newest first.
+    let log = attempts_until(&app, "sales", "config", |l| l.len() == 3).await;
+    let story: Vec<(i64, &str, i64)> = log
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_i64().unwrap(),
+                a["outcome"].as_str().unwrap(),
+                a["http_status"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        story,
+        [
+            (3, "succeeded", 200),
+            (2, "failed", 500),
+            (1, "failed", 500)
+        ]
+    );
+    assert!(
+        log.iter()
+            .all(|a| a["event_id"] == hits[0].webhook_id.as_str())
+    );
     // Delivered means done: the worker goes on to deliver a later event of the team, and
     // never sends the first one again.
     let first = hits[0].webhook_id.clone();
@@ -762,7 +824,7 @@ async fn retry_after_is_honoured_and_redirects_are_not_followed() {
 }
 
 #[tokio::test]
-async fn gone_disables_the_endpoint() {
+async fn gone_disables_the_endpoint_and_later_events_accrue() {
     let receiver = Receiver::start().await;
     let app = spawn_app_with(&format!(
         "{FAST_DELIVERY}{}",
@@ -774,20 +836,15 @@ async fn gone_disables_the_endpoint() {
     receiver
         .wait_until("one 410", Duration::from_secs(10), |h| h.len() == 1)
         .await;
-    let (_, store) = storage(&app).await;
-    let endpoint = {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let e = endpoint(&store, "sales").await.unwrap().unwrap();
-            if !e.enabled || Instant::now() > deadline {
-                break e;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    assert!(!endpoint.enabled);
-    assert!(endpoint.disabled_reason.unwrap().contains("410"));
-    assert!(endpoint.disabled_at.is_some());
+    let endpoint = endpoint_until(&app, "sales", "config", |e| e["disabled"] == true).await;
+    assert!(
+        endpoint["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("410"),
+        "{endpoint}"
+    );
+    assert!(endpoint["disabled_at"].is_string());
     // Administrators see it through the API.
     let admin = app.token("platform", &["admin"]);
     let listed: Value = app
@@ -800,16 +857,10 @@ async fn gone_disables_the_endpoint() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["team"] == "sales")
+        .find(|e| e["team"] == "sales" && e["id"] == "config")
         .expect("the sales endpoint is listed");
-    assert_eq!(sales_endpoint["enabled"], false);
-    assert!(
-        sales_endpoint["disabled_reason"]
-            .as_str()
-            .unwrap()
-            .contains("410")
-    );
-    // Later events stay in the feed but are not pushed.
+    assert_eq!(sales_endpoint["disabled"], true);
+    // Later events stay in the feed and accrue for the endpoint, unsent.
     app.send_webhook(&batch(
         PN,
         &[(
@@ -818,51 +869,38 @@ async fn gone_disables_the_endpoint() {
         )],
     ))
     .await;
-    let events = wait_for_events(&app, &token, 2).await;
-    // Once the worker has passed over the later event (skipped: it is never sent), nothing
-    // more has reached the endpoint.
-    let later = settled(&store, events[1]["id"].as_str().unwrap()).await;
-    assert_eq!(later.status, DeliveryStatus::Skipped);
+    wait_for_events(&app, &token, 2).await;
+    endpoint_until(&app, "sales", "config", |e| e["backlog"] == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.hits().len(), 1, "nothing more after 410");
-    let first = store
-        .delivery(events[0]["id"].as_str().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(first.status, DeliveryStatus::Failed);
-    assert_eq!(first.last_status, Some(410));
+    let log = attempts(&app, "sales", "config").await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["outcome"], "failed");
+    assert_eq!(log[0]["http_status"], 410);
 }
 
 #[tokio::test]
 async fn an_endpoint_failing_past_the_window_is_disabled() {
     let receiver = Receiver::start().await;
-    let extra = format!(
-        "{}{}",
-        FAST_DELIVERY.replace(
-            "max_attempts = 8",
-            "max_attempts = 30\ndisable_after_seconds = 1"
-        ),
-        receiver.team_toml("sales", "down")
-    );
-    let app = spawn_app_with(&extra).await;
+    let extra = format!("{FAST_DELIVERY}{}", receiver.team_toml("sales", "down"));
+    let app = spawn_app_adjusted(None, "", "", &extra, |s| {
+        s.webhooks.disable_after = Duration::from_secs(1)
+    })
+    .await;
     let token = app.sales();
     let g = app.create_group(&token, PN, "Down").await;
-    let (_, store) = storage(&app).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let endpoint = loop {
-        let e = endpoint(&store, "sales").await.unwrap();
-        if let Some(e) = e.clone().filter(|e| !e.enabled) {
-            break e;
-        }
-        assert!(Instant::now() < deadline, "never disabled: {e:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(endpoint.disabled_reason.unwrap().contains("failing"));
-    assert!(endpoint.failing_since.is_some());
-    let attempts = receiver.hits().len();
-    assert!(attempts >= 3, "{attempts}");
-    // A later event of the team is passed over (skipped) by the worker; by then nothing more
-    // has been sent.
+    let endpoint = endpoint_until(&app, "sales", "config", |e| e["disabled"] == true).await;
+    assert!(
+        endpoint["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("failed since"),
+        "{endpoint}"
+    );
+    assert!(endpoint["failing_since"].is_string());
+    let attempts_made = receiver.hits().len();
+    assert!(attempts_made >= 3, "{attempts_made}");
+    // A later event of the team accrues; by then nothing more has been sent.
     app.send_webhook(&batch(
         PN,
         &[(
@@ -871,10 +909,14 @@ async fn an_endpoint_failing_past_the_window_is_disabled() {
         )],
     ))
     .await;
-    let events = wait_for_events(&app, &token, 2).await;
-    let later = settled(&store, events[1]["id"].as_str().unwrap()).await;
-    assert_eq!(later.status, DeliveryStatus::Skipped);
-    assert_eq!(receiver.hits().len(), attempts, "no attempt once disabled");
+    wait_for_events(&app, &token, 2).await;
+    endpoint_until(&app, "sales", "config", |e| e["backlog"] == 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.hits().len(),
+        attempts_made,
+        "no attempt once disabled"
+    );
 }
 
 #[tokio::test]
@@ -917,19 +959,11 @@ async fn a_slow_receiver_does_not_hold_up_other_teams() {
         started.elapsed()
     );
     // The slow team never has more than its own two attempts in flight.
-    let (_, store) = storage(&app).await;
-    let mut in_flight = 0;
-    for e in all_events(&app, &sales).await {
-        let d = store
-            .delivery(e["id"].as_str().unwrap())
-            .await
-            .unwrap()
-            .unwrap();
-        if d.attempts > 0 && d.status == DeliveryStatus::Pending {
-            in_flight += 1;
-        }
-    }
-    assert!(in_flight <= 2, "{in_flight} sales attempts in flight");
+    assert!(
+        receiver.most_in_flight("sales") <= 2,
+        "{}",
+        receiver.most_in_flight("sales")
+    );
 }
 
 #[tokio::test]

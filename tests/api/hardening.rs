@@ -1112,7 +1112,6 @@ async fn old_rows_of_every_growing_table_are_pruned_in_batches() {
         dir.path(),
         "",
         "",
-        // The old pending delivery below belongs to a team with a webhook (not skipped).
         "[teams.sales.webhook]\nurl = \"http://127.0.0.1:9/hooks\"\n\
          secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\
          [retention]\ninterval_seconds = 1\nbatch_size = 10\n",
@@ -1134,10 +1133,16 @@ async fn old_rows_of_every_growing_table_are_pruned_in_batches() {
                 .bind(format!("e{i}")).bind(at).execute(pool).await.unwrap();
             let seq: i64 = sqlx::query_scalar("INSERT INTO team_events (id, webhook_event_id, team, type, occurred_at, phone_number_id, data, created_at) VALUES (?, (SELECT id FROM webhook_events WHERE event_key = ?), 'sales', 'group.suspended', ?, ?, '{}', ?) RETURNING seq")
                 .bind(format!("evt{i}")).bind(format!("e{i}")).bind(at).bind(PN).bind(at).fetch_one(pool).await.unwrap();
-            // One old event still waits for its delivery: it stays.
+            // One old event still waits for its delivery (an endpoint disabled for longer
+            // than retention): it goes with its event.
             let status = if i == 0 { "pending" } else { "delivered" };
-            sqlx::query("INSERT INTO event_deliveries (event_seq, team, status, next_attempt_at, created_at, updated_at) VALUES (?, 'sales', ?, 9999999999999, ?, ?)")
+            sqlx::query("INSERT INTO webhook_deliveries (event_seq, team, endpoint_id, status, next_attempt_at, first_due_at, created_at, updated_at) VALUES (?, 'sales', 'config', ?, 9999999999999, 0, ?, ?)")
                 .bind(seq).bind(status).bind(at).bind(at).execute(pool).await.unwrap();
+            let at_ms = chrono::DateTime::parse_from_rfc3339(at)
+                .unwrap()
+                .timestamp_millis();
+            sqlx::query("INSERT INTO webhook_attempts (team, endpoint_id, event_id, attempt, outcome, duration_ms, at, at_ms) VALUES ('sales', 'config', ?, 1, 'succeeded', 3, ?, ?)")
+                .bind(format!("evt{i}")).bind(at).bind(at_ms).execute(pool).await.unwrap();
             sqlx::query("INSERT INTO idempotency_keys (team, idem_key, fingerprint, created_at) VALUES ('sales', ?, 'f', ?)")
                 .bind(format!("k{i}")).bind(at).execute(pool).await.unwrap();
             sqlx::query("INSERT INTO create_requests (request_id, team, phone_number_id, subject, status, created_at, updated_at) VALUES (?, 'sales', ?, 'S', 'created', ?, ?)")
@@ -1149,9 +1154,10 @@ async fn old_rows_of_every_growing_table_are_pruned_in_batches() {
     let tables = [
         ("audit_log", 5),
         ("webhook_inbox", 5),
-        ("team_events", 5 + 1),
-        ("event_deliveries", 5 + 1),
-        ("webhook_events", 5 + 1),
+        ("team_events", 5),
+        ("webhook_deliveries", 5),
+        ("webhook_attempts", 5),
+        ("webhook_events", 5),
         ("idempotency_keys", 5),
         ("create_requests", 5),
     ];
@@ -1178,10 +1184,10 @@ async fn old_rows_of_every_growing_table_are_pruned_in_batches() {
     assert_eq!(
         count(
             &db,
-            "SELECT COUNT(*) FROM event_deliveries WHERE status = 'pending'"
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'"
         )
         .await,
-        1
+        0
     );
     assert!(gateway.stderr().contains("retention: old rows pruned"));
 }

@@ -92,6 +92,11 @@ pub struct Hit {
 struct State {
     hits: Mutex<Vec<Hit>>,
     attempts: Mutex<HashMap<String, u32>>,
+    /// Secrets the gateway made (endpoints of the API), by the path's name; other names
+    /// use `team_secret`.
+    secrets: Mutex<HashMap<String, String>>,
+    /// Requests being answered now, and the most ever at once, by the path's name.
+    in_flight: Mutex<HashMap<String, (u32, u32)>>,
 }
 
 pub struct Receiver {
@@ -117,8 +122,15 @@ async fn hook(
     let webhook_id = header(&req, "webhook-id");
     let timestamp = header(&req, "webhook-timestamp");
     let signature = header(&req, "webhook-signature");
+    let secret = state
+        .secrets
+        .lock()
+        .unwrap()
+        .get(&team)
+        .cloned()
+        .unwrap_or_else(|| team_secret(&team));
     let verified = verify(
-        &team_secret(&team),
+        &secret,
         &webhook_id,
         &timestamp,
         &signature,
@@ -131,8 +143,17 @@ async fn hook(
         *n += 1;
         *n
     };
+    {
+        let mut in_flight = state.in_flight.lock().unwrap();
+        let (now, most) = in_flight.entry(team.clone()).or_default();
+        *now += 1;
+        *most = (*most).max(*now);
+    }
     if mode == "slow" {
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    if let Some((now, _)) = state.in_flight.lock().unwrap().get_mut(&team) {
+        *now -= 1;
     }
     let mut builder = match (verified.is_ok(), mode.as_str()) {
         (false, _) => HttpResponse::Unauthorized(),
@@ -190,6 +211,15 @@ impl Receiver {
         }
     }
 
+    /// Deliveries to `/hooks/{name}/…` are verified with `secret` from now on.
+    pub fn set_secret(&self, name: &str, secret: &str) {
+        self.state
+            .secrets
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), secret.to_owned());
+    }
+
     /// The URL for `team` answering in `mode`.
     pub fn url(&self, team: &str, mode: &str) -> String {
         format!("{}/hooks/{team}/{mode}", self.base)
@@ -202,6 +232,16 @@ impl Receiver {
             self.url(team, mode),
             team_secret(team)
         )
+    }
+
+    /// The most requests to `/hooks/{name}/…` the receiver ever answered at once.
+    pub fn most_in_flight(&self, name: &str) -> u32 {
+        self.state
+            .in_flight
+            .lock()
+            .unwrap()
+            .get(name)
+            .map_or(0, |(_, most)| *most)
     }
 
     pub fn hits(&self) -> Vec<Hit> {

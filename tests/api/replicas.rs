@@ -177,7 +177,7 @@ async fn three_replicas_share_the_inbox_the_feed_and_the_deliveries_even_when_on
         &meta,
         &format!(
             "[delivery]\nfirst_retry_ms = 100\nbackoff_factor = 2.0\nmax_retry_delay_ms = 1000\n\
-             max_attempts = 50\nrequest_timeout_ms = 1000\npoll_interval_ms = 100\n{}",
+             request_timeout_ms = 1000\npoll_interval_ms = 100\n{}",
             receiver.team_toml("sales", "ok")
         ),
     )

@@ -8,8 +8,8 @@ use wa_groups_gateway::domain::events::{EventType, NewWebhookEvent, TeamEvent};
 use wa_groups_gateway::domain::{FeedPosition, GroupId, PhoneNumberId};
 use wa_groups_gateway::storage::sql::{Dialect, SqlStorage};
 use wa_groups_gateway::storage::{
-    Backend, Claim, DeliveryStatus, FeedPage, GroupStore, InboxOutcome, KeyClaim, Lease, NewOwner,
-    NewTeamEvent, PendingCreation, Storage,
+    Backend, Claim, FeedPage, GroupStore, InboxOutcome, KeyClaim, NewOwner, NewTeamEvent,
+    PendingCreation, Storage,
 };
 
 use crate::helpers::{PN, problem, spawn_app, uuid};
@@ -445,21 +445,35 @@ async fn stored_statuses_this_build_does_not_know_are_errors_not_guesses_on_both
         assert!(e.to_string().contains("\"archived\""), "{name}: {e}");
 
         storage
-            .events
-            .sync_endpoint("sales", "https://example.com/hook")
+            .endpoints
+            .sync_config_endpoints(&[("sales".into(), "https://example.com/hook".into())])
             .await
             .unwrap();
-        execute(&sql, "UPDATE webhook_endpoints SET state = 'paused'").await;
-        let e = storage.events.endpoints().await.expect_err(name);
-        assert!(e.to_string().contains("\"paused\""), "{name}: {e}");
+        execute(&sql, "UPDATE webhook_endpoints SET disabled = 7").await;
+        let e = storage
+            .endpoints
+            .list_endpoints(None)
+            .await
+            .expect_err(name);
+        assert!(e.to_string().contains("disabled"), "{name}: {e}");
 
-        open_transaction_with_event(&storage, "w")
+        execute(
+            &sql,
+            "INSERT INTO webhook_attempts (team, endpoint_id, event_id, attempt, outcome,
+               duration_ms, at, at_ms) VALUES ('sales', 'config', 'evt_w', 1, 'bounced', 1, 'x', 1)",
+        )
+        .await;
+        let filter = wa_groups_gateway::storage::AttemptFilter {
+            outcome: None,
+            event_id: None,
+            before: None,
+            limit: 10,
+        };
+        let e = storage
+            .endpoints
+            .list_attempts("sales", "config", &filter)
             .await
-            .commit()
-            .await
-            .unwrap();
-        execute(&sql, "UPDATE event_deliveries SET status = 'bounced'").await;
-        let e = storage.events.delivery("evt_w").await.expect_err(name);
+            .expect_err(name);
         assert!(e.to_string().contains("\"bounced\""), "{name}: {e}");
     }
 }
@@ -532,11 +546,16 @@ async fn a_value_of_another_type_or_a_null_is_an_error_not_a_panic_on_both_backe
     }
 }
 
-/// The delivery worker claims a batch: one delivery whose event cannot be read used to
+/// The delivery worker reads a batch: one delivery whose event cannot be read used to
 /// panic the worker (every delivery stopped); now it is given up and the others are sent.
 #[tokio::test]
 async fn a_claimed_delivery_whose_event_cannot_be_read_is_given_up_alone_on_both_backends() {
     for (name, storage, sql, _keep) in backends_with_sql().await {
+        storage
+            .endpoints
+            .sync_config_endpoints(&[("sales".into(), "https://example.com/hook".into())])
+            .await
+            .unwrap();
         for n in ["bad", "good"] {
             open_transaction_with_event(&storage, n)
                 .await
@@ -564,27 +583,29 @@ async fn a_claimed_delivery_whose_event_cannot_be_read_is_given_up_alone_on_both
         }
         let now_ms = wa_groups_gateway::clock::now_ms() + 60_000;
         let due = storage
-            .events
-            .claim_due(
-                "sales",
-                Lease {
-                    now_ms,
-                    until_ms: now_ms + 60_000,
-                    limit: 10,
-                },
-            )
+            .endpoints
+            .due_deliveries("sales", "config", now_ms, 10)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let ids: Vec<&str> = due.iter().map(|d| d.event.id.as_str()).collect();
         assert_eq!(ids, ["evt_good"], "{name}");
         assert_eq!(due[0].attempt, 1, "{name}");
-        let bad = storage.events.delivery("evt_bad").await.unwrap().unwrap();
-        assert_eq!(bad.status, DeliveryStatus::Failed, "{name}");
-        assert_eq!(
-            bad.last_error.as_deref(),
-            Some("the event cannot be read"),
-            "{name}"
-        );
+        let (status, error): (String, Option<String>) = sqlx::query_as(
+            "SELECT d.status, d.last_error FROM webhook_deliveries d
+             JOIN team_events te ON te.seq = d.event_seq WHERE te.id = 'evt_bad'",
+        )
+        .fetch_one(sql.pool())
+        .await
+        .unwrap();
+        assert_eq!(status, "failed", "{name}");
+        assert_eq!(error.as_deref(), Some("the event cannot be read"), "{name}");
+        // Given up once: the next read does not meet it again.
+        let again = storage
+            .endpoints
+            .due_deliveries("sales", "config", now_ms, 10)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1, "{name}");
     }
 }
 

@@ -7,7 +7,8 @@
 
 use async_trait::async_trait;
 use serde_json::json;
-use sqlx::{AnyConnection, FromRow};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, FromRow, Row};
 
 use super::events::{self, EVENT_COLUMNS, EventRow};
 use super::rows::flag;
@@ -103,7 +104,6 @@ struct AttemptRow {
 
 #[derive(FromRow)]
 struct DueRow {
-    delivery_id: i64,
     attempts: i64,
     first_due_at: i64,
     #[sqlx(flatten)]
@@ -120,7 +120,10 @@ struct FilterRow {
 /// The `webhook_deliveries` rows that get freshly stored team events delivered: one per
 /// (event, endpoint of its team whose filter takes the event's type). Events of no team,
 /// and `webhook.endpoint_disabled` (feed only), are delivered nowhere.
-pub(super) async fn fan_out(conn: &mut AnyConnection, stored: &[(i64, &str, EventType)]) -> sqlx::Result<()> {
+pub(super) async fn fan_out(
+    conn: &mut AnyConnection,
+    stored: &[(i64, &str, EventType)],
+) -> sqlx::Result<()> {
     let stored: Vec<&(i64, &str, EventType)> = stored
         .iter()
         .filter(|(_, _, t)| *t != EventType::EndpointDisabled)
@@ -157,9 +160,7 @@ pub(super) async fn fan_out(conn: &mut AnyConnection, stored: &[(i64, &str, Even
     let mut rows: Vec<(i64, &str, &str)> = Vec::new();
     for (seq, team, event_type) in stored {
         for (endpoint_team, endpoint_id, filter) in &filters {
-            if endpoint_team == team
-                && wants(filter.as_ref(), *event_type)
-            {
+            if endpoint_team == team && wants(filter.as_ref(), *event_type) {
                 rows.push((*seq, team, endpoint_id));
             }
         }
@@ -184,7 +185,11 @@ pub(super) async fn fan_out(conn: &mut AnyConnection, stored: &[(i64, &str, Even
 }
 
 impl SqlStorage {
-    async fn endpoint_rows(&self, team: Option<&str>, id: Option<&str>) -> Result<Vec<EndpointRecord>> {
+    async fn endpoint_rows(
+        &self,
+        team: Option<&str>,
+        id: Option<&str>,
+    ) -> Result<Vec<EndpointRecord>> {
         let rows: Vec<EndpointRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints e
              WHERE ($1 IS NULL OR e.team = $1) AND ($2 IS NULL OR e.id = $2)
@@ -276,12 +281,7 @@ impl EndpointStore for SqlStorage {
         self.endpoint_rows(team, None).await
     }
 
-    async fn update_endpoint(
-        &self,
-        team: &str,
-        id: &str,
-        change: &EndpointChange,
-    ) -> Result<bool> {
+    async fn update_endpoint(&self, team: &str, id: &str, change: &EndpointChange) -> Result<bool> {
         let now = now();
         let mut tx = self.writer.begin().await?;
         let exists: Option<i64> = sqlx::query_scalar(
@@ -648,7 +648,7 @@ impl EndpointStore for SqlStorage {
             .map(|c| format!("te.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let rows: Vec<DueRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<AnyRow> = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT d.id AS delivery_id, d.attempts, d.first_due_at, {columns}
              FROM webhook_deliveries d JOIN team_events te ON te.seq = d.event_seq
              WHERE d.team = $1 AND d.endpoint_id = $2 AND d.status = 'pending'
@@ -663,14 +663,33 @@ impl EndpointStore for SqlStorage {
         .await?;
         let mut due = Vec::with_capacity(rows.len());
         for row in rows {
-            // An event of a type this build does not know was never shown; it is not sent.
-            if let Some((_, event)) = row.event.into_event() {
-                due.push(DueDelivery {
-                    id: row.delivery_id,
-                    attempt: row.attempts + 1,
-                    first_due_at: row.first_due_at,
+            let delivery_id: i64 = row.try_get("delivery_id")?;
+            // A row this build cannot read is given up alone, not read again at every turn
+            // (where it would hold up the deliveries after it); an event of a type this
+            // build does not know was never shown, and is not sent either.
+            let readable = DueRow::from_row(&row)
+                .map_err(|e| {
+                    tracing::error!(error = %e, delivery = delivery_id, "a delivery's event cannot be read; giving it up");
+                })
+                .ok()
+                .and_then(|r| Some((r.attempts, r.first_due_at, r.event.into_event()?.1)));
+            match readable {
+                Some((attempts, first_due_at, event)) => due.push(DueDelivery {
+                    id: delivery_id,
+                    attempt: attempts + 1,
+                    first_due_at,
                     event,
-                });
+                }),
+                None => {
+                    sqlx::query(
+                        "UPDATE webhook_deliveries SET status = 'failed',
+                           last_error = 'the event cannot be read', updated_at = $1 WHERE id = $2",
+                    )
+                    .bind(now())
+                    .bind(delivery_id)
+                    .execute(&self.writer)
+                    .await?;
+                }
             }
         }
         Ok(due)
@@ -766,7 +785,9 @@ impl EndpointStore for SqlStorage {
                 .bind(*paused_until)
                 .bind(&now)
                 .bind(error)
-                .bind(i64::from(attempts.iter().any(|a| a.verdict == Verdict::Delivered)))
+                .bind(i64::from(
+                    attempts.iter().any(|a| a.verdict == Verdict::Delivered),
+                ))
                 .bind(&target.team)
                 .bind(&target.id)
                 .execute(&mut *tx)
@@ -858,7 +879,12 @@ async fn disable_endpoint(
     if done.rows_affected() != 1 {
         return Ok(false);
     }
-    let key = format!("endpoint-disabled:{}:{}:{}", target.team, target.id, now_ms());
+    let key = format!(
+        "endpoint-disabled:{}:{}:{}",
+        target.team,
+        target.id,
+        now_ms()
+    );
     let data = json!({
         "endpoint_id": target.id,
         "url": crate::domain::url::without_credentials(&target.url),
