@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod config_layers;
 mod crash;
+mod endpoints;
 mod events;
 mod expiry;
 mod fleet_truth;
