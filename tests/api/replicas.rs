@@ -724,3 +724,141 @@ async fn without_its_database_a_replica_is_not_ready_and_meta_is_asked_to_send_a
         .await;
     assert_eq!(status, 500);
 }
+
+/// Two replicas on one database share every endpoint's deliveries: each event reaches each
+/// of the team's endpoints (configuration's and one made through the API on one replica)
+/// exactly once, whichever replica processed it. (Order holds per endpoint for events
+/// committed before its turn; events two replicas commit at the same moment have no order.)
+#[tokio::test]
+async fn two_replicas_deliver_each_event_once_per_endpoint() {
+    const POSTS: usize = 120;
+    let meta = MockServer::start().await;
+    let receiver = Receiver::start().await;
+    let fleet = Fleet::new(
+        &meta,
+        &format!(
+            "[delivery]\nfirst_retry_ms = 100\nbackoff_factor = 2.0\nmax_retry_delay_ms = 1000\n\
+             request_timeout_ms = 1000\npoll_interval_ms = 20\n{}",
+            receiver.team_toml("sales", "ok")
+        ),
+    )
+    .await;
+    // Endpoint secrets are stored sealed: the replicas share a key (the environment's file
+    // of the config profile the fleet runs).
+    let profile = fleet.dir.path().join("config");
+    std::fs::create_dir_all(&profile).expect("config dir");
+    std::fs::write(
+        profile.join("crash-test.toml"),
+        format!(
+            "[storage]\nencryption_key = \"{}\"\n",
+            wa_groups_gateway::crypto::EncryptionKey::generate()
+        ),
+    )
+    .expect("profile");
+    let replicas = fleet.replicas(2).await;
+
+    // A token with the webhooks scope, issued by the platform team, and an endpoint made on
+    // the first replica.
+    let issued: Value = fleet
+        .http
+        .post(format!("{}/v1/admin/tokens", replicas[0].base))
+        .bearer_auth(&fleet.admin)
+        .json(&json!({"team": "sales", "scopes": ["webhooks"], "ttl_seconds": 3600}))
+        .send()
+        .await
+        .expect("issue")
+        .json()
+        .await
+        .expect("json");
+    let hooks = issued["token"].as_str().expect("token").to_owned();
+    let created: Value = fleet
+        .http
+        .post(format!("{}/v1/webhook-endpoints", replicas[0].base))
+        .bearer_auth(&hooks)
+        .json(&json!({"url": receiver.url("api", "ok")}))
+        .send()
+        .await
+        .expect("create endpoint")
+        .json()
+        .await
+        .expect("json");
+    receiver.set_secret("api", created["secret"].as_str().expect("secret"));
+
+    let meta_request = format!("TWO-{}", uuid());
+    let guard = meta_answers_creation(&meta, &meta_request).await;
+    fleet.request_creation(&replicas[0], "Two replicas").await;
+    drop(guard);
+    let group_id = format!("GTWO{}", uuid());
+    let creation = creation_webhook(&meta_request, &group_id, "Two replicas");
+    assert_eq!(fleet.post_webhook(&replicas[1], &creation).await, 200);
+    let groups = vec![group_id];
+    let bodies: Vec<Vec<u8>> = (0..POSTS).map(|i| join_post(i, &groups)).collect();
+    let by_replica: Vec<Vec<usize>> = (0..2)
+        .map(|r| (0..POSTS).filter(|i| i % 2 == r).collect())
+        .collect();
+    let sends = by_replica
+        .iter()
+        .enumerate()
+        .map(|(r, which)| burst(&fleet.http, &replicas[r].base, &bodies, which, |_, _| {}));
+    for answers in futures_util::future::join_all(sends).await {
+        assert!(answers.iter().all(|a| a.1), "every POST acknowledged");
+    }
+
+    let hits = receiver
+        .wait_until(
+            "every event at both endpoints",
+            Duration::from_secs(60),
+            |hits| {
+                ["sales", "api"].iter().all(|name| {
+                    hits.iter()
+                        .filter(|h| h.team == *name && h.answered == 200)
+                        .count()
+                        >= POSTS + 1
+                })
+            },
+        )
+        .await;
+    // Nothing more trickles in: no second delivery of anything.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hits_after = receiver.hits();
+    assert_eq!(hits_after.len(), hits.len(), "late duplicates");
+    let page: Value = fleet
+        .http
+        .get(format!("{}/v1/events?limit=1000", replicas[1].base))
+        .bearer_auth(&fleet.token)
+        .send()
+        .await
+        .expect("feed")
+        .json()
+        .await
+        .expect("json");
+    let mut feed: Vec<String> = page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    feed.sort();
+    assert_eq!(feed.len(), POSTS + 1);
+    for name in ["sales", "api"] {
+        let mut delivered: Vec<&str> = hits_after
+            .iter()
+            .filter(|h| h.team == name)
+            .map(|h| h.webhook_id.as_str())
+            .collect();
+        assert!(
+            hits_after
+                .iter()
+                .filter(|h| h.team == name)
+                .all(|h| h.verified.is_ok() && h.answered == 200),
+            "{name}: every delivery verified and accepted"
+        );
+        assert_eq!(
+            delivered.len(),
+            POSTS + 1,
+            "{name}: each event exactly once"
+        );
+        delivered.sort_unstable();
+        assert_eq!(delivered, feed, "{name}: the feed's events");
+    }
+}
