@@ -250,7 +250,7 @@ impl PartialSchema for PutPhoneNumberBody {
             .required("access_token")
             .additional_properties(Some(AdditionalProperties::FreeForm(false)))
             .examples([
-                json!({"access_token": "EAAG…", "rate_limit": {"per_second": 10, "burst": 20}}),
+                json!({"access_token": "EAAGm0PX4ZCpsBAExample", "rate_limit": {"per_second": 10, "burst": 20}}),
             ])
             .into()
     }
