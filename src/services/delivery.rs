@@ -469,6 +469,8 @@ impl Worker {
         let mut failure: Option<(String, Option<String>, Option<Duration>)> = None;
         let retry_for = self.config.retry_for.as_millis() as i64;
         for (delivery, outcome, at_ms, took) in attempts {
+            // What the network said, for the log only (attempts show the class).
+            let mut failure_detail: Option<String> = None;
             metrics::histogram!(crate::metrics::WEBHOOK_DELIVERY_SECONDS)
                 .record(took.as_secs_f64());
             let (http_status, error, verdict) = match outcome {
@@ -494,7 +496,7 @@ impl Worker {
                     (Some(status.as_u16()), Some(error), verdict)
                 }
                 Outcome::Unreachable(class, detail) => {
-                    tracing::warn!(team = %target.team, endpoint_id = %target.id, endpoint = %redacted(&target.url), event_id = %delivery.event.id, attempt = delivery.attempt, error = %detail, "webhook delivery failed");
+                    failure_detail = Some(detail);
                     let verdict = self.retry_or_fail(&delivery, at_ms, retry_for, None);
                     failure = Some((class.to_owned(), None, None));
                     (None, Some(class.to_owned()), verdict)
@@ -505,6 +507,21 @@ impl Worker {
                 Verdict::RetryAt(_) => "retry",
                 Verdict::Failed => "failed",
             };
+            if let Some(error) = &error {
+                let verdict = match verdict {
+                    Verdict::RetryAt(_) => "will retry",
+                    _ => "failed for good (replayable)",
+                };
+                tracing::warn!(
+                    team = %target.team,
+                    endpoint_id = %target.id,
+                    endpoint = %redacted(&target.url),
+                    event_id = %delivery.event.id,
+                    attempt = delivery.attempt,
+                    error = %failure_detail.as_deref().unwrap_or(error),
+                    "webhook delivery failed; {verdict}"
+                );
+            }
             metrics::counter!(crate::metrics::WEBHOOK_DELIVERIES, "team" => target.team.clone(), "outcome" => outcome).increment(1);
             settled.push(SettledAttempt {
                 delivery_id: delivery.id,

@@ -6,8 +6,9 @@ use serde_json::Value;
 use sqlx::{AnyConnection, FromRow};
 
 use super::{SqlStorage, placeholders, value_rows};
-use crate::clock::now;
+use crate::clock::{now, now_ms};
 use crate::domain::FeedPosition;
+use crate::domain::endpoint::{EventTypeFilter, wants};
 use crate::domain::events::{EventType, TeamEvent};
 use crate::storage::{EventPage, EventStore, FeedPage, PruneBatch, Result};
 
@@ -147,7 +148,78 @@ async fn insert_chunk(
             Some((*seqs.get(&event.id)?, team.as_deref()?, event.event_type))
         })
         .collect();
-    super::endpoints::fan_out(conn, &owned).await
+    fan_out(conn, &owned).await
+}
+
+#[derive(FromRow)]
+struct FilterRow {
+    team: String,
+    id: String,
+    event_types: Option<String>,
+}
+
+/// The `webhook_deliveries` rows that get freshly stored team events delivered: one per
+/// (event, endpoint of its team whose filter takes the event's type). Events of no team,
+/// and `webhook.endpoint_disabled` (feed only), are delivered nowhere.
+async fn fan_out(conn: &mut AnyConnection, stored: &[(i64, &str, EventType)]) -> sqlx::Result<()> {
+    let stored: Vec<&(i64, &str, EventType)> = stored
+        .iter()
+        .filter(|(_, _, t)| *t != EventType::EndpointDisabled)
+        .collect();
+    if stored.is_empty() {
+        return Ok(());
+    }
+    let mut teams: Vec<&str> = stored.iter().map(|(_, team, _)| *team).collect();
+    teams.sort_unstable();
+    teams.dedup();
+    // Only numbered placeholders are spliced in; the names are bound.
+    let mut query = sqlx::query_as::<_, FilterRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT team, id, event_types FROM webhook_endpoints WHERE team IN ({})",
+        placeholders(1, teams.len())
+    )));
+    for team in &teams {
+        query = query.bind(*team);
+    }
+    let endpoints = query.fetch_all(&mut *conn).await?;
+    if endpoints.is_empty() {
+        return Ok(());
+    }
+    let filters: Vec<(&str, &str, Option<EventTypeFilter>)> = endpoints
+        .iter()
+        .map(|e| {
+            let filter = e
+                .event_types
+                .as_deref()
+                .and_then(|t| serde_json::from_str::<Vec<String>>(t).ok())
+                .map(EventTypeFilter::new);
+            (e.team.as_str(), e.id.as_str(), filter)
+        })
+        .collect();
+    let mut rows: Vec<(i64, &str, &str)> = Vec::new();
+    for (seq, team, event_type) in stored {
+        for (endpoint_team, endpoint_id, filter) in &filters {
+            if endpoint_team == team && wants(filter.as_ref(), *event_type) {
+                rows.push((*seq, team, endpoint_id));
+            }
+        }
+    }
+    let now_ms = now_ms();
+    let now = now();
+    for chunk in rows.chunks(300) {
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO webhook_deliveries (next_attempt_at, first_due_at, created_at, updated_at,
+               event_seq, team, endpoint_id)
+             VALUES {} ON CONFLICT (team, endpoint_id, event_seq) DO NOTHING",
+            value_rows("$1, $1, $2, $2", 3, 3, chunk.len())
+        )))
+        .bind(now_ms)
+        .bind(&now);
+        for (seq, team, endpoint_id) in chunk {
+            insert = insert.bind(*seq).bind(*team).bind(*endpoint_id);
+        }
+        insert.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
