@@ -37,6 +37,11 @@ pub struct Problem {
 
 const TYPE_BASE: &str = "https://wa-groups-gateway.dev/problems/";
 
+/// The full problem type of `slug`.
+pub fn problem_type(slug: &str) -> String {
+    format!("{TYPE_BASE}{slug}")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{detail}")]

@@ -4,7 +4,7 @@
 use actix_web::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::error::UpstreamError;
+use super::error::{PARTIAL_SUCCESS, UpstreamError, UpstreamProblem};
 use super::transport::{GraphAnswer, GraphClient, Operation, Payload};
 use super::wire::{
     FailedJoinRequest, JoinRequest, JoinRequestOutcome, JoinRequestPage, MetaPage, UpstreamGroup,
@@ -324,7 +324,8 @@ impl GraphClient {
             })
             .unwrap_or_default();
         Ok(JoinRequestOutcome {
-            partial: answer.status == StatusCode::PARTIAL_CONTENT,
+            partial: (answer.status == StatusCode::PARTIAL_CONTENT)
+                .then(|| partial_success(&answer)),
             succeeded,
             failed,
         })
@@ -350,6 +351,25 @@ impl GraphClient {
             Payload::Json(body),
         );
         self.accepted(pn, op).await
+    }
+}
+
+/// Meta's partial success (206): the code and message of its top-level `errors`, 131201
+/// when it gave none.
+fn partial_success(answer: &GraphAnswer) -> UpstreamProblem {
+    let error = &answer.body["errors"][0];
+    UpstreamProblem {
+        code: error
+            .get("code")
+            .and_then(lenient::as_int)
+            .unwrap_or(PARTIAL_SUCCESS),
+        error_subcode: None,
+        message: error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("Not all of the request succeeded")
+            .to_owned(),
+        fbtrace_id: answer.fbtrace_id.clone(),
     }
 }
 

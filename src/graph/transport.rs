@@ -352,6 +352,7 @@ fn record_attempt(
         Err(UpstreamError::Timeout) => ("timeout".to_owned(), String::new(), None),
         Err(UpstreamError::Unreachable(_)) => ("unreachable".to_owned(), String::new(), None),
         Err(UpstreamError::LocalQuota { .. }) => ("local_quota".to_owned(), String::new(), None),
+        Err(UpstreamError::GroupBackoff { .. }) => ("backoff".to_owned(), String::new(), None),
     };
     context::note_upstream(upstream_call(result));
     if let Err(UpstreamError::Meta(e)) = result

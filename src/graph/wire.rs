@@ -161,8 +161,8 @@ pub struct FailedJoinRequest {
 
 #[derive(Debug, Clone)]
 pub struct JoinRequestOutcome {
-    /// Meta answered 206 (code 131201): some items failed.
-    pub partial: bool,
+    /// Meta answered 206 (code 131201): some items failed; Meta's code and message.
+    pub partial: Option<super::UpstreamProblem>,
     pub succeeded: Vec<String>,
     pub failed: Vec<FailedJoinRequest>,
 }

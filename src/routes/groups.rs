@@ -25,8 +25,8 @@ use crate::domain::{
     ProfilePicture, RequestId, TemplateName, TemplateParameter, WaitSeconds, decode_cursor,
 };
 use crate::error::ApiError;
-use crate::graph::GraphClient;
 use crate::graph::{FailedJoinRequest, JoinRequestDecision, JoinRequestPage, MetaPage};
+use crate::graph::{GraphClient, UpstreamProblem};
 use crate::services::creation::Creations;
 use crate::services::groups::Groups;
 use crate::storage::{CreateRequest, GroupSummary, PendingCreation, RequestStatus};
@@ -178,12 +178,35 @@ pub struct JoinRequestIdsBody {
 pub struct ApprovedJoinRequests {
     pub approved: Vec<String>,
     pub failed: Vec<FailedJoinRequest>,
+    /// Present when Meta answered a partial success (its 206, code 131201).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial_success: Option<PartialSuccess>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct RejectedJoinRequests {
     pub rejected: Vec<String>,
     pub failed: Vec<FailedJoinRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial_success: Option<PartialSuccess>,
+}
+
+/// Meta's partial success, with a stable type like every problem's.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"type": "https://wa-groups-gateway.dev/problems/partial-success", "upstream": {"code": 131201, "message": "Not all participant-level operations succeeded"}}))]
+pub struct PartialSuccess {
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub upstream: UpstreamProblem,
+}
+
+impl PartialSuccess {
+    fn of(upstream: Option<UpstreamProblem>) -> Option<Self> {
+        upstream.map(|upstream| PartialSuccess {
+            problem_type: crate::error::problem_type("partial-success"),
+            upstream,
+        })
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -849,9 +872,13 @@ pub async fn approve_join_requests(
     call: OwnedGroup<GroupsWrite, JoinRequestIds>,
     graph: web::Data<GraphClient>,
 ) -> Result<web::Json<ApprovedJoinRequests>, ApiError> {
-    let (approved, failed) =
+    let (approved, failed, partial) =
         decide_join_requests(&call, &graph, JoinRequestDecision::Approve).await?;
-    Ok(web::Json(ApprovedJoinRequests { approved, failed }))
+    Ok(web::Json(ApprovedJoinRequests {
+        approved,
+        failed,
+        partial_success: PartialSuccess::of(partial),
+    }))
 }
 
 /// Reject join requests. A partial success is a 200 with `failed` filled in.
@@ -870,9 +897,13 @@ pub async fn reject_join_requests(
     call: OwnedGroup<GroupsWrite, JoinRequestIds>,
     graph: web::Data<GraphClient>,
 ) -> Result<web::Json<RejectedJoinRequests>, ApiError> {
-    let (rejected, failed) =
+    let (rejected, failed, partial) =
         decide_join_requests(&call, &graph, JoinRequestDecision::Reject).await?;
-    Ok(web::Json(RejectedJoinRequests { rejected, failed }))
+    Ok(web::Json(RejectedJoinRequests {
+        rejected,
+        failed,
+        partial_success: PartialSuccess::of(partial),
+    }))
 }
 
 /// Asks Meta to approve or reject the call's join requests: those decided, and those Meta
@@ -881,11 +912,11 @@ async fn decide_join_requests(
     call: &OwnedGroup<GroupsWrite, JoinRequestIds>,
     graph: &GraphClient,
     decision: JoinRequestDecision,
-) -> Result<(Vec<String>, Vec<FailedJoinRequest>), ApiError> {
+) -> Result<(Vec<String>, Vec<FailedJoinRequest>, Option<UpstreamProblem>), ApiError> {
     let (g, ids) = (call.group(), &call.input.0);
     let (pn, group) = (&g.phone_number_id, &g.group_id);
     let outcome = graph.decide_join_requests(pn, group, ids, decision).await?;
-    Ok((outcome.succeeded, outcome.failed))
+    Ok((outcome.succeeded, outcome.failed, outcome.partial))
 }
 
 /// Remove participants; they can no longer rejoin through the invite link.

@@ -13,6 +13,7 @@ mod events;
 mod expiry;
 mod fleet_truth;
 mod groups;
+mod guardrails;
 mod hardening;
 mod isolation;
 mod layering;
