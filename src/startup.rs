@@ -94,7 +94,7 @@ impl Application {
         let (guards, refused_before_routing) =
             Guards::new(&settings, shared_buckets, &supervisor, &directory);
         let access = Access::load(&settings, &storage, &supervisor, registry).await?;
-        let services = Services::start(&settings, storage, &supervisor).await;
+        let services = Services::start(&settings, storage, &supervisor, &directory).await;
         let shared = Shared {
             upstream,
             guards,
@@ -328,7 +328,12 @@ struct Services {
 impl Services {
     /// Webhook ingress → processor → deliveries, the creation watchdog, retention, and the
     /// ownership cache, warmed before the first request.
-    async fn start(settings: &Settings, storage: Storage, supervisor: &Supervisor) -> Self {
+    async fn start(
+        settings: &Settings,
+        storage: Storage,
+        supervisor: &Supervisor,
+        directory: &Directory,
+    ) -> Self {
         let timeout = Duration::from_millis(settings.graph.timeout_ms);
         let creation_timeout = Duration::from_secs(settings.webhooks.creation_timeout_seconds);
         let deliveries = crate::services::delivery::spawn(
@@ -369,6 +374,7 @@ impl Services {
             storage.clone(),
             waiters,
             timeout.max(Duration::from_secs(1)),
+            directory.clone(),
         ));
         // A call to Meta takes at most graph.timeout_ms; a margin covers clocks and commits.
         creations.spawn_watchdog(

@@ -474,6 +474,8 @@ struct RawPhoneNumber {
     access_token: SecretSource,
     /// Protects Meta's quota of this number, shared by every team using it.
     rate_limit: Option<RateLimitSettings>,
+    /// Active groups (and creations pending) the number may have; default Meta's 10,000.
+    max_groups: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -499,6 +501,8 @@ struct RawTeam {
     admin: bool,
     rate_limit: Option<RateLimitSettings>,
     webhook: Option<RawTeamWebhook>,
+    /// Active groups (and creations pending) the team may have on each of its numbers.
+    max_groups: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -534,7 +538,11 @@ pub struct Settings {
     pub retention: RetentionSettings,
     pub phone_numbers: BTreeMap<PhoneNumberId, SecretString>,
     pub phone_number_rate_limits: BTreeMap<PhoneNumberId, RateLimitSettings>,
+    /// `phone_numbers.<pn>.max_groups`, where set (DESIGN §15).
+    pub phone_number_max_groups: BTreeMap<PhoneNumberId, u32>,
     pub teams: BTreeMap<String, TeamSettings>,
+    /// `teams.<name>.max_groups`, per number, where set (DESIGN §15).
+    pub team_max_groups: BTreeMap<String, u32>,
     /// `storage.encryption_key` and `storage.previous_encryption_keys`, resolved.
     pub encryption: EncryptionSettings,
 }
@@ -797,6 +805,8 @@ impl RawSettings {
     fn resolve(self) -> Result<Settings, ConfigError> {
         let sandbox = self.graph.mode == GraphMode::Sandbox;
         self.check()?;
+        let phone_number_max_groups = max_groups_of_numbers(&self.phone_numbers)?;
+        let team_max_groups = max_groups_of_teams(&self.teams)?;
         let (phone_numbers, phone_number_rate_limits) =
             resolve_phone_numbers(self.phone_numbers, sandbox)?;
         let teams = self
@@ -831,7 +841,9 @@ impl RawSettings {
             retention: self.retention,
             phone_numbers,
             phone_number_rate_limits,
+            phone_number_max_groups,
             teams,
+            team_max_groups,
             encryption,
         })
     }
@@ -956,6 +968,40 @@ impl RawWebhookSettings {
             creation_timeout_seconds: self.creation_timeout_seconds,
         })
     }
+}
+
+/// Meta allows a number at most 10,000 active groups: a limit is 1 to 10,000.
+const MAX_GROUPS: std::ops::RangeInclusive<u32> = 1..=10_000;
+const MAX_GROUPS_RULE: &str = "must be 1 to 10000 (Meta allows a number at most 10,000 groups)";
+
+fn max_groups_of_numbers(
+    raw: &BTreeMap<String, RawPhoneNumber>,
+) -> Result<BTreeMap<PhoneNumberId, u32>, ConfigError> {
+    let mut limits = BTreeMap::new();
+    for (id, number) in raw {
+        if let Some(max) = number.max_groups {
+            let key = format!("phone_numbers.{id}.max_groups");
+            ensure(MAX_GROUPS.contains(&max), key, MAX_GROUPS_RULE)?;
+            if let Ok(pn) = PhoneNumberId::parse(id) {
+                limits.insert(pn, max);
+            }
+        }
+    }
+    Ok(limits)
+}
+
+fn max_groups_of_teams(
+    raw: &BTreeMap<String, RawTeam>,
+) -> Result<BTreeMap<String, u32>, ConfigError> {
+    let mut limits = BTreeMap::new();
+    for (name, team) in raw {
+        if let Some(max) = team.max_groups {
+            let key = format!("teams.{name}.max_groups");
+            ensure(MAX_GROUPS.contains(&max), key, MAX_GROUPS_RULE)?;
+            limits.insert(name.clone(), max);
+        }
+    }
+    Ok(limits)
 }
 
 /// Each number's access token and its own rate limit, if any.

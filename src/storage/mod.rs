@@ -41,7 +41,18 @@ impl StorageError {
 pub trait GroupStore: Send + Sync {
     /// Records a pending creation that holds its (phone number, subject) until Meta's request
     /// id arrives or it ends. `false`, and nothing recorded, when another creation holds them.
-    async fn insert_creation(&self, creation: &PendingCreation) -> Result<bool>;
+    async fn insert_creation(&self, creation: &PendingCreation) -> Result<bool> {
+        let recorded = self.record_creation(creation, GroupQuota::NONE).await?;
+        Ok(recorded == Recorded::Yes)
+    }
+    /// `insert_creation` within `quota`: the count and the insert are one transaction that
+    /// every other creation on the number (on any replica) waits for, so two creations never
+    /// both take the last slot.
+    async fn record_creation(
+        &self,
+        creation: &PendingCreation,
+        quota: GroupQuota,
+    ) -> Result<Recorded>;
     /// Marks a still pending creation failed.
     async fn fail_creation(&self, request_id: &RequestId, error: &ItemError) -> Result<()>;
     async fn creation(&self, request_id: &str) -> Result<Option<CreateRequest>>;

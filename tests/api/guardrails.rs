@@ -148,3 +148,358 @@ async fn a_partial_success_names_metas_131201() {
         .unwrap();
     assert!(body.get("partial_success").is_none(), "{body}");
 }
+
+// ---- quotas ---------------------------------------------------------------------------------
+
+/// Meta's answer to a creation: a new request id each time.
+pub struct NewRequestId;
+
+impl wiremock::Respond for NewRequestId {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"messaging_product": "whatsapp", "request_id": uuid()}))
+    }
+}
+
+/// Meta answers every creation on `pn` with a new request id (and sends no webhook).
+async fn meta_accepts_creations(app: &TestApp, pn: &str) {
+    Mock::given(method("POST"))
+        .and(path(graph(&format!("{pn}/groups"))))
+        .respond_with(NewRequestId)
+        .mount(&app.meta)
+        .await;
+}
+
+async fn create(app: &TestApp, token: &str, pn: &str) -> reqwest::Response {
+    app.post_json(
+        &format!("/v1/phone-numbers/{pn}/groups"),
+        token,
+        &json!({"subject": format!("Quota {}", uuid())}),
+    )
+    .await
+}
+
+async fn assert_over_quota(res: reqwest::Response, scope: &str, limit: u32) {
+    assert_eq!(res.status(), 409);
+    let p = problem(res).await;
+    assert_eq!(p["type"], format!("{PROBLEMS}group-quota-exceeded"), "{p}");
+    let detail = p["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(scope) && detail.contains(&format!("at most {limit} groups")),
+        "{p}"
+    );
+}
+
+/// The number's `max_groups` counts every team's active groups and pending creations; over
+/// it, 409 and nothing reaches Meta; a deleted group frees its slot.
+#[tokio::test]
+async fn the_numbers_quota_counts_active_groups_and_pending_creations_of_every_team() {
+    let pn: wa_groups_gateway::domain::PhoneNumberId =
+        wa_groups_gateway::domain::PhoneNumberId::parse(PN).unwrap();
+    let app = spawn_app_adjusted(None, "", "", "", move |s| {
+        s.phone_number_max_groups.insert(pn, 2);
+    })
+    .await;
+    let sales = app.sales();
+    let support = app.token("support", &["groups:read", "groups:write", "groups:delete"]);
+    let active = app.create_group(&sales, PN, "Active").await;
+    meta_accepts_creations(&app, PN).await;
+    // A creation pending (no webhook yet) holds the second slot.
+    assert_eq!(create(&app, &support, PN).await.status(), 202);
+    let sent = creations_sent(&app.upstream_requests().await, PN);
+    for token in [&sales, &support] {
+        assert_over_quota(create(&app, token, PN).await, "phone number", 2).await;
+    }
+    assert_eq!(
+        creations_sent(&app.upstream_requests().await, PN),
+        sent,
+        "nothing upstream"
+    );
+    // Another number has its own quota (Meta's 10,000 by default).
+    meta_accepts_creations(&app, PN2).await;
+    assert_eq!(create(&app, &sales, PN2).await.status(), 202);
+    // Deleting the active group frees its slot.
+    Mock::given(method("DELETE"))
+        .and(path(graph(&active)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .mount(&app.meta)
+        .await;
+    assert_eq!(
+        app.delete(&format!("/v1/groups/{active}"), &sales)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(create(&app, &support, PN).await.status(), 202);
+    assert_over_quota(create(&app, &support, PN).await, "phone number", 2).await;
+}
+
+/// A failed creation frees its slot at once: only pending creations count.
+#[tokio::test]
+async fn a_refused_creation_does_not_hold_a_slot() {
+    let pn = wa_groups_gateway::domain::PhoneNumberId::parse(PN).unwrap();
+    let app = spawn_app_adjusted(None, "", "", "", move |s| {
+        s.phone_number_max_groups.insert(pn, 1);
+    })
+    .await;
+    let sales = app.sales();
+    let guard = Mock::given(method("POST"))
+        .and(path(graph(&format!("{PN}/groups"))))
+        .respond_with(ResponseTemplate::new(400).set_body_json(meta_error(131215, "not eligible")))
+        .mount_as_scoped(&app.meta)
+        .await;
+    assert_eq!(create(&app, &sales, PN).await.status(), 400);
+    drop(guard);
+    meta_accepts_creations(&app, PN).await;
+    assert_eq!(create(&app, &sales, PN).await.status(), 202);
+    assert_over_quota(create(&app, &sales, PN).await, "phone number", 1).await;
+}
+
+/// A team's `max_groups` applies on each of its numbers, and to it alone.
+#[tokio::test]
+async fn a_teams_quota_applies_per_number_and_to_that_team_only() {
+    let app = spawn_app_adjusted(None, "", "", "", |s| {
+        s.team_max_groups.insert("sales".into(), 1);
+    })
+    .await;
+    let sales = app.sales();
+    let support = app.token("support", &["groups:read", "groups:write"]);
+    meta_accepts_creations(&app, PN).await;
+    meta_accepts_creations(&app, PN2).await;
+    assert_eq!(create(&app, &sales, PN).await.status(), 202);
+    let sent = creations_sent(&app.upstream_requests().await, PN);
+    assert_over_quota(create(&app, &sales, PN).await, "team", 1).await;
+    assert_eq!(creations_sent(&app.upstream_requests().await, PN), sent);
+    assert_eq!(create(&app, &support, PN).await.status(), 202);
+    assert_eq!(create(&app, &sales, PN2).await.status(), 202);
+    assert_over_quota(create(&app, &sales, PN2).await, "team", 1).await;
+}
+
+/// Quotas set through the admin API are in force at once, for numbers and teams alike.
+#[tokio::test]
+async fn quotas_set_through_the_admin_api_are_enforced() {
+    let key = wa_groups_gateway::crypto::EncryptionKey::parse(
+        &wa_groups_gateway::crypto::EncryptionKey::generate(),
+    )
+    .unwrap();
+    let app = spawn_app_adjusted(None, "", "", "", move |s| {
+        s.encryption.keys.current = Some(key)
+    })
+    .await;
+    let admin = app.token("platform", &["admin"]);
+    let put = |path: String, body: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            app.send_json(reqwest::Method::PUT, &path, &admin, &body)
+                .await
+                .status()
+        }
+    };
+    const PN3: &str = "333333";
+    assert_eq!(
+        put(
+            format!("/v1/admin/phone-numbers/{PN3}"),
+            json!({"access_token": "t-333", "max_groups": 2})
+        )
+        .await,
+        201
+    );
+    assert_eq!(
+        put(
+            "/v1/admin/teams/ops".into(),
+            json!({"phone_numbers": [PN3], "max_groups": 1})
+        )
+        .await,
+        201
+    );
+    assert_eq!(
+        put(
+            "/v1/admin/teams/dev".into(),
+            json!({"phone_numbers": [PN3]})
+        )
+        .await,
+        201
+    );
+    let ops = app.token("ops", &["groups:write"]);
+    let dev = app.token("dev", &["groups:write"]);
+    meta_accepts_creations(&app, PN3).await;
+    assert_eq!(create(&app, &ops, PN3).await.status(), 202);
+    assert_over_quota(create(&app, &ops, PN3).await, "team", 1).await;
+    assert_eq!(create(&app, &dev, PN3).await.status(), 202);
+    assert_over_quota(create(&app, &dev, PN3).await, "phone number", 2).await;
+    assert_eq!(creations_sent(&app.upstream_requests().await, PN3), 2);
+}
+
+#[test]
+fn max_groups_outside_metas_limit_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = test_config("http://127.0.0.1:1", dir.path(), "");
+    for (written, key) in [
+        (
+            format!("access_token = \"{TOKEN_PN}\"\nmax_groups = 0"),
+            format!("phone_numbers.{PN}.max_groups"),
+        ),
+        (
+            format!("access_token = \"{TOKEN_PN}\"\nmax_groups = 10001"),
+            format!("phone_numbers.{PN}.max_groups"),
+        ),
+        (
+            "[teams.support]\nmax_groups = 0".to_owned(),
+            "teams.support.max_groups".to_owned(),
+        ),
+    ] {
+        let from = if written.starts_with("[teams") {
+            "[teams.support]".to_owned()
+        } else {
+            format!("access_token = \"{TOKEN_PN}\"")
+        };
+        let toml = base.replacen(&from, &written, 1);
+        let err = wa_groups_gateway::config::Settings::from_toml_overrides(&toml)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(&key), "{key}: {err}");
+    }
+    let ok = base.replacen(
+        &format!("access_token = \"{TOKEN_PN}\""),
+        &format!("access_token = \"{TOKEN_PN}\"\nmax_groups = 10000"),
+        1,
+    );
+    let settings = wa_groups_gateway::config::Settings::from_toml_overrides(&ok).unwrap();
+    assert_eq!(
+        settings
+            .phone_number_max_groups
+            .values()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![10000]
+    );
+}
+
+// ---- two replicas on one PostgreSQL database -------------------------------------------------
+
+/// A number of the replica tests' own, with its `max_groups`, and the team that uses it.
+const RACED: &str = "444444";
+
+/// Two gateway processes on one PostgreSQL database, with wiremock as Meta.
+struct Pair {
+    _dir: tempfile::TempDir,
+    _db: crate::pg::TestDatabase,
+    replicas: Vec<crate::fleet::Gateway>,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Pair {
+    async fn start(meta: &wiremock::MockServer, extra: &str) -> Pair {
+        let db = crate::pg::TestDatabase::create().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let toml = test_config(
+            &meta.uri(),
+            dir.path(),
+            &format!(
+                "[telemetry]\nlog_level = \"warn\"\n\
+                 [phone_numbers.{RACED}]\naccess_token = \"t-444\"\nmax_groups = 3\n\
+                 [teams.racers]\nphone_numbers = [\"{RACED}\"]\n{extra}"
+            ),
+        );
+        let config = dir.path().join("pair.toml");
+        std::fs::write(&config, &toml).expect("config file");
+        let settings =
+            wa_groups_gateway::config::Settings::from_toml_overrides(&toml).expect("valid");
+        let token = wa_groups_gateway::auth::TokenIssuer::new(&settings.auth, None)
+            .expect("signing key")
+            .issue(
+                "racers",
+                &[
+                    wa_groups_gateway::auth::Scope::GroupsRead,
+                    wa_groups_gateway::auth::Scope::GroupsWrite,
+                ],
+                None,
+                3600,
+            )
+            .expect("token")
+            .token;
+        let replicas = futures_util::future::join_all(
+            (1..=2).map(|run| crate::fleet::start(dir.path(), &config, &db.url, run)),
+        )
+        .await;
+        Pair {
+            _dir: dir,
+            _db: db,
+            replicas,
+            token,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    async fn create(&self, replica: usize, subject: &str) -> reqwest::Response {
+        self.http
+            .post(self.replicas[replica].url(&format!("/v1/phone-numbers/{RACED}/groups")))
+            .bearer_auth(&self.token)
+            .json(&json!({ "subject": subject }))
+            .send()
+            .await
+            .expect("create")
+    }
+}
+
+/// Two replicas racing for the last slots: exactly `max_groups` creations reach Meta, every
+/// other one is refused 409 before Meta, whichever replica it came through.
+#[tokio::test]
+async fn two_replicas_racing_never_both_take_the_last_slot() {
+    let meta = wiremock::MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(graph(&format!("{RACED}/groups"))))
+        // Slow enough that every creation is in flight at once.
+        .respond_with(DelayedRequestId(std::time::Duration::from_millis(300)))
+        .mount(&meta)
+        .await;
+    let pair = Pair::start(&meta, "").await;
+    let subjects: Vec<String> = (0..16).map(|i| format!("Race {i}")).collect();
+    let attempts = subjects
+        .iter()
+        .enumerate()
+        .map(|(i, s)| pair.create(i % 2, s));
+    let answers = futures_util::future::join_all(attempts).await;
+    let mut accepted = 0;
+    let mut refused = 0;
+    for res in answers {
+        match res.status().as_u16() {
+            202 => accepted += 1,
+            409 => {
+                let p = problem(res).await;
+                assert_eq!(p["type"], format!("{PROBLEMS}group-quota-exceeded"), "{p}");
+                refused += 1;
+            }
+            other => panic!(
+                "unexpected {other}: {}",
+                res.text().await.unwrap_or_default()
+            ),
+        }
+    }
+    assert_eq!((accepted, refused), (3, 13));
+    let sent = meta.received_requests().await.unwrap_or_default();
+    assert_eq!(
+        creations_sent(&sent, RACED),
+        3,
+        "only the accepted reached Meta"
+    );
+    // Still full, on either replica.
+    for replica in 0..2 {
+        assert_eq!(pair.create(replica, "Late").await.status(), 409);
+    }
+}
+
+/// Meta's answer to a creation after `0`: a new request id each time.
+struct DelayedRequestId(std::time::Duration);
+
+impl wiremock::Respond for DelayedRequestId {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        wiremock::Respond::respond(&NewRequestId, request).set_delay(self.0)
+    }
+}
