@@ -199,19 +199,15 @@ impl Directory {
     }
 
     /// What a creation by `team` on `pn` must stay within: the number's `max_groups`
-    /// (Meta's 10,000 when unset) and the team's, when set.
-    pub fn group_quota(&self, team: &str, pn: &PhoneNumberId) -> crate::storage::GroupQuota {
+    /// (Meta's 10,000 when unset), and the team's when set.
+    pub fn max_groups(&self, team: &str, pn: &PhoneNumberId) -> (u32, Option<u32>) {
         let platform = self.current();
-        crate::storage::GroupQuota {
-            number: Some(
-                platform
-                    .numbers
-                    .get(pn)
-                    .and_then(|n| n.max_groups)
-                    .unwrap_or(META_MAX_GROUPS),
-            ),
-            team: platform.teams.get(team).and_then(|t| t.max_groups),
-        }
+        let number = platform
+            .numbers
+            .get(pn)
+            .and_then(|n| n.max_groups)
+            .unwrap_or(META_MAX_GROUPS);
+        (number, platform.teams.get(team).and_then(|t| t.max_groups))
     }
 
     /// The number's bucket, when it has one.

@@ -24,7 +24,7 @@ use crate::config::{
 };
 use crate::connection::RefusedBeforeRouting;
 use crate::error::{self, ApiError};
-use crate::graph::{GraphClient, NumberLimits, TokenStore};
+use crate::graph::{Backoffs, GraphClient, NumberLimits, TokenStore};
 use crate::openapi::{ApiDoc, spec};
 use crate::platform::{Directory, LiveLimiter};
 use crate::process::BoundServer;
@@ -90,7 +90,13 @@ impl Application {
         crate::metrics::install();
         // With `store = "redis"`, every replica draws from the same buckets.
         let shared_buckets = shared_buckets(&settings.rate_limit)?;
-        let upstream = Upstream::new(&settings, port, shared_buckets.clone(), &directory);
+        let upstream = Upstream::new(
+            &settings,
+            port,
+            shared_buckets.clone(),
+            &directory,
+            &storage,
+        );
         let (guards, refused_before_routing) =
             Guards::new(&settings, shared_buckets, &supervisor, &directory);
         let access = Access::load(&settings, &storage, &supervisor, registry).await?;
@@ -172,6 +178,7 @@ struct Upstream {
     attempt_timeout: Duration,
     tokens: TokenStore,
     number_limits: NumberLimits,
+    backoffs: Backoffs,
 }
 
 impl Upstream {
@@ -180,7 +187,11 @@ impl Upstream {
         port: u16,
         shared: Option<Arc<RedisStore>>,
         directory: &Directory,
+        storage: &Storage,
     ) -> Self {
+        // Meta's 131208 holds a number's group operations back on every replica: in Redis
+        // with the shared buckets, else in storage.
+        let backoffs = Backoffs::new(shared.clone(), storage.backoffs.clone());
         let base = match settings.graph.mode {
             GraphMode::Live => settings.graph.base_url.clone(),
             // The gateway talks to its own simulation over HTTP, through the same client code.
@@ -198,6 +209,7 @@ impl Upstream {
             attempt_timeout: Duration::from_millis(settings.graph.attempt_timeout_ms),
             tokens: directory.clone(),
             number_limits,
+            backoffs,
         }
     }
 
@@ -210,6 +222,7 @@ impl Upstream {
             self.attempt_timeout,
             self.tokens.clone(),
             self.number_limits.clone(),
+            self.backoffs.clone(),
         )
     }
 }

@@ -222,7 +222,8 @@ impl GraphClient {
         let answer = self
             .call(
                 pn,
-                Operation::send("send_invitation", Method::POST, path, Payload::Json(body)),
+                Operation::send("send_invitation", Method::POST, path, Payload::Json(body))
+                    .messaging(),
             )
             .await?;
         Ok(answer.body["messages"][0]
@@ -250,7 +251,10 @@ impl GraphClient {
         context::note_detail("message_type", kind);
         let path = format!("{pn}/messages");
         let answer = self
-            .call(pn, Operation::post("send_group_message", path, body))
+            .call(
+                pn,
+                Operation::post("send_group_message", path, body).messaging(),
+            )
             .await?;
         let message_id = answer.body["messages"][0]
             .get("id")

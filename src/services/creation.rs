@@ -22,8 +22,8 @@ use crate::error::ApiError;
 use crate::graph::{GraphClient, UpstreamError};
 use crate::platform::Directory;
 use crate::storage::{
-    CreateRequest, CreationOutcome, GroupStore, PendingCreation, QuotaScope, Recorded, RegistryTx,
-    RequestStatus, Storage,
+    CreateRequest, CreationOutcome, GroupQuota, GroupStore, PendingCreation, QuotaScope, Recorded,
+    RegistryTx, RequestStatus, Storage,
 };
 use crate::supervisor::Supervisor;
 
@@ -199,7 +199,11 @@ impl Creations {
             phone_number_id: pn.to_string(),
             subject: subject.to_string(),
         };
-        let quota = self.directory.group_quota(team, pn);
+        let (number, team_max) = self.directory.max_groups(team, pn);
+        let quota = GroupQuota {
+            number: Some(number),
+            team: team_max,
+        };
         match self.groups.record_creation(&creation, quota).await? {
             Recorded::Yes => {}
             Recorded::SubjectBusy => {

@@ -5,6 +5,7 @@
 //! once, so those changes go through one unit of work (`RegistryTx`) that commits or rolls
 //! back as a whole.
 
+mod guardrails;
 mod platform;
 mod records;
 pub mod sql;
@@ -19,6 +20,7 @@ use serde_json::Value;
 use crate::domain::events::{Completion, NewWebhookEvent};
 use crate::domain::{FeedPosition, GroupId, ItemError, PhoneNumberId, RequestId};
 
+pub use guardrails::*;
 pub use platform::*;
 pub use records::*;
 
@@ -281,7 +283,14 @@ pub trait RegistryTx: Send {
 /// Every concern of one backend.
 #[async_trait]
 pub trait Backend:
-    GroupStore + InboxStore + EventStore + AuditStore + TokenStore + IdempotencyStore + PlatformStore
+    GroupStore
+    + InboxStore
+    + EventStore
+    + AuditStore
+    + TokenStore
+    + IdempotencyStore
+    + PlatformStore
+    + BackoffStore
 {
     async fn begin(&self) -> Result<Box<dyn RegistryTx>>;
     /// A unit of work holding only what can be derived again from data already committed
@@ -330,6 +339,7 @@ pub struct Storage {
     pub tokens: Arc<dyn TokenStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub platform: Arc<dyn PlatformStore>,
+    pub backoffs: Arc<dyn BackoffStore>,
     backend: Arc<dyn Backend>,
 }
 
@@ -346,6 +356,7 @@ impl Storage {
             tokens: backend.clone(),
             idempotency: backend.clone(),
             platform: backend.clone(),
+            backoffs: backend.clone(),
             backend,
         })
     }

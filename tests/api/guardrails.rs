@@ -393,6 +393,11 @@ struct Pair {
 
 impl Pair {
     async fn start(meta: &wiremock::MockServer, extra: &str) -> Pair {
+        Pair::on(meta, RACED, extra).await
+    }
+
+    /// Two replicas whose team `racers` uses `number` (`max_groups` 3).
+    async fn on(meta: &wiremock::MockServer, number: &str, extra: &str) -> Pair {
         let db = crate::pg::TestDatabase::create().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let toml = test_config(
@@ -400,8 +405,8 @@ impl Pair {
             dir.path(),
             &format!(
                 "[telemetry]\nlog_level = \"warn\"\n\
-                 [phone_numbers.{RACED}]\naccess_token = \"t-444\"\nmax_groups = 3\n\
-                 [teams.racers]\nphone_numbers = [\"{RACED}\"]\n{extra}"
+                 [phone_numbers.{number}]\naccess_token = \"t-444\"\nmax_groups = 3\n\
+                 [teams.racers]\nphone_numbers = [\"{number}\"]\n{extra}"
             ),
         );
         let config = dir.path().join("pair.toml");
@@ -438,8 +443,12 @@ impl Pair {
     }
 
     async fn create(&self, replica: usize, subject: &str) -> reqwest::Response {
+        self.create_on(replica, RACED, subject).await
+    }
+
+    async fn create_on(&self, replica: usize, number: &str, subject: &str) -> reqwest::Response {
         self.http
-            .post(self.replicas[replica].url(&format!("/v1/phone-numbers/{RACED}/groups")))
+            .post(self.replicas[replica].url(&format!("/v1/phone-numbers/{number}/groups")))
             .bearer_auth(&self.token)
             .json(&json!({ "subject": subject }))
             .send()
@@ -501,5 +510,252 @@ struct DelayedRequestId(std::time::Duration);
 impl wiremock::Respond for DelayedRequestId {
     fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
         wiremock::Respond::respond(&NewRequestId, request).set_delay(self.0)
+    }
+}
+
+// ---- Meta's 131208 backoff ------------------------------------------------------------------
+
+/// Meta's 131208, with its usage header advising `minutes`.
+fn group_throttled(minutes: Option<u64>) -> ResponseTemplate {
+    let answer =
+        ResponseTemplate::new(429).set_body_json(meta_error(131208, "Group Rate Limit Hit"));
+    match minutes {
+        Some(m) => answer.insert_header(
+            "x-business-use-case-usage",
+            json!({"1234": [{"type": "whatsapp", "call_count": 100, "estimated_time_to_regain_access": m}]})
+                .to_string()
+                .as_str(),
+        ),
+        None => answer,
+    }
+}
+
+/// Requests Meta received for group `g` or its sub-paths.
+async fn calls_about(app: &TestApp, g: &str) -> usize {
+    let prefix = graph(g);
+    app.upstream_requests()
+        .await
+        .iter()
+        .filter(|r| r.url.path().starts_with(&prefix))
+        .count()
+}
+
+async fn assert_held_back(res: reqwest::Response, at_most: u64, at_least: u64) {
+    assert_eq!(res.status(), 429);
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (at_least..=at_most).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    let p = problem(res).await;
+    assert_eq!(p["type"], format!("{PROBLEMS}group-rate-limited"), "{p}");
+}
+
+/// After Meta's 131208 no group operation of the number (reads included) goes upstream until
+/// Meta's advised time; the refused call is not retried; other numbers and messages flow.
+#[tokio::test]
+async fn after_131208_the_numbers_group_operations_wait_for_metas_advised_time() {
+    let app = spawn_app().await;
+    let token = app.token("sales", &["groups:read", "groups:write", "groups:message"]);
+    let g = app.create_group(&token, PN, "Hot").await;
+    let other = app.create_group(&token, PN2, "Cool").await;
+    Mock::given(method("GET"))
+        .and(path(graph(&g)))
+        .respond_with(group_throttled(Some(2)))
+        .expect(1)
+        .mount(&app.meta)
+        .await;
+    let res = app
+        .get(&format!("/v1/groups/{g}?fields=subject"), &token)
+        .await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["retry-after"], "120");
+    assert_eq!(problem(res).await["upstream"]["code"], 131208);
+    // Reads, changes and creations of the number wait, unsent.
+    assert_held_back(
+        app.get(&format!("/v1/groups/{g}?fields=subject"), &token)
+            .await,
+        120,
+        115,
+    )
+    .await;
+    assert_held_back(
+        app.get(&format!("/v1/groups/{g}/invite-link"), &token)
+            .await,
+        120,
+        115,
+    )
+    .await;
+    assert_held_back(
+        app.send_json(
+            reqwest::Method::PATCH,
+            &format!("/v1/groups/{g}"),
+            &token,
+            &json!({"subject": "New"}),
+        )
+        .await,
+        120,
+        115,
+    )
+    .await;
+    let creations = creations_sent(&app.upstream_requests().await, PN);
+    assert_held_back(create(&app, &token, PN).await, 120, 115).await;
+    assert_eq!(
+        creations_sent(&app.upstream_requests().await, PN),
+        creations
+    );
+    assert_eq!(
+        calls_about(&app, &g).await,
+        1,
+        "only the throttled call reached Meta"
+    );
+    // Another number is not held back.
+    Mock::given(method("GET"))
+        .and(path(graph(&other)))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": other, "subject": "Cool"})),
+        )
+        .mount(&app.meta)
+        .await;
+    assert_eq!(
+        app.get(&format!("/v1/groups/{other}?fields=subject"), &token)
+            .await
+            .status(),
+        200
+    );
+    // Messages are not group operations.
+    Mock::given(method("POST"))
+        .and(path(graph(&format!("{PN}/messages"))))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"messages": [{"id": "wamid.1"}]})),
+        )
+        .expect(1)
+        .mount(&app.meta)
+        .await;
+    let sent = app
+        .post_json(
+            &format!("/v1/groups/{g}/messages"),
+            &token,
+            &json!({"type": "text", "text": {"body": "hi"}}),
+        )
+        .await;
+    assert_eq!(
+        sent.status(),
+        202,
+        "{}",
+        sent.text().await.unwrap_or_default()
+    );
+}
+
+/// Without Meta's usage header the hold is 60 s.
+#[tokio::test]
+async fn without_metas_advice_the_hold_is_sixty_seconds() {
+    let app = spawn_app().await;
+    let token = app.sales();
+    let g = app.create_group(&token, PN, "Plain").await;
+    Mock::given(method("GET"))
+        .and(path(graph(&format!("{g}/invite_link"))))
+        .respond_with(group_throttled(None))
+        .expect(1)
+        .mount(&app.meta)
+        .await;
+    let res = app
+        .get(&format!("/v1/groups/{g}/invite-link"), &token)
+        .await;
+    assert_eq!(res.headers()["retry-after"], "60");
+    assert_held_back(
+        app.get(&format!("/v1/groups/{g}/invite-link"), &token)
+            .await,
+        60,
+        55,
+    )
+    .await;
+}
+
+/// A hold ends at its time: calls flow again.
+#[tokio::test]
+async fn a_hold_ends_at_its_time() {
+    use wa_groups_gateway::storage::BackoffStore;
+    let app = spawn_app().await;
+    let token = app.sales();
+    let g = app.create_group(&token, PN, "Brief").await;
+    let storage = wa_groups_gateway::storage::sql::SqlStorage::connect(
+        secrecy::ExposeSecret::expose_secret(&app.settings.storage.url),
+        1,
+    )
+    .await
+    .unwrap();
+    let until = chrono::Utc::now().timestamp_millis() + 1500;
+    storage.hold_group_operations(PN, until).await.unwrap();
+    // An earlier time never shortens it.
+    storage
+        .hold_group_operations(PN, until - 1000)
+        .await
+        .unwrap();
+    Mock::given(method("GET"))
+        .and(path(graph(&format!("{g}/invite_link"))))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"invite_link": "https://chat.whatsapp.com/X"})),
+        )
+        .mount(&app.meta)
+        .await;
+    assert_held_back(
+        app.get(&format!("/v1/groups/{g}/invite-link"), &token)
+            .await,
+        2,
+        1,
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    assert_eq!(
+        app.get(&format!("/v1/groups/{g}/invite-link"), &token)
+            .await
+            .status(),
+        200
+    );
+}
+
+/// A 131208 seen by one replica holds the other back (through storage, and through Redis
+/// when the buckets are shared there).
+#[tokio::test]
+async fn a_131208_on_one_replica_holds_back_the_other() {
+    for store in ["", "redis"] {
+        // A number of this run's own: a hold in Redis outlives the test.
+        let number = format!("{}", 500_000 + rand::random::<u32>() % 400_000);
+        let extra = if store == "redis" {
+            format!(
+                "[rate_limit]\nstore = \"redis\"\nredis_url = \"{}\"\n",
+                crate::pg::redis_url()
+            )
+        } else {
+            String::new()
+        };
+        let meta = wiremock::MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(graph(&format!("{number}/groups"))))
+            .respond_with(group_throttled(Some(1)))
+            .mount(&meta)
+            .await;
+        let pair = Pair::on(&meta, &number, &extra).await;
+        let first = pair.create_on(0, &number, "Throttled").await;
+        assert_eq!(first.status(), 429, "{store}");
+        assert_eq!(first.headers()["retry-after"], "60");
+        for replica in [1, 0] {
+            let res = pair
+                .create_on(replica, &number, &format!("Held {replica}"))
+                .await;
+            assert_held_back(res, 60, 50).await;
+        }
+        let sent = meta.received_requests().await.unwrap_or_default();
+        assert_eq!(
+            creations_sent(&sent, &number),
+            1,
+            "{store}: one call reached Meta"
+        );
     }
 }

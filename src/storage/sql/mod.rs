@@ -10,6 +10,7 @@ mod deferred;
 mod events;
 mod expiry;
 mod groups;
+mod guardrails;
 mod idempotency;
 mod inbox;
 mod registry;
