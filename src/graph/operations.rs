@@ -13,8 +13,8 @@ use super::wire::{
 use crate::context;
 use crate::domain::{
     GroupDescription, GroupFields, GroupId, GroupMessage, GroupSubject, ItemError,
-    JoinApprovalMode, JoinRequestId, LanguageCode, ParticipantId, PhoneNumberId, ProfilePicture,
-    TemplateName, lenient,
+    JoinApprovalMode, JoinRequestId, LanguageCode, ParticipantId, ParticipantRef, PhoneNumberId,
+    ProfilePicture, TemplateName, lenient,
 };
 
 impl GraphClient {
@@ -276,9 +276,13 @@ impl GraphClient {
         let op = Operation::read("list_join_requests", path).with_query(page.query());
         let answer = self.call(pn, op).await?;
         let join_requests = items(&answer.body["data"], |item| {
+            let text = |key: &str| item.get(key).and_then(lenient::as_id);
             Some(JoinRequest {
                 join_request_id: lenient::as_id(item.get("join_request_id")?)?,
-                wa_id: item.get("wa_id").and_then(lenient::as_id),
+                wa_id: text("wa_id"),
+                user_id: text("user_id"),
+                parent_user_id: text("parent_user_id"),
+                username: text("username"),
                 created_at: timestamp(item, "creation_timestamp"),
             })
         });
@@ -340,11 +344,14 @@ impl GraphClient {
         &self,
         pn: &PhoneNumberId,
         group: &GroupId,
-        participants: &[ParticipantId],
+        participants: &[ParticipantRef],
     ) -> Result<Option<String>, UpstreamError> {
         let body = json!({
             "messaging_product": "whatsapp",
-            "participants": participants.iter().map(|p| json!({ "user": p.as_ref() })).collect::<Vec<_>>(),
+            "participants": participants.iter().map(|p| match p {
+                ParticipantRef::Phone(phone) => json!({ "user": phone.as_ref() }),
+                ParticipantRef::User(user) => json!({ "user_id": user.as_ref() }),
+            }).collect::<Vec<_>>(),
         });
         let path = format!("{group}/participants");
         // Not replayed: its outcome arrives by webhook and a replay would report twice.

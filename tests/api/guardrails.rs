@@ -759,3 +759,210 @@ async fn a_131208_on_one_replica_holds_back_the_other() {
         );
     }
 }
+
+// ---- business-scoped user ids ---------------------------------------------------------------
+
+const BSUID: &str = "US.13491208655302741918";
+
+#[tokio::test]
+async fn participants_are_removed_by_phone_number_or_by_business_scoped_user_id() {
+    let app = spawn_app().await;
+    let token = app.sales();
+    let g = app.create_group(&token, PN, "Usernames").await;
+    Mock::given(method("DELETE"))
+        .and(path(graph(&format!("{g}/participants"))))
+        .and(wiremock::matchers::body_json(json!({
+            "messaging_product": "whatsapp",
+            "participants": [{"user": "+16505551234"}, {"user_id": BSUID}]
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"request_id": "RM1"})))
+        .expect(1)
+        .mount(&app.meta)
+        .await;
+    let res = app
+        .post_json(
+            &format!("/v1/groups/{g}/participants/remove"),
+            &token,
+            &json!({"participants": ["+16505551234", {"user_id": BSUID}]}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["upstream_request_id"], "RM1");
+}
+
+/// Each broken entry is named; at most 8 entries in all; nothing reaches Meta.
+#[tokio::test]
+async fn a_broken_participant_entry_is_a_400_naming_it() {
+    let app = spawn_app().await;
+    let token = app.sales();
+    let g = app.create_group(&token, PN, "Strict").await;
+    let nine: Vec<Value> = (0..9)
+        .map(|i| {
+            if i % 2 == 0 {
+                json!(format!("+1650555{i:04}"))
+            } else {
+                json!({"user_id": format!("US.{i}")})
+            }
+        })
+        .collect();
+    let cases = [
+        (json!(nine), "participants"),
+        (
+            json!([{"user_id": BSUID}, {"user_id": BSUID}]),
+            "participants[1]",
+        ),
+        (json!(["16505551234", "+16505551234"]), "participants[1]"),
+        (
+            json!([{"user_id": "16505551234"}]),
+            "participants[0].user_id",
+        ),
+        (json!([{"user_id": 7}]), "participants[0].user_id"),
+        (json!([{"user": "16505551234"}]), "participants[0].user"),
+        (json!([{}]), "participants[0].user_id"),
+        (json!([16505551234u64]), "participants[0]"),
+        (json!([]), "participants"),
+    ];
+    for (participants, field) in cases {
+        let res = app
+            .post_json(
+                &format!("/v1/groups/{g}/participants/remove"),
+                &token,
+                &json!({"participants": participants}),
+            )
+            .await;
+        assert_eq!(res.status(), 400, "{participants}");
+        let p = problem(res).await;
+        assert!(error_fields(&p).contains(&field.to_owned()), "{field}: {p}");
+    }
+    // A phone number and a user id are different people, even with the same digits.
+    Mock::given(method("DELETE"))
+        .and(path(graph(&format!("{g}/participants"))))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .expect(1)
+        .mount(&app.meta)
+        .await;
+    let eight: Vec<Value> = (0..8)
+        .map(|i| {
+            if i % 2 == 0 {
+                json!(format!("+1650555{i:04}"))
+            } else {
+                json!({"user_id": format!("US.1650555{i:04}")})
+            }
+        })
+        .collect();
+    let res = app
+        .post_json(
+            &format!("/v1/groups/{g}/participants/remove"),
+            &token,
+            &json!({"participants": eight}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+}
+
+/// Group info and join requests pass `user_id`, `parent_user_id` and `username` on, and a
+/// participant without `wa_id` breaks nothing.
+#[tokio::test]
+async fn group_info_and_join_requests_pass_business_scoped_ids_on() {
+    let app = spawn_app().await;
+    let token = app.sales();
+    let g = app.create_group(&token, PN, "Info").await;
+    let participants = json!([
+        {"wa_id": "16505551234", "user_id": "US.1"},
+        {"user_id": BSUID, "parent_user_id": "US.ENT.99", "username": "jane"}
+    ]);
+    Mock::given(method("GET"))
+        .and(path(graph(&g)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": g, "participants": participants, "total_participant_count": "2"})))
+        .mount(&app.meta)
+        .await;
+    let info: Value = app
+        .get(
+            &format!("/v1/groups/{g}?fields=participants,total_participant_count"),
+            &token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["participants"], participants);
+    assert_eq!(info["total_participant_count"], 2);
+    Mock::given(method("GET"))
+        .and(path(graph(&format!("{g}/join_requests"))))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [
+            {"join_request_id": "JR1", "user_id": BSUID, "parent_user_id": "US.ENT.99", "username": "jane", "creation_timestamp": 1755548877},
+            {"join_request_id": "JR2", "wa_id": "16505551234", "user_id": "US.1", "creation_timestamp": "1755548877"}
+        ]})))
+        .mount(&app.meta)
+        .await;
+    let list: Value = app
+        .get(&format!("/v1/groups/{g}/join-requests"), &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["join_requests"],
+        json!([
+            {"join_request_id": "JR1", "wa_id": null, "user_id": BSUID, "parent_user_id": "US.ENT.99", "username": "jane", "created_at": "2025-08-18T20:27:57Z"},
+            {"join_request_id": "JR2", "wa_id": "16505551234", "user_id": "US.1", "created_at": "2025-08-18T20:27:57Z"}
+        ])
+    );
+}
+
+/// Team events carry Meta's business-scoped fields as sent, with or without `wa_id`.
+#[tokio::test]
+async fn team_events_pass_business_scoped_ids_on() {
+    let app = spawn_app().await;
+    let token = app.sales();
+    let g = app.create_group(&token, PN, "Events").await;
+    let added = json!({"timestamp": "1755548900", "group_id": g, "type": "group_participants_add",
+        "reason": "invite_link", "added_participants": [
+            {"user_id": BSUID, "parent_user_id": "US.ENT.99", "username": "jane"},
+            {"wa_id": "16505551234", "user_id": "US.1"}]});
+    let asked = json!({"timestamp": "1755548901", "group_id": g, "type": "group_join_request_created",
+        "join_request_id": "JR9", "user_id": BSUID, "username": "jane"});
+    let left = json!({"timestamp": "1755548902", "group_id": g, "type": "group_participants_remove",
+        "initiated_by": "participant", "removed_participants": [{"user_id": BSUID, "username": "jane"}]});
+    let hook = webhook("group_participants_update", PN, vec![added, asked, left]);
+    assert_eq!(app.send_webhook(&hook).await.status(), 200);
+    let events = eventually(
+        std::time::Duration::from_secs(10),
+        "the events",
+        async || {
+            let page: Value = app
+                .get("/v1/events?limit=100", &token)
+                .await
+                .json()
+                .await
+                .ok()?;
+            let events = page["events"].as_array()?.clone();
+            (events.len() >= 4).then_some(events)
+        },
+    )
+    .await;
+    let of = |t: &str| {
+        events
+            .iter()
+            .find(|e| e["type"] == t)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let added = of("group.participants_added");
+    assert_eq!(
+        added["data"]["added_participants"][0],
+        json!({"user_id": BSUID, "parent_user_id": "US.ENT.99", "username": "jane"})
+    );
+    assert_eq!(
+        added["data"]["added_participants"][1]["wa_id"],
+        "16505551234"
+    );
+    assert_eq!(of("group.join_request_created")["data"]["user_id"], BSUID);
+    assert_eq!(of("group.join_request_created")["data"]["username"], "jane");
+    assert_eq!(
+        of("group.participants_removed")["data"]["removed_participants"][0]["user_id"],
+        BSUID
+    );
+}
