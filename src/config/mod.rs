@@ -421,14 +421,23 @@ impl RetentionSettings {
 pub struct SandboxSettings {
     #[serde(default = "default_webhook_delay")]
     pub webhook_delay_ms: u64,
+    /// Group operations per second one number may make before the simulated Meta answers
+    /// 131208 (and keeps answering it for a minute), as Meta does to a number driven too fast.
+    #[serde(default = "default_group_operations_per_second")]
+    pub group_operations_per_second: u32,
 }
 
 impl Default for SandboxSettings {
     fn default() -> Self {
         Self {
             webhook_delay_ms: default_webhook_delay(),
+            group_operations_per_second: default_group_operations_per_second(),
         }
     }
+}
+
+fn default_group_operations_per_second() -> u32 {
+    20
 }
 
 fn default_webhook_delay() -> u64 {

@@ -966,3 +966,37 @@ async fn team_events_pass_business_scoped_ids_on() {
         BSUID
     );
 }
+
+/// The gateway takes the picture part under either of Meta's names, as the sandbox does.
+#[tokio::test]
+async fn the_picture_part_may_be_named_profile_picture_file() {
+    let app = spawn_app().await;
+    let token = app.sales();
+    let g = app.create_group(&token, PN, "Pictured").await;
+    Mock::given(method("POST"))
+        .and(path(graph(&g)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .expect(2)
+        .mount(&app.meta)
+        .await;
+    for part in ["file", "profile_picture_file"] {
+        let form = reqwest::multipart::Form::new().part(
+            part,
+            reqwest::multipart::Part::bytes(wa_groups_gateway::domain::synthetic_jpeg_header(
+                256, 256,
+            ))
+            .file_name("p.jpg")
+            .mime_str("image/jpeg")
+            .unwrap(),
+        );
+        let res = app
+            .http
+            .put(app.url(&format!("/v1/groups/{g}/profile-picture")))
+            .bearer_auth(&token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202, "{part}");
+    }
+}

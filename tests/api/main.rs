@@ -25,6 +25,7 @@ mod replicas;
 mod resilience;
 mod route_faults;
 mod sandbox;
+mod sandbox_fidelity;
 mod storage;
 mod supervision;
 mod validation;
