@@ -365,6 +365,8 @@ pub struct RetentionSettings {
     pub idempotency_keys_days: u32,
     /// Creations that ended (created or failed).
     pub creations_days: u32,
+    /// Billable messages counted for `GET /v1/usage`, by the day they were priced.
+    pub usage_days: u32,
     /// How often a pruning pass runs.
     pub interval_seconds: u64,
     /// Rows deleted per statement, so a pass never holds the database for long.
@@ -379,6 +381,7 @@ impl Default for RetentionSettings {
             team_events_days: 30,
             idempotency_keys_days: 30,
             creations_days: 30,
+            usage_days: 400,
             interval_seconds: 600,
             batch_size: 500,
         }
@@ -393,6 +396,7 @@ impl RetentionSettings {
             ("team_events_days", self.team_events_days),
             ("idempotency_keys_days", self.idempotency_keys_days),
             ("creations_days", self.creations_days),
+            ("usage_days", self.usage_days),
         ] {
             if days == 0 {
                 return Err((key, "must be at least 1".into()));

@@ -15,6 +15,7 @@ pub mod params;
 pub mod picture;
 pub mod responses;
 pub mod teams;
+pub mod usage;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -61,7 +62,9 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(teams::admin_delete_team)
             .service(teams::admin_list_phone_numbers)
             .service(teams::admin_put_phone_number)
-            .service(teams::admin_delete_phone_number),
+            .service(teams::admin_delete_phone_number)
+            .service(usage::get_usage)
+            .service(usage::admin_get_usage),
     )
     .service(webhooks::verify_subscription)
     .service(webhooks::receive)

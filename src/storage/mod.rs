@@ -242,6 +242,8 @@ pub trait RegistryTx: Send {
     /// Adds `delta` to the participant count where the count is known.
     async fn adjust_participants(&mut self, group_id: &str, delta: i64) -> Result<()>;
     async fn group_owner(&mut self, group_id: &str) -> Result<Option<GroupOwner>>;
+    /// Counts a billable message once: a message already counted is left as it is.
+    async fn record_billable(&mut self, message: &BillableMessage<'_>) -> Result<()>;
     /// Stores a team event and, when a team owns it, the row that gets it delivered.
     async fn insert_team_event(&mut self, row: &NewTeamEvent<'_>) -> Result<()>;
     /// Gives the team of `completion` the ownerless events of its creation (and of its
@@ -291,6 +293,7 @@ pub trait Backend:
     + IdempotencyStore
     + PlatformStore
     + BackoffStore
+    + UsageStore
 {
     async fn begin(&self) -> Result<Box<dyn RegistryTx>>;
     /// A unit of work holding only what can be derived again from data already committed
@@ -340,6 +343,7 @@ pub struct Storage {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub platform: Arc<dyn PlatformStore>,
     pub backoffs: Arc<dyn BackoffStore>,
+    pub usage: Arc<dyn UsageStore>,
     backend: Arc<dyn Backend>,
 }
 
@@ -357,6 +361,7 @@ impl Storage {
             idempotency: backend.clone(),
             platform: backend.clone(),
             backoffs: backend.clone(),
+            usage: backend.clone(),
             backend,
         })
     }

@@ -1000,3 +1000,204 @@ async fn the_picture_part_may_be_named_profile_picture_file() {
         assert_eq!(res.status(), 202, "{part}");
     }
 }
+
+// ---- usage ----------------------------------------------------------------------------------
+
+/// Meta's status webhook for message `id` sent to `group`, at `ts`, priced as `pricing`.
+fn status_hook(
+    group: &str,
+    id: &str,
+    status: &str,
+    participant: Option<&str>,
+    ts: i64,
+    pricing: Value,
+) -> Value {
+    let mut item = json!({"id": id, "recipient_id": group, "recipient_type": "group", "status": status,
+        "timestamp": ts.to_string(), "pricing": pricing});
+    if let Some(p) = participant {
+        item["recipient_participant_id"] = json!(p);
+    }
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages",
+        "value": {"messaging_product": "whatsapp", "metadata": {"phone_number_id": PN}, "statuses": [item]}}]}]})
+}
+
+fn billed(category: &str) -> Value {
+    json!({"billable": true, "pricing_model": "PMP", "category": category, "type": "regular"})
+}
+
+/// 2026-12-01T10:00:00Z and the next day.
+const DAY1: i64 = 1_796_119_200;
+const DAY2: i64 = DAY1 + 86_400;
+
+#[tokio::test]
+async fn usage_counts_each_billable_message_once_per_team_day_number_and_category() {
+    let app = spawn_app().await;
+    let sales = app.sales();
+    let support = app.token("support", &["groups:read", "groups:write"]);
+    let ours = app.create_group(&sales, PN, "Billed").await;
+    let theirs = app.create_group(&support, PN, "Theirs").await;
+    let hooks = [
+        // One marketing message: sent, delivered to two, read, and Meta resends one status.
+        status_hook(
+            &ours,
+            "wamid.M1",
+            "sent",
+            None,
+            DAY1,
+            billed("group_marketing"),
+        ),
+        status_hook(
+            &ours,
+            "wamid.M1",
+            "delivered",
+            Some("16505550001"),
+            DAY1 + 1,
+            billed("group_marketing"),
+        ),
+        status_hook(
+            &ours,
+            "wamid.M1",
+            "delivered",
+            Some("16505550002"),
+            DAY1 + 1,
+            billed("group_marketing"),
+        ),
+        status_hook(
+            &ours,
+            "wamid.M1",
+            "read",
+            Some("16505550001"),
+            DAY1 + 2,
+            billed("group_marketing"),
+        ),
+        status_hook(
+            &ours,
+            "wamid.M1",
+            "read",
+            Some("16505550001"),
+            DAY1 + 2,
+            billed("group_marketing"),
+        ),
+        // A utility message the next day, a free reply, and another team's message.
+        status_hook(
+            &ours,
+            "wamid.M2",
+            "sent",
+            None,
+            DAY2,
+            billed("group_utility"),
+        ),
+        status_hook(
+            &ours,
+            "wamid.M3",
+            "sent",
+            None,
+            DAY1,
+            json!({"billable": "false", "pricing_model": "PMP", "category": "group_service", "type": "free_group_customer_service"}),
+        ),
+        status_hook(
+            &theirs,
+            "wamid.M4",
+            "delivered",
+            Some("16505550003"),
+            DAY1,
+            billed("group_marketing"),
+        ),
+        status_hook(
+            &theirs,
+            "wamid.M5",
+            "sent",
+            None,
+            DAY1,
+            billed("group_marketing"),
+        ),
+    ];
+    for hook in &hooks {
+        assert_eq!(app.send_webhook(hook).await.status(), 200);
+    }
+    app.webhooks_processed().await;
+    let usage: Value = app
+        .get("/v1/usage?from=2026-12-01&to=2026-12-02", &sales)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        usage,
+        json!({"from": "2026-12-01", "to": "2026-12-02", "usage": [
+            {"day": "2026-12-01", "phone_number_id": PN, "category": "group_marketing", "billable_messages": 1},
+            {"day": "2026-12-02", "phone_number_id": PN, "category": "group_utility", "billable_messages": 1}
+        ]})
+    );
+    let one_day: Value = app
+        .get("/v1/usage?from=2026-12-02&to=2026-12-02", &sales)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one_day["usage"].as_array().unwrap().len(), 1);
+    let theirs: Value = app
+        .get("/v1/usage?from=2026-12-01&to=2026-12-01", &support)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["usage"][0]["billable_messages"], 2);
+
+    let admin = app.token("platform", &["admin"]);
+    let all: Value = app
+        .get("/v1/admin/usage?from=2026-12-01&to=2026-12-31", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rows = all["usage"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{all}");
+    assert!(
+        rows.iter()
+            .any(|r| r["team"] == "support" && r["billable_messages"] == 2)
+    );
+    let only: Value = app
+        .get(
+            "/v1/admin/usage?from=2026-12-01&to=2026-12-31&team=sales",
+            &admin,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        only["usage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["team"] == "sales")
+    );
+    // A team token cannot read the platform's view.
+    assert_eq!(
+        app.get("/v1/admin/usage?from=2026-12-01&to=2026-12-31", &sales)
+            .await
+            .status(),
+        403
+    );
+}
+
+#[tokio::test]
+async fn a_usage_range_that_makes_no_sense_is_a_400_naming_the_field() {
+    let app = spawn_app().await;
+    let sales = app.sales();
+    for (query, field) in [
+        ("", "from"),
+        ("?from=2026-12-01", "to"),
+        ("?from=2026-12-1&to=2026-12-02", "from"),
+        ("?from=2026-12-01&to=tomorrow", "to"),
+        ("?from=2026-12-02&to=2026-12-01", "to"),
+        ("?from=2025-01-01&to=2026-12-01", "to"),
+        ("?from=2026-12-01&to=2026-12-02&team=sales", "team"),
+    ] {
+        let res = app.get(&format!("/v1/usage{query}"), &sales).await;
+        assert_eq!(res.status(), 400, "{query}");
+        let p = problem(res).await;
+        assert!(error_fields(&p).contains(&field.to_owned()), "{query}: {p}");
+    }
+}

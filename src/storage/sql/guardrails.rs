@@ -1,10 +1,11 @@
-//! Meta's 131208 backoff per number (table `number_backoffs`).
+//! Meta's 131208 backoff per number (table `number_backoffs`) and the billable messages
+//! counted for usage (table `message_usage`).
 
 use async_trait::async_trait;
 
 use super::SqlStorage;
 use crate::clock::now;
-use crate::storage::{BackoffStore, Result};
+use crate::storage::{BackoffStore, PruneBatch, Result, UsageFilter, UsageRow, UsageStore};
 
 #[async_trait]
 impl BackoffStore for SqlStorage {
@@ -32,4 +33,53 @@ impl BackoffStore for SqlStorage {
                 .await?;
         Ok(until.map(|(u,)| u))
     }
+}
+
+#[async_trait]
+impl UsageStore for SqlStorage {
+    async fn usage(&self, filter: &UsageFilter<'_>) -> Result<Vec<UsageRow>> {
+        let rows: Vec<UsageRecord> = sqlx::query_as(
+            "SELECT team, day, phone_number_id, category, COUNT(*) AS billable_messages
+             FROM message_usage
+             WHERE day >= $1 AND day <= $2 AND ($3 = '' OR team = $3)
+             GROUP BY team, day, phone_number_id, category
+             ORDER BY day, phone_number_id, category, team",
+        )
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(filter.team.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UsageRow {
+                team: r.team,
+                day: r.day,
+                phone_number_id: r.phone_number_id,
+                category: r.category,
+                billable_messages: r.billable_messages,
+            })
+            .collect())
+    }
+
+    async fn prune_usage(&self, batch: &PruneBatch<'_>) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM message_usage WHERE message_id IN (
+               SELECT message_id FROM message_usage WHERE day < $1 LIMIT $2)",
+        )
+        .bind(batch.before)
+        .bind(i64::from(batch.limit))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct UsageRecord {
+    team: Option<String>,
+    day: String,
+    phone_number_id: String,
+    category: String,
+    billable_messages: i64,
 }
