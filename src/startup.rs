@@ -101,6 +101,13 @@ impl Application {
             Guards::new(&settings, shared_buckets, &supervisor, &directory);
         let access = Access::load(&settings, &storage, &supervisor, registry).await?;
         let services = Services::start(&settings, storage, &supervisor, &directory).await;
+        spawn_reconciliation(
+            &settings,
+            &upstream,
+            &directory,
+            &services.storage,
+            &supervisor,
+        );
         let shared = Shared {
             upstream,
             guards,
@@ -415,6 +422,37 @@ impl Services {
             ownership,
             creations,
         }
+    }
+}
+
+/// The periodic reconciliation (DESIGN §15) on a thread of its own: its Graph client (awc)
+/// cannot move between threads. Every replica runs it; the lease lets one at a time work.
+fn spawn_reconciliation(
+    settings: &Settings,
+    upstream: &Upstream,
+    directory: &Directory,
+    storage: &Storage,
+    supervisor: &Supervisor,
+) {
+    let (upstream, directory, supervisor) =
+        (upstream.clone(), directory.clone(), supervisor.clone());
+    let reconciler = crate::services::reconcile::Reconciler::new(storage.clone());
+    let interval = settings.graph.reconcile_interval.0;
+    let spawned = std::thread::Builder::new()
+        .name("reconcile".into())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                supervisor
+                    .run_local("reconcile", || {
+                        let (reconciler, directory) = (reconciler.clone(), directory.clone());
+                        let graph = upstream.client();
+                        async move { reconciler.run_every(graph, directory, interval).await }
+                    })
+                    .await
+            })
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the periodic reconciliation");
     }
 }
 

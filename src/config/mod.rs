@@ -190,6 +190,14 @@ pub struct GraphSettings {
     /// Bound of one attempt (never more than `timeout_ms`).
     #[serde(default = "default_attempt_timeout")]
     pub attempt_timeout_ms: u64,
+    /// How often each number's groups are compared with Meta's (DESIGN §15); one replica at
+    /// a time does it.
+    #[serde(default = "default_reconcile_interval")]
+    pub reconcile_interval: ConfigDuration,
+}
+
+fn default_reconcile_interval() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(6 * 3600))
 }
 
 fn default_attempt_timeout() -> u64 {
@@ -896,6 +904,11 @@ impl GraphSettings {
             GREATER_THAN_0,
         )?;
         ensure(self.timeout_ms > 0, "graph.timeout_ms", GREATER_THAN_0)?;
+        ensure(
+            self.reconcile_interval.0 >= std::time::Duration::from_secs(1),
+            "graph.reconcile_interval",
+            "must be at least 1s",
+        )?;
         ensure(
             self.base_url.starts_with("http://") || self.base_url.starts_with("https://"),
             "graph.base_url",

@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod messages;
 pub mod params;
 pub mod picture;
+pub mod reconcile;
 pub mod responses;
 pub mod teams;
 pub mod usage;
@@ -64,7 +65,8 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(teams::admin_put_phone_number)
             .service(teams::admin_delete_phone_number)
             .service(usage::get_usage)
-            .service(usage::admin_get_usage),
+            .service(usage::admin_get_usage)
+            .service(reconcile::admin_reconcile_phone_number),
     )
     .service(webhooks::verify_subscription)
     .service(webhooks::receive)

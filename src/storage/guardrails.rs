@@ -62,3 +62,38 @@ pub trait UsageStore: Send + Sync {
     /// (`YYYY-MM-DD`); answers how many.
     async fn prune_usage(&self, batch: &PruneBatch<'_>) -> Result<u64>;
 }
+
+/// A group of the registry, active on a number.
+#[derive(Debug, Clone)]
+pub struct RegisteredGroup {
+    pub group_id: String,
+    pub owner_team: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// What reconciliation (DESIGN §15) reads and writes.
+#[async_trait]
+pub trait ReconcileStore: Send + Sync {
+    /// The registry's active groups on the number.
+    async fn active_groups(&self, phone_number_id: &str) -> Result<Vec<RegisteredGroup>>;
+    /// Marks the group deleted, if still active, with a `group.deleted` team event for its
+    /// owner (`data.reason: "reconciled"`), announced to every replica; true when it did.
+    async fn mark_vanished(&self, group_id: &str) -> Result<bool>;
+    /// Records a group Meta lists that the registry does not know, without an owner.
+    async fn note_unowned(
+        &self,
+        phone_number_id: &str,
+        group_id: &str,
+        subject: Option<&str>,
+    ) -> Result<()>;
+    /// Takes the lease `name` for `holder` until `until_ms` when it is free (expired at
+    /// `now_ms`, or held by `holder`); true when taken.
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool>;
+}

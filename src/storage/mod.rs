@@ -294,6 +294,7 @@ pub trait Backend:
     + PlatformStore
     + BackoffStore
     + UsageStore
+    + ReconcileStore
 {
     async fn begin(&self) -> Result<Box<dyn RegistryTx>>;
     /// A unit of work holding only what can be derived again from data already committed
@@ -344,6 +345,7 @@ pub struct Storage {
     pub platform: Arc<dyn PlatformStore>,
     pub backoffs: Arc<dyn BackoffStore>,
     pub usage: Arc<dyn UsageStore>,
+    pub reconcile: Arc<dyn ReconcileStore>,
     backend: Arc<dyn Backend>,
 }
 
@@ -362,6 +364,7 @@ impl Storage {
             platform: backend.clone(),
             backoffs: backend.clone(),
             usage: backend.clone(),
+            reconcile: backend.clone(),
             backend,
         })
     }

@@ -1201,3 +1201,240 @@ async fn a_usage_range_that_makes_no_sense_is_a_400_naming_the_field() {
         assert!(error_fields(&p).contains(&field.to_owned()), "{query}: {p}");
     }
 }
+
+// ---- reconciliation -------------------------------------------------------------------------
+
+fn listing(groups: &[&str], after: Option<&str>) -> ResponseTemplate {
+    let groups: Vec<Value> = groups
+        .iter()
+        .map(|g| json!({"id": g, "subject": format!("Subject of {g}"), "created_at": "1755548877"}))
+        .collect();
+    let mut body = json!({"data": {"groups": groups}, "paging": {"cursors": {"before": "B"}}});
+    if let Some(after) = after {
+        body["paging"]["cursors"]["after"] = json!(after);
+        body["paging"]["next"] = json!("https://graph.facebook.com/next");
+    }
+    ResponseTemplate::new(200).set_body_json(body)
+}
+
+#[tokio::test]
+async fn reconciliation_marks_vanished_groups_deleted_and_lists_unknown_ones_as_unowned() {
+    let app = spawn_app().await;
+    let sales = app.sales();
+    let kept = app.create_group(&sales, PN, "Kept").await;
+    let vanished = app.create_group(&sales, PN, "Vanished").await;
+    let (x, y) = (format!("GX{}", uuid()), format!("GY{}", uuid()));
+    Mock::given(method("GET"))
+        .and(path(graph(&format!("{PN}/groups"))))
+        .and(wiremock::matchers::query_param("after", "PAGE2"))
+        .respond_with(listing(&[&y], None))
+        .with_priority(1)
+        .mount(&app.meta)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(graph(&format!("{PN}/groups"))))
+        .respond_with(listing(&[&kept, &x], Some("PAGE2")))
+        .with_priority(2)
+        .mount(&app.meta)
+        .await;
+    let admin = app.token("platform", &["admin"]);
+    let reconcile = format!("/v1/admin/phone-numbers/{PN}/reconcile");
+    assert_eq!(
+        app.post_json(&reconcile, &sales, &json!({})).await.status(),
+        403
+    );
+    let res = app.post_json(&reconcile, &admin, &json!({})).await;
+    assert_eq!(res.status(), 200);
+    let found: Value = res.json().await.unwrap();
+    assert_eq!(found["checked"], 3, "{found}");
+    assert_eq!(found["marked_deleted"], json!([vanished]));
+    let unowned: Vec<&str> = found["unowned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(unowned.len(), 2);
+    assert!(unowned.contains(&x.as_str()) && unowned.contains(&y.as_str()));
+    // The owner is told, and the group is gone from its listing.
+    let events = eventually(
+        std::time::Duration::from_secs(10),
+        "group.deleted",
+        async || {
+            let page: Value = app
+                .get("/v1/events?limit=100", &sales)
+                .await
+                .json()
+                .await
+                .ok()?;
+            let deleted = page["events"]
+                .as_array()?
+                .iter()
+                .find(|e| e["type"] == "group.deleted")?
+                .clone();
+            Some(deleted)
+        },
+    )
+    .await;
+    assert_eq!(events["group_id"], vanished.as_str());
+    assert_eq!(events["data"]["reason"], "reconciled");
+    let listed: Value = app
+        .get(&format!("/v1/phone-numbers/{PN}/groups"), &sales)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![kept.as_str()]);
+    // Again: nothing more to delete; the unowned are still there to adopt.
+    let again: Value = app
+        .post_json(&reconcile, &admin, &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["marked_deleted"], json!([]));
+    assert_eq!(again["unowned"].as_array().unwrap().len(), 2);
+}
+
+/// Meta failing mid-listing changes nothing: the pass fails with Meta's error.
+#[tokio::test]
+async fn a_listing_meta_cannot_finish_deletes_nothing() {
+    let app = spawn_app().await;
+    let sales = app.sales();
+    let g = app.create_group(&sales, PN, "Safe").await;
+    Mock::given(method("GET"))
+        .and(path(graph(&format!("{PN}/groups"))))
+        .and(wiremock::matchers::query_param("after", "PAGE2"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(meta_error(131059, "Invalid cursor")),
+        )
+        .with_priority(1)
+        .mount(&app.meta)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(graph(&format!("{PN}/groups"))))
+        .respond_with(listing(&[], Some("PAGE2")))
+        .with_priority(2)
+        .mount(&app.meta)
+        .await;
+    let admin = app.token("platform", &["admin"]);
+    let res = app
+        .post_json(
+            &format!("/v1/admin/phone-numbers/{PN}/reconcile"),
+            &admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(problem(res).await["upstream"]["code"], 131059);
+    let listed: Value = app
+        .get(&format!("/v1/phone-numbers/{PN}/groups"), &sales)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["groups"][0]["id"], g.as_str());
+}
+
+/// The periodic job reconciles on its own every `graph.reconcile_interval`.
+#[tokio::test]
+async fn reconciliation_runs_every_interval() {
+    let app = spawn_app_tuned(None, "", "reconcile_interval = \"1s\"", "").await;
+    let sales = app.sales();
+    let g = app.create_group(&sales, PN, "Gone soon").await;
+    Mock::given(method("GET"))
+        .and(path(graph(&format!("{PN}/groups"))))
+        .respond_with(listing(&[], None))
+        .mount(&app.meta)
+        .await;
+    let deleted = eventually(
+        std::time::Duration::from_secs(10),
+        "the periodic reconciliation",
+        async || {
+            let page: Value = app
+                .get("/v1/events?limit=100", &sales)
+                .await
+                .json()
+                .await
+                .ok()?;
+            page["events"]
+                .as_array()?
+                .iter()
+                .find(|e| e["type"] == "group.deleted")
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(deleted["group_id"], g.as_str());
+    assert_eq!(deleted["data"]["reason"], "reconciled");
+}
+
+/// One replica at a time: the lease is taken by one holder until it expires.
+#[tokio::test]
+async fn the_reconciliation_lease_has_one_holder_at_a_time() {
+    use wa_groups_gateway::storage::ReconcileStore;
+    let app = spawn_app().await;
+    let storage = wa_groups_gateway::storage::sql::SqlStorage::connect(
+        secrecy::ExposeSecret::expose_secret(&app.settings.storage.url),
+        2,
+    )
+    .await
+    .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let name = format!("test-{}", uuid());
+    assert!(
+        storage
+            .take_lease(&name, "a", now, now + 1000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .take_lease(&name, "b", now + 10, now + 1010)
+            .await
+            .unwrap()
+    );
+    assert!(
+        storage
+            .take_lease(&name, "a", now + 20, now + 1020)
+            .await
+            .unwrap(),
+        "its holder renews it"
+    );
+    assert!(
+        !storage
+            .take_lease(&name, "b", now + 1019, now + 2000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        storage
+            .take_lease(&name, "b", now + 1020, now + 2020)
+            .await
+            .unwrap(),
+        "expired, it is free"
+    );
+    // Racing takers: exactly one wins.
+    let takers = (0..8).map(|i| {
+        let storage = &storage;
+        let name = name.clone();
+        async move {
+            storage
+                .take_lease(&name, &format!("r{i}"), now + 3000, now + 4000)
+                .await
+                .unwrap()
+        }
+    });
+    let won = futures_util::future::join_all(takers)
+        .await
+        .into_iter()
+        .filter(|w| *w)
+        .count();
+    assert_eq!(won, 1);
+}
