@@ -398,11 +398,23 @@ impl Pair {
 
     /// Two replicas whose team `racers` uses `number` (`max_groups` 3).
     async fn on(meta: &wiremock::MockServer, number: &str, extra: &str) -> Pair {
+        Pair::tuned(meta, number, "", extra).await
+    }
+
+    /// `on`, with `graph_lines` inside `[graph]`.
+    async fn tuned(
+        meta: &wiremock::MockServer,
+        number: &str,
+        graph_lines: &str,
+        extra: &str,
+    ) -> Pair {
         let db = crate::pg::TestDatabase::create().await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let toml = test_config(
+        let toml = tuned_config(
             &meta.uri(),
             dir.path(),
+            "",
+            graph_lines,
             &format!(
                 "[telemetry]\nlog_level = \"warn\"\n\
                  [phone_numbers.{number}]\naccess_token = \"t-444\"\nmax_groups = 3\n\
@@ -1437,4 +1449,35 @@ async fn the_reconciliation_lease_has_one_holder_at_a_time() {
         .filter(|w| *w)
         .count();
     assert_eq!(won, 1);
+}
+
+/// Two replicas, each running the periodic reconciliation every second: the lease lets one at
+/// a time do it, so Meta is listed about once a second, not twice.
+#[tokio::test]
+async fn one_replica_at_a_time_runs_the_periodic_reconciliation() {
+    let meta = wiremock::MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(graph(&format!("{RACED}/groups"))))
+        .respond_with(listing(&[], None))
+        .mount(&meta)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(listing(&[], None))
+        .with_priority(10)
+        .mount(&meta)
+        .await;
+    let pair = Pair::tuned(&meta, RACED, "reconcile_interval = \"1s\"", "").await;
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    let listings = meta
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == graph(&format!("{RACED}/groups")))
+        .count();
+    assert!(
+        (2..=5).contains(&listings),
+        "{listings} listings in 4.5 s by two replicas"
+    );
+    drop(pair);
 }
