@@ -37,6 +37,11 @@ pub struct Problem {
 
 const TYPE_BASE: &str = "https://wa-groups-gateway.dev/problems/";
 
+/// The full problem type of `slug`.
+pub fn problem_type(slug: &str) -> String {
+    format!("{TYPE_BASE}{slug}")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{detail}")]
@@ -59,6 +64,12 @@ pub enum ApiError {
         "a creation with this subject on this phone number is in progress; retry in {retry_after_seconds} s"
     )]
     CreationInProgress { retry_after_seconds: u64 },
+    /// A creation would take the phone number, or the team on it, beyond its `max_groups`
+    /// (README, "Guardrails"): nothing was sent to Meta.
+    #[error(
+        "the {scope} may have at most {limit} groups on this phone number (active groups and creations pending count); delete a group first"
+    )]
+    GroupQuotaExceeded { scope: &'static str, limit: u32 },
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -126,6 +137,7 @@ impl ApiError {
                 "creation-in-progress",
                 "A creation with this subject is in progress",
             ),
+            ApiError::GroupQuotaExceeded { .. } => ("group-quota-exceeded", "Group quota exceeded"),
             ApiError::PayloadTooLarge { .. } => ("payload-too-large", "Request body too large"),
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported media type")
@@ -177,7 +189,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) | ApiError::CreationInProgress { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict(_)
+            | ApiError::CreationInProgress { .. }
+            | ApiError::GroupQuotaExceeded { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,

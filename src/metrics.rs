@@ -15,6 +15,10 @@ pub const UPSTREAM_CREDENTIAL_FAILURES: &str = "wagw_upstream_credential_failure
 pub const WEBHOOK_POSTS: &str = "wagw_webhook_posts_total";
 pub const WEBHOOK_EVENTS: &str = "wagw_webhook_events_total";
 pub const RATE_LIMITED: &str = "wagw_rate_limited_total";
+/// Creations refused before Meta because a `max_groups` quota is used up.
+pub const GROUP_QUOTA_REFUSALS: &str = "wagw_group_quota_refusals_total";
+/// Group operations held back, unsent, while Meta's 131208 backoff of their number lasts.
+pub const GROUP_BACKOFF_REFUSALS: &str = "wagw_group_backoff_refusals_total";
 /// Calls refused before authentication (no or bad token, bad webhook signature, the
 /// anonymous rate limit, a busy webhook ingress), by route template and status.
 pub const UNAUTHENTICATED: &str = "wagw_unauthenticated_requests_total";

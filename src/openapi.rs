@@ -27,6 +27,7 @@ use utoipa_actix_web::AppExt;
         (name = "messages", description = "Write into a group; what participants write, and the statuses of what the business wrote, arrive as events"),
         (name = "events", description = "The team's group events, also pushed to its webhook endpoints (Standard Webhooks)"),
         (name = "webhook-endpoints", description = "The team's own webhook endpoints (scope webhooks): event-type filters, health, attempts log, replay, secret rotation"),
+        (name = "usage", description = "Billable messages per day, phone number and category, from Meta's pricing"),
         (name = "admin", description = "The platform team's endpoints (scope admin, honoured only for teams with admin = true): tokens, revocation, audit log, group ownership"),
         (name = "webhooks", description = "Meta's webhook ingress (signed by Meta, not by a team token)"),
         (name = "operations", description = "Health and readiness"),

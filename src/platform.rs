@@ -17,6 +17,9 @@ use crate::config::{RateLimitSettings, Settings, TeamSettings};
 use crate::domain::PhoneNumberId;
 use crate::ratelimit::{Limiter, Rate, RedisStore, Refusal};
 
+/// Meta allows a phone number at most this many active groups.
+pub const META_MAX_GROUPS: u32 = 10_000;
+
 /// Where an entry is defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -89,7 +92,7 @@ impl Platform {
             .map(|(name, team)| {
                 let entry = TeamEntry {
                     settings: team.clone(),
-                    max_groups: None,
+                    max_groups: settings.team_max_groups.get(name).copied(),
                     source: Source::Config,
                     updated_at: None,
                 };
@@ -103,7 +106,7 @@ impl Platform {
                 let entry = NumberEntry {
                     access_token: token.clone(),
                     rate_limit: settings.phone_number_rate_limits.get(pn).cloned(),
-                    max_groups: None,
+                    max_groups: settings.phone_number_max_groups.get(pn).copied(),
                     source: Source::Config,
                     updated_at: None,
                 };
@@ -193,6 +196,18 @@ impl Directory {
             .as_ref()
             .or(self.default_team_rate_limit.as_ref())
             .map(rate)
+    }
+
+    /// What a creation by `team` on `pn` must stay within: the number's `max_groups`
+    /// (Meta's 10,000 when unset), and the team's when set.
+    pub fn max_groups(&self, team: &str, pn: &PhoneNumberId) -> (u32, Option<u32>) {
+        let platform = self.current();
+        let number = platform
+            .numbers
+            .get(pn)
+            .and_then(|n| n.max_groups)
+            .unwrap_or(META_MAX_GROUPS);
+        (number, platform.teams.get(team).and_then(|t| t.max_groups))
     }
 
     /// The number's bucket, when it has one.

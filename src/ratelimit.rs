@@ -114,6 +114,15 @@ return {1, 0}
 
 /// After Redis failed, this long on local buckets before asking it again.
 const REDIS_RETRY_AFTER_MS: i64 = 1_000;
+
+/// Keeps the later of two hold times at KEYS[1]; ARGV: the time (Unix ms), its TTL (ms).
+const HOLD_UNTIL: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+";
 /// A check that takes longer than this falls back to the local bucket.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 
@@ -162,6 +171,57 @@ impl RedisStore {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("no answer within 250 ms".into()),
+        }
+    }
+
+    /// Stores `until_ms` at `key` unless a later time is stored there; the key expires with
+    /// it. None when Redis could not be asked.
+    pub async fn hold_until(&self, key: &str, until_ms: i64) -> Option<()> {
+        let now = chrono::Utc::now().timestamp_millis();
+        if now < self.down_until.load(Ordering::Relaxed) || until_ms <= now {
+            return None;
+        }
+        let mut connection = self.connection.clone();
+        let script = redis::Script::new(HOLD_UNTIL);
+        let mut invocation = script.key(key);
+        invocation.arg(until_ms).arg(until_ms - now);
+        let answer = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            invocation.invoke_async::<i64>(&mut connection),
+        )
+        .await;
+        match answer {
+            Ok(Ok(_)) => Some(()),
+            _ => {
+                self.down_until
+                    .store(now + REDIS_RETRY_AFTER_MS, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// The time stored at `key` by `hold_until` (0 when none); None when Redis could not be
+    /// asked.
+    pub async fn held_until(&self, key: &str) -> Option<i64> {
+        let now = chrono::Utc::now().timestamp_millis();
+        if now < self.down_until.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut connection = self.connection.clone();
+        let answer = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            redis::cmd("GET")
+                .arg(key)
+                .query_async::<Option<i64>>(&mut connection),
+        )
+        .await;
+        match answer {
+            Ok(Ok(until)) => Some(until.unwrap_or(0)),
+            _ => {
+                self.down_until
+                    .store(now + REDIS_RETRY_AFTER_MS, Ordering::Relaxed);
+                None
+            }
         }
     }
 

@@ -24,7 +24,7 @@ use crate::config::{
 };
 use crate::connection::RefusedBeforeRouting;
 use crate::error::{self, ApiError};
-use crate::graph::{GraphClient, NumberLimits, TokenStore};
+use crate::graph::{Backoffs, GraphClient, NumberLimits, TokenStore};
 use crate::openapi::{ApiDoc, spec};
 use crate::platform::{Directory, LiveLimiter};
 use crate::process::BoundServer;
@@ -90,11 +90,24 @@ impl Application {
         crate::metrics::install();
         // With `store = "redis"`, every replica draws from the same buckets.
         let shared_buckets = shared_buckets(&settings.rate_limit)?;
-        let upstream = Upstream::new(&settings, port, shared_buckets.clone(), &directory);
+        let upstream = Upstream::new(
+            &settings,
+            port,
+            shared_buckets.clone(),
+            &directory,
+            &storage,
+        );
         let (guards, refused_before_routing) =
             Guards::new(&settings, shared_buckets, &supervisor, &directory);
         let access = Access::load(&settings, &storage, &supervisor, registry).await?;
-        let services = Services::start(&settings, storage, &supervisor).await;
+        let services = Services::start(&settings, storage, &supervisor, &directory).await;
+        spawn_reconciliation(
+            &settings,
+            &upstream,
+            &directory,
+            &services.storage,
+            &supervisor,
+        );
         let shared = Shared {
             upstream,
             guards,
@@ -172,6 +185,7 @@ struct Upstream {
     attempt_timeout: Duration,
     tokens: TokenStore,
     number_limits: NumberLimits,
+    backoffs: Backoffs,
 }
 
 impl Upstream {
@@ -180,7 +194,11 @@ impl Upstream {
         port: u16,
         shared: Option<Arc<RedisStore>>,
         directory: &Directory,
+        storage: &Storage,
     ) -> Self {
+        // Meta's 131208 holds a number's group operations back on every replica: in Redis
+        // with the shared buckets, else in storage.
+        let backoffs = Backoffs::new(shared.clone(), storage.backoffs.clone());
         let base = match settings.graph.mode {
             GraphMode::Live => settings.graph.base_url.clone(),
             // The gateway talks to its own simulation over HTTP, through the same client code.
@@ -198,6 +216,7 @@ impl Upstream {
             attempt_timeout: Duration::from_millis(settings.graph.attempt_timeout_ms),
             tokens: directory.clone(),
             number_limits,
+            backoffs,
         }
     }
 
@@ -210,6 +229,7 @@ impl Upstream {
             self.attempt_timeout,
             self.tokens.clone(),
             self.number_limits.clone(),
+            self.backoffs.clone(),
         )
     }
 }
@@ -329,7 +349,12 @@ struct Services {
 impl Services {
     /// Webhook ingress → processor → deliveries, the creation watchdog, retention, and the
     /// ownership cache, warmed before the first request.
-    async fn start(settings: &Settings, storage: Storage, supervisor: &Supervisor) -> Self {
+    async fn start(
+        settings: &Settings,
+        storage: Storage,
+        supervisor: &Supervisor,
+        directory: &Directory,
+    ) -> Self {
         let timeout = Duration::from_millis(settings.graph.timeout_ms);
         let creation_timeout = Duration::from_secs(settings.webhooks.creation_timeout_seconds);
         // Before the first event is processed: configuration's endpoints get its deliveries.
@@ -386,6 +411,7 @@ impl Services {
             storage.clone(),
             waiters,
             timeout.max(Duration::from_secs(1)),
+            directory.clone(),
         ));
         // A call to Meta takes at most graph.timeout_ms; a margin covers clocks and commits.
         creations.spawn_watchdog(
@@ -414,6 +440,37 @@ impl Services {
             ownership,
             creations,
         }
+    }
+}
+
+/// The periodic reconciliation (DESIGN §15) on a thread of its own: its Graph client (awc)
+/// cannot move between threads. Every replica runs it; the lease lets one at a time work.
+fn spawn_reconciliation(
+    settings: &Settings,
+    upstream: &Upstream,
+    directory: &Directory,
+    storage: &Storage,
+    supervisor: &Supervisor,
+) {
+    let (upstream, directory, supervisor) =
+        (upstream.clone(), directory.clone(), supervisor.clone());
+    let reconciler = crate::services::reconcile::Reconciler::new(storage.clone());
+    let interval = settings.graph.reconcile_interval.0;
+    let spawned = std::thread::Builder::new()
+        .name("reconcile".into())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                supervisor
+                    .run_local("reconcile", || {
+                        let (reconciler, directory) = (reconciler.clone(), directory.clone());
+                        let graph = upstream.client();
+                        async move { reconciler.run_every(graph, directory, interval).await }
+                    })
+                    .await
+            })
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the periodic reconciliation");
     }
 }
 

@@ -190,6 +190,14 @@ pub struct GraphSettings {
     /// Bound of one attempt (never more than `timeout_ms`).
     #[serde(default = "default_attempt_timeout")]
     pub attempt_timeout_ms: u64,
+    /// How often each number's groups are compared with Meta's (DESIGN §15); one replica at
+    /// a time does it.
+    #[serde(default = "default_reconcile_interval")]
+    pub reconcile_interval: ConfigDuration,
+}
+
+fn default_reconcile_interval() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(6 * 3600))
 }
 
 fn default_attempt_timeout() -> u64 {
@@ -389,6 +397,8 @@ pub struct RetentionSettings {
     pub idempotency_keys_days: u32,
     /// Creations that ended (created or failed).
     pub creations_days: u32,
+    /// Billable messages counted for `GET /v1/usage`, by the day they were priced.
+    pub usage_days: u32,
     /// How often a pruning pass runs.
     pub interval_seconds: u64,
     /// Rows deleted per statement, so a pass never holds the database for long.
@@ -403,6 +413,7 @@ impl Default for RetentionSettings {
             team_events_days: 30,
             idempotency_keys_days: 30,
             creations_days: 30,
+            usage_days: 400,
             interval_seconds: 600,
             batch_size: 500,
         }
@@ -417,6 +428,7 @@ impl RetentionSettings {
             ("team_events_days", self.team_events_days),
             ("idempotency_keys_days", self.idempotency_keys_days),
             ("creations_days", self.creations_days),
+            ("usage_days", self.usage_days),
         ] {
             if days == 0 {
                 return Err((key, "must be at least 1".into()));
@@ -445,14 +457,23 @@ impl RetentionSettings {
 pub struct SandboxSettings {
     #[serde(default = "default_webhook_delay")]
     pub webhook_delay_ms: u64,
+    /// Group operations per second one number may make before the simulated Meta answers
+    /// 131208 (and keeps answering it for a minute), as Meta does to a number driven too fast.
+    #[serde(default = "default_group_operations_per_second")]
+    pub group_operations_per_second: u32,
 }
 
 impl Default for SandboxSettings {
     fn default() -> Self {
         Self {
             webhook_delay_ms: default_webhook_delay(),
+            group_operations_per_second: default_group_operations_per_second(),
         }
     }
+}
+
+fn default_group_operations_per_second() -> u32 {
+    20
 }
 
 fn default_webhook_delay() -> u64 {
@@ -498,6 +519,8 @@ struct RawPhoneNumber {
     access_token: SecretSource,
     /// Protects Meta's quota of this number, shared by every team using it.
     rate_limit: Option<RateLimitSettings>,
+    /// Active groups (and creations pending) the number may have; default Meta's 10,000.
+    max_groups: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -523,6 +546,8 @@ struct RawTeam {
     admin: bool,
     rate_limit: Option<RateLimitSettings>,
     webhook: Option<RawTeamWebhook>,
+    /// Active groups (and creations pending) the team may have on each of its numbers.
+    max_groups: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -558,7 +583,11 @@ pub struct Settings {
     pub retention: RetentionSettings,
     pub phone_numbers: BTreeMap<PhoneNumberId, SecretString>,
     pub phone_number_rate_limits: BTreeMap<PhoneNumberId, RateLimitSettings>,
+    /// `phone_numbers.<pn>.max_groups`, where set (DESIGN §15).
+    pub phone_number_max_groups: BTreeMap<PhoneNumberId, u32>,
     pub teams: BTreeMap<String, TeamSettings>,
+    /// `teams.<name>.max_groups`, per number, where set (DESIGN §15).
+    pub team_max_groups: BTreeMap<String, u32>,
     /// `storage.encryption_key` and `storage.previous_encryption_keys`, resolved.
     pub encryption: EncryptionSettings,
 }
@@ -821,6 +850,8 @@ impl RawSettings {
     fn resolve(self) -> Result<Settings, ConfigError> {
         let sandbox = self.graph.mode == GraphMode::Sandbox;
         self.check()?;
+        let phone_number_max_groups = max_groups_of_numbers(&self.phone_numbers)?;
+        let team_max_groups = max_groups_of_teams(&self.teams)?;
         let (phone_numbers, phone_number_rate_limits) =
             resolve_phone_numbers(self.phone_numbers, sandbox)?;
         let teams = self
@@ -855,7 +886,9 @@ impl RawSettings {
             retention: self.retention,
             phone_numbers,
             phone_number_rate_limits,
+            phone_number_max_groups,
             teams,
+            team_max_groups,
             encryption,
         })
     }
@@ -895,6 +928,11 @@ impl GraphSettings {
             GREATER_THAN_0,
         )?;
         ensure(self.timeout_ms > 0, "graph.timeout_ms", GREATER_THAN_0)?;
+        ensure(
+            self.reconcile_interval.0 >= std::time::Duration::from_secs(1),
+            "graph.reconcile_interval",
+            "must be at least 1s",
+        )?;
         ensure(
             self.base_url.starts_with("http://") || self.base_url.starts_with("https://"),
             "graph.base_url",
@@ -990,6 +1028,40 @@ impl RawWebhookSettings {
             secret_overlap: self.secret_overlap.0,
         })
     }
+}
+
+/// Meta allows a number at most 10,000 active groups: a limit is 1 to 10,000.
+const MAX_GROUPS: std::ops::RangeInclusive<u32> = 1..=10_000;
+const MAX_GROUPS_RULE: &str = "must be 1 to 10000 (Meta allows a number at most 10,000 groups)";
+
+fn max_groups_of_numbers(
+    raw: &BTreeMap<String, RawPhoneNumber>,
+) -> Result<BTreeMap<PhoneNumberId, u32>, ConfigError> {
+    let mut limits = BTreeMap::new();
+    for (id, number) in raw {
+        if let Some(max) = number.max_groups {
+            let key = format!("phone_numbers.{id}.max_groups");
+            ensure(MAX_GROUPS.contains(&max), key, MAX_GROUPS_RULE)?;
+            if let Ok(pn) = PhoneNumberId::parse(id) {
+                limits.insert(pn, max);
+            }
+        }
+    }
+    Ok(limits)
+}
+
+fn max_groups_of_teams(
+    raw: &BTreeMap<String, RawTeam>,
+) -> Result<BTreeMap<String, u32>, ConfigError> {
+    let mut limits = BTreeMap::new();
+    for (name, team) in raw {
+        if let Some(max) = team.max_groups {
+            let key = format!("teams.{name}.max_groups");
+            ensure(MAX_GROUPS.contains(&max), key, MAX_GROUPS_RULE)?;
+            limits.insert(name.clone(), max);
+        }
+    }
+    Ok(limits)
 }
 
 /// Each number's access token and its own rate limit, if any.

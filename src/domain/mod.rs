@@ -333,7 +333,7 @@ pub use group_subject::GroupSubject;
 pub use item_error::ItemError;
 pub use join_approval_mode::JoinApprovalMode;
 pub use limit::{PageLimit, WaitSeconds, parse_limit};
-pub use participant_id::ParticipantId;
+pub use participant_id::{ParticipantId, ParticipantRef, UserId};
 pub use phone_number_id::PhoneNumberId;
 pub use profile_picture::{ProfilePicture, synthetic_jpeg_header};
 pub use request_id::RequestId;

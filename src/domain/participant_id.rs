@@ -40,9 +40,101 @@ impl ParticipantId {
     }
 }
 
+/// A business-scoped user id (BSUID, README "Guardrails"): Meta's id of a user within one
+/// business portfolio, sent instead of a phone number for users with a WhatsApp username. Two
+/// capital letters (a country), a dot, then letters, digits, dots, `_` or `-`: at most 128
+/// characters (`US.13491208655302741918`; parent ids carry further dotted parts). Kept as
+/// sent: Meta echoes it back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct UserId(String);
+
+string_newtype!(UserId);
+documented_by!(
+    UserId,
+    super::string_schema(
+        4..=UserId::MAX,
+        Some(r"^[A-Z]{2}\.[A-Za-z0-9._-]+$".to_owned())
+    )
+);
+
+impl UserId {
+    const MAX: usize = 128;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let rest = raw
+            .strip_prefix(|c: char| c.is_ascii_uppercase())
+            .and_then(|r| r.strip_prefix(|c: char| c.is_ascii_uppercase()))
+            .and_then(|r| r.strip_prefix('.'));
+        let ok = raw.len() <= Self::MAX
+            && rest.is_some_and(|r| {
+                !r.is_empty()
+                    && r.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            });
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(
+                "must be a business-scoped user id: two capital letters, '.', then letters, digits, '.', '_' or '-' (at most 128 characters)"
+                    .to_owned(),
+            )
+        }
+    }
+}
+
+/// Whom a participant operation names: a phone number or WhatsApp id, or a business-scoped
+/// user id (Meta's `{"user": …}` or `{"user_id": …}`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ParticipantRef {
+    Phone(ParticipantId),
+    User(UserId),
+}
+
+impl ParticipantRef {
+    /// What makes two entries the same person: the digits of a number, a user id as is.
+    pub fn identity(&self) -> String {
+        match self {
+            ParticipantRef::Phone(p) => format!("phone:{}", p.digits()),
+            ParticipantRef::User(u) => format!("user:{u}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_ids_are_a_country_a_dot_and_an_opaque_rest() {
+        for ok in ["US.13491208655302741918", "BR.abc_DEF-1", "US.ENT.99"] {
+            assert_eq!(UserId::parse(ok).expect("valid").as_str(), ok);
+        }
+        let long = format!("US.{}", "1".repeat(126));
+        for bad in [
+            "",
+            "US.",
+            "us.123",
+            "U.123",
+            "US123",
+            "US.12 3",
+            "US./x",
+            "US.1?a",
+            "+16505551234",
+            long.as_str(),
+        ] {
+            assert!(UserId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_number_and_a_user_id_are_different_people() {
+        let p = ParticipantRef::Phone(ParticipantId::parse("+16505551234").unwrap());
+        let q = ParticipantRef::Phone(ParticipantId::parse("16505551234").unwrap());
+        let u = ParticipantRef::User(UserId::parse("US.16505551234").unwrap());
+        assert_eq!(p.identity(), q.identity());
+        assert_ne!(p.identity(), u.identity());
+    }
 
     #[test]
     fn both_spellings_have_the_same_digits() {

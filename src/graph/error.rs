@@ -27,11 +27,135 @@ pub(crate) fn is_gateway_credential_code(code: i64) -> bool {
     matches!(code, 190 | 102 | 104 | 463 | 467 | 10) || (200..=299).contains(&code)
 }
 
-/// Codes worth one more try on an idempotent call (Meta marks them transient).
-pub const TRANSIENT_CODES: &[i64] = &[1, 2, 4, 17, 341, 80007, 130429, 131000, 131016, 131208];
+/// Codes worth one more try on an idempotent call (Meta marks them transient). Not 131208:
+/// Meta asks for a pause of the whole number, and a replay would only prolong it.
+pub const TRANSIENT_CODES: &[i64] = &[1, 2, 4, 17, 341, 80007, 130429, 131000, 131016];
 
 /// Seconds suggested to a throttled caller when Meta gives no usage hint.
-const DEFAULT_RETRY_AFTER_SECONDS: u64 = 60;
+pub const DEFAULT_RETRY_AFTER_SECONDS: u64 = 60;
+
+/// Meta's "too many group operations from this number": every replica holds the number's
+/// group operations back until Meta's advised time (README, "Guardrails").
+pub const GROUP_RATE_LIMIT: i64 = 131208;
+
+/// Meta's "request partially succeeded" (HTTP 206) on participant-level operations.
+pub const PARTIAL_SUCCESS: i64 = 131201;
+
+/// One of Meta's Groups API error codes, as callers see it: a problem type of its own (the
+/// slug after `…/problems/`), a title, and the status Meta's table gives it.
+pub struct GroupCode {
+    pub code: i64,
+    pub slug: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+}
+
+const fn group_code(code: i64, slug: &'static str, title: &'static str, status: u16) -> GroupCode {
+    GroupCode {
+        code,
+        slug,
+        title,
+        status,
+    }
+}
+
+/// Meta's Groups error codes (its "Groups API error codes" page, and 131203 from the join
+/// request samples). Callers match on the problem type or on `upstream.code`; the status is
+/// Meta's documented one, whatever status a given answer carried. 131205 and 131206 are
+/// documented nowhere and are passed on as `upstream-error` with their code (README,
+/// "Guardrails").
+pub const GROUP_CODES: &[GroupCode] = &[
+    group_code(
+        131020,
+        "group-without-participants",
+        "Nobody has joined the group yet",
+        400,
+    ),
+    group_code(
+        131041,
+        "group-unknown",
+        "Meta does not know the group, or the number is not in it",
+        400,
+    ),
+    group_code(
+        131059,
+        "invalid-cursor",
+        "Meta's cursor expired; start again from the first page",
+        400,
+    ),
+    group_code(
+        131202,
+        "duplicate-participant",
+        "A participant is listed twice",
+        400,
+    ),
+    group_code(
+        131203,
+        "participant-terms-not-accepted",
+        "The participant has not accepted WhatsApp's terms",
+        400,
+    ),
+    group_code(
+        131204,
+        "participant-limit",
+        "The group has too many participants",
+        400,
+    ),
+    group_code(131207, "group-suspended", "Meta suspended the group", 403),
+    group_code(
+        GROUP_RATE_LIMIT,
+        "group-rate-limited",
+        "Too many group operations on this phone number",
+        429,
+    ),
+    group_code(
+        131209,
+        "picture-not-square",
+        "The profile picture is not square",
+        400,
+    ),
+    group_code(
+        131210,
+        "picture-too-small",
+        "The profile picture is smaller than 192x192",
+        400,
+    ),
+    group_code(
+        131211,
+        "group-create-limit-reached",
+        "Meta's limit of groups for this phone number is reached",
+        400,
+    ),
+    group_code(
+        131212,
+        "participant-not-in-group",
+        "The participant is not in the group",
+        400,
+    ),
+    group_code(
+        131213,
+        "join-request-unknown",
+        "The join request does not exist",
+        400,
+    ),
+    group_code(
+        131214,
+        "group-creation-disabled",
+        "Meta disabled group creation for this business for now",
+        400,
+    ),
+    group_code(
+        131215,
+        "phone-number-not-eligible",
+        "The phone number may not use the Groups API",
+        400,
+    ),
+];
+
+/// The Groups error `code` stands for, if it is one.
+pub fn group_code_of(code: i64) -> Option<&'static GroupCode> {
+    GROUP_CODES.iter().find(|c| c.code == code)
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetaError {
@@ -58,6 +182,12 @@ pub enum UpstreamError {
     /// The gateway's own per-number bucket refused the call before it reached Meta.
     #[error("this phone number's request budget is used up; retry later")]
     LocalQuota { retry_after_seconds: u64 },
+    /// Meta answered 131208 for this number a moment ago (on any replica): its group
+    /// operations are held back, unsent, until Meta's advised time.
+    #[error(
+        "Meta throttles this phone number's group operations (131208); nothing was sent; retry in {retry_after_seconds} s"
+    )]
+    GroupBackoff { retry_after_seconds: u64 },
 }
 
 impl UpstreamError {
@@ -66,10 +196,14 @@ impl UpstreamError {
             UpstreamError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             UpstreamError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamError::BadResponse { .. } => StatusCode::BAD_GATEWAY,
-            UpstreamError::LocalQuota { .. } => StatusCode::TOO_MANY_REQUESTS,
+            UpstreamError::LocalQuota { .. } | UpstreamError::GroupBackoff { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             UpstreamError::Meta(e) => {
                 if THROTTLE_CODES.contains(&e.code) {
                     StatusCode::TOO_MANY_REQUESTS
+                } else if let Some(group) = group_code_of(e.code) {
+                    StatusCode::from_u16(group.status).unwrap_or(StatusCode::BAD_REQUEST)
                 } else if is_gateway_credential_code(e.code) || !(400..500).contains(&e.http_status)
                 {
                     StatusCode::BAD_GATEWAY
@@ -88,6 +222,13 @@ impl UpstreamError {
                 ("upstream-bad-response", "Meta's answer was not understood")
             }
             UpstreamError::LocalQuota { .. } => ("rate-limited", "Phone number rate limit reached"),
+            UpstreamError::GroupBackoff { .. } => (
+                "group-rate-limited",
+                "Too many group operations on this phone number",
+            ),
+            UpstreamError::Meta(e) if group_code_of(e.code).is_some() => group_code_of(e.code)
+                .map(|g| (g.slug, g.title))
+                .unwrap_or(("upstream-error", "Meta refused the request")),
             UpstreamError::Meta(e) if THROTTLE_CODES.contains(&e.code) => {
                 ("upstream-throttled", "Meta is throttling")
             }
@@ -116,6 +257,9 @@ impl UpstreamError {
         match self {
             UpstreamError::LocalQuota {
                 retry_after_seconds,
+            }
+            | UpstreamError::GroupBackoff {
+                retry_after_seconds,
             } => Some(*retry_after_seconds),
             UpstreamError::Meta(e) if THROTTLE_CODES.contains(&e.code) => Some(
                 e.retry_after_seconds
@@ -129,12 +273,15 @@ impl UpstreamError {
     /// Whether another attempt of an idempotent call may help.
     pub fn is_retryable(&self) -> bool {
         match self {
-            UpstreamError::Timeout | UpstreamError::LocalQuota { .. } => false,
+            UpstreamError::Timeout
+            | UpstreamError::LocalQuota { .. }
+            | UpstreamError::GroupBackoff { .. } => false,
             UpstreamError::Unreachable(_) => true,
             // 0: the connection failed mid-call; for a call that may be replayed, replay it.
             UpstreamError::BadResponse { http_status, .. } => {
                 *http_status >= 500 || *http_status == 0
             }
+            UpstreamError::Meta(e) if e.code == GROUP_RATE_LIMIT => false,
             UpstreamError::Meta(e) => {
                 e.http_status >= 500 || e.is_transient || TRANSIENT_CODES.contains(&e.code)
             }
@@ -253,6 +400,28 @@ mod tests {
         assert_eq!(meta(403, 131207).status(), StatusCode::FORBIDDEN);
         assert_eq!(meta(400, 131041).status(), StatusCode::BAD_REQUEST);
         assert_eq!(meta(500, 131000).status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn every_group_code_has_its_own_problem_type_and_metas_status() {
+        for group in GROUP_CODES {
+            let e = meta(500, group.code);
+            assert_eq!(e.kind().0, group.slug);
+            assert_eq!(e.status().as_u16(), group.status, "{}", group.code);
+            assert_eq!(e.problem().unwrap().code, group.code);
+        }
+        let slugs: std::collections::BTreeSet<_> = GROUP_CODES.iter().map(|g| g.slug).collect();
+        assert_eq!(slugs.len(), GROUP_CODES.len(), "slugs are unique");
+    }
+
+    #[test]
+    fn group_throttling_is_never_replayed() {
+        assert!(!meta(429, GROUP_RATE_LIMIT).is_retryable());
+        let mut transient = meta(429, GROUP_RATE_LIMIT);
+        if let UpstreamError::Meta(e) = &mut transient {
+            e.is_transient = true;
+        }
+        assert!(!transient.is_retryable());
     }
 
     #[test]

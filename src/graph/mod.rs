@@ -4,13 +4,16 @@
 //! - `transport.rs`: the HTTP client, deadlines and retries, the metrics and log of each call;
 //! - `operations.rs`: one `GraphClient` method per Graph operation;
 //! - `wire.rs`: the JSON of Meta's requests and answers, and the types read from them;
-//! - `error.rs`: how Meta's failures reach callers.
+//! - `error.rs`: how Meta's failures reach callers;
+//! - `backoff.rs`: Meta's 131208 backoff of a number, shared by every replica.
 
+mod backoff;
 mod error;
 mod operations;
 mod transport;
 mod wire;
 
+pub use backoff::Backoffs;
 pub use error::{
     MetaError, THROTTLE_CODES, UpstreamError, UpstreamProblem, parse_error, retry_after_from_usage,
 };

@@ -4,7 +4,7 @@
 use actix_web::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::error::UpstreamError;
+use super::error::{PARTIAL_SUCCESS, UpstreamError, UpstreamProblem};
 use super::transport::{GraphAnswer, GraphClient, Operation, Payload};
 use super::wire::{
     FailedJoinRequest, JoinRequest, JoinRequestOutcome, JoinRequestPage, MetaPage, UpstreamGroup,
@@ -13,8 +13,8 @@ use super::wire::{
 use crate::context;
 use crate::domain::{
     GroupDescription, GroupFields, GroupId, GroupMessage, GroupSubject, ItemError,
-    JoinApprovalMode, JoinRequestId, LanguageCode, ParticipantId, PhoneNumberId, ProfilePicture,
-    TemplateName, lenient,
+    JoinApprovalMode, JoinRequestId, LanguageCode, ParticipantId, ParticipantRef, PhoneNumberId,
+    ProfilePicture, TemplateName, lenient,
 };
 
 impl GraphClient {
@@ -222,7 +222,8 @@ impl GraphClient {
         let answer = self
             .call(
                 pn,
-                Operation::send("send_invitation", Method::POST, path, Payload::Json(body)),
+                Operation::send("send_invitation", Method::POST, path, Payload::Json(body))
+                    .messaging(),
             )
             .await?;
         Ok(answer.body["messages"][0]
@@ -250,7 +251,10 @@ impl GraphClient {
         context::note_detail("message_type", kind);
         let path = format!("{pn}/messages");
         let answer = self
-            .call(pn, Operation::post("send_group_message", path, body))
+            .call(
+                pn,
+                Operation::post("send_group_message", path, body).messaging(),
+            )
             .await?;
         let message_id = answer.body["messages"][0]
             .get("id")
@@ -272,9 +276,13 @@ impl GraphClient {
         let op = Operation::read("list_join_requests", path).with_query(page.query());
         let answer = self.call(pn, op).await?;
         let join_requests = items(&answer.body["data"], |item| {
+            let text = |key: &str| item.get(key).and_then(lenient::as_id);
             Some(JoinRequest {
                 join_request_id: lenient::as_id(item.get("join_request_id")?)?,
-                wa_id: item.get("wa_id").and_then(lenient::as_id),
+                wa_id: text("wa_id"),
+                user_id: text("user_id"),
+                parent_user_id: text("parent_user_id"),
+                username: text("username"),
                 created_at: timestamp(item, "creation_timestamp"),
             })
         });
@@ -324,7 +332,8 @@ impl GraphClient {
             })
             .unwrap_or_default();
         Ok(JoinRequestOutcome {
-            partial: answer.status == StatusCode::PARTIAL_CONTENT,
+            partial: (answer.status == StatusCode::PARTIAL_CONTENT)
+                .then(|| partial_success(&answer)),
             succeeded,
             failed,
         })
@@ -335,11 +344,14 @@ impl GraphClient {
         &self,
         pn: &PhoneNumberId,
         group: &GroupId,
-        participants: &[ParticipantId],
+        participants: &[ParticipantRef],
     ) -> Result<Option<String>, UpstreamError> {
         let body = json!({
             "messaging_product": "whatsapp",
-            "participants": participants.iter().map(|p| json!({ "user": p.as_ref() })).collect::<Vec<_>>(),
+            "participants": participants.iter().map(|p| match p {
+                ParticipantRef::Phone(phone) => json!({ "user": phone.as_ref() }),
+                ParticipantRef::User(user) => json!({ "user_id": user.as_ref() }),
+            }).collect::<Vec<_>>(),
         });
         let path = format!("{group}/participants");
         // Not replayed: its outcome arrives by webhook and a replay would report twice.
@@ -350,6 +362,25 @@ impl GraphClient {
             Payload::Json(body),
         );
         self.accepted(pn, op).await
+    }
+}
+
+/// Meta's partial success (206): the code and message of its top-level `errors`, 131201
+/// when it gave none.
+fn partial_success(answer: &GraphAnswer) -> UpstreamProblem {
+    let error = &answer.body["errors"][0];
+    UpstreamProblem {
+        code: error
+            .get("code")
+            .and_then(lenient::as_int)
+            .unwrap_or(PARTIAL_SUCCESS),
+        error_subcode: None,
+        message: error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("Not all of the request succeeded")
+            .to_owned(),
+        fbtrace_id: answer.fbtrace_id.clone(),
     }
 }
 

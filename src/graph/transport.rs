@@ -10,6 +10,7 @@ use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
+use super::backoff::Backoffs;
 use super::error::{self, UpstreamError, parse_error, retry_after_from_usage};
 use crate::context::{self, UpstreamCall};
 use crate::domain::PhoneNumberId;
@@ -37,6 +38,7 @@ pub struct GraphClient {
     attempt_timeout: Duration,
     tokens: TokenStore,
     limits: NumberLimits,
+    backoffs: Backoffs,
 }
 
 /// One answer from Meta, before it is interpreted.
@@ -65,6 +67,9 @@ pub(super) struct Operation {
     query: Vec<(&'static str, String)>,
     payload: Payload,
     replay: Replay,
+    /// A Groups API operation, held back while Meta's 131208 for the number lasts; messages
+    /// are not.
+    group: bool,
 }
 
 impl Operation {
@@ -77,6 +82,7 @@ impl Operation {
             query: Vec::new(),
             payload: Payload::None,
             replay: Replay::Safe,
+            group: true,
         }
     }
 
@@ -94,7 +100,14 @@ impl Operation {
             query: Vec::new(),
             payload,
             replay: Replay::Never,
+            group: true,
         }
+    }
+
+    /// A message (Meta's messaging API), not a group operation.
+    pub(super) fn messaging(mut self) -> Self {
+        self.group = false;
+        self
     }
 
     /// Doing it twice does it once.
@@ -125,6 +138,7 @@ impl GraphClient {
         attempt_timeout: Duration,
         tokens: TokenStore,
         limits: NumberLimits,
+        backoffs: Backoffs,
     ) -> Self {
         let attempt_timeout = attempt_timeout.min(timeout);
         let http = awc::Client::builder()
@@ -143,6 +157,7 @@ impl GraphClient {
             attempt_timeout,
             tokens,
             limits,
+            backoffs,
         }
     }
 
@@ -168,9 +183,16 @@ impl GraphClient {
             query,
             payload,
             replay,
+            group,
         } = op;
         let token = self.token(pn)?;
         context::note_phone_number(pn.as_ref());
+        if group && let Some(retry_after_seconds) = self.backoffs.remaining_seconds(pn).await {
+            metrics::counter!(crate::metrics::GROUP_BACKOFF_REFUSALS).increment(1);
+            return Err(UpstreamError::GroupBackoff {
+                retry_after_seconds,
+            });
+        }
         if let Err(refusal) = self.limits.check(pn).await {
             metrics::counter!(crate::metrics::RATE_LIMITED, "scope" => "phone_number").increment(1);
             return Err(UpstreamError::LocalQuota {
@@ -195,6 +217,14 @@ impl GraphClient {
             .await
             .unwrap_or(Err(UpstreamError::Timeout));
             record_attempt(op, &result, started.elapsed(), attempt);
+            if let Err(UpstreamError::Meta(e)) = &result
+                && e.code == error::GROUP_RATE_LIMIT
+            {
+                let seconds = e
+                    .retry_after_seconds
+                    .unwrap_or(error::DEFAULT_RETRY_AFTER_SECONDS);
+                self.backoffs.hold(pn, seconds).await;
+            }
             match result {
                 Err(e)
                     if replay == Replay::Safe
@@ -352,6 +382,7 @@ fn record_attempt(
         Err(UpstreamError::Timeout) => ("timeout".to_owned(), String::new(), None),
         Err(UpstreamError::Unreachable(_)) => ("unreachable".to_owned(), String::new(), None),
         Err(UpstreamError::LocalQuota { .. }) => ("local_quota".to_owned(), String::new(), None),
+        Err(UpstreamError::GroupBackoff { .. }) => ("backoff".to_owned(), String::new(), None),
     };
     context::note_upstream(upstream_call(result));
     if let Err(UpstreamError::Meta(e)) = result

@@ -140,8 +140,18 @@ pub struct UpstreamGroupPage {
 pub struct JoinRequest {
     #[schema(example = "MTY0NjcwNDM1OTU6MTIwMzYzNDA0Njk0MjMzODIw")]
     pub join_request_id: String,
+    /// Absent for users with a WhatsApp username, who carry `user_id` instead.
     #[schema(example = "16505551234")]
     pub wa_id: Option<String>,
+    /// The user's business-scoped user id, when Meta sends it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "US.13491208655302741918")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_user_id: Option<String>,
+    /// The user's WhatsApp username, when they adopted one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
     /// When the user asked to join (RFC 3339).
     #[schema(example = "2025-08-18T20:27:57Z")]
     pub created_at: Option<String>,
@@ -161,8 +171,8 @@ pub struct FailedJoinRequest {
 
 #[derive(Debug, Clone)]
 pub struct JoinRequestOutcome {
-    /// Meta answered 206 (code 131201): some items failed.
-    pub partial: bool,
+    /// Meta answered 206 (code 131201): some items failed; Meta's code and message.
+    pub partial: Option<super::UpstreamProblem>,
     pub succeeded: Vec<String>,
     pub failed: Vec<FailedJoinRequest>,
 }

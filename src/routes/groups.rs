@@ -21,12 +21,13 @@ use super::responses::{
 use super::{FieldReader, JsonObject, parse_list};
 use crate::domain::{
     FieldErrors, GroupDescription, GroupFields, GroupSubject, JoinApprovalMode, JoinRequestId,
-    LanguageCode, META_CURSOR, PageCursor, PageLimit, Paging, ParticipantId, PhoneNumberId,
-    ProfilePicture, RequestId, TemplateName, TemplateParameter, WaitSeconds, decode_cursor,
+    LanguageCode, META_CURSOR, PageCursor, PageLimit, Paging, ParticipantId, ParticipantRef,
+    PhoneNumberId, ProfilePicture, RequestId, TemplateName, TemplateParameter, UserId, WaitSeconds,
+    decode_cursor,
 };
 use crate::error::ApiError;
-use crate::graph::GraphClient;
 use crate::graph::{FailedJoinRequest, JoinRequestDecision, JoinRequestPage, MetaPage};
+use crate::graph::{GraphClient, UpstreamProblem};
 use crate::services::creation::Creations;
 use crate::services::groups::Groups;
 use crate::storage::{CreateRequest, GroupSummary, PendingCreation, RequestStatus};
@@ -64,15 +65,24 @@ pub struct GroupList {
     pub paging: Paging,
 }
 
+/// A participant as Meta names it: `wa_id` may be absent for users with a WhatsApp username,
+/// who carry `user_id` (their business-scoped user id) and `username` instead.
 #[derive(Serialize, ToSchema)]
 pub struct Participant {
     #[schema(example = "16505551234")]
-    pub wa_id: String,
+    pub wa_id: Option<String>,
+    #[schema(value_type = Option<UserId>, example = "US.13491208655302741918")]
+    pub user_id: Option<String>,
+    /// With parent business-scoped user ids enabled.
+    #[schema(example = "US.ENT.11815799212886844830")]
+    pub parent_user_id: Option<String>,
+    #[schema(example = "jane")]
+    pub username: Option<String>,
 }
 
 /// Only `id` and the requested fields are present, under Meta's names.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"id": "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD", "subject": "New Purchase Inquiry", "description": "Car options", "participants": [{"wa_id": "16505551234"}], "join_approval_mode": "auto_approve", "suspended": false, "creation_timestamp": 1755548877, "total_participant_count": 1}))]
+#[schema(example = json!({"id": "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD", "subject": "New Purchase Inquiry", "description": "Car options", "participants": [{"wa_id": "16505551234", "user_id": "US.13491208655302741918"}, {"user_id": "US.11815799212886844830", "username": "jane"}], "join_approval_mode": "auto_approve", "suspended": false, "creation_timestamp": 1755548877, "total_participant_count": 1}))]
 pub struct GroupInfo {
     pub id: String,
     pub subject: Option<String>,
@@ -178,19 +188,43 @@ pub struct JoinRequestIdsBody {
 pub struct ApprovedJoinRequests {
     pub approved: Vec<String>,
     pub failed: Vec<FailedJoinRequest>,
+    /// Present when Meta answered a partial success (its 206, code 131201).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial_success: Option<PartialSuccess>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct RejectedJoinRequests {
     pub rejected: Vec<String>,
     pub failed: Vec<FailedJoinRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial_success: Option<PartialSuccess>,
+}
+
+/// Meta's partial success, with a stable type like every problem's.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"type": "https://wa-groups-gateway.dev/problems/partial-success", "upstream": {"code": 131201, "message": "Not all participant-level operations succeeded"}}))]
+pub struct PartialSuccess {
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub upstream: UpstreamProblem,
+}
+
+impl PartialSuccess {
+    fn of(upstream: Option<UpstreamProblem>) -> Option<Self> {
+        upstream.map(|upstream| PartialSuccess {
+            problem_type: crate::error::problem_type("partial-success"),
+            upstream,
+        })
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"participants": ["+16505551234"]}))]
+#[schema(example = json!({"participants": ["+16505551234", {"user_id": "US.13491208655302741918"}]}))]
 pub struct RemoveParticipantsBody {
-    /// 1–8 phone numbers or WhatsApp IDs, no duplicates (`+1650…` and `1650…` are one).
+    /// 1–8 entries in all, no one twice (`+1650…` and `1650…` are one): phone numbers or
+    /// WhatsApp IDs, or `{"user_id": …}` for users Meta names by business-scoped user id.
     #[schema(schema_with = participants)]
     pub participants: Vec<String>,
 }
@@ -218,7 +252,16 @@ fn join_request_ids() -> ArrayBuilder {
 }
 
 fn participants() -> ArrayBuilder {
-    distinct_list(ParticipantId::schema(), PARTICIPANTS)
+    let entry = utoipa::openapi::schema::OneOfBuilder::new()
+        .item(ParticipantId::schema())
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property("user_id", UserId::schema())
+                .required("user_id")
+                .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+        );
+    distinct_list(entry.into(), PARTICIPANTS)
 }
 
 // ---- inputs ---------------------------------------------------------------------------------
@@ -439,24 +482,65 @@ impl JsonInput for JoinRequestIds {
     }
 }
 
-pub struct Participants(Vec<ParticipantId>);
+pub struct Participants(Vec<ParticipantRef>);
 
 impl JsonInput for Participants {
     fn read(r: &mut FieldReader<'_>) -> Option<Self> {
         let items = r.required_array("participants");
         r.deny_unknown(&["participants"]);
-        let participants = items.map(|items| {
-            parse_list(
-                r.errors,
-                "participants",
-                items,
-                PARTICIPANTS,
-                ParticipantId::parse,
-                |p| p.digits().to_owned(),
-            )
-        });
+        let participants = items.map(|items| read_participants(r.errors, items));
         Some(Participants(participants.unwrap_or_default()))
     }
+}
+
+/// Each entry a phone number or WhatsApp id, or `{"user_id": …}`: 1–8 in all, nobody twice.
+fn read_participants(errors: &mut FieldErrors, items: &[serde_json::Value]) -> Vec<ParticipantRef> {
+    if !PARTICIPANTS.contains(&items.len()) {
+        let (min, max) = (PARTICIPANTS.start(), PARTICIPANTS.end());
+        errors.push("participants", format!("must have {min}-{max} entries"));
+    }
+    let mut out: Vec<ParticipantRef> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let name = format!("participants[{i}]");
+        let parsed = match item {
+            serde_json::Value::String(s) => errors
+                .check(&name, ParticipantId::parse(s))
+                .map(ParticipantRef::Phone),
+            serde_json::Value::Object(map) => {
+                if let Some(other) = map.keys().find(|k| k.as_str() != "user_id") {
+                    errors.push(format!("{name}.{other}"), "is not a known field");
+                }
+                match map.get("user_id").map(|v| v.as_str()) {
+                    Some(Some(u)) => errors
+                        .check(&format!("{name}.user_id"), UserId::parse(u))
+                        .map(ParticipantRef::User),
+                    Some(None) => {
+                        errors.push(format!("{name}.user_id"), "must be a string");
+                        None
+                    }
+                    None => {
+                        errors.push(format!("{name}.user_id"), "is required");
+                        None
+                    }
+                }
+            }
+            _ => {
+                errors.push(
+                    name.clone(),
+                    "must be a phone number or WhatsApp id, or an object {\"user_id\": …}",
+                );
+                None
+            }
+        };
+        if let Some(p) = parsed {
+            if out.iter().any(|seen| seen.identity() == p.identity()) {
+                errors.push(name, "is a duplicate");
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 fn accepted(
@@ -849,9 +933,13 @@ pub async fn approve_join_requests(
     call: OwnedGroup<GroupsWrite, JoinRequestIds>,
     graph: web::Data<GraphClient>,
 ) -> Result<web::Json<ApprovedJoinRequests>, ApiError> {
-    let (approved, failed) =
+    let (approved, failed, partial) =
         decide_join_requests(&call, &graph, JoinRequestDecision::Approve).await?;
-    Ok(web::Json(ApprovedJoinRequests { approved, failed }))
+    Ok(web::Json(ApprovedJoinRequests {
+        approved,
+        failed,
+        partial_success: PartialSuccess::of(partial),
+    }))
 }
 
 /// Reject join requests. A partial success is a 200 with `failed` filled in.
@@ -870,9 +958,13 @@ pub async fn reject_join_requests(
     call: OwnedGroup<GroupsWrite, JoinRequestIds>,
     graph: web::Data<GraphClient>,
 ) -> Result<web::Json<RejectedJoinRequests>, ApiError> {
-    let (rejected, failed) =
+    let (rejected, failed, partial) =
         decide_join_requests(&call, &graph, JoinRequestDecision::Reject).await?;
-    Ok(web::Json(RejectedJoinRequests { rejected, failed }))
+    Ok(web::Json(RejectedJoinRequests {
+        rejected,
+        failed,
+        partial_success: PartialSuccess::of(partial),
+    }))
 }
 
 /// Asks Meta to approve or reject the call's join requests: those decided, and those Meta
@@ -881,11 +973,11 @@ async fn decide_join_requests(
     call: &OwnedGroup<GroupsWrite, JoinRequestIds>,
     graph: &GraphClient,
     decision: JoinRequestDecision,
-) -> Result<(Vec<String>, Vec<FailedJoinRequest>), ApiError> {
+) -> Result<(Vec<String>, Vec<FailedJoinRequest>, Option<UpstreamProblem>), ApiError> {
     let (g, ids) = (call.group(), &call.input.0);
     let (pn, group) = (&g.phone_number_id, &g.group_id);
     let outcome = graph.decide_join_requests(pn, group, ids, decision).await?;
-    Ok((outcome.succeeded, outcome.failed))
+    Ok((outcome.succeeded, outcome.failed, outcome.partial))
 }
 
 /// Remove participants; they can no longer rejoin through the invite link.

@@ -14,8 +14,10 @@ pub mod idempotency;
 pub mod messages;
 pub mod params;
 pub mod picture;
+pub mod reconcile;
 pub mod responses;
 pub mod teams;
+pub mod usage;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -70,7 +72,10 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(teams::admin_delete_team)
             .service(teams::admin_list_phone_numbers)
             .service(teams::admin_put_phone_number)
-            .service(teams::admin_delete_phone_number),
+            .service(teams::admin_delete_phone_number)
+            .service(usage::get_usage)
+            .service(usage::admin_get_usage)
+            .service(reconcile::admin_reconcile_phone_number),
     )
     .service(webhooks::verify_subscription)
     .service(webhooks::receive)

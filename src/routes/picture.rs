@@ -26,7 +26,8 @@ pub async fn read_picture(req: &HttpRequest, payload: Payload) -> Result<Vec<u8>
     }
 }
 
-/// The content of the part named `file`; other parts are read past and dropped.
+/// The content of the part named `file` (or `profile_picture_file`); other parts are read
+/// past and dropped.
 async fn file_part(req: &HttpRequest, payload: Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
     let malformed = |e: actix_multipart::MultipartError| {
         ApiError::bad_request(format!("malformed multipart body: {e}"))
@@ -34,7 +35,8 @@ async fn file_part(req: &HttpRequest, payload: Payload, limit: usize) -> Result<
     let mut multipart = actix_multipart::Multipart::new(req.headers(), payload);
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(malformed)?;
-        let wanted = field.name() == Some("file");
+        // Meta's body table names the part profile_picture_file; its curl sample says file.
+        let wanted = matches!(field.name(), Some("file" | "profile_picture_file"));
         let mut bytes = Vec::new();
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(malformed)?;

@@ -86,7 +86,9 @@ pub enum IdempotencyRefusals {
 pub enum CreationRefusals {
     /// A request with this `Idempotency-Key` is still in progress, or another creation with
     /// the same phone number and subject (by any team) still waits for Meta's answer
-    /// (type `…/creation-in-progress`, with `Retry-After`): nothing was sent to Meta.
+    /// (type `…/creation-in-progress`, with `Retry-After`), or the phone number's or the
+    /// team's `max_groups` is used up by active groups and pending creations (type
+    /// `…/group-quota-exceeded`): nothing was sent to Meta.
     #[response(
         status = 409,
         content_type = "application/problem+json",

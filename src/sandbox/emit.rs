@@ -85,7 +85,7 @@ impl Emitter {
     /// Queues the webhook of one event; returns at once.
     pub fn emit(&self, event: Event) {
         let payload = envelope(&event);
-        let body = serde_json::to_vec(&payload).unwrap_or_default();
+        let body = meta_json(&payload).into_bytes();
         let signature = sign(self.app_secret.expose_secret().as_bytes(), &body);
         let mut log = lock(&self.log);
         let seq = log.next_seq;
@@ -179,6 +179,26 @@ fn envelope(event: &Event) -> Value {
     })
 }
 
+/// JSON as Meta writes its webhook bodies: every character beyond ASCII escaped as `\uXXXX`
+/// (lowercase hex, surrogate pairs beyond the BMP). Meta signs these bytes, so receivers that
+/// check the signature over the body they received (never a re-serialisation) agree.
+pub fn meta_json(value: &Value) -> String {
+    let raw = value.to_string();
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            // Outside strings JSON has only ASCII, so every such character is in a string.
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
 fn set_delivery(log: &SharedLog, seq: u64, outcome: String) {
     if let Some(entry) = lock(log).entries.iter_mut().find(|e| e.seq == seq) {
         entry.delivery = outcome;
@@ -246,6 +266,15 @@ async fn deliver(client: &awc::Client, url: &str, job: &Job) -> Result<String, S
 mod tests {
     use super::*;
     use crate::sandbox::state::Field;
+
+    #[test]
+    fn non_ascii_is_escaped_as_meta_does() {
+        let v = json!({"subject": "Café 🎉", "plain": "ascii \"quoted\""});
+        let text = meta_json(&v);
+        assert!(text.is_ascii(), "{text}");
+        assert!(text.contains("Caf\\u00e9 \\ud83c\\udf89"), "{text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), v);
+    }
 
     /// With the receiver not taking webhooks (each waits an hour here), calls that keep
     /// coming fill the queue to its bound and no further: the rest are logged as not sent.

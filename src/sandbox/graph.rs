@@ -144,7 +144,13 @@ fn group_call(
 ) -> Result<(Vec<String>, String), MetaFailure> {
     let (version, group_id) = path.into_inner();
     check_version(&version)?;
-    Ok((caller(state, req)?, group_id))
+    let numbers = caller(state, req)?;
+    // Every call on a group is a group operation of its number (Meta's 131208 pace).
+    let number = state.world().number_of_group(&numbers, &group_id);
+    if let Some(pn) = number {
+        state.pace(&pn)?;
+    }
+    Ok((numbers, group_id))
 }
 
 fn query(req: &HttpRequest) -> Result<HashMap<String, String>, MetaFailure> {
@@ -243,6 +249,7 @@ async fn unsupported(req: HttpRequest) -> Answer {
 
 async fn create_group(state: State, req: HttpRequest, path: GraphPath, body: Bytes) -> Answer {
     let pn = number_call(&state, &req, path)?;
+    state.pace(&pn)?;
     let body = whatsapp_body(&body)?;
     let subject = required_str(&body, "subject")?;
     let description = optional_str(&body, "description")?;
@@ -258,6 +265,7 @@ async fn create_group(state: State, req: HttpRequest, path: GraphPath, body: Byt
 
 async fn list_groups(state: State, req: HttpRequest, path: GraphPath) -> Answer {
     let pn = number_call(&state, &req, path)?;
+    state.pace(&pn)?;
     let q = page_query(&req)?;
     let page = state.world().list_groups(&pn, &q)?;
     Ok(HttpResponse::Ok().json(json!({
@@ -303,7 +311,7 @@ async fn update_group(
         let body = json_body(&bytes)?;
         if body.contains_key("profile_picture_file") || body.contains_key("file") {
             return Err(MetaFailure::invalid_parameter(
-                "upload the picture as multipart/form-data with a part named file",
+                "upload the picture as multipart/form-data with a part named file (or profile_picture_file)",
             ));
         }
         (body, None)
@@ -336,6 +344,9 @@ async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>
     Ok(bytes)
 }
 
+/// The name Meta's body table gives the picture part (its curl sample says `file`).
+const PICTURE_PART_ALIAS: &str = "profile_picture_file";
+
 async fn read_multipart(
     req: &HttpRequest,
     payload: web::Payload,
@@ -348,7 +359,11 @@ async fn read_multipart(
     let mut file = None;
     while let Some(part) = multipart.next().await {
         let mut part = part.map_err(|e| malformed(&e))?;
-        let name = part.name().unwrap_or_default().to_owned();
+        let mut name = part.name().unwrap_or_default().to_owned();
+        // Meta's body table names the part profile_picture_file; its curl sample says file.
+        if name == PICTURE_PART_ALIAS {
+            name = "file".to_owned();
+        }
         let limit = if name == "file" {
             MAX_PICTURE_BYTES
         } else {
@@ -481,6 +496,16 @@ async fn decide_join_requests(
 
 // ---- /{group_id}/participants --------------------------------------------------------
 
+/// `{"user": phone or wa_id}` or `{"user_id": BSUID}` (Meta's BSUID variant), not both.
+fn participant_input(p: &Value) -> Option<String> {
+    let text = |key: &str| p.get(key).and_then(Value::as_str).map(str::to_owned);
+    match (text("user"), text("user_id")) {
+        (Some(user), None) => Some(user),
+        (None, Some(user_id)) => Some(user_id),
+        _ => None,
+    }
+}
+
 async fn remove_participants(
     state: State,
     req: HttpRequest,
@@ -494,11 +519,11 @@ async fn remove_participants(
         .and_then(Value::as_array)
         .ok_or_else(|| MetaFailure::invalid_parameter("The parameter participants is required"))?
         .iter()
-        .map(|p| p.get("user").and_then(Value::as_str).map(str::to_owned))
+        .map(participant_input)
         .collect::<Option<_>>()
         .ok_or_else(|| {
             MetaFailure::invalid_parameter(
-                "each participant must be {\"user\": \"<phone or wa_id>\"}",
+                "each participant must be {\"user\": \"<phone or wa_id>\"} or {\"user_id\": \"<business-scoped user id>\"}, not both",
             )
         })?;
     let mut world = state.world();

@@ -43,6 +43,16 @@ pub fn z_unescaped_base64(id: &str) -> Option<String> {
     String::from_utf8(STANDARD.decode(encoded).ok()?).ok()
 }
 
+/// The business-scoped user id (BSUID) Meta would send for `wa_id`: `US.` and 20 digits,
+/// the same for the same user every time (one business portfolio in the sandbox).
+pub fn user_id(wa_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("sandbox-bsuid:{wa_id}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    format!("US.{:020}", u64::from_be_bytes(first))
+}
+
 /// The WhatsApp group JID number, `120363…` like real `…@g.us` groups.
 pub fn group_number() -> String {
     format!(

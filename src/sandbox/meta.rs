@@ -15,6 +15,8 @@ pub struct MetaFailure {
     pub subcode: Option<i64>,
     pub title: String,
     pub details: String,
+    /// 131208: the minutes Meta's `X-Business-Use-Case-Usage` advises waiting.
+    pub regain_minutes: Option<u64>,
 }
 
 impl std::fmt::Display for MetaFailure {
@@ -31,6 +33,7 @@ impl MetaFailure {
             subcode: None,
             title: title.to_owned(),
             details: details.into(),
+            regain_minutes: None,
         }
     }
 
@@ -186,6 +189,19 @@ impl MetaFailure {
         )
     }
 
+    /// Too many group operations from this number (Meta answers 429 and says in its usage
+    /// header when access returns).
+    pub fn group_rate_limited(minutes: u64) -> Self {
+        let mut failure = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            131208,
+            "Group Rate Limit Hit",
+            "There were too many group operations from this phone number in a short period",
+        );
+        failure.regain_minutes = Some(minutes);
+        failure
+    }
+
     pub fn not_a_participant(input: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
@@ -218,6 +234,16 @@ impl ResponseError for MetaFailure {
                 header::WWW_AUTHENTICATE,
                 "OAuth \"Facebook Platform\" \"invalid_token\" \"Invalid OAuth access token\"",
             ));
+        }
+        if let Some(minutes) = self.regain_minutes {
+            let usage = json!({ "0": [{
+                "type": "whatsapp_business_management",
+                "call_count": 100,
+                "total_cputime": 1,
+                "total_time": 1,
+                "estimated_time_to_regain_access": minutes,
+            }]});
+            res.insert_header(("X-Business-Use-Case-Usage", usage.to_string()));
         }
         res.json(self.envelope())
     }

@@ -16,6 +16,7 @@ mod emit;
 mod graph;
 mod ids;
 mod meta;
+mod pace;
 pub mod standalone;
 mod state;
 mod users;
@@ -56,6 +57,8 @@ pub struct SandboxOptions {
     /// In gateway mode, the numbers in force: a number added through the admin API is
     /// served from the next call on, with its token. `tokens` is used without it.
     pub live: Option<Directory>,
+    /// Group operations per second a number may make before Meta's 131208.
+    pub group_operations_per_second: u32,
 }
 
 impl SandboxOptions {
@@ -67,6 +70,7 @@ impl SandboxOptions {
             webhook_url,
             api_version: settings.graph.api_version.clone(),
             live: None,
+            group_operations_per_second: settings.sandbox.group_operations_per_second,
         }
     }
 
@@ -89,6 +93,7 @@ struct Shared {
     tokens: Directory,
     emitter: Emitter,
     api_version: String,
+    pace: Mutex<pace::Pace>,
 }
 
 impl SandboxState {
@@ -107,8 +112,28 @@ impl SandboxState {
                     options.webhook_url,
                 ),
                 api_version: options.api_version,
+                pace: Mutex::new(pace::Pace::new(options.group_operations_per_second)),
             }),
         }
+    }
+
+    /// Counts one group operation of `pn`: Meta's 131208 while the number is throttled, or
+    /// when it is driven faster than allowed (which throttles it for a minute).
+    fn pace(&self, pn: &str) -> Result<(), MetaFailure> {
+        self.shared
+            .pace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(pn, std::time::Instant::now())
+    }
+
+    /// Meta throttles the number's group operations for `minutes`, from now.
+    fn throttle(&self, pn: &str, minutes: u64) {
+        self.shared
+            .pace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .throttle(pn, std::time::Instant::now(), minutes);
     }
 
     /// The `/sandbox` scope: the simulated Graph API and the users' side.

@@ -100,13 +100,16 @@ impl Event {
     }
 
     /// A status of message `message_id` sent to group `group_id`; `participant` for the
-    /// statuses Meta reports per participant (delivered, read).
+    /// statuses Meta reports per participant (delivered, read), named by phone and by
+    /// business-scoped user id, with the `contacts` entry Meta adds for them; `pricing` as
+    /// Meta prices the message.
     fn status(
         pn: &str,
         group_id: &str,
         message_id: &str,
         status: &str,
         participant: Option<&str>,
+        pricing: &Value,
         now: i64,
     ) -> Self {
         let mut item = json!({
@@ -115,15 +118,20 @@ impl Event {
             "recipient_type": "group",
             "status": status,
             "timestamp": now.to_string(),
+            "pricing": pricing,
         });
+        let mut contacts = Vec::new();
         if let Some(p) = participant {
+            let user_id = ids::user_id(p);
             item["recipient_participant_id"] = json!(p);
+            item["recipient_participant_user_id"] = json!(user_id);
+            contacts.push(json!({ "wa_id": p, "user_id": user_id }));
         }
         Event {
             pn: pn.to_owned(),
             field: Field::Messages,
             item,
-            contacts: Vec::new(),
+            contacts,
         }
     }
 
@@ -269,20 +277,30 @@ impl Group {
     }
 
     fn participants_json(&self) -> Value {
-        Value::Array(
-            self.participants
-                .iter()
-                .map(|p| json!({ "wa_id": p }))
-                .collect(),
-        )
+        Value::Array(self.participants.iter().map(|p| person(p)).collect())
     }
 
     fn join_request_json(jr: &JoinRequest) -> Value {
         json!({
             "join_request_id": jr.id,
             "wa_id": jr.wa_id,
+            "user_id": ids::user_id(&jr.wa_id),
             "creation_timestamp": jr.created_at,
         })
+    }
+
+    /// The participant `input` names (a phone number, a WhatsApp id or a business-scoped
+    /// user id): their WhatsApp id.
+    fn participant_named(&self, input: &str) -> Option<String> {
+        if is_user_id(input) {
+            self.participants
+                .iter()
+                .find(|p| ids::user_id(p) == input)
+                .cloned()
+        } else {
+            let wa_id = digits(input);
+            self.has_participant(wa_id).then(|| wa_id.to_owned())
+        }
     }
 
     /// Everything the simulation knows, for `GET /sandbox/groups/{id}`.
@@ -431,6 +449,27 @@ pub struct World {
 }
 
 /// The simulated users have no WhatsApp profile; a name from their number stands in.
+/// A person as Meta names them in group info and webhooks: WhatsApp id and business-scoped
+/// user id.
+fn person(wa_id: &str) -> Value {
+    json!({ "wa_id": wa_id, "user_id": ids::user_id(wa_id) })
+}
+
+/// A business-scoped user id starts with a country's letters; phone numbers are digits.
+fn is_user_id(input: &str) -> bool {
+    input.starts_with(|c: char| c.is_ascii_alphabetic())
+}
+
+/// Meta's pricing of a message sent to a group: a template is billed as marketing, anything
+/// else is a free reply within the group's customer service window.
+pub fn group_pricing(kind: &str) -> Value {
+    if kind == "template" {
+        json!({ "billable": true, "pricing_model": "PMP", "category": "group_marketing", "type": "regular" })
+    } else {
+        json!({ "billable": false, "pricing_model": "PMP", "category": "group_service", "type": "free_group_customer_service" })
+    }
+}
+
 fn profile_name(wa_id: &str) -> String {
     let tail = &wa_id[wa_id.len().saturating_sub(4)..];
     format!("Sandbox user {tail}")
@@ -546,6 +585,11 @@ impl World {
         wa_id: &'a str,
     ) -> Result<(&mut Group, &'a str), ApiError> {
         Ok((self.any_group_mut(id)?, digits(wa_id)))
+    }
+
+    /// The phone number of a group on one of `pns`.
+    pub fn number_of_group(&self, pns: &[String], id: &str) -> Option<String> {
+        self.group(pns, id).ok().map(|g| g.pn.clone())
     }
 
     pub fn inspect(&self, id: &str) -> Option<Value> {
@@ -808,7 +852,7 @@ impl World {
             if approve {
                 group.removed.remove(&jr.wa_id);
                 group.participants.push(jr.wa_id.clone());
-                added.push(json!({ "input": jr.wa_id, "wa_id": jr.wa_id }));
+                added.push(json!({ "input": jr.wa_id, "wa_id": jr.wa_id, "user_id": ids::user_id(&jr.wa_id) }));
             }
             decision.succeeded.push(jr.id);
         }
@@ -843,22 +887,37 @@ impl World {
         }
         let mut seen = BTreeSet::new();
         for input in inputs {
-            if !seen.insert(digits(input)) {
+            let identity = if is_user_id(input) {
+                input.as_str()
+            } else {
+                digits(input)
+            };
+            if !seen.insert(identity) {
                 return Err(MetaFailure::duplicate_participant(input));
             }
         }
         let group = self.group_mut(pns, id)?;
-        let (present, absent): (Vec<&String>, Vec<&String>) = inputs
+        let named: Vec<(&String, Option<String>)> = inputs
             .iter()
-            .partition(|input| group.has_participant(digits(input)));
+            .map(|input| (input, group.participant_named(input)))
+            .collect();
+        let present: Vec<(&String, String)> = named
+            .iter()
+            .filter_map(|(input, wa_id)| Some((*input, wa_id.clone()?)))
+            .collect();
+        let absent: Vec<&String> = named
+            .iter()
+            .filter(|(_, wa_id)| wa_id.is_none())
+            .map(|(input, _)| *input)
+            .collect();
         if present.is_empty() {
             return Err(MetaFailure::not_a_participant(absent[0]));
         }
-        for input in &present {
-            let wa_id = digits(input);
+        for (_, wa_id) in &present {
             group.participants.retain(|p| p != wa_id);
-            group.removed.insert(wa_id.to_owned());
+            group.removed.insert(wa_id.clone());
         }
+        let present: Vec<&String> = present.into_iter().map(|(input, _)| input).collect();
         let request_id = ids::request_id();
         let mut details = json!({
             "request_id": request_id,
@@ -921,8 +980,9 @@ impl World {
             content,
             at: now,
         });
+        let pricing = group_pricing(kind);
         let status = |status: &str, participant: Option<&str>| {
-            Event::status(pn, id, message_id, status, participant, now)
+            Event::status(pn, id, message_id, status, participant, &pricing, now)
         };
         let mut events = vec![status("sent", None)];
         for step in ["delivered", "read"] {
@@ -1008,7 +1068,7 @@ impl World {
                     Field::Participants,
                     "group_join_request_created",
                     now,
-                    json!({ "reason": "invite_link", "join_request_id": jr_id, "wa_id": wa_id }),
+                    json!({ "reason": "invite_link", "join_request_id": jr_id, "wa_id": wa_id, "user_id": ids::user_id(wa_id) }),
                 );
                 Ok((JoinOutcome::Requested(jr_id), event))
             }
@@ -1023,7 +1083,7 @@ impl World {
                     Field::Participants,
                     "group_participants_add",
                     now,
-                    json!({ "reason": "invite_link", "added_participants": [{ "wa_id": wa_id }] }),
+                    json!({ "reason": "invite_link", "added_participants": [person(wa_id)] }),
                 );
                 Ok((JoinOutcome::Joined, event))
             }
@@ -1064,13 +1124,18 @@ impl World {
             field: Field::Messages,
             item: json!({
                 "from": wa_id,
+                "from_user_id": ids::user_id(wa_id),
                 "group_id": group.id,
                 "id": message_id,
                 "timestamp": now.to_string(),
                 "text": content,
                 "type": "text",
             }),
-            contacts: vec![json!({ "profile": { "name": profile_name(wa_id) }, "wa_id": wa_id })],
+            contacts: vec![json!({
+                "profile": { "name": profile_name(wa_id) },
+                "wa_id": wa_id,
+                "user_id": ids::user_id(wa_id),
+            })],
         };
         Ok((message_id, event))
     }
@@ -1089,7 +1154,7 @@ impl World {
                 Field::Participants,
                 "group_participants_remove",
                 now,
-                json!({ "initiated_by": "participant", "removed_participants": [{ "wa_id": wa_id }] }),
+                json!({ "initiated_by": "participant", "removed_participants": [person(wa_id)] }),
             );
             return Ok((LeaveOutcome::Left, event));
         }
@@ -1099,7 +1164,7 @@ impl World {
                 Field::Participants,
                 "group_join_request_revoked",
                 now,
-                json!({ "reason": "user_cancelled", "join_request_id": jr.id, "wa_id": wa_id }),
+                json!({ "reason": "user_cancelled", "join_request_id": jr.id, "wa_id": wa_id, "user_id": ids::user_id(wa_id) }),
             );
             return Ok((LeaveOutcome::RequestRevoked(jr.id), event));
         }

@@ -27,6 +27,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/groups/{group_id}/messages", web::post().to(write_message))
         .route("/groups/{group_id}/suspend", web::post().to(suspend))
         .route("/groups/{group_id}/unsuspend", web::post().to(unsuspend))
+        .route(
+            "/phone-numbers/{phone_number_id}/throttle",
+            web::post().to(throttle),
+        )
         .route("/webhooks", web::get().to(webhooks));
 }
 
@@ -73,6 +77,7 @@ async fn help(state: State) -> HttpResponse {
             "POST /sandbox/groups/{group_id}/messages": "{\"wa_id\": \"16505551234\", \"text\": \"Hello!\"} a participant writes in the group; Meta's messages webhook follows",
             "POST /sandbox/groups/{group_id}/suspend": "WhatsApp suspends the group",
             "POST /sandbox/groups/{group_id}/unsuspend": "WhatsApp lifts the suspension",
+            "POST /sandbox/phone-numbers/{phone_number_id}/throttle": "{\"minutes\"?: 1} Meta answers 131208 (too many group operations) to the number's group operations for that long, as it does to a number driven too fast",
         },
         "inspect": {
             "GET /sandbox/groups": "every simulated group (?phone_number_id= to filter)",
@@ -202,4 +207,30 @@ fn set_suspended(state: &SandboxState, group_id: &str, suspended: bool) -> Answe
 
 async fn webhooks(state: State) -> HttpResponse {
     HttpResponse::Ok().json(state.emitter().recent())
+}
+
+/// Meta throttles a number's group operations (131208) for `minutes` (default 1, at most 60).
+async fn throttle(state: State, req: HttpRequest, path: web::Path<String>, body: Bytes) -> Answer {
+    let pn = path.into_inner();
+    if !state.phone_numbers().any(|n| n == pn) {
+        return Err(ApiError::NotFound(format!(
+            "the sandbox has no phone number {pn}"
+        )));
+    }
+    let mut errors = FieldErrors::new();
+    let minutes = if body.is_empty() {
+        1
+    } else {
+        let parsed = JsonObject::parse(&req, &body, &mut errors)?;
+        let mut r = parsed.reader(&mut errors);
+        let minutes = r.optional_u64("minutes");
+        if minutes.is_some_and(|m| !(1..=60).contains(&m)) {
+            r.errors.push("minutes", "must be an integer from 1 to 60");
+        }
+        r.deny_unknown(&["minutes"]);
+        finish(errors)?;
+        minutes.unwrap_or(1)
+    };
+    state.throttle(&pn, minutes);
+    Ok(HttpResponse::Ok().json(json!({ "phone_number_id": pn, "throttled_minutes": minutes })))
 }

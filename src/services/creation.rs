@@ -20,8 +20,10 @@ use crate::domain::{
 };
 use crate::error::ApiError;
 use crate::graph::{GraphClient, UpstreamError};
+use crate::platform::Directory;
 use crate::storage::{
-    CreateRequest, CreationOutcome, GroupStore, PendingCreation, RegistryTx, RequestStatus, Storage,
+    CreateRequest, CreationOutcome, GroupQuota, GroupStore, PendingCreation, QuotaScope, Recorded,
+    RegistryTx, RequestStatus, Storage,
 };
 use crate::supervisor::Supervisor;
 
@@ -121,6 +123,8 @@ pub struct Creations {
     /// What a creation refused for a busy subject is told to wait: the subject is freed
     /// when the holder's call to Meta ends (at most graph.timeout_ms) or its webhook lands.
     subject_retry_after: Duration,
+    /// The numbers' and teams' `max_groups` in force.
+    directory: Directory,
 }
 
 /// What became of the call that asks Meta for a group.
@@ -151,12 +155,18 @@ fn outcome_unknown(e: &UpstreamError) -> bool {
 const WATCH_EVERY: Duration = Duration::from_secs(5);
 
 impl Creations {
-    pub fn new(storage: Storage, waiters: Waiters, subject_retry_after: Duration) -> Self {
+    pub fn new(
+        storage: Storage,
+        waiters: Waiters,
+        subject_retry_after: Duration,
+        directory: Directory,
+    ) -> Self {
         Creations {
             groups: storage.groups.clone(),
             storage,
             waiters,
             subject_retry_after,
+            directory,
         }
     }
 
@@ -189,10 +199,28 @@ impl Creations {
             phone_number_id: pn.to_string(),
             subject: subject.to_string(),
         };
-        if !self.groups.insert_creation(&creation).await? {
-            return Err(ApiError::CreationInProgress {
-                retry_after_seconds: self.subject_retry_after.as_secs().max(1),
-            });
+        let (number, team_max) = self.directory.max_groups(team, pn);
+        let quota = GroupQuota {
+            number: Some(number),
+            team: team_max,
+        };
+        match self.groups.record_creation(&creation, quota).await? {
+            Recorded::Yes => {}
+            Recorded::SubjectBusy => {
+                return Err(ApiError::CreationInProgress {
+                    retry_after_seconds: self.subject_retry_after.as_secs().max(1),
+                });
+            }
+            Recorded::OverQuota { scope, limit, .. } => {
+                metrics::counter!(crate::metrics::GROUP_QUOTA_REFUSALS).increment(1);
+                return Err(ApiError::GroupQuotaExceeded {
+                    scope: match scope {
+                        QuotaScope::PhoneNumber => "phone number",
+                        QuotaScope::Team => "team",
+                    },
+                    limit,
+                });
+            }
         }
         context::note_create_request(&creation.request_id);
         Ok(creation)

@@ -21,6 +21,7 @@ pub mod events;
 pub mod groups;
 pub mod ownership;
 pub mod processing;
+pub mod reconcile;
 pub mod registry;
 pub mod retention;
 pub mod revocation;

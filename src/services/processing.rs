@@ -17,14 +17,15 @@ use super::creation::{self, Waiters};
 use super::delivery::DeliveryHandle;
 use crate::clock::now_secs;
 use crate::domain::events::{
-    Completion, EventType, NewWebhookEvent, TeamEvent, event_id, has_errors,
+    Completion, EventType, GROUP_STATUS_ITEM, NewWebhookEvent, TeamEvent, event_id, has_errors,
 };
 use crate::domain::lenient;
 use crate::domain::meta_webhook::{
     KNOWN_FIELDS, KNOWN_TYPES, SignatureCheck, extract_events, known_label,
 };
 use crate::storage::{
-    InboxOutcome, InboxStore, NewTeamEvent, RegistryTx, Result, SeenGroup, Storage, StorageError,
+    BillableMessage, InboxOutcome, InboxStore, NewTeamEvent, RegistryTx, Result, SeenGroup,
+    Storage, StorageError,
 };
 use crate::supervisor::Supervisor;
 
@@ -453,6 +454,7 @@ async fn apply(tx: &mut dyn RegistryTx, event: &NewWebhookEvent) -> Result<Optio
                 tx.set_group_subject(group, text).await?;
             }
         }
+        (_, GROUP_STATUS_ITEM) => count_billable(tx, group, event).await?,
         (_, "group_suspend") => tx.set_group_suspended(group, true).await?,
         (_, "group_suspend_cleared") => tx.set_group_suspended(group, false).await?,
         (field, kind) => {
@@ -460,6 +462,45 @@ async fn apply(tx: &mut dyn RegistryTx, event: &NewWebhookEvent) -> Result<Optio
         }
     }
     Ok(None)
+}
+
+/// Usage (DESIGN §15): a status whose pricing says billable counts its message once, for
+/// the team owning the group, on the UTC day of the status.
+async fn count_billable(
+    tx: &mut dyn RegistryTx,
+    group: &str,
+    event: &NewWebhookEvent,
+) -> Result<()> {
+    let item = &event.payload;
+    let pricing = &item["pricing"];
+    if pricing.get("billable").and_then(lenient::as_bool) != Some(true) {
+        return Ok(());
+    }
+    let (Some(message_id), Some(category)) = (
+        item.get("id").and_then(lenient::as_id),
+        pricing.get("category").and_then(|c| c.as_str()),
+    ) else {
+        return Ok(());
+    };
+    let owner = tx.group_owner(group).await?;
+    let Some(phone_number_id) = event
+        .phone_number_id
+        .clone()
+        .or_else(|| owner.as_ref().map(|o| o.phone_number_id.clone()))
+    else {
+        return Ok(());
+    };
+    let occurred_at = event.occurred_at.clone().unwrap_or_else(now_secs);
+    let day = occurred_at.get(..10).unwrap_or(&occurred_at);
+    tx.record_billable(&BillableMessage {
+        message_id: &message_id,
+        team: owner.as_ref().and_then(|o| o.team.as_deref()),
+        phone_number_id: &phone_number_id,
+        day,
+        category,
+        pricing_model: pricing.get("pricing_model").and_then(|m| m.as_str()),
+    })
+    .await
 }
 
 /// Writes the team event of one freshly stored Meta event, after the registry applied it.

@@ -81,6 +81,11 @@ pub async fn prune(
     rows += drain(limit, || storage.audit.prune_audit(&audit)).await?;
     rows += drain(limit, || storage.idempotency.prune_keys(&keys)).await?;
     rows += drain(limit, || storage.groups.prune_creations(&creations)).await?;
+    // Usage rows are kept by day (`YYYY-MM-DD`): a day before the cut-off's day goes.
+    let usage = ago(DAY * settings.usage_days);
+    let usage_day = usage.get(..10).unwrap_or(&usage).to_owned();
+    let usage = batch(&usage_day);
+    rows += drain(limit, || storage.usage.prune_usage(&usage)).await?;
     let revocations = ago(revocations_outlive);
     let revocations = batch(&revocations);
     rows += drain(limit, || storage.tokens.prune_revocations(&revocations)).await?;

@@ -6,6 +6,7 @@
 //! back as a whole.
 
 mod endpoints;
+mod guardrails;
 mod platform;
 mod records;
 pub mod sql;
@@ -21,6 +22,7 @@ use crate::domain::events::{Completion, NewWebhookEvent};
 use crate::domain::{FeedPosition, GroupId, ItemError, PhoneNumberId, RequestId};
 
 pub use endpoints::*;
+pub use guardrails::*;
 pub use platform::*;
 pub use records::*;
 
@@ -43,7 +45,18 @@ impl StorageError {
 pub trait GroupStore: Send + Sync {
     /// Records a pending creation that holds its (phone number, subject) until Meta's request
     /// id arrives or it ends. `false`, and nothing recorded, when another creation holds them.
-    async fn insert_creation(&self, creation: &PendingCreation) -> Result<bool>;
+    async fn insert_creation(&self, creation: &PendingCreation) -> Result<bool> {
+        let recorded = self.record_creation(creation, GroupQuota::NONE).await?;
+        Ok(recorded == Recorded::Yes)
+    }
+    /// `insert_creation` within `quota`: the count and the insert are one transaction that
+    /// every other creation on the number (on any replica) waits for, so two creations never
+    /// both take the last slot.
+    async fn record_creation(
+        &self,
+        creation: &PendingCreation,
+        quota: GroupQuota,
+    ) -> Result<Recorded>;
     /// Marks a still pending creation failed.
     async fn fail_creation(&self, request_id: &RequestId, error: &ItemError) -> Result<()>;
     async fn creation(&self, request_id: &str) -> Result<Option<CreateRequest>>;
@@ -211,6 +224,8 @@ pub trait RegistryTx: Send {
     /// Adds `delta` to the participant count where the count is known.
     async fn adjust_participants(&mut self, group_id: &str, delta: i64) -> Result<()>;
     async fn group_owner(&mut self, group_id: &str) -> Result<Option<GroupOwner>>;
+    /// Counts a billable message once: a message already counted is left as it is.
+    async fn record_billable(&mut self, message: &BillableMessage<'_>) -> Result<()>;
     /// Stores a team event and, when a team owns it, the row that gets it delivered.
     async fn insert_team_event(&mut self, row: &NewTeamEvent<'_>) -> Result<()>;
     /// Gives the team of `completion` the ownerless events of its creation (and of its
@@ -252,7 +267,16 @@ pub trait RegistryTx: Send {
 /// Every concern of one backend.
 #[async_trait]
 pub trait Backend:
-    GroupStore + InboxStore + EventStore + AuditStore + TokenStore + IdempotencyStore + PlatformStore
+    GroupStore
+    + InboxStore
+    + EventStore
+    + AuditStore
+    + TokenStore
+    + IdempotencyStore
+    + PlatformStore
+    + BackoffStore
+    + UsageStore
+    + ReconcileStore
 {
     async fn begin(&self) -> Result<Box<dyn RegistryTx>>;
     /// A unit of work holding only what can be derived again from data already committed
@@ -302,6 +326,9 @@ pub struct Storage {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub platform: Arc<dyn PlatformStore>,
     pub endpoints: Arc<dyn EndpointStore>,
+    pub backoffs: Arc<dyn BackoffStore>,
+    pub usage: Arc<dyn UsageStore>,
+    pub reconcile: Arc<dyn ReconcileStore>,
     backend: Arc<dyn Backend>,
 }
 
@@ -319,6 +346,9 @@ impl Storage {
             idempotency: backend.clone(),
             platform: backend.clone(),
             endpoints: backend.clone(),
+            backoffs: backend.clone(),
+            usage: backend.clone(),
+            reconcile: backend.clone(),
             backend,
         })
     }

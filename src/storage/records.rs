@@ -250,6 +250,44 @@ pub struct PendingCreation {
     pub subject: String,
 }
 
+/// The limits a new creation must stay within (DESIGN §15): active groups and creations
+/// still pending count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupQuota {
+    /// The phone number's limit, over every team.
+    pub number: Option<u32>,
+    /// The team's limit on this phone number.
+    pub team: Option<u32>,
+}
+
+impl GroupQuota {
+    pub const NONE: GroupQuota = GroupQuota {
+        number: None,
+        team: None,
+    };
+}
+
+/// Which quota a creation would exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaScope {
+    PhoneNumber,
+    Team,
+}
+
+/// What recording a creation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Yes,
+    /// Another creation holds the (phone number, subject) until Meta names it.
+    SubjectBusy,
+    /// The quota is used up: `count` groups and pending creations against `limit`.
+    OverQuota {
+        scope: QuotaScope,
+        limit: u32,
+        count: i64,
+    },
+}
+
 /// How Meta's webhook ended a creation.
 #[derive(Debug, Clone)]
 pub enum CreationOutcome {

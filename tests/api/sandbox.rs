@@ -22,6 +22,10 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::spawn_app;
 
+/// The business-scoped user id the simulation gives WhatsApp user 16505551234 (always the
+/// same for the same user, as Meta's within one business).
+const BSUID_1234: &str = "US.08859445250523692544";
+
 /// The demo phone number of config/sandbox-demo.toml.
 const PN: &str = "12784358810";
 const V: &str = "v23.0";
@@ -343,7 +347,7 @@ async fn a_user_joins_by_link_and_leaves() {
     assert_eq!(item["reason"], "invite_link");
     assert_eq!(
         item["added_participants"],
-        json!([{ "wa_id": "16505551234" }])
+        json!([{ "wa_id": "16505551234", "user_id": BSUID_1234 }])
     );
 
     // Joining twice is refused; leaving is reported as Meta reports it.
@@ -360,7 +364,7 @@ async fn a_user_joins_by_link_and_leaves() {
     assert_eq!(item["initiated_by"], "participant");
     assert_eq!(
         item["removed_participants"],
-        json!([{ "wa_id": "16505551234" }])
+        json!([{ "wa_id": "16505551234", "user_id": BSUID_1234 }])
     );
     // Leaving of one's own accord does not bar coming back.
     assert_eq!(app.join(&group_id, "16505551234").await.status(), 200);
@@ -915,9 +919,10 @@ async fn a_participant_writes_and_the_team_sees_it() {
         json!({
             "message_id": message_id,
             "from": "16505551234",
+            "from_user_id": BSUID_1234,
             "type": "text",
             "text": {"body": "What does everyone think?"},
-            "contact": {"profile": {"name": "Sandbox user 1234"}, "wa_id": "16505551234"}
+            "contact": {"profile": {"name": "Sandbox user 1234"}, "wa_id": "16505551234", "user_id": BSUID_1234}
         })
     );
 
@@ -1310,7 +1315,10 @@ async fn the_readme_walkthrough_works() {
     assert_eq!(res.status(), 200);
 
     let group = read(token.clone(), group_url).await;
-    assert_eq!(group["participants"], json!([{ "wa_id": "16505551234" }]));
+    assert_eq!(
+        group["participants"],
+        json!([{ "wa_id": "16505551234", "user_id": BSUID_1234 }])
+    );
     assert_eq!(group["total_participant_count"], 1);
 
     // curl -X POST localhost:8080/v1/groups/$GROUP_ID/messages -H "Authorization: Bearer $TOKEN" \

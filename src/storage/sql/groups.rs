@@ -6,20 +6,67 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::rows::{flag, known, parsed};
-use super::{HELD_EVENTS, OVERTAKEN_CREATIONS, SqlStorage, placeholders, set_group_column};
+use super::{
+    Dialect, HELD_EVENTS, OVERTAKEN_CREATIONS, SqlStorage, placeholders, set_group_column,
+};
 use crate::clock::now;
 use crate::domain::{
     GroupId, ItemError, PageCursor, Paging, PhoneNumberId, RequestId, encode_cursor,
 };
 use crate::storage::{
-    CreateRequest, GroupPage, GroupRecord, GroupStore, GroupSummary, GroupsPage, NewOwner,
-    PendingCreation, PruneBatch, RequestStatus, Result,
+    CreateRequest, GroupPage, GroupQuota, GroupRecord, GroupStore, GroupSummary, GroupsPage,
+    NewOwner, PendingCreation, PruneBatch, QuotaScope, Recorded, RequestStatus, Result,
 };
 
 #[async_trait]
 impl GroupStore for SqlStorage {
-    async fn insert_creation(&self, creation: &PendingCreation) -> Result<bool> {
+    async fn record_creation(
+        &self,
+        creation: &PendingCreation,
+        quota: GroupQuota,
+    ) -> Result<Recorded> {
         let now = now();
+        let mut tx = self.writer.begin_with(self.dialect.begin()).await?;
+        if quota != GroupQuota::NONE {
+            // SQLite's write lock is taken by BEGIN IMMEDIATE; PostgreSQL serialises the
+            // creations of one number on an advisory lock held until the commit.
+            if self.dialect == Dialect::Postgres {
+                sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+                    .bind(quota_lock_key(&creation.phone_number_id))
+                    .fetch_one(&mut *tx)
+                    .await?;
+            }
+            let counts: QuotaCounts = sqlx::query_as(
+                "SELECT
+                   (SELECT COUNT(*) FROM groups WHERE phone_number_id = $1 AND status = 'active')
+                   + (SELECT COUNT(*) FROM create_requests WHERE phone_number_id = $1 AND status = 'pending')
+                     AS number_count,
+                   (SELECT COUNT(*) FROM groups WHERE phone_number_id = $1 AND status = 'active' AND owner_team = $2)
+                   + (SELECT COUNT(*) FROM create_requests WHERE phone_number_id = $1 AND status = 'pending' AND team = $2)
+                     AS team_count",
+            )
+            .bind(&creation.phone_number_id)
+            .bind(&creation.team)
+            .fetch_one(&mut *tx)
+            .await?;
+            let over = [
+                (QuotaScope::PhoneNumber, quota.number, counts.number_count),
+                (QuotaScope::Team, quota.team, counts.team_count),
+            ]
+            .into_iter()
+            .find_map(|(scope, limit, count)| {
+                let limit = limit?;
+                (count >= i64::from(limit)).then_some(Recorded::OverQuota {
+                    scope,
+                    limit,
+                    count,
+                })
+            });
+            if let Some(over) = over {
+                tx.rollback().await?;
+                return Ok(over);
+            }
+        }
         // The partial unique index create_requests_one_waiting_per_subject is what refuses a
         // second holder, atomically across replicas; DO NOTHING turns that into 0 rows.
         let inserted = sqlx::query(
@@ -33,10 +80,15 @@ impl GroupStore for SqlStorage {
         .bind(&creation.subject)
         .bind(&now)
         .bind(&now)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        Ok(inserted == 1)
+        tx.commit().await?;
+        Ok(if inserted == 1 {
+            Recorded::Yes
+        } else {
+            Recorded::SubjectBusy
+        })
     }
 
     async fn fail_creation(&self, request_id: &RequestId, error: &ItemError) -> Result<()> {
@@ -370,3 +422,19 @@ async fn exists_beyond(
 }
 
 // ---- inside a unit of work ------------------------------------------------------------
+
+/// Active groups and pending creations on a number, of all teams and of the creating team.
+#[derive(sqlx::FromRow)]
+struct QuotaCounts {
+    number_count: i64,
+    team_count: i64,
+}
+
+/// The advisory lock serialising the creations of one phone number (PostgreSQL).
+fn quota_lock_key(phone_number_id: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("wagw:group-quota:{phone_number_id}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}

@@ -11,6 +11,7 @@ mod endpoints;
 mod events;
 mod expiry;
 mod groups;
+mod guardrails;
 mod idempotency;
 mod inbox;
 mod registry;
@@ -27,8 +28,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, FromRow, Transaction};
 
 use super::{
-    Backend, CreationOutcome, CreationWatcher, GroupChange, GroupOwner, GroupWatcher, NewTeamEvent,
-    PendingCreation, PlatformWatcher, RegistryTx, Result, SeenGroup,
+    Backend, BillableMessage, CreationOutcome, CreationWatcher, GroupChange, GroupOwner,
+    GroupWatcher, NewTeamEvent, PendingCreation, PlatformWatcher, RegistryTx, Result, SeenGroup,
 };
 use crate::clock::now;
 use crate::domain::RequestId;
@@ -713,6 +714,25 @@ impl RegistryTx for SqlTx {
 
     async fn adjust_participants(&mut self, group_id: &str, delta: i64) -> Result<()> {
         self.deferred.participants(group_id, delta);
+        Ok(())
+    }
+
+    async fn record_billable(&mut self, message: &BillableMessage<'_>) -> Result<()> {
+        self.flush().await?;
+        sqlx::query(
+            "INSERT INTO message_usage (message_id, team, phone_number_id, day, category, pricing_model, recorded_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (message_id) DO NOTHING",
+        )
+        .bind(message.message_id)
+        .bind(message.team)
+        .bind(message.phone_number_id)
+        .bind(message.day)
+        .bind(message.category)
+        .bind(message.pricing_model)
+        .bind(now())
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
