@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use wa_groups_gateway::auth::Scope;
 use wa_groups_gateway::cli::{console_token, issue_token};
@@ -17,6 +18,8 @@ use wa_groups_gateway::startup::Application;
 const PN: &str = "12784358810";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const INJECTION: &str = "<img src=x onerror=alert(1)>";
+/// A group made outside the gateway, adopted in the console.
+const UNOWNED: &str = "Made in WhatsApp Manager";
 const FILES: [&str; 6] = [
     "",
     "console.css",
@@ -93,6 +96,26 @@ impl Console {
             .await
             .expect("request")
     }
+}
+
+/// The group of `subject` in the admin listing of the demo number, once Meta lists it.
+async fn eventually_listed(console: &Console, admin: &str, subject: &str) -> Value {
+    for _ in 0..200 {
+        let listed = json_of(
+            console
+                .get(&format!("/v1/admin/phone-numbers/{PN}/groups"), admin)
+                .await,
+        )
+        .await;
+        if let Some(group) = listed["groups"]
+            .as_array()
+            .and_then(|groups| groups.iter().find(|g| g["subject"] == subject))
+        {
+            return group.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no group {subject} listed");
 }
 
 async fn json_of(res: reqwest::Response) -> Value {
@@ -313,6 +336,7 @@ fn drive_console(base: &str, admin_token: &str, screenshot: &Path) -> Value {
         .env("ADMIN_TOKEN", admin_token)
         .env("PHONE_NUMBER", PN)
         .env("INJECTION_SUBJECT", INJECTION)
+        .env("UNOWNED_SUBJECT", UNOWNED)
         .env("SCREENSHOT", screenshot)
         .env("CHROMIUM", CHROMIUM)
         .stdout(Stdio::piped())
@@ -359,6 +383,38 @@ async fn the_console_works_in_a_real_browser() {
     let created = json_of(res).await;
     assert_eq!(created["status"], "created", "{created}");
     let group_id = created["group_id"].as_str().expect("group_id").to_owned();
+    let res = console
+        .http
+        .post(console.url(&format!(
+            "/v1/phone-numbers/{PN}/groups?wait_seconds=10"
+        )))
+        .bearer_auth(&sales)
+        .json(&json!({ "subject": "Weekly sales sync" }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 201);
+    // A group made outside the gateway (straight at the simulated Graph API), to adopt.
+    let meta_token = console
+        .settings
+        .phone_numbers
+        .iter()
+        .find(|(pn, _)| pn.as_ref() == PN)
+        .map(|(_, t)| t.expose_secret().to_owned())
+        .expect("the demo number has a token");
+    let res = console
+        .http
+        .post(console.url(&format!("/sandbox/graph/v23.0/{PN}/groups")))
+        .bearer_auth(&meta_token)
+        .json(&json!({ "messaging_product": "whatsapp", "subject": UNOWNED }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    let unowned_id = eventually_listed(&console, &admin, UNOWNED).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     // More audit records than one page of the console holds (every admin call is audited).
     for _ in 0..60 {
         assert_eq!(console.get("/v1/admin/teams", &admin).await.status(), 200);
@@ -422,6 +478,9 @@ async fn the_console_works_in_a_real_browser() {
         .unwrap_or_else(|| panic!("{group_id} not listed: {listed}"));
     assert_eq!(group["owner"], result["team"]);
     assert_eq!(group["subject"], INJECTION);
+    let adopted = eventually_listed(&console, &admin, UNOWNED).await;
+    assert_eq!(adopted["id"], unowned_id.as_str());
+    assert_eq!(adopted["owner"], result["team"], "the adoption did not hold");
 
     // The README's picture was written.
     let png = std::fs::read(&screenshot).expect("docs/console.png");

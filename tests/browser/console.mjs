@@ -3,7 +3,8 @@
 // starts the gateway in sandbox mode and checks what this script did against the API.
 //
 // Input (environment): CONSOLE_BASE (http://127.0.0.1:PORT), ADMIN_TOKEN, PHONE_NUMBER,
-// INJECTION_SUBJECT (a group's subject that tries HTML injection), SCREENSHOT (where to write
+// INJECTION_SUBJECT (a group's subject that tries HTML injection), UNOWNED_SUBJECT (a group
+// made outside the gateway), SCREENSHOT (where to write
 // the README's picture), CHROMIUM (default /usr/bin/chromium).
 // Output: on success, one JSON line on stdout `{"team", "token", "jti"}`; on failure, the
 // failed step on stderr and exit code 1.
@@ -22,6 +23,7 @@ const BASE = env('CONSOLE_BASE');
 const ADMIN_TOKEN = env('ADMIN_TOKEN');
 const PN = env('PHONE_NUMBER');
 const INJECTION = env('INJECTION_SUBJECT');
+const UNOWNED = env('UNOWNED_SUBJECT');
 const SCREENSHOT = env('SCREENSHOT');
 const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
 const TEAM = 'console-team';
@@ -213,6 +215,12 @@ try {
   step('the README screenshot: the groups of a number, the injection attempt as text');
   await page.mouse.move(0, 0);
   await page.screenshot({ path: SCREENSHOT, fullPage: false });
+
+  step('adopt the group made outside the gateway');
+  await expectText(section('groups').locator('tbody tr', { hasText: UNOWNED }), 'none (not adopted)', 'unowned group');
+  await page.getByLabel(`New owner of ${UNOWNED}`, { exact: true }).selectOption(TEAM);
+  await button(`Adopt ${UNOWNED}`).click();
+  await expectText(section('groups').locator('.status'), `adopted by ${TEAM}.`, 'adoption status');
 
   step('webhook endpoints: the route as it answers');
   await link('Webhook endpoints').click();
