@@ -20,14 +20,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const INJECTION: &str = "<img src=x onerror=alert(1)>";
 /// A group made outside the gateway, adopted in the console.
 const UNOWNED: &str = "Made in WhatsApp Manager";
-const FILES: [&str; 6] = [
-    "",
-    "console.css",
-    "app.js",
-    "api.js",
-    "dom.js",
-    "pages.js",
-];
+const FILES: [&str; 6] = ["", "console.css", "app.js", "api.js", "dom.js", "pages.js"];
 
 struct Console {
     base: String,
@@ -210,7 +203,10 @@ async fn the_console_inserts_text_only_and_loads_nothing_from_elsewhere() {
             .await
             .expect("text");
         for outside in ["http://", "https://", "//cdn", "@import"] {
-            assert!(!body.contains(outside), "/console/{file} contains {outside}");
+            assert!(
+                !body.contains(outside),
+                "/console/{file} contains {outside}"
+            );
         }
         if file.ends_with(".js") {
             scripts.push_str(&body);
@@ -241,7 +237,15 @@ async fn the_console_inserts_text_only_and_loads_nothing_from_elsewhere() {
         "the console's scopes differ from the gateway's: {listed}"
     );
     // Files, not API: outside the OpenAPI document.
-    let spec = json_of(console.http.get(console.url("/openapi.json")).send().await.expect("spec")).await;
+    let spec = json_of(
+        console
+            .http
+            .get(console.url("/openapi.json"))
+            .send()
+            .await
+            .expect("spec"),
+    )
+    .await;
     let paths = spec["paths"].as_object().expect("paths");
     assert!(paths.keys().all(|p| !p.starts_with("/console")));
 }
@@ -297,17 +301,27 @@ async fn the_start_log_prints_a_console_link_whose_token_works() {
         .find(|w| w.contains("/console/#token="))
         .expect("the link");
     let (page, token) = link.split_once("#token=").expect("fragment");
-    assert!(page.starts_with("http://127.0.0.1:") && page.ends_with("/console/"), "{link}");
+    assert!(
+        page.starts_with("http://127.0.0.1:") && page.ends_with("/console/"),
+        "{link}"
+    );
     let http = reqwest::Client::new();
     let status = http
-        .get(format!("{}/v1/admin/teams", page.trim_end_matches("/console/")))
+        .get(format!(
+            "{}/v1/admin/teams",
+            page.trim_end_matches("/console/")
+        ))
         .bearer_auth(token)
         .send()
         .await
         .map(|r| r.status().as_u16());
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(status.ok(), Some(200), "the link's token is refused: {line}");
+    assert_eq!(
+        status.ok(),
+        Some(200),
+        "the link's token is refused: {line}"
+    );
 }
 
 // ---- the page in a real browser ------------------------------------------------------------
@@ -372,9 +386,7 @@ async fn the_console_works_in_a_real_browser() {
     // A group whose subject tries HTML injection, made by `sales` through the API.
     let res = console
         .http
-        .post(console.url(&format!(
-            "/v1/phone-numbers/{PN}/groups?wait_seconds=10"
-        )))
+        .post(console.url(&format!("/v1/phone-numbers/{PN}/groups?wait_seconds=10")))
         .bearer_auth(&sales)
         .json(&json!({ "subject": INJECTION }))
         .send()
@@ -385,9 +397,7 @@ async fn the_console_works_in_a_real_browser() {
     let group_id = created["group_id"].as_str().expect("group_id").to_owned();
     let res = console
         .http
-        .post(console.url(&format!(
-            "/v1/phone-numbers/{PN}/groups?wait_seconds=10"
-        )))
+        .post(console.url(&format!("/v1/phone-numbers/{PN}/groups?wait_seconds=10")))
         .bearer_auth(&sales)
         .json(&json!({ "subject": "Weekly sales sync" }))
         .send()
@@ -447,7 +457,12 @@ async fn the_console_works_in_a_real_browser() {
         .get(&format!("/v1/phone-numbers/{PN}/groups"), token)
         .await;
     assert_eq!(res.status(), 401, "the revoked token still works");
-    let audit = json_of(console.get("/v1/admin/audit?team=platform&limit=1000", &admin).await).await;
+    let audit = json_of(
+        console
+            .get("/v1/admin/audit?team=platform&limit=1000", &admin)
+            .await,
+    )
+    .await;
     let records = audit["records"].as_array().expect("records");
     assert!(
         records.iter().any(|r| r["route"] == "/v1/admin/tokens"
@@ -480,7 +495,10 @@ async fn the_console_works_in_a_real_browser() {
     assert_eq!(group["subject"], INJECTION);
     let adopted = eventually_listed(&console, &admin, UNOWNED).await;
     assert_eq!(adopted["id"], unowned_id.as_str());
-    assert_eq!(adopted["owner"], result["team"], "the adoption did not hold");
+    assert_eq!(
+        adopted["owner"], result["team"],
+        "the adoption did not hold"
+    );
 
     // The README's picture was written.
     let png = std::fs::read(&screenshot).expect("docs/console.png");
