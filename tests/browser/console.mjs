@@ -81,6 +81,11 @@ page.on('dialog', async (dialog) => {
   await dialog.dismiss();
 });
 page.on('pageerror', (error) => pageErrors.push(String(error)));
+const auditLimits = [];
+page.on('request', (request) => {
+  const url = new URL(request.url());
+  if (url.pathname === '/v1/admin/audit') auditLimits.push(url.searchParams.get('limit'));
+});
 page.on('console', (message) => {
   const text = message.text();
   if (/Content Security Policy|Trusted Type/i.test(text)) policyViolations.push(text);
@@ -259,6 +264,25 @@ try {
   check((await page.locator('img').count()) === 0, 'an <img> element was created');
   await page.unroute('**/v1/admin/webhook-endpoints');
 
+  step('10,000 teams: shown a page at a time, at once');
+  const many = Array.from({ length: 10_000 }, (_, i) => ({
+    name: `team-${String(i).padStart(5, '0')}`, phone_numbers: [PN], admin: false, source: 'api',
+    updated_at: '2026-11-26T10:15:00.000Z',
+  }));
+  await page.route('**/v1/admin/teams', (route) => route.fulfill({
+    status: 200, contentType: 'application/json', body: JSON.stringify({ teams: many }),
+  }));
+  const started = Date.now();
+  await link('Teams').click();
+  await expectText(section('teams').locator('.pager'), 'Page 1 of 200', 'teams pager');
+  check((await section('teams').locator('tbody tr').count()) === 50, 'more than a page of teams in the document');
+  await button('Next page').click();
+  await expectText(section('teams').locator('tbody tr').first(), 'team-00050', 'second page of teams');
+  const elapsed = Date.now() - started;
+  check(elapsed < 5_000, `10,000 teams took ${elapsed} ms`);
+  await page.unroute('**/v1/admin/teams');
+  check(auditLimits.length > 0 && auditLimits.every((l) => l === '50' || l === '1'),
+    `the audit log was not read a page at a time: limits ${auditLimits.join(', ')}`);
 
   step('sign out clears the token');
   await button('Sign out').click();
