@@ -449,6 +449,16 @@ async fn the_console_works_in_a_real_browser() {
         .unwrap_or_else(|| panic!("the console's team is not in {teams}"));
     assert_eq!(team["phone_numbers"], json!([PN]));
     assert_eq!(team["source"], "api");
+    // So does the phone number, with the access token typed in the page.
+    let numbers = json_of(console.get("/v1/admin/phone-numbers", &admin).await).await;
+    assert!(
+        numbers["phone_numbers"]
+            .as_array()
+            .expect("phone_numbers")
+            .iter()
+            .any(|n| n["phone_number_id"] == "15550001111" && n["source"] == "api"),
+        "the console's phone number is not in {numbers}"
+    );
 
     // The token issued in the page was the team's, and is revoked.
     let token = result["token"].as_str().expect("token");

@@ -143,6 +143,20 @@ try {
   check(/^[0-9a-f]{8}$/.test((await section('phone-numbers').locator('tbody code').first().textContent()) ?? ''),
     'no token fingerprint shown');
 
+  step('a phone number: the access token is write-only, its fingerprint shown');
+  await button('Save phone number').click();
+  await expectText(page.locator('#number-id-error'), 'is required', 'Phone number ID field error');
+  await field('Phone number ID').fill('15550001111');
+  await button('Save phone number').click();
+  await expectText(page.locator('#number-token-error'), /\S/, 'Access token field error');
+  const accessToken = 'EAAG-console-test-token';
+  await field('Access token').fill(accessToken);
+  await button('Save phone number').click();
+  await expectText(section('phone-numbers').locator('.status'), 'Phone number 15550001111 added.', 'number status');
+  await expectText(section('phone-numbers').locator('tbody tr', { hasText: '15550001111' }), /[0-9a-f]{8}/, 'fingerprint');
+  check((await field('Access token').inputValue()) === '', 'the access token stayed in its field');
+  check(!(await page.content()).includes(accessToken), 'the access token is in the page');
+
   step('issuing without a scope: the API error is shown beside Scopes');
   await link('Tokens').click();
   await field('Team').selectOption({ label: TEAM });
