@@ -340,12 +340,19 @@ fn serve(mut settings: Settings) -> ExitCode {
         let host = settings.server.host.clone();
         // For the hint below; `sales` when there is no non-admin team at all.
         let demo_team = demo_team(&settings).unwrap_or_else(|| "sales".to_owned());
+        let console_token = console_token(&settings);
         let app = Application::build(settings)
             .await
             .map_err(|e| e.to_string())?;
         let base = format!("http://{host}:{}", app.port());
         tracing::info!(mode = ?mode, "wa-groups-gateway listening on {base}");
         eprintln!("Swagger UI: {base}/swagger-ui/");
+        if let Some((team, token)) = &console_token {
+            eprintln!(
+                "Console, signed in as the admin team {team} (its token, valid 24 h, is in the link's #fragment): {}",
+                crate::console::sign_in_link(&base, token)
+            );
+        }
         if let Some((team, token)) = &demo_token {
             // Printed once, on stdout, for whoever started the container: the key it is
             // signed with exists only in this process.
@@ -363,6 +370,34 @@ fn serve(mut settings: Settings) -> ExitCode {
         }
         app.run_until_stopped().await.map_err(|e| e.to_string())
     })
+}
+
+/// An admin token for the console's sign-in link (README, "Console"): only in sandbox mode
+/// on loopback, where nobody else can reach the gateway and the signing key is the public
+/// development one anyway. `platform` when configured, else any administrator team.
+pub fn console_token(settings: &Settings) -> Option<(String, String)> {
+    if settings.graph.mode != GraphMode::Sandbox || !settings.server.is_loopback() {
+        return None;
+    }
+    let team = match settings.teams.get("platform") {
+        Some(t) if t.admin => "platform".to_owned(),
+        _ => settings
+            .teams
+            .iter()
+            .find(|(_, t)| t.admin)
+            .map(|(name, _)| name.clone())?,
+    };
+    let token = TokenIssuer::new(&settings.auth, None)
+        .ok()?
+        .issue(
+            &team,
+            &[crate::auth::Scope::Admin],
+            None,
+            (24 * 3600).min(settings.auth.max_token_ttl_seconds),
+        )
+        .ok()?
+        .token;
+    Some((team, token))
 }
 
 /// The demo's team: `sales` when configured, else any non-admin team.

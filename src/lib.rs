@@ -8,7 +8,8 @@
 //! 2. `config`, `platform` (the live teams and phone numbers), `ratelimit`;
 //! 3. `storage` (all SQL), `graph` (all Graph calls);
 //! 4. `error`, `services`, `tokens`;
-//! 5. HTTP: `auth`, `connection` (requests refused before routing), `telemetry`, `routes`;
+//! 5. HTTP: `auth`, `connection` (requests refused before routing), `telemetry`, `routes`,
+//!    `console` (the platform teams' web page);
 //! 6. composition: `process` (running a server command), `startup`, `openapi`, `cli`,
 //!    `config_check`, `sandbox`.
 
@@ -32,6 +33,7 @@ pub mod tokens;
 
 pub mod auth;
 pub mod connection;
+pub mod console;
 pub mod routes;
 pub mod telemetry;
 

@@ -499,8 +499,8 @@ struct Shared {
 }
 
 impl Shared {
-    /// One worker's app: the documented routes, the sandbox when on, Swagger UI, and the
-    /// middleware every request passes.
+    /// One worker's app: the documented routes, the sandbox when on, Swagger UI, the console
+    /// and the middleware every request passes.
     fn app(
         &self,
     ) -> App<
@@ -524,6 +524,8 @@ impl Shared {
                     cfg.service(sandbox.scope());
                 }
             })
+            // Before Swagger UI's scope, which takes every path it is given.
+            .service(crate::console::scope())
             .service(swagger_ui(self.openapi.clone()))
             .default_service(web::to(error::not_found))
             .wrap(ErrorHandlers::new().default_handler(as_problem))

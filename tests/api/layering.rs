@@ -23,7 +23,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("configuration", &["config", "platform", "ratelimit"]),
     ("storage and Meta", &["storage", "graph"]),
     ("services", &["error", "services", "tokens"]),
-    ("HTTP", &["auth", "connection", "telemetry", "routes"]),
+    (
+        "HTTP",
+        &["auth", "connection", "telemetry", "routes", "console"],
+    ),
     (
         "composition",
         &[

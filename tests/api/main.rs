@@ -8,6 +8,7 @@ mod receiver;
 mod admin;
 mod auth;
 mod config_layers;
+mod console;
 mod crash;
 mod endpoints;
 mod events;

@@ -1157,7 +1157,7 @@ fn rendered_dom(url: &str) -> String {
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: this test renders Swagger UI in a real browser. \
-         Install it with `apt-get install -y chromium` (CI does)."
+         Run `scripts/test` (it installs it), or `apt-get install -y chromium`."
     );
     let profile = tempfile::tempdir().expect("tempdir");
     let out_path = profile.path().join("dom.html");
