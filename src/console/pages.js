@@ -6,7 +6,7 @@ import { api, ApiProblem, SignedOut, seg, query } from './api.js';
 import { el, replace, table, time, pagedRows, clearMessages, status, showProblem } from './dom.js';
 
 /** The scopes a token may carry (README, "Authentication"; a test compares with the gateway's). */
-export const SCOPES = ['groups:read', 'groups:write', 'groups:delete', 'groups:invite', 'groups:message', 'admin'];
+export const SCOPES = ['groups:read', 'groups:write', 'groups:delete', 'groups:invite', 'groups:message', 'webhooks', 'admin'];
 
 /** Audit records per page: the API pages, so at most this many rows are ever in the page. */
 const AUDIT_PAGE = 50;
