@@ -27,7 +27,7 @@ const GROUPS: usize = 4;
 async fn a_gateway_killed_mid_burst_loses_no_acknowledged_webhook() {
     let started = Instant::now();
     let receiver = Receiver::start().await;
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let extra = format!(
         r#"

@@ -84,7 +84,7 @@ async fn a_creation_without_its_webhook_fails_with_an_event_for_its_team() {
 #[tokio::test]
 async fn a_key_held_by_a_request_that_can_no_longer_be_running_is_taken_over() {
     let db = TestDatabase::create().await;
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let start = |timeout_ms: u64| {
         let (meta, db) = (&meta, &db);
         async move {

@@ -171,7 +171,7 @@ async fn meta_answers_invite_links(meta: &MockServer) {
 
 #[tokio::test]
 async fn a_change_no_replica_announced_is_seen_once_the_cache_ttl_ran_out() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     meta_answers_invite_links(&meta).await;
     let pair = Pair::start(&meta, "cache_ttl = \"1s\"").await;
     let sales = pair.token("sales", &[Scope::GroupsRead, Scope::GroupsWrite]);
@@ -196,7 +196,7 @@ async fn a_change_no_replica_announced_is_seen_once_the_cache_ttl_ran_out() {
 
 #[tokio::test]
 async fn a_replica_whose_notification_connection_dropped_forgets_what_it_cached() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     meta_answers_invite_links(&meta).await;
     // The default cache_ttl (60 s) is far longer than this test: only the reconnect can help.
     let pair = Pair::start(&meta, "").await;
@@ -242,7 +242,7 @@ async fn a_replica_whose_notification_connection_dropped_forgets_what_it_cached(
 
 #[tokio::test]
 async fn a_revocation_committed_after_a_later_one_is_refused_within_a_second() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let pair = Pair::start(&meta, "").await;
     let early = pair.token("sales", &[Scope::GroupsRead]);
     let later = pair.token("sales", &[Scope::GroupsRead]);

@@ -473,7 +473,7 @@ impl Pair {
 /// other one is refused 409 before Meta, whichever replica it came through.
 #[tokio::test]
 async fn two_replicas_racing_never_both_take_the_last_slot() {
-    let meta = wiremock::MockServer::start().await;
+    let meta = wiremock::MockServer::builder().start().await;
     Mock::given(method("POST"))
         .and(path(graph(&format!("{RACED}/groups"))))
         // Slow enough that every creation is in flight at once.
@@ -747,7 +747,7 @@ async fn a_131208_on_one_replica_holds_back_the_other() {
         } else {
             String::new()
         };
-        let meta = wiremock::MockServer::start().await;
+        let meta = wiremock::MockServer::builder().start().await;
         Mock::given(method("POST"))
             .and(path(graph(&format!("{number}/groups"))))
             .respond_with(group_throttled(Some(1)))
@@ -1455,7 +1455,7 @@ async fn the_reconciliation_lease_has_one_holder_at_a_time() {
 /// a time do it, so Meta is listed about once a second, not twice.
 #[tokio::test]
 async fn one_replica_at_a_time_runs_the_periodic_reconciliation() {
-    let meta = wiremock::MockServer::start().await;
+    let meta = wiremock::MockServer::builder().start().await;
     Mock::given(method("GET"))
         .and(path(graph(&format!("{RACED}/groups"))))
         .respond_with(listing(&[], None))

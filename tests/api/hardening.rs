@@ -81,7 +81,7 @@ async fn count(db_url: &str, sql: &str) -> i64 {
 
 #[tokio::test]
 async fn four_hundred_anonymous_calls_store_nothing_and_are_throttled_per_address() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = tuned_config(
         &meta.uri(),
@@ -161,7 +161,7 @@ async fn four_hundred_anonymous_calls_store_nothing_and_are_throttled_per_addres
 
 #[tokio::test]
 async fn two_thousand_malformed_requests_are_counted_logged_a_few_times_and_throttle_the_address() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = tuned_config(
         &meta.uri(),
@@ -265,7 +265,7 @@ async fn two_thousand_malformed_requests_are_counted_logged_a_few_times_and_thro
 
 #[tokio::test]
 async fn a_flood_of_large_unsigned_posts_costs_bounded_memory_and_genuine_posts_stay_fast() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let dir = tempfile::tempdir().unwrap();
     let config =
         tuned_config(&meta.uri(), dir.path(), "workers = 2", "", "").replace("workers = 1\n", "");
@@ -418,7 +418,7 @@ async fn chunked_flooder(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_chunked_posts_with_a_wrong_signature_costs_bounded_memory_given_back_after() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let dir = tempfile::tempdir().unwrap();
     let config =
         tuned_config(&meta.uri(), dir.path(), "workers = 2", "", "").replace("workers = 1\n", "");
@@ -860,7 +860,7 @@ async fn config_check_refuses_a_team_webhook_at_the_metadata_address() {
 #[tokio::test]
 async fn the_endpoint_view_shows_a_failure_class_not_the_receivers_words() {
     // A receiver that answers with words of its own, and a port where nobody listens.
-    let talker = MockServer::start().await;
+    let talker = MockServer::builder().start().await;
     wiremock::Mock::given(wiremock::matchers::any())
         .respond_with(
             wiremock::ResponseTemplate::new(500)
@@ -1105,7 +1105,7 @@ async fn no_command_or_log_shows_the_database_or_redis_password() {
 
 #[tokio::test]
 async fn old_rows_of_every_growing_table_are_pruned_in_batches() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = tuned_config(
         &meta.uri(),

@@ -140,7 +140,10 @@ pub async fn spawn_app_adjusted(
     extra: &str,
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    let meta = MockServer::start().await;
+    // Never a pooled server (`MockServer::start`): a pooled one is handed to the next test
+    // when this one ends, and the gateway of this test, still winding down, would then be
+    // counted among that test's upstream requests.
+    let meta = MockServer::builder().start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let base = base.map(str::to_owned).unwrap_or_else(|| meta.uri());
     let mut settings = Settings::from_toml_overrides(&tuned_config(

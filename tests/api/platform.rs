@@ -547,7 +547,7 @@ impl Replicas {
 
 #[tokio::test]
 async fn replicas_agree_within_a_second_on_teams_numbers_and_tokens() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let replicas = Replicas::start(&meta).await;
     let admin = replicas.token("platform", &[Scope::Admin]);
     let ops = replicas.token("ops", &[Scope::GroupsWrite]);

@@ -391,7 +391,7 @@ impl Fleet {
 
 #[tokio::test]
 async fn a_team_made_on_the_command_line_is_in_force_on_running_gateways_within_a_second() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let fleet = Fleet::start(&meta, 2, "").await;
     let ops = fleet.token("ops", &[Scope::GroupsRead]);
     for replica in 0..2 {
@@ -436,7 +436,7 @@ async fn a_team_made_on_the_command_line_is_in_force_on_running_gateways_within_
 
 #[tokio::test]
 async fn a_replica_whose_notification_connection_dropped_still_learns_a_team_deletion() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     // The default cache_ttl (60 s, a reload every 15 s) is far longer than this test: only
     // the reload after reconnecting can help.
     let fleet = Fleet::start(&meta, 2, "").await;
@@ -497,7 +497,7 @@ async fn a_replica_whose_notification_connection_dropped_still_learns_a_team_del
 
 #[tokio::test]
 async fn storage_cache_ttl_bounds_a_registry_change_nobody_announced() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let fleet = Fleet::start(&meta, 1, "cache_ttl = \"1s\"").await;
     let ops = fleet.token("ops", &[Scope::GroupsRead]);
     assert_eq!(

@@ -673,7 +673,7 @@ async fn no_secret_appears_in_logs_responses_or_metrics() {
     const ACCESS: &str = "CANARYaccessTOKEN0123456789";
     const APP: &str = "CANARYappSECRET0123456789";
     const SIGNING: &str = "CANARYsigningKEY0123456789";
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     Mock::given(method("POST"))
         .and(path(graph(&format!("{PN}/groups"))))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"request_id": "CANARY-REQ"})))
@@ -809,7 +809,7 @@ async fn no_secret_appears_in_logs_responses_or_metrics() {
 
 #[tokio::test]
 async fn sigterm_lets_the_request_in_flight_finish() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     Mock::given(method("POST"))
         .and(path(graph(&format!("{PN}/groups"))))
         .respond_with(

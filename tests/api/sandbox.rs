@@ -1041,7 +1041,7 @@ async fn sandbox_routes_do_not_exist_in_live_mode() {
 
 #[tokio::test]
 async fn the_standalone_sandbox_sends_signed_webhooks_to_the_given_url() {
-    let receiver = MockServer::start().await;
+    let receiver = MockServer::builder().start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200))
         .mount(&receiver)

@@ -33,7 +33,7 @@ struct Simulation {
 
 impl Simulation {
     async fn start(extra: &str) -> Simulation {
-        let receiver = MockServer::start().await;
+        let receiver = MockServer::builder().start().await;
         Mock::given(method("POST"))
             .respond_with(ResponseTemplate::new(200))
             .mount(&receiver)

@@ -178,7 +178,7 @@ async fn pass(
 async fn readyz_answers_within_a_second_when_the_database_stops_answering() {
     let db = TestDatabase::create().await;
     let relay = Relay::to_postgres().await;
-    let meta = wiremock::MockServer::start().await;
+    let meta = wiremock::MockServer::builder().start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut settings =
         Settings::from_toml_overrides(&test_config(&meta.uri(), dir.path(), "")).unwrap();
