@@ -265,6 +265,12 @@ const BACKLOG_EVERY: Duration = Duration::from_secs(10);
 /// A turn ends after this long even if its endpoint has more: the others get theirs.
 const TURN: Duration = Duration::from_secs(2);
 
+/// The lease a turn holds on its endpoint: until when, and whether renewing it failed.
+struct Lease {
+    until: std::cell::Cell<i64>,
+    lost: std::cell::Cell<bool>,
+}
+
 /// The keys a turn signs with: the endpoint's secret, and the one before it during the
 /// overlap after a rotation.
 struct Keys(Vec<SigningKey>);
@@ -370,11 +376,12 @@ impl Worker {
     }
 
     /// Delivers the endpoint's due deliveries in order, batch by batch, until none is due,
-    /// an attempt fails (the endpoint then waits its backoff), or the turn is over.
+    /// an attempt fails (the endpoint then waits its backoff), the turn is over, or the lease
+    /// is lost.
     async fn turn(
         self: &Rc<Self>,
         target: EndpointTarget,
-        mut lease_until: i64,
+        lease_until: i64,
     ) -> crate::storage::Result<()> {
         let settings = &self.config.settings;
         let started = std::time::Instant::now();
@@ -386,37 +393,35 @@ impl Worker {
             return Ok(());
         };
         let keys = Rc::new(keys);
-        let lease = settings.lease().as_millis() as i64;
-        let margin = settings.request_timeout_ms as i64 + 1_000;
+        let lease = Rc::new(Lease {
+            until: std::cell::Cell::new(lease_until),
+            lost: std::cell::Cell::new(false),
+        });
         loop {
-            let now = now_ms();
-            if lease_until - now < margin {
-                lease_until = now + lease;
-                if !self
-                    .store
-                    .renew_endpoint(&target.team, &target.id, &self.owner, lease_until)
-                    .await?
-                {
-                    // Another replica has it now: it carries on from storage.
-                    return Ok(());
-                }
+            if !self.hold(&target, &lease).await? {
+                // Another replica has it now: it carries on from storage.
+                return Ok(());
             }
             let due = self
                 .store
-                .due_deliveries(&target.team, &target.id, now, settings.batch_size)
+                .due_deliveries(&target.team, &target.id, now_ms(), settings.batch_size)
                 .await?;
             if due.is_empty() {
                 return Ok(());
             }
-            // The batch must end within the lease: no more of it than fits.
-            let fits = ((lease_until - now - margin) / settings.request_timeout_ms.max(1) as i64)
-                .max(1) as usize
-                * settings.max_in_flight_per_endpoint;
             let stop = Rc::new(std::cell::Cell::new(false));
-            let attempts = futures_util::stream::iter(due.into_iter().take(fits))
+            // Attempts start one after another (at most max_in_flight_per_endpoint at once);
+            // before each, the lease is renewed when it would not outlast the attempt, so a
+            // batch never needs to be cut to what a lease covers.
+            let attempts = futures_util::stream::iter(due)
                 .take_while({
-                    let stop = stop.clone();
-                    move |_| std::future::ready(!stop.get())
+                    let (stop, lease, target) = (stop.clone(), lease.clone(), &target);
+                    move |_| {
+                        let (stop, lease) = (stop.clone(), lease.clone());
+                        async move {
+                            !stop.get() && self.hold(target, &lease).await.unwrap_or(false)
+                        }
+                    }
                 })
                 .map(|delivery| {
                     let keys = keys.clone();
@@ -452,10 +457,36 @@ impl Worker {
             {
                 self.disabled(&target, reason).await;
             }
-            if failing || started.elapsed() >= TURN {
+            if failing || lease.lost.get() || started.elapsed() >= TURN {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether this replica still holds the endpoint for one more attempt: the lease is
+    /// renewed in storage when less than an attempt (and a second for settling) is left.
+    async fn hold(&self, target: &EndpointTarget, lease: &Lease) -> crate::storage::Result<bool> {
+        if lease.lost.get() {
+            return Ok(false);
+        }
+        let settings = &self.config.settings;
+        let margin = settings.request_timeout_ms as i64 + 1_000;
+        let now = now_ms();
+        if lease.until.get() - now >= margin {
+            return Ok(true);
+        }
+        let until = now + settings.lease().as_millis() as i64;
+        let renewed = self
+            .store
+            .renew_endpoint(&target.team, &target.id, &self.owner, until)
+            .await
+            .inspect_err(|_| lease.lost.set(true))?;
+        if renewed {
+            lease.until.set(until);
+        } else {
+            lease.lost.set(true);
+        }
+        Ok(renewed)
     }
 
     /// Each attempt's verdict, and the endpoint's health after them.

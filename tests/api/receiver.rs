@@ -149,8 +149,11 @@ async fn hook(
         *now += 1;
         *most = (*most).max(*now);
     }
-    if mode == "slow" {
-        tokio::time::sleep(Duration::from_secs(5)).await;
+    match mode.as_str() {
+        "slow" => tokio::time::sleep(Duration::from_secs(5)).await,
+        // Accepts, but takes its time: a batch of these outlasts a delivery lease.
+        "lagging" => tokio::time::sleep(Duration::from_millis(150)).await,
+        _ => {}
     }
     if let Some((now, _)) = state.in_flight.lock().unwrap().get_mut(&team) {
         *now -= 1;

@@ -171,7 +171,7 @@ async fn follow_feed(
 async fn three_replicas_share_the_inbox_the_feed_and_the_deliveries_even_when_one_dies() {
     const POSTS: usize = 600;
     const GROUPS: usize = 3;
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let receiver = Receiver::start().await;
     let fleet = Fleet::new(
         &meta,
@@ -305,7 +305,7 @@ async fn three_replicas_share_the_inbox_the_feed_and_the_deliveries_even_when_on
 
 #[tokio::test]
 async fn a_creation_started_on_one_replica_answers_when_the_webhook_lands_on_another() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let fleet = Fleet::new(&meta, "").await;
     let replicas = fleet.replicas(2).await;
     let meta_request = format!("WAIT-{}", uuid());
@@ -352,7 +352,7 @@ async fn a_creation_started_on_one_replica_answers_when_the_webhook_lands_on_ano
 
 #[tokio::test]
 async fn the_same_new_idempotency_key_at_two_replicas_at_once_reaches_meta_once() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let fleet = Fleet::new(&meta, "").await;
     let replicas = fleet.replicas(2).await;
     // Meta takes its time, so the second request arrives while the first is running.
@@ -396,7 +396,7 @@ async fn the_same_new_idempotency_key_at_two_replicas_at_once_reaches_meta_once(
 /// one creation reaches Meta, the other answers 409, round after round (DESIGN §5).
 #[tokio::test]
 async fn the_same_subject_at_two_replicas_at_once_reaches_meta_once() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let fleet = Fleet::new(&meta, "").await;
     let replicas = fleet.replicas(2).await;
     // Meta takes its time and names each creation, so each round's subject is freed again.
@@ -453,7 +453,7 @@ async fn the_same_subject_at_two_replicas_at_once_reaches_meta_once() {
 #[tokio::test]
 async fn a_groups_events_racing_its_creation_on_another_replica_all_reach_the_team() {
     const ROUNDS: usize = 20;
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let fleet = Fleet::new(&meta, "").await;
     let replicas = fleet.replicas(2).await;
     let mut groups = Vec::new();
@@ -526,7 +526,7 @@ async fn a_groups_events_racing_its_creation_on_another_replica_all_reach_the_te
 
 #[tokio::test]
 async fn a_token_revoked_on_one_replica_is_refused_by_the_others_within_a_second() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let fleet = Fleet::new(&meta, "").await;
     let replicas = fleet.replicas(3).await;
     let jti = jti_of(&fleet.token);
@@ -569,7 +569,7 @@ async fn a_token_revoked_on_one_replica_is_refused_by_the_others_within_a_second
 
 #[tokio::test]
 async fn a_phone_numbers_rate_limit_holds_across_replicas_through_redis() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     // A number of this test's own: the bucket in Redis is per number.
     let number = format!(
         "9{}",
@@ -698,7 +698,7 @@ async fn without_redis_a_replica_keeps_serving_on_its_own_buckets_and_says_so() 
 
 #[tokio::test]
 async fn without_its_database_a_replica_is_not_ready_and_meta_is_asked_to_send_again() {
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let fleet = Fleet::new(&meta, "").await;
     let replica = fleet.replica(1).await;
     let ready = fleet
@@ -732,7 +732,7 @@ async fn without_its_database_a_replica_is_not_ready_and_meta_is_asked_to_send_a
 #[tokio::test]
 async fn two_replicas_deliver_each_event_once_per_endpoint() {
     const POSTS: usize = 120;
-    let meta = MockServer::start().await;
+    let meta = MockServer::builder().start().await;
     let receiver = Receiver::start().await;
     let fleet = Fleet::new(
         &meta,
@@ -861,4 +861,66 @@ async fn two_replicas_deliver_each_event_once_per_endpoint() {
         delivered.sort_unstable();
         assert_eq!(delivered, feed, "{name}: the feed's events");
     }
+}
+
+/// A batch to a slow endpoint takes longer than one delivery lease (30 attempts of 150 ms
+/// against a 2 s lease): the replica delivering renews the lease as it goes, so the other
+/// replica never takes the endpoint over and sends the same events again.
+#[tokio::test]
+async fn a_batch_longer_than_the_lease_is_delivered_once() {
+    const POSTS: usize = 30;
+    let meta = MockServer::builder().start().await;
+    let receiver = Receiver::start().await;
+    let fleet = Fleet::new(
+        &meta,
+        &format!(
+            "[delivery]\nrequest_timeout_ms = 500\npoll_interval_ms = 20\n{}",
+            receiver.team_toml("sales", "lagging")
+        ),
+    )
+    .await;
+    let replicas = fleet.replicas(2).await;
+    let meta_request = format!("LAG-{}", uuid());
+    let guard = meta_answers_creation(&meta, &meta_request).await;
+    fleet.request_creation(&replicas[0], "Lagging").await;
+    drop(guard);
+    let group_id = format!("GLAG{}", uuid());
+    let creation = creation_webhook(&meta_request, &group_id, "Lagging");
+    assert_eq!(fleet.post_webhook(&replicas[1], &creation).await, 200);
+    let groups = vec![group_id];
+    for i in 0..POSTS {
+        let body: Value = serde_json::from_slice(&join_post(i, &groups)).expect("json");
+        assert_eq!(fleet.post_webhook(&replicas[i % 2], &body).await, 200);
+    }
+
+    let hits = receiver
+        .wait_until("every event delivered", Duration::from_secs(60), |hits| {
+            hits.len() > POSTS
+        })
+        .await;
+    // Past the lease of the last batch: a replica that took the endpoint over would have
+    // sent again by now.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let hits_after = receiver.hits();
+    assert_eq!(hits_after.len(), hits.len(), "late duplicates");
+    let mut delivered: Vec<&str> = hits_after.iter().map(|h| h.webhook_id.as_str()).collect();
+    delivered.sort_unstable();
+    let feed: Value = fleet
+        .http
+        .get(format!("{}/v1/events?limit=1000", replicas[0].base))
+        .bearer_auth(&fleet.token)
+        .send()
+        .await
+        .expect("feed")
+        .json()
+        .await
+        .expect("json");
+    let mut feed: Vec<&str> = feed["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["id"].as_str().unwrap_or_default())
+        .collect();
+    feed.sort_unstable();
+    assert_eq!(delivered, feed, "each of the feed's events exactly once");
 }
