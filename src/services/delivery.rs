@@ -419,7 +419,13 @@ impl Worker {
                     move |_| {
                         let (stop, lease) = (stop.clone(), lease.clone());
                         async move {
-                            !stop.get() && self.hold(target, &lease).await.unwrap_or(false)
+                            if stop.get() {
+                                return false;
+                            }
+                            self.hold(target, &lease).await.unwrap_or_else(|e| {
+                                tracing::error!(error = %e, team = %target.team, endpoint_id = %target.id, "the delivery lease could not be renewed; the turn ends");
+                                false
+                            })
                         }
                     }
                 })
@@ -457,7 +463,7 @@ impl Worker {
             {
                 self.disabled(&target, reason).await;
             }
-            if failing || lease.lost.get() || started.elapsed() >= TURN {
+            if failing || started.elapsed() >= TURN {
                 return Ok(());
             }
         }

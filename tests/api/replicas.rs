@@ -80,6 +80,28 @@ impl Fleet {
         start(self.dir.path(), &self.config, &self.db.url, run).await
     }
 
+    /// The ids of the team's events in the feed (its first 1,000), sorted.
+    async fn event_ids(&self, gateway: &Gateway) -> Vec<String> {
+        let page: Value = self
+            .http
+            .get(format!("{}/v1/events?limit=1000", gateway.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("feed")
+            .json()
+            .await
+            .expect("json");
+        let mut ids: Vec<String> = page["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     async fn post_webhook(&self, gateway: &Gateway, body: &Value) -> reqwest::StatusCode {
         let raw = serde_json::to_vec(body).expect("json");
         self.http
@@ -822,23 +844,7 @@ async fn two_replicas_deliver_each_event_once_per_endpoint() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let hits_after = receiver.hits();
     assert_eq!(hits_after.len(), hits.len(), "late duplicates");
-    let page: Value = fleet
-        .http
-        .get(format!("{}/v1/events?limit=1000", replicas[1].base))
-        .bearer_auth(&fleet.token)
-        .send()
-        .await
-        .expect("feed")
-        .json()
-        .await
-        .expect("json");
-    let mut feed: Vec<String> = page["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| e["id"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    feed.sort();
+    let feed = fleet.event_ids(&replicas[1]).await;
     assert_eq!(feed.len(), POSTS + 1);
     for name in ["sales", "api"] {
         let mut delivered: Vec<&str> = hits_after
@@ -905,22 +911,6 @@ async fn a_batch_longer_than_the_lease_is_delivered_once() {
     assert_eq!(hits_after.len(), hits.len(), "late duplicates");
     let mut delivered: Vec<&str> = hits_after.iter().map(|h| h.webhook_id.as_str()).collect();
     delivered.sort_unstable();
-    let feed: Value = fleet
-        .http
-        .get(format!("{}/v1/events?limit=1000", replicas[0].base))
-        .bearer_auth(&fleet.token)
-        .send()
-        .await
-        .expect("feed")
-        .json()
-        .await
-        .expect("json");
-    let mut feed: Vec<&str> = feed["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| e["id"].as_str().unwrap_or_default())
-        .collect();
-    feed.sort_unstable();
+    let feed = fleet.event_ids(&replicas[0]).await;
     assert_eq!(delivered, feed, "each of the feed's events exactly once");
 }
